@@ -1,0 +1,188 @@
+import Registry
+
+/// Everything the server is told at start-up, built once from flags and the environment
+/// (flags win) and passed down; nothing reads it from a global.
+struct Config: Equatable {
+    enum LogLevel: Int, Comparable, CaseIterable {
+        case debug, info, warn, error
+
+        static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
+
+        var name: String {
+            switch self {
+            case .debug: return "debug"
+            case .info: return "info"
+            case .warn: return "warn"
+            case .error: return "error"
+            }
+        }
+    }
+
+    var host = "0.0.0.0"
+    var port: UInt16 = 5001
+    var heartbeatTimeout: Duration = .seconds(30)
+    var maxBodyBytes = 64 * 1024
+    var maxHeaderBytes = 8 * 1024
+    /// How long a connection may sit idle, or take to send a request, before it is closed.
+    var idleTimeout: Duration = .seconds(60)
+    var logLevel: LogLevel = .info
+
+    /// What went wrong with the command line or the environment, for a one-line message.
+    struct Problem: Error, Equatable {
+        let message: String
+    }
+
+    enum Parsed: Equatable {
+        case run(Config)
+        case help
+    }
+
+    private struct Option: Sendable {
+        let flag: String
+        let variable: String
+        let valueName: String
+        let help: String
+        let apply: @Sendable (inout Config, String) -> String?
+    }
+
+    private static let options: [Option] = [
+        Option(flag: "--host", variable: "REGISTRY_HOST", valueName: "ADDRESS",
+               help: "address to listen on (default 0.0.0.0)") { config, value in
+            guard !value.isEmpty else { return "must not be empty" }
+            config.host = value
+            return nil
+        },
+        Option(flag: "--port", variable: "REGISTRY_PORT", valueName: "PORT",
+               help: "TCP port; 0 picks a free one (default 5001)") { config, value in
+            guard let port = UInt16(value) else { return "must be an integer from 0 to 65535" }
+            config.port = port
+            return nil
+        },
+        Option(flag: "--heartbeat-timeout", variable: "REGISTRY_HEARTBEAT_TIMEOUT", valueName: "SECONDS",
+               help: "an instance expires this long after its last heartbeat; fractions allowed (default 30)") { config, value in
+            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
+                return "must be a number of seconds from 0.001 to 604800"
+            }
+            config.heartbeatTimeout = duration
+            return nil
+        },
+        Option(flag: "--max-body-bytes", variable: "REGISTRY_MAX_BODY_BYTES", valueName: "BYTES",
+               help: "largest request body accepted; larger ones get 413 (default 65536)") { config, value in
+            guard let bytes = Int(value), bytes >= 64, bytes <= 64 * 1024 * 1024 else {
+                return "must be an integer from 64 to 67108864"
+            }
+            config.maxBodyBytes = bytes
+            return nil
+        },
+        Option(flag: "--max-header-bytes", variable: "REGISTRY_MAX_HEADER_BYTES", valueName: "BYTES",
+               help: "largest request line plus headers accepted; larger ones get 400 (default 8192)") { config, value in
+            guard let bytes = Int(value), bytes >= 256, bytes <= 1024 * 1024 else {
+                return "must be an integer from 256 to 1048576"
+            }
+            config.maxHeaderBytes = bytes
+            return nil
+        },
+        Option(flag: "--idle-timeout", variable: "REGISTRY_IDLE_TIMEOUT", valueName: "SECONDS",
+               help: "close connections idle or stalled this long; fractions allowed (default 60)") { config, value in
+            guard let duration = parseSeconds(value, minimum: 0.01, maximum: 86_400) else {
+                return "must be a number of seconds from 0.01 to 86400"
+            }
+            config.idleTimeout = duration
+            return nil
+        },
+        Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
+               help: "debug (logs every request), info, warn or error (default info)") { config, value in
+            guard let level = LogLevel.allCases.first(where: { $0.name == value.lowercased() }) else {
+                return "must be one of debug, info, warn, error"
+            }
+            config.logLevel = level
+            return nil
+        },
+    ]
+
+    /// Builds the configuration from `arguments` (without the program name) over
+    /// `environment`. Unknown flags, missing values and invalid values are problems.
+    static func parse(arguments: [String], environment: [String: String]) throws(Problem) -> Parsed {
+        var config = Config()
+        for option in options {
+            guard let value = environment[option.variable] else { continue }
+            if let problem = option.apply(&config, value) {
+                throw Problem(message: "\(option.variable) \(problem), got '\(value)'")
+            }
+        }
+        var remaining = arguments[...]
+        while let argument = remaining.popFirst() {
+            if argument == "--help" || argument == "-h" { return .help }
+            let flag: String
+            let inlineValue: String?
+            if let equals = argument.firstIndex(of: "="), argument.hasPrefix("--") {
+                flag = String(argument[..<equals])
+                inlineValue = String(argument[argument.index(after: equals)...])
+            } else {
+                flag = argument
+                inlineValue = nil
+            }
+            guard let option = options.first(where: { $0.flag == flag }) else {
+                throw Problem(message: "unknown option '\(argument)'; see --help")
+            }
+            guard let value = inlineValue ?? remaining.popFirst() else {
+                throw Problem(message: "\(flag) needs a value (\(option.valueName))")
+            }
+            if let problem = option.apply(&config, value) {
+                throw Problem(message: "\(flag) \(problem), got '\(value)'")
+            }
+        }
+        return .run(config)
+    }
+
+    static var usage: String {
+        var lines = [
+            "Usage: service-registry [options]",
+            "",
+            "A service registry: services register, heartbeat and deregister over HTTP; clients",
+            "discover them with GET /discover/{service}.",
+            "",
+            "Options (each also read from the environment variable shown; flags win):",
+        ]
+        for option in options {
+            let left = "  \(option.flag) \(option.valueName)"
+            lines.append(left.padding(toLength: 36) + option.help)
+            lines.append(String(repeating: " ", count: 36) + "env \(option.variable)")
+        }
+        lines.append("  -h, --help".padding(toLength: 36) + "show this help and exit")
+        return lines.joined(separator: "\n")
+    }
+
+    /// Parses a decimal number of seconds ("30", "0.5") within bounds.
+    static func parseSeconds(_ text: String, minimum: Double, maximum: Double) -> Duration? {
+        guard let seconds = Double(text), seconds.isFinite, seconds >= minimum, seconds <= maximum else { return nil }
+        return .nanoseconds(Int64((seconds * 1_000_000_000).rounded()))
+    }
+}
+
+extension String {
+    fileprivate func padding(toLength length: Int) -> String {
+        count >= length ? self + " " : self + String(repeating: " ", count: length - count)
+    }
+}
+
+extension Duration {
+    /// "30s", "0.5s": the shortest decimal that states the duration in seconds.
+    var secondsDescription: String {
+        let nanos = wholeNanoseconds
+        var text = String(nanos / 1_000_000_000)
+        let fraction = nanos % 1_000_000_000
+        if fraction != 0 {
+            var digits = String(fraction)
+            digits = String(repeating: "0", count: 9 - digits.count) + digits
+            while digits.hasSuffix("0") { digits.removeLast() }
+            text += "." + digits
+        }
+        return text + "s"
+    }
+
+    var timeval: (seconds: Int, microseconds: Int) {
+        let nanos = max(0, wholeNanoseconds)
+        return (Int(nanos / 1_000_000_000), Int(nanos % 1_000_000_000 / 1000))
+    }
+}

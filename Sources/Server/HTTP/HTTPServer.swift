@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Registry
+
+/// The evhttp server: one event base, one listening socket, one expiry timer and the
+/// signal events, all on the thread that calls `run()`.
+///
+/// Every callback is a thin trampoline: it unwraps `self` from the context pointer, reads
+/// the clock once, calls into `RegistryAPI`, and replies before returning. Because every
+/// mutation happens inside these callbacks on the one loop, the registry needs no locks.
+final class HTTPServer {
+    struct StartError: Error {
+        let message: String
+    }
+
+    /// Index entries one expiry callback may visit: enough to drain 100k due instances in
+    /// well under a second, small enough that one batch takes about a millisecond.
+    static let expiryBatch = 1_000
+    /// How long in-flight replies get to drain after a stop signal before the loop exits.
+    static let drainTimeout: Duration = .milliseconds(250)
+
+    let port: UInt16
+    private let base: OpaquePointer
+    private let http: OpaquePointer
+    private var listener: OpaquePointer?
+    private var expiryTimer: OpaquePointer?
+    private var signalEvents: [OpaquePointer] = []
+    private let api: RegistryAPI
+    private let logger: Logger
+    /// The deadline the expiry timer is armed for (monotonic nanoseconds), if armed.
+    private var armedDeadline: Int64?
+    private(set) var stopping = false
+
+    init(config: Config, api: RegistryAPI, logger: Logger) throws(StartError) {
+        self.api = api
+        self.logger = logger
+
+        // One thread owns the base, so libevent's internal locking is pure cost.
+        let baseConfig = event_config_new()
+        event_config_set_flag(baseConfig, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
+        guard let base = event_base_new_with_config(baseConfig) else {
+            event_config_free(baseConfig)
+            throw StartError(message: "could not create the libevent event base")
+        }
+        event_config_free(baseConfig)
+        self.base = base
+
+        guard let http = evhttp_new(base) else {
+            event_base_free(base)
+            throw StartError(message: "could not create the evhttp server")
+        }
+        self.http = http
+
+        // Every limit explicitly: libevent's defaults are unlimited.
+        evhttp_set_max_body_size(http, Int(config.maxBodyBytes))
+        evhttp_set_max_headers_size(http, Int(config.maxHeaderBytes))
+        var idle = timeval(tv_sec: config.idleTimeout.timeval.seconds, tv_usec: config.idleTimeout.timeval.microseconds)
+        evhttp_set_timeout_tv(http, &idle)
+        evhttp_set_default_content_type(http, "application/json")
+        // Accept every method evhttp parses, so the router answers 405 with Allow (evhttp
+        // would answer 501 for a method outside this set).
+        let methods = EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_POST.rawValue
+            | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue | EVHTTP_REQ_OPTIONS.rawValue
+            | EVHTTP_REQ_PATCH.rawValue | EVHTTP_REQ_TRACE.rawValue | EVHTTP_REQ_CONNECT.rawValue
+        evhttp_set_allowed_methods(http, UInt16(methods))
+        // Read and discard an oversized body before answering 413, so that the client,
+        // still sending, reads the answer instead of a connection reset.
+        evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE)
+
+        guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
+            let reason = String(cString: strerror(errno))
+            evhttp_free(http)
+            event_base_free(base)
+            throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason); "
+                + "is another registry running there? Choose another --port or --host")
+        }
+        listener = bound
+        port = Self.localPort(of: evhttp_bound_socket_get_fd(bound)) ?? config.port
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        evhttp_set_gencb(http, { request, context in
+            guard let request, let context else { return }
+            Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().handle(PendingRequest(request))
+        }, context)
+        expiryTimer = CLibevent_evtimer_new(base, { _, _, context in
+            guard let context else { return }
+            Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().expiryTimerFired()
+        }, context)
+        for signal in [SIGTERM, SIGINT] {
+            guard let event = CLibevent_evsignal_new(base, signal, { signal, _, context in
+                guard let context else { return }
+                Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().stop(signal: signal)
+            }, context) else { continue }
+            event_add(event, nil)
+            signalEvents.append(event)
+        }
+    }
+
+    deinit {
+        if let expiryTimer { event_free(expiryTimer) }
+        for event in signalEvents { event_free(event) }
+        evhttp_free(http)
+        event_base_free(base)
+    }
+
+    /// Runs the loop until a stop signal has been handled and in-flight replies drained.
+    func run() {
+        event_base_dispatch(base)
+    }
+
+    /// Stops accepting, lets what is in flight finish for `drainTimeout`, then ends `run()`.
+    func stop(signal: Int32) {
+        guard !stopping else { return }
+        stopping = true
+        logger.info("stopping signal=\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : String(signal))")
+        logger.flush()
+        if let listener {
+            evhttp_del_accept_socket(http, listener)
+            self.listener = nil
+        }
+        var drain = timeval(tv_sec: 0, tv_usec: Int(Self.drainTimeout.wholeNanoseconds / 1000))
+        event_base_loopexit(base, &drain)
+    }
+
+    // MARK: Callbacks
+
+    private func handle(_ request: consuming PendingRequest) {
+        let now = Clock.monotonicNow()
+        guard let method = request.method else {
+            request.reply(.error(501, "method not implemented"))
+            return
+        }
+        let response = request.withBody { body in
+            request.withPath { path in
+                api.handle(method: method, path: path, body: body, now: now, wallClock: Clock.wallNow())
+            }
+        } ?? .error(404, "the request URI has no path")
+        if logger.enabled(.debug) {
+            let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
+            logger.debug("request method=\(method.name) path=\(logValue(path)) status=\(response.status)")
+        }
+        request.reply(response)
+        afterCallback(now: now)
+    }
+
+    private func expiryTimerFired() {
+        armedDeadline = nil
+        let now = Clock.monotonicNow()
+        let progress = api.expireDue(now: now, limit: Self.expiryBatch)
+        if progress.moreDue {
+            // Yield to the loop so that requests are served between batches.
+            arm(at: now.nanoseconds, now: now)
+        }
+        afterCallback(now: now)
+    }
+
+    /// Logs what the callback expired and makes sure the timer is armed no later than the
+    /// registry's next deadline.
+    private func afterCallback(now: Instant) {
+        api.logExpired(now: now)
+        logger.flush()
+        guard let next = api.registry.nextDeadline?.nanoseconds else { return }
+        if let armed = armedDeadline, armed <= next { return }
+        arm(at: next, now: now)
+    }
+
+    private func arm(at deadline: Int64, now: Instant) {
+        guard let expiryTimer else { return }
+        // Round up to the microsecond so the timer never fires just before the deadline.
+        let delay = max(0, deadline - now.nanoseconds)
+        let microseconds = (delay + 999) / 1000
+        var interval = timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
+        CLibevent_evtimer_add(expiryTimer, &interval)
+        armedDeadline = deadline
+    }
+
+    private static func localPort(of socket: Int32) -> UInt16? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,34 @@
+/// A parsed JSON value. Objects keep their members in document order; duplicate names are
+/// refused by the parser, so a lookup by name is unambiguous.
+indirect enum JSONValue: Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([JSONMember])
+
+    /// The member named `name` of an object; nil for a missing member or a non-object.
+    subscript(member name: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        for member in members where member.name == name { return member.value }
+        return nil
+    }
+
+    /// "a string", "a number", … for error messages that say what was found instead.
+    var kindDescription: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .number: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+}
+
+struct JSONMember: Equatable {
+    let name: String
+    let value: JSONValue
+}

@@ -24,6 +24,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     // A client that disconnects mid-reply must cost a failed write, not the process.
     signal(SIGPIPE, SIG_IGN)
+    // A parent may have started us with stop signals blocked (spawn inherits the mask);
+    // the loop must still see them.
+    var stopSignals = sigset_t()
+    sigemptyset(&stopSignals)
+    sigaddset(&stopSignals, SIGTERM)
+    sigaddset(&stopSignals, SIGINT)
+    sigprocmask(SIG_UNBLOCK, &stopSignals, nil)
     Limits.raiseOpenFileLimit()
 
     let logger = Logger(level: config.logLevel)

@@ -1,0 +1,36 @@
+# The two set-up commands are `make run` and `make test`; both install what is missing.
+SHELL := /bin/bash
+PORT ?= 5001
+ARGS ?=
+# apt-get needs root; use sudo when we are not root and it exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+RELEASE_BINARY := .build/release/service-registry
+
+.PHONY: run test build deps bench bench-quick clean
+
+# libevent's evhttp (headers and pkg-config file) from Debian, once.
+deps:
+	@if ! pkg-config --exists libevent 2>/dev/null; then \
+		echo "Installing libevent-dev and pkg-config with apt-get (missing)..."; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libevent-dev pkg-config >/dev/null; \
+	fi
+
+build: deps
+	swift build -c release --product service-registry
+
+run: build
+	$(RELEASE_BINARY) --port $(PORT) $(ARGS)
+
+test: deps
+	swift build --build-tests
+	swift test --skip-build
+
+bench: deps
+	bash bench/run.sh
+
+bench-quick: deps
+	bash bench/run.sh --quick
+
+clean:
+	rm -rf .build

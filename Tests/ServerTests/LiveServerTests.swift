@@ -1,0 +1,399 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real binary on 127.0.0.1:0, spoken to over real sockets.
+@Suite struct LiveServerTests {
+    let registry: RegistryProcess
+
+    init() throws {
+        registry = try RegistryProcess(["--heartbeat-timeout", "30"])
+    }
+
+    private func body(_ service: String, _ address: String) -> String {
+        #"{"service":"\#(service)","address":"\#(address)"}"#
+    }
+
+    @Test func everyRowOfTheSeedAPI() throws {
+        let http = try registry.client()
+
+        var reply = try http.request("POST", "/register", body: body("user-service", "http://localhost:8001"))
+        #expect(reply.status == 201)
+        #expect(reply.header("Content-Type") == "application/json")
+        #expect(reply.json["status"] as? String == "registered")
+        #expect(reply.json["message"] as? String == "Service user-service registered at http://localhost:8001")
+
+        reply = try http.request("POST", "/register", body: body("user-service", "http://localhost:8001"))
+        #expect(reply.status == 200)
+        #expect(reply.json["status"] as? String == "updated")
+        #expect(reply.json["message"] as? String == "Service user-service at http://localhost:8001 heartbeat updated")
+
+        reply = try http.request("POST", "/heartbeat", body: body("user-service", "http://localhost:8001"))
+        #expect(reply.status == 200)
+        #expect(reply.text == #"{"status":"ok","message":"Heartbeat updated"}"#)
+
+        reply = try http.request("POST", "/heartbeat", body: body("nobody", "http://localhost:1"))
+        #expect(reply.status == 404)
+        #expect(reply.json["status"] as? String == "not_found")
+        reply = try http.request("POST", "/heartbeat", body: body("user-service", "http://localhost:9"))
+        #expect(reply.status == 404)
+        #expect(reply.json["status"] as? String == "not_found")
+
+        reply = try http.request("GET", "/discover/user-service")
+        #expect(reply.status == 200)
+        #expect(reply.json["service"] as? String == "user-service")
+        #expect(reply.json["count"] as? Int == 1)
+        let instances = reply.json["instances"] as? [[String: Any]] ?? []
+        #expect(instances.count == 1)
+        #expect(instances.first?["address"] as? String == "http://localhost:8001")
+        #expect((instances.first?["uptime_seconds"] as? Double).map { $0 >= 0 && $0 < 30 } == true)
+
+        reply = try http.request("GET", "/discover/payment-service")
+        #expect(reply.status == 404)
+        #expect(reply.text == #"{"service":"payment-service","instances":[],"message":"Service not found"}"#)
+
+        _ = try http.request("POST", "/register", body: body("user-service", "http://localhost:8002"))
+        _ = try http.request("POST", "/register", body: body("payment-service", "http://localhost:8003"))
+        reply = try http.request("GET", "/services")
+        #expect(reply.status == 200)
+        #expect(reply.text == #"{"services":{"payment-service":{"total_instances":1,"active_instances":1},"#
+            + #""user-service":{"total_instances":2,"active_instances":2}},"total_services":2}"#)
+
+        reply = try http.request("GET", "/health")
+        #expect(reply.status == 200)
+        #expect(reply.json["status"] as? String == "healthy")
+        let timestamp = reply.json["timestamp"] as? String ?? ""
+        #expect(ISO8601DateFormatter.withFractionalSeconds.date(from: timestamp) != nil, "timestamp \(timestamp)")
+
+        reply = try http.request("POST", "/deregister", body: body("user-service", "http://localhost:8001"))
+        #expect(reply.status == 200)
+        #expect(reply.json["status"] as? String == "deregistered")
+        reply = try http.request("POST", "/deregister", body: body("user-service", "http://localhost:8001"))
+        #expect(reply.status == 404)
+        #expect(reply.json["status"] as? String == "not_found")
+        reply = try http.request("POST", "/deregister", body: body("ghost-service", "http://localhost:8001"))
+        #expect(reply.status == 404)
+        #expect(reply.json["status"] as? String == "not_found")
+
+        // The last instance takes its service out of /services and /discover.
+        _ = try http.request("POST", "/deregister", body: body("payment-service", "http://localhost:8003"))
+        reply = try http.request("GET", "/services")
+        #expect(reply.text == #"{"services":{"user-service":{"total_instances":1,"active_instances":1}},"total_services":1}"#)
+        #expect(try http.request("GET", "/discover/payment-service").status == 404)
+
+        #expect(registry.log.contains("INFO registered service=user-service address=http://localhost:8001"))
+        #expect(registry.log.contains("INFO deregistered service=user-service address=http://localhost:8001"))
+    }
+
+    @Test func uptimeCountsFromTheFirstRegistration() throws {
+        let http = try registry.client()
+        _ = try http.request("POST", "/register", body: body("api", "a"))
+        usleep(300_000)
+        _ = try http.request("POST", "/register", body: body("api", "a"))
+        let instances = try http.request("GET", "/discover/api").json["instances"] as? [[String: Any]]
+        let uptime = instances?.first?["uptime_seconds"] as? Double ?? 0
+        #expect(uptime >= 0.29, "uptime \(uptime) was reset by the re-registration")
+    }
+
+    @Test func bodiesAreAcceptedWhateverTheirContentType() throws {
+        let http = try registry.client()
+        let form = try http.request("POST", "/register", body: body("api", "a"),
+                                    headers: ["Content-Type": "application/x-www-form-urlencoded"])
+        #expect(form.status == 201)
+        let none = try http.request("POST", "/heartbeat", body: body("api", "a"))
+        #expect(none.status == 200)
+    }
+
+    /// Every class of bad input gets a 400 JSON error naming the problem, and nothing changes.
+    @Test(arguments: [
+        ("{not json", "not valid JSON"),
+        ("", "request body is empty"),
+        ("   ", "request body is empty"),
+        ("[1,2]", "must be a JSON object"),
+        ("\"text\"", "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        (#"{"address":"a"}"#, "missing field 'service'"),
+        (#"{"service":"api"}"#, "missing field 'address'"),
+        (#"{"service":null,"address":"a"}"#, "field 'service' must be a string, got null"),
+        (#"{"service":42,"address":"a"}"#, "field 'service' must be a string, got a number"),
+        (#"{"service":"api","address":["a"]}"#, "field 'address' must be a string, got an array"),
+        (#"{"service":"","address":"a"}"#, "service name must not be empty"),
+        (#"{"service":"api","address":""}"#, "address must not be empty"),
+        (#"{"service":"my service","address":"a"}"#, "only letters, digits"),
+        (#"{"service":"api","address":"a\u0007b"}"#, "control character U+0007"),
+        (#"{"service":"api","address":"a\nb"}"#, "control character U+000A"),
+        ("{\"service\":\"api\",\"address\":\"a\u{1}b\"}", "unescaped control character"),
+        (#"{"service":"api","address":"\ud800"}"#, "lone surrogate"),
+        (#"{"service":"api","service":"web","address":"a"}"#, "duplicate member name"),
+        (#"{"service":"api","address":"a"} trailing"#, "unexpected data after the JSON value"),
+        (String(repeating: "[", count: 100) + String(repeating: "]", count: 100), "nesting deeper than"),
+        (#"{"service":"\#(String(repeating: "s", count: 254))","address":"a"}"#, "the limit is 253"),
+        (#"{"service":"api","address":"\#(String(repeating: "x", count: 1025))"}"#, "the limit is 1024"),
+    ])
+    func badInputIsRefusedAndChangesNothing(input: String, expected: String) throws {
+        let http = try registry.client()
+        _ = try http.request("POST", "/register", body: body("api", "existing"))
+        let before = try http.request("GET", "/services").text
+        for path in ["/register", "/heartbeat", "/deregister"] {
+            let reply = try http.request("POST", path, body: input)
+            #expect(reply.status == 400, "\(path) \(input.prefix(60))")
+            #expect(reply.json["status"] as? String == "error")
+            let message = reply.json["message"] as? String ?? ""
+            #expect(message.contains(expected), "\(path): \(message)")
+        }
+        #expect(try http.request("GET", "/services").text == before)
+        #expect(try http.request("GET", "/discover/api").json["count"] as? Int == 1)
+    }
+
+    @Test func invalidUTF8IsRefused() throws {
+        let http = try registry.client()
+        var request = Data("POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 32\r\n\r\n".utf8)
+        request.append(Data(#"{"service":"api","address":"a"#.utf8))
+        request.append(contentsOf: [0xFF])
+        request.append(Data("\"}".utf8))
+        try http.send(request)
+        let reply = try http.readReply()
+        #expect(reply.status == 400)
+        #expect((reply.json["message"] as? String ?? "").contains("invalid UTF-8"))
+        #expect(try http.request("GET", "/services").text == #"{"services":{},"total_services":0}"#)
+    }
+
+    @Test func wrongMethodGets405WithAllow() throws {
+        let http = try registry.client()
+        for (method, path, allow) in [("GET", "/register", "POST"), ("PUT", "/heartbeat", "POST"),
+                                      ("DELETE", "/deregister", "POST"), ("POST", "/services", "GET, HEAD"),
+                                      ("POST", "/discover/api", "GET, HEAD"), ("PATCH", "/health", "GET, HEAD"),
+                                      ("OPTIONS", "/register", "POST")] {
+            let reply = try http.request(method, path, body: method == "GET" ? nil : "")
+            #expect(reply.status == 405, "\(method) \(path)")
+            #expect(reply.header("Allow") == allow)
+            #expect(reply.json["status"] as? String == "error")
+        }
+    }
+
+    @Test func headIsAnsweredWithoutBody() throws {
+        let http = try registry.client()
+        let reply = try http.request("HEAD", "/health")
+        #expect(reply.status == 200)
+        #expect(reply.body.isEmpty)
+        // The connection is still in step: the next request gets its own answer.
+        #expect(try http.request("GET", "/health").status == 200)
+    }
+
+    @Test func unknownPathGets404() throws {
+        let http = try registry.client()
+        for path in ["/", "/nope", "/discover", "/services/extra", "/register/"] {
+            let reply = try http.request("GET", path)
+            #expect(reply.status == 404, "\(path)")
+            #expect(reply.json["status"] as? String == "error")
+            #expect((reply.json["message"] as? String ?? "").contains("no such endpoint"))
+        }
+    }
+
+    @Test func oversizedBodyGets413AsJSON() throws {
+        let small = try RegistryProcess(["--max-body-bytes", "1024"])
+        let http = try small.client()
+        let padding = String(repeating: "x", count: 2_000)
+        let reply = try http.request("POST", "/register", body: #"{"service":"api","address":"\#(padding)"}"#)
+        #expect(reply.status == 413)
+        #expect(reply.header("Content-Type") == "application/json")
+        #expect(reply.json["status"] as? String == "error")
+        #expect((reply.json["message"] as? String ?? "").contains("--max-body-bytes"))
+        #expect(try small.client().request("GET", "/services").text == #"{"services":{},"total_services":0}"#)
+    }
+
+    @Test func oversizedHeadersGet400AsJSON() throws {
+        let http = try registry.client()
+        let reply = try http.request("GET", "/health", headers: ["X-Padding": String(repeating: "p", count: 10_000)])
+        #expect(reply.status == 400)
+        #expect(reply.header("Content-Type") == "application/json")
+        #expect(reply.json["status"] as? String == "error")
+    }
+
+    @Test(arguments: [
+        Data([0x00, 0xFF, 0x13, 0x37, 0x0D, 0x0A, 0x0D, 0x0A]),
+        Data("GET /health HTTP/1.1\r\nContent-Length: -5\r\n\r\n".utf8),
+        Data("POST /register HTTP/1.1\r\nContent-Length: abc\r\n\r\n".utf8),
+        Data(("GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\n\r\n").utf8),
+        Data("GET /health HTTP/9.9\r\n\r\n".utf8),
+        Data("\r\n\r\n\r\n".utf8),
+        Data("GARBAGE\r\n\r\n".utf8),
+    ])
+    func protocolGarbageNeitherCrashesNorStalls(garbage: Data) throws {
+        let http = try registry.client(timeout: 3)
+        try? http.send(garbage)
+        // Whatever the answer (a 400, or a close), it comes promptly.
+        if let reply = try? http.readReply() {
+            #expect((400..<500).contains(reply.status) || reply.status == 501)
+            #expect(reply.header("Content-Type") == "application/json")
+        }
+        #expect(try registry.client().request("GET", "/health").status == 200)
+    }
+
+    @Test func keepAliveServesManyRequestsOnOneConnection() throws {
+        let http = try registry.client()
+        for index in 0..<200 {
+            let reply = try http.request("POST", "/register", body: body("keep", "a\(index)"))
+            #expect(reply.status == 201)
+        }
+        #expect(try http.request("GET", "/discover/keep").json["count"] as? Int == 200)
+        // Pipelined: three requests in one write, three answers in order.
+        try http.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /discover/keep HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try http.readReply().status == 200)
+        #expect(try http.readReply().status == 200)
+        #expect(try http.readReply().status == 404)
+    }
+
+    @Test func discoverPathIsPercentDecoded() throws {
+        let http = try registry.client()
+        _ = try http.request("POST", "/register", body: body("billing.v2_eu-west", "10.0.0.1:80"))
+        let reply = try http.request("GET", "/discover/billing%2Ev2%5Feu%2dwest")
+        #expect(reply.status == 200)
+        #expect(reply.json["service"] as? String == "billing.v2_eu-west")
+        let notFound = try http.request("GET", "/discover/missing%2Dservice")
+        #expect(notFound.status == 404)
+        #expect(notFound.json["service"] as? String == "missing-service")
+        for bad in ["/discover/a%2", "/discover/a%zz", "/discover/a%FF", "/discover/a%2Fb", "/discover/a%20b", "/discover/"] {
+            let reply = try http.request("GET", bad)
+            #expect(reply.status == 400, "\(bad)")
+            #expect(reply.json["status"] as? String == "error")
+        }
+    }
+
+    @Test func idleConnectionsAreClosed() throws {
+        let impatient = try RegistryProcess(["--idle-timeout", "0.3"])
+        let http = try impatient.client(timeout: 3)
+        let started = Date()
+        #expect(http.waitForClose())
+        #expect(Date().timeIntervalSince(started) < 2.5)
+        // A client that sends half a request is timed out as well.
+        let slow = try impatient.client(timeout: 3)
+        try slow.send("POST /register HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"ser")
+        #expect(slow.waitForClose())
+    }
+}
+
+@Suite struct LiveLifecycleTests {
+    @Test func instancesExpireAfterASubSecondTimeout() throws {
+        let registry = try RegistryProcess(["--heartbeat-timeout", "0.3"])
+        let http = try registry.client()
+        _ = try http.request("POST", "/register", body: #"{"service":"short","address":"a"}"#)
+        _ = try http.request("POST", "/register", body: #"{"service":"short","address":"kept"}"#)
+        #expect(try http.request("GET", "/discover/short").json["count"] as? Int == 2)
+        for _ in 0..<4 {
+            usleep(150_000)
+            #expect(try http.request("POST", "/heartbeat", body: #"{"service":"short","address":"kept"}"#).status == 200)
+        }
+        let reply = try http.request("GET", "/discover/short")
+        #expect(reply.json["count"] as? Int == 1)
+        #expect(registry.waitForLog { $0.contains("INFO expired service=short address=a ") })
+        // The timer, not a read, removes the last one: the log shows it without any request.
+        #expect(registry.waitForLog(timeout: 2) { $0.contains("INFO expired service=short address=kept ") })
+        #expect(try http.request("GET", "/discover/short").status == 404)
+        #expect(try http.request("GET", "/services").text == #"{"services":{},"total_services":0}"#)
+        #expect(registry.log.contains("Heartbeat timeout: 0.3s"))
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func stopSignalExitsCleanlyWithinASecond(signal: Int32) throws {
+        let registry = try RegistryProcess()
+        let http = try registry.client()
+        #expect(try http.request("GET", "/health").status == 200)
+        let started = Date()
+        let status = registry.stop(signal: signal, timeout: 3)
+        #expect(status == 0)
+        #expect(Date().timeIntervalSince(started) < 1)
+        #expect(registry.log.contains("INFO stopping signal="))
+        #expect(registry.log.contains("INFO stopped"))
+        #expect(throws: (any Error).self) { try registry.client().request("GET", "/health") }
+    }
+
+    @Test func stopAnswersARequestThatIsAlreadyIn() throws {
+        let registry = try RegistryProcess()
+        let http = try registry.client()
+        // Half a request, then the signal, then the rest: it is still answered.
+        try http.send("POST /register HTTP/1.1\r\nContent-Length: 32\r\n\r\n{\"service\":\"late\",")
+        kill(registry.process.processIdentifier, SIGTERM)
+        usleep(50_000)
+        try http.send("\"address\":\"a\"}")
+        #expect(try http.readReply().status == 201)
+        #expect(registry.stop(timeout: 3) == 0)
+    }
+
+    @Test func portZeroPrintsTheRealPort() throws {
+        let registry = try RegistryProcess()
+        #expect(registry.port != 0)
+        #expect(registry.log.contains("Service Registry starting on port \(registry.port)..."))
+    }
+
+    @Test func environmentConfiguresAndFlagsWin() throws {
+        let registry = try RegistryProcess(["--heartbeat-timeout", "2.5"],
+                                           environment: ["REGISTRY_HEARTBEAT_TIMEOUT": "7", "REGISTRY_MAX_BODY_BYTES": "4096"])
+        #expect(registry.log.contains("Heartbeat timeout: 2.5s"))
+        #expect(registry.log.contains("max_body_bytes=4096"))
+    }
+
+    @Test(arguments: [
+        (["--port", "70000"], "--port must be an integer from 0 to 65535"),
+        (["--heartbeat-timeout", "0"], "--heartbeat-timeout must be a number of seconds"),
+        (["--heartbeat-timeout", "abc"], "--heartbeat-timeout must be a number of seconds"),
+        (["--log-level", "loud"], "--log-level must be one of"),
+        (["--max-body-bytes", "-1"], "--max-body-bytes must be an integer"),
+        (["--bogus"], "unknown option '--bogus'"),
+        (["--port"], "--port needs a value"),
+    ])
+    func invalidConfigurationIsRefusedAtStart(arguments: [String], message: String) throws {
+        let process = Process()
+        process.executableURL = RegistryProcess.binaryURL
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 2)
+        #expect(output.contains(message), "\(output)")
+    }
+
+    @Test func portInUseIsAClearError() throws {
+        let first = try RegistryProcess()
+        let process = Process()
+        process.executableURL = RegistryProcess.binaryURL
+        process.arguments = ["--host", "127.0.0.1", "--port", String(first.port)]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(output.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(output)")
+    }
+
+    @Test func helpListsEveryFlagAndVariable() throws {
+        let process = Process()
+        process.executableURL = RegistryProcess.binaryURL
+        process.arguments = ["--help"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0)
+        for flag in ["--host", "--port", "--heartbeat-timeout", "--max-body-bytes", "--max-header-bytes", "--idle-timeout",
+                     "--log-level", "REGISTRY_HOST", "REGISTRY_PORT", "REGISTRY_HEARTBEAT_TIMEOUT", "REGISTRY_LOG_LEVEL"] {
+            #expect(text.contains(flag), "\(flag)")
+        }
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFractionalSeconds: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+}

@@ -1,0 +1,95 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `service-registry` binary, started on 127.0.0.1 with port 0, its stdout
+/// captured to a file so that tests can read the port it chose and the lines it logged.
+final class RegistryProcess {
+    let process = Process()
+    let port: UInt16
+    let logURL: URL
+
+    struct StartFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The binary built next to the test bundle (`swift build` puts both in one folder),
+    /// or `REGISTRY_BINARY` when set.
+    static var binaryURL: URL {
+        if let path = ProcessInfo.processInfo.environment["REGISTRY_BINARY"] { return URL(fileURLWithPath: path) }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var folder = testBinary.deletingLastPathComponent()
+        // On Linux the test runner is <build>/<name>PackageTests.xctest; elsewhere a bundle.
+        while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("service-registry").path),
+              folder.path != "/" {
+            folder = folder.deletingLastPathComponent()
+        }
+        return folder.appendingPathComponent("service-registry")
+    }
+
+    init(_ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        process.executableURL = Self.binaryURL
+        process.arguments = ["--host", "127.0.0.1", "--port", "0"] + arguments
+        var merged = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("REGISTRY_") }
+        merged.merge(environment) { $1 }
+        process.environment = merged
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+
+        let deadline = Date().addingTimeInterval(10)
+        var found: UInt16?
+        while found == nil && Date() < deadline && process.isRunning {
+            let log = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix("Service Registry starting on port ") }) {
+                found = UInt16(line.dropFirst("Service Registry starting on port ".count).dropLast(3))
+            } else {
+                usleep(5_000)
+            }
+        }
+        guard let port = found else {
+            if process.isRunning { process.terminate() }
+            throw StartFailure(description: "the registry did not start; its output:\n" + ((try? String(contentsOf: logURL, encoding: .utf8)) ?? ""))
+        }
+        self.port = port
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: logURL)
+    }
+
+    var log: String {
+        (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+    }
+
+    func client(timeout: Double = 5) throws -> TestHTTPClient {
+        try TestHTTPClient(port: port, timeout: timeout)
+    }
+
+    /// Sends `signal` and waits up to `timeout` seconds for the exit; returns the status,
+    /// or nil if the process was still running.
+    func stop(signal: Int32 = SIGTERM, timeout: Double = 5) -> Int32? {
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(2_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Waits until `condition` holds for the log, polling; false after `timeout` seconds.
+    func waitForLog(timeout: Double = 5, _ condition: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition(log) { return true }
+            usleep(10_000)
+        }
+        return condition(log)
+    }
+}

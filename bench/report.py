@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines bench/run.sh collected into the markdown report.
+
+    report.py RESULTS.jsonl --out bench/results/latest.md [--check-targets]
+
+Throughput figures are medians over rounds; each ratio is the median of the
+per-round ratios (registry run and baseline run of the same round), which
+cancels slow drift of the machine better than a ratio of medians.
+
+Exit status: 1 when --check-targets is given and a target is missed (or a
+registry figure is missing or came with errors), else 0.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+BASELINES = ["bare", "nginx", "etcd"]
+BASELINE_TITLES = {"bare": "bare evhttp", "nginx": "nginx", "etcd": "etcd"}
+
+# scenario -> [(measure, baseline, op, threshold)]; measure "rps" compares
+# req/s (higher is better), "p99" compares the 99th percentile latency.
+THROUGHPUT_TARGETS = {
+    "discover-3": [("rps", "bare", ">=", 0.9), ("rps", "etcd", ">=", 5)],
+    "discover-100": [("rps", "bare", ">=", 0.85)],
+    "heartbeat-10k": [("rps", "bare", ">=", 0.85), ("rps", "etcd", ">=", 5)],
+    "churn": [("rps", "bare", ">=", 0.75), ("rps", "etcd", ">=", 5)],
+    "mix": [("rps", "bare", ">=", 0.85)],
+    "conns-10k": [("rps", "bare", ">=", 0.85), ("p99", "bare", "<=", 1.2)],
+}
+SCENARIO_ORDER = list(THROUGHPUT_TARGETS) + ["memory-1m", "mass-expiry", "startup"]
+
+MAX_BYTES_PER_INSTANCE = 400
+MAX_EXPIRY_LATENESS_S = 1.0
+# An instance may not vanish before its deadline; allow for clock reads and
+# the round trip that separates our deadline estimate from the server's.
+MIN_EXPIRY_LATENESS_S = -0.05
+MAX_HEALTH_WAIT_MS = 20
+MAX_STARTUP_MS = 50
+
+
+def load(path):
+    records = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                records.append(json.loads(line))
+    return records
+
+
+def fmt_rps(value):
+    return f"{value:,.0f}" if value is not None else "—"
+
+
+def fmt_ms(microseconds):
+    return f"{microseconds / 1000:.2f} ms" if microseconds is not None else "—"
+
+
+def fmt_ratio(value):
+    return f"{value:.2f}×" if value is not None else "—"
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def run_errors(result):
+    return sum(result[k] for k in ("errors_connect", "errors_read", "errors_write",
+                                   "errors_timeout", "errors_status"))
+
+
+class Verdicts:
+    """Collects PASS/FAIL per scenario; in a run that checks no targets the
+    verdicts are still computed and shown in parentheses for information."""
+
+    def __init__(self, check):
+        self.check = check
+        self.failed = []
+
+    def render(self, scenario, failures, missing=False):
+        if missing:
+            verdict = "FAIL (no registry figure)"
+        elif failures:
+            verdict = "FAIL (" + "; ".join(failures) + ")"
+        else:
+            verdict = "PASS"
+        if verdict != "PASS":
+            self.failed.append(scenario)
+        return verdict if self.check else f"({verdict}, not checked)"
+
+
+def throughput_rows(records, verdicts, notes, registry_expected):
+    by_scenario = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["kind"] == "wrk":
+            by_scenario[r["scenario"]][r["server"]][r["round"]] = r["result"]
+
+    rows = []
+    for scenario, targets in THROUGHPUT_TARGETS.items():
+        runs = by_scenario.get(scenario)
+        if not runs:
+            continue
+        for server, rounds in sorted(runs.items()):
+            for round_number, result in sorted(rounds.items()):
+                if run_errors(result):
+                    notes.append(
+                        f"{scenario}, {server}, round {round_number}: {result['errors_status']} non-2xx, "
+                        f"{result['errors_connect']} connect / {result['errors_read']} read / "
+                        f"{result['errors_write']} write errors, {result['errors_timeout']} timeouts")
+
+        registry = runs.get("registry", {})
+
+        def median_of(server, key):
+            return median_or_none([r[key] for r in runs.get(server, {}).values()])
+
+        def median_ratio(baseline, key):
+            rounds = sorted(set(registry) & set(runs.get(baseline, {})))
+            ratios = [registry[n][key] / runs[baseline][n][key]
+                      for n in rounds if runs[baseline][n][key]]
+            return median_or_none(ratios)
+
+        cells = [scenario, fmt_rps(median_of("registry", "rps")),
+                 fmt_ms(median_of("registry", "p50_us")), fmt_ms(median_of("registry", "p99_us"))]
+        for baseline in BASELINES:
+            cells.append(fmt_rps(median_of(baseline, "rps")))
+            cells.append(fmt_ratio(median_ratio(baseline, "rps")))
+
+        target_texts, failures = [], []
+        for measure, baseline, op, threshold in targets:
+            ratio = median_ratio(baseline, "rps" if measure == "rps" else "p99_us")
+            label = baseline if measure == "rps" else f"{baseline} p99"
+            target_texts.append(f"{op.replace('>=', '≥').replace('<=', '≤')} {threshold}× {label}")
+            if ratio is None:
+                if registry:
+                    failures.append(f"no {label} figure")
+            elif (op == ">=" and ratio < threshold) or (op == "<=" and ratio > threshold):
+                failures.append(f"{ratio:.2f}× {label}")
+        if any(run_errors(r) for r in registry.values()):
+            failures.append("registry errors")
+        cells.append("; ".join(target_texts))
+        if registry or registry_expected:
+            cells.append(verdicts.render(scenario, failures, missing=not registry))
+        else:
+            cells.append("— (no registry run)")
+        rows.append(cells)
+    return rows
+
+
+def other_rows(records, verdicts, registry_expected):
+    rows = []
+    by_kind = defaultdict(list)
+    for r in records:
+        by_kind[r["kind"]].append(r)
+
+    for r in by_kind["memory"]:
+        per_instance = (r["rss_after"] - r["rss_before"]) / r["instances"]
+        measured = (f"{per_instance:,.0f} B/instance: RSS {r['rss_before'] / 2**20:,.1f} MiB empty, "
+                    f"{r['rss_after'] / 2**20:,.1f} MiB with {r['instances']:,} instances "
+                    f"(populated in {r['populate_seconds']:.1f} s)")
+        failures = [] if per_instance <= MAX_BYTES_PER_INSTANCE else [f"{per_instance:,.0f} B"]
+        rows.append(["memory-1m", measured, f"≤ {MAX_BYTES_PER_INSTANCE} B/instance",
+                     verdicts.render("memory-1m", failures)])
+
+    for r in by_kind["expiry"]:
+        health = r.get("health") or {}
+        lateness = r.get("lateness_s")
+        if lateness is None:
+            gone = f"not all gone within {r.get('grace_s', '?')} s of the deadline"
+        else:
+            gone = f"all gone {lateness:+.3f} s from the deadline"
+        measured = (f"{r['instances']:,} instances (registered within {r['populate_seconds']:.2f} s): {gone}; "
+                    f"/health max {health.get('max_ms', '—')} ms, p99 {health.get('p99_ms', '—')} ms "
+                    f"over {health.get('probes', 0)} probes, {health.get('failures', '?')} failed")
+        failures = []
+        if lateness is None or lateness > MAX_EXPIRY_LATENESS_S:
+            failures.append("late")
+        elif lateness < MIN_EXPIRY_LATENESS_S:
+            failures.append("expired early")
+        if health.get("max_ms") is None or health["max_ms"] > MAX_HEALTH_WAIT_MS or health.get("failures"):
+            failures.append("/health stalled")
+        rows.append(["mass-expiry", measured,
+                     f"gone ≤ {MAX_EXPIRY_LATENESS_S:g} s after the deadline; /health ≤ {MAX_HEALTH_WAIT_MS} ms",
+                     verdicts.render("mass-expiry", failures)])
+
+    startups = {r["server"]: r for r in by_kind["startup"]}
+    if "registry" in startups or "bare" in startups:
+        def describe(r):
+            if r is None:
+                return "—"
+            if r.get("median_ms") is None:
+                return "never answered"
+            return f"median {r['median_ms']} ms, max {r['max_ms'] or '—'} ms ({len(r['runs_ms'])} runs)"
+        reg = startups.get("registry")
+        measured = f"{describe(reg)}; bare evhttp: {describe(startups.get('bare'))}"
+        if reg is None:
+            verdict = verdicts.render("startup", [], missing=True) if registry_expected else "— (no registry run)"
+        else:
+            ok = reg.get("max_ms") is not None and reg["max_ms"] <= MAX_STARTUP_MS
+            verdict = verdicts.render("startup", [] if ok else ["slow or no answer"])
+        rows.append(["startup", measured, f"/health answered ≤ {MAX_STARTUP_MS} ms after spawn (every run)",
+                     verdict])
+    return rows
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--check-targets", action="store_true")
+    args = parser.parse_args()
+
+    records = load(args.results)
+    meta = next((r for r in records if r["kind"] == "meta"), {})
+    registry_expected = not meta.get("baselines_only", False)
+    verdicts = Verdicts(args.check_targets)
+    notes = []
+
+    throughput_header = ["scenario", "registry req/s", "p50", "p99"]
+    for baseline in BASELINES:
+        throughput_header += [f"{BASELINE_TITLES[baseline]} req/s", f"× {BASELINE_TITLES[baseline]}"]
+    throughput_header += ["target", "result"]
+
+    out = [f"# Service registry benchmark ({meta.get('mode', '?')} run)", ""]
+    for key, title in [("date", "Date"), ("commit", "Commit"), ("machine", "Machine"),
+                       ("tools", "Tools"), ("method", "Method")]:
+        if meta.get(key):
+            out.append(f"- {title}: {meta[key]}")
+    out += ["", "## Throughput", "",
+            table(throughput_header, throughput_rows(records, verdicts, notes, registry_expected)), ""]
+    others = other_rows(records, verdicts, registry_expected)
+    if others:
+        out += ["## Memory, expiry, start-up", "",
+                table(["scenario", "measured", "target", "result"], others), ""]
+    if notes:
+        out += ["## Runs with errors", ""] + [f"- {n}" for n in notes] + [""]
+    if not args.check_targets:
+        out += ["Targets were not checked in this run.", ""]
+    elif verdicts.failed:
+        out += [f"Missed: {', '.join(verdicts.failed)}.", ""]
+    else:
+        out += ["All targets met.", ""]
+
+    text = "\n".join(out)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+    return 1 if args.check_targets and verdicts.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

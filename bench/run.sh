@@ -1,0 +1,577 @@
+#!/usr/bin/env bash
+# Benchmark harness: the service registry against a bare libevent evhttp
+# server, nginx and etcd, on this machine, over loopback only.
+#
+#   bash bench/run.sh                  full run: checks the targets, exits 1 on a miss
+#   bash bench/run.sh --quick          smoke run for CI: about a minute, checks nothing
+#   options: --only SCENARIO[,SCENARIO...]   run a subset (names as in the table)
+#            --baselines-only          no registry: exercise the harness itself
+#   environment: REGISTRY_BIN (default .build/release/service-registry)
+#
+# Method, and why:
+# - The server under test runs on CPU 0 and the load generator on CPU 1, the
+#   same for every server, so runs compare like with like on a 2-core machine.
+# - Each throughput scenario runs the registry and then each baseline, for
+#   ROUNDS rounds, and reports the median of the per-round ratios: the machine
+#   drifts (other work, thermal state) and a ratio taken within one round
+#   cancels most of that drift.
+# - The bare evhttp and nginx baselines answer every request with the bytes
+#   the registry really sends for the scenario (captured with curl), so a
+#   ratio measures the registry's own work, not a difference in body size.
+# - etcd is the real-world alternative: a single member on tmpfs (the registry
+#   keeps its state in memory only; on disk, etcd would be measuring fsync),
+#   spoken to through its JSON gateway with base64 keys.
+#
+# Writes bench/results/latest.md (the table) and latest.jsonl (raw figures).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+LUA=$BENCH/lua
+cd "$ROOT"
+
+MODE=full
+BASELINES_ONLY=0
+ONLY=""
+while (($#)); do
+    case $1 in
+        --quick) MODE=quick ;;
+        --baselines-only) BASELINES_ONLY=1 ;;
+        --only) ONLY=${2:?--only needs a list of scenarios}; shift ;;
+        -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# Sizes.  Quick mode keeps every code path but shrinks time and populations so
+# the whole run, with nginx and etcd start-up, stays well under two minutes.
+if [[ $MODE == full ]]; then
+    ROUNDS=3 DURATION=5
+    MEMORY_SERVICES=10000 MEMORY_INSTANCES=100      # 1,000,000 instances
+    EXPIRY_SERVICES=1000 EXPIRY_INSTANCES=100       # 100,000 instances
+    EXPIRY_TIMEOUT=10                               # s; populating takes ~1 s
+    STARTUP_RUNS=5
+else
+    ROUNDS=1 DURATION=1
+    MEMORY_SERVICES=10 MEMORY_INSTANCES=100
+    EXPIRY_SERVICES=10 EXPIRY_INSTANCES=100
+    EXPIRY_TIMEOUT=2
+    STARTUP_RUNS=1
+fi
+CONNS=50
+BIG_CONNS=10000
+WRK_THREADS=2
+HEARTBEAT_SERVICES=1000 HEARTBEAT_INSTANCES=10      # 10,000 instances
+MIX_SERVICES=1000 MIX_INSTANCES=3
+# Throughput runs must not lose instances to expiry mid-run.
+LONG_HEARTBEAT_TIMEOUT=3600
+# etcd lease IDs are ours to choose: one for churn, a block for heartbeats.
+CHURN_LEASE_ID=99999
+HEARTBEAT_FIRST_LEASE_ID=100000
+
+SERVER_CPU=0 CLIENT_CPU=1
+if (($(nproc) < 2)); then
+    SERVER_CPU=0 CLIENT_CPU=0
+fi
+
+REGISTRY_BIN=${REGISTRY_BIN:-$ROOT/.build/release/service-registry}
+RESULTS_DIR=$BENCH/results
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+
+# ---------------------------------------------------------------- processes
+
+PIDS=()           # every background process started here; stopped on exit
+TMP=""
+ETCD_DIR=""
+POLICY_RC_CREATED=0
+
+alive() {
+    # A child that exited stays a zombie until reaped, and kill -0 still
+    # succeeds on a zombie; the state field of /proc/PID/stat tells them apart.
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+stop_pid() {
+    local pid=$1 tries
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((tries = 0; tries < 50; tries++)); do
+            alive "$pid" || break
+            sleep 0.1
+        done
+        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null || true
+    local kept=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
+    if [[ -n $ETCD_DIR ]]; then rm -rf "$ETCD_DIR"; fi
+    if [[ -n $TMP ]]; then rm -rf "$TMP"; fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_server LOG COMMAND...: runs COMMAND in the background pinned to the
+# server CPU.  taskset execs COMMAND, so LAST_PID is the server itself (its
+# /proc/PID/status is the server's memory).
+start_server() {
+    local log_file=$1
+    shift
+    taskset -c "$SERVER_CPU" "$@" >"$log_file" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+free_ports() { python3 "$BENCH/probe.py" free-ports "$1"; }
+
+# wait_http PORT PATH LOG: waits for a 200, or dies showing the server's log.
+wait_http() {
+    python3 "$BENCH/probe.py" wait-http --port "$1" --path "$2" --timeout 20 && return 0
+    tail -n 20 "$3" >&2 || true
+    die "nothing answered 200 on 127.0.0.1:$1$2 (log above: $3)"
+}
+
+# ------------------------------------------------------------------- set-up
+
+install_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    command -v etcdctl >/dev/null || missing+=(etcd-client)
+    [[ -f /usr/include/event2/http.h ]] || missing+=(libevent-dev)
+    command -v cc >/dev/null || missing+=(gcc)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    command -v python3 >/dev/null || missing+=(python3)
+    ((${#missing[@]})) || return 0
+
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "need root (or sudo) to install: ${missing[*]}"
+        sudo=(sudo)
+    fi
+    log "installing from Debian: ${missing[*]}"
+    # Debian's nginx and etcd packages start their daemons on install (nginx
+    # on port 80 of every interface).  A policy-rc.d that answers 101 stops
+    # that; it is removed again on exit if this script created it.
+    if [[ ! -e /usr/sbin/policy-rc.d ]] && ((EUID == 0)); then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=1
+    fi
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
+}
+
+raise_fd_limit() {
+    # 10,000 connections need 10,000 descriptors in wrk and in the server.
+    local want=$((BIG_CONNS + 1024)) hard
+    hard=$(ulimit -Hn)
+    if (($(ulimit -n) < want)); then
+        if [[ $hard == unlimited ]] || ((hard >= want)); then
+            ulimit -n "$want"
+        else
+            # Root may raise the hard limit too; anyone else gets what there is.
+            if ulimit -Hn "$want" 2>/dev/null; then ulimit -n "$want"; else ulimit -n "$hard"; fi
+        fi
+    fi
+    if (($(ulimit -n) < want)); then
+        BIG_CONNS=$(($(ulimit -n) - 1024))
+        log "warning: open files limited to $(ulimit -n); conns-10k uses $BIG_CONNS connections"
+    fi
+}
+
+ensure_registry() {
+    ((BASELINES_ONLY)) && return 0
+    if [[ ! -x $REGISTRY_BIN ]]; then
+        log "building the registry (swift build -c release --product service-registry)"
+        swift build -c release --product service-registry >&2 ||
+            die "swift build failed"
+    fi
+    [[ -x $REGISTRY_BIN ]] || die "no registry binary at $REGISTRY_BIN"
+}
+
+write_meta() {
+    local commit cpu tools
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+    git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+    cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1)
+    tools="wrk $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), nginx $(nginx -v 2>&1 | sed 's|.*/||'),"
+    tools+=" etcd $(etcd --version | sed -n 's/^etcd Version: //p') (gateway $ETCD_API),"
+    tools+=" libevent $(dpkg-query -W -f '${Version}' libevent-dev 2>/dev/null)"
+    python3 - "$MODE" "$BASELINES_ONLY" "$commit" "$(nproc) × $cpu, Linux $(uname -r)" "$tools" \
+        "server on CPU $SERVER_CPU, wrk -t$WRK_THREADS on CPU $CLIENT_CPU; $ROUNDS round(s) of ${DURATION} s per server, registry first in each round; $CONNS keep-alive connections unless named; req/s, p50 and p99 are medians over rounds, ratios are medians of per-round ratios" \
+        >>"$RESULTS" <<'EOF'
+import json, sys, datetime
+mode, baselines_only, commit, machine, tools, method = sys.argv[1:]
+print(json.dumps({"kind": "meta", "mode": mode, "baselines_only": baselines_only == "1",
+                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  "commit": commit, "machine": machine, "tools": tools, "method": method}))
+EOF
+}
+
+# ------------------------------------------------------------------ servers
+
+REG_PID="" REG_PORT=""
+BARE_PID="" BARE_PORT=""
+NGINX_PID="" NGINX_PORT=""
+ETCD_PORT="" ETCD_API=""
+
+# start_registry HEARTBEAT_TIMEOUT_SECONDS: a fresh, empty registry.
+start_registry() {
+    REG_PORT=$(free_ports 1)
+    local log_file=$TMP/registry-$REG_PORT.log
+    start_server "$log_file" "$REGISTRY_BIN" --host 127.0.0.1 --port "$REG_PORT" \
+        --heartbeat-timeout "$1" --log-level warn
+    REG_PID=$LAST_PID
+    wait_http "$REG_PORT" /health "$log_file"
+}
+
+start_bare() {
+    BARE_PORT=$(free_ports 1)
+    local log_file=$TMP/bare-$BARE_PORT.log
+    start_server "$log_file" "$TMP/bare_evhttp" -a 127.0.0.1 -p "$BARE_PORT" -f "$1"
+    BARE_PID=$LAST_PID
+    wait_http "$BARE_PORT" / "$log_file"
+}
+
+# start_nginx BODY_FILE: one worker answering every request with the body.
+start_nginx() {
+    NGINX_PORT=$(free_ports 1)
+    local dir=$TMP/nginx-$NGINX_PORT body
+    mkdir -p "$dir"
+    # Inside nginx's single quotes only \ and ' need escaping; a $ would start
+    # a variable and cannot be escaped there, and JSON bodies here have none.
+    body=$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" "$1")
+    [[ $body != *'$'* ]] || die "nginx cannot return a body containing \$: $1"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile $((BIG_CONNS + 4096));
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections $((BIG_CONNS + 2048));
+}
+http {
+    access_log off;
+    default_type application/json;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            return 200 '$body';
+        }
+    }
+}
+EOF
+    start_server "$dir/stderr.log" nginx -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf"
+    NGINX_PID=$LAST_PID
+    wait_http "$NGINX_PORT" / "$dir/error.log"
+}
+
+# Started once, on first use, and shared by the scenarios; each writes under
+# its own keyspace.
+start_etcd() {
+    [[ -n $ETCD_PORT ]] && return 0
+    local peer_port
+    read -r ETCD_PORT peer_port < <(free_ports 2)
+    ETCD_DIR=$(mktemp -d /dev/shm/registry-bench-etcd.XXXXXX 2>/dev/null) ||
+        ETCD_DIR=$(mktemp -d "$TMP/etcd.XXXXXX")
+    # etcd 3.4 refuses to start on arm64 unless told it is unsupported there.
+    [[ $(uname -m) == aarch64 ]] && export ETCD_UNSUPPORTED_ARCH=arm64
+    start_server "$TMP/etcd.log" etcd --name bench --data-dir "$ETCD_DIR/data" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$peer_port" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+        --initial-cluster "bench=http://127.0.0.1:$peer_port" \
+        --initial-cluster-state new --logger zap --log-outputs stderr --log-level warn
+    wait_http "$ETCD_PORT" /health "$TMP/etcd.log"
+    # etcd 3.4 serves the gateway at /v3 and, deprecated, /v3beta; 3.3 only
+    # at /v3beta.  Use whichever answers.
+    local api
+    for api in /v3 /v3beta; do
+        if curl -fsS -o /dev/null -X POST -d '{"key":"AA=="}' "http://127.0.0.1:$ETCD_PORT$api/kv/range"; then
+            ETCD_API=$api
+            return 0
+        fi
+    done
+    die "etcd's JSON gateway answers neither /v3 nor /v3beta"
+}
+
+stop_scenario_servers() {
+    local pid
+    for pid in "$REG_PID" "$BARE_PID" "$NGINX_PID"; do
+        [[ -n $pid ]] && stop_pid "$pid"
+    done
+    REG_PID="" BARE_PID="" NGINX_PID=""
+}
+
+# ------------------------------------------------------------- measurements
+
+populate() { taskset -c "$CLIENT_CPU" python3 "$BENCH/populate.py" "$@" >&2; }
+
+# capture_body OUT METHOD PATH [JSON] [SYNTHETIC_KIND SYNTHETIC_COUNT]: the
+# registry's real answer, or (no registry) the same shape made up.
+capture_body() {
+    local out=$1 method=$2 path=$3 data=${4:-}
+    if ((BASELINES_ONLY)); then
+        python3 "$BENCH/populate.py" synthetic-body "$5" "${6:-3}" >"$out"
+    elif [[ $method == GET ]]; then
+        curl -fsS "http://127.0.0.1:$REG_PORT$path" >"$out"
+    else
+        curl -fsS -X "$method" -H 'Content-Type: application/json' -d "$data" \
+            "http://127.0.0.1:$REG_PORT$path" >"$out"
+    fi
+    [[ -s $out ]] || die "empty body captured for $method $path"
+}
+
+# wrk_run SCENARIO SERVER ROUND PORT CONNS SCRIPT [SCRIPT_ARGS...]: one timed
+# run; appends its figures to the results.
+wrk_run() {
+    local scenario=$1 server=$2 round=$3 port=$4 conns=$5 script=$6
+    shift 6
+    local out=$TMP/wrk-$scenario-$server-$round.log json
+    # timeout: wrk stops itself after -d, but never trust a client to.
+    if ! timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" \
+        wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
+        -s "$LUA/$script" "http://127.0.0.1:$port" -- "$@" >"$out" 2>&1; then
+        cat "$out" >&2
+        die "wrk failed: $scenario against $server"
+    fi
+    json=$(sed -n 's/^BENCH_JSON //p' "$out")
+    [[ -n $json ]] || { cat "$out" >&2; die "no result line from wrk: $scenario against $server"; }
+    printf '{"kind":"wrk","scenario":"%s","server":"%s","round":%d,"conns":%d,"result":%s}\n' \
+        "$scenario" "$server" "$round" "$conns" "$json" >>"$RESULTS"
+    python3 -c 'import json, sys
+r = json.loads(sys.argv[1])
+scenario, server, round_number = sys.argv[2:]
+rps, p50, p99 = r["rps"], r["p50_us"] / 1000, r["p99_us"] / 1000
+errors = sum(r[k] for k in ("errors_status", "errors_connect", "errors_read", "errors_write", "errors_timeout"))
+note = f"  ({errors} errors)" if errors else ""
+print(f"bench:   {scenario:<14} {server:<8} round {round_number}: {rps:>9,.0f} req/s"
+      f"  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms{note}", file=sys.stderr)' \
+        "$json" "$scenario" "$server" "$round"
+}
+
+# rounds SCENARIO CONNS SCRIPT ARGS -- [ETCD_SCRIPT ETCD_ARGS...]: the A B A B
+# alternation.  Registry first, then bare evhttp, nginx and (when given) etcd.
+rounds() {
+    local scenario=$1 conns=$2 round
+    shift 2
+    local args=() etcd_args=()
+    while (($#)) && [[ $1 != -- ]]; do args+=("$1"); shift; done
+    (($#)) && shift
+    etcd_args=("$@")
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((!BASELINES_ONLY)); then
+            wrk_run "$scenario" registry "$round" "$REG_PORT" "$conns" "${args[@]}"
+        fi
+        wrk_run "$scenario" bare "$round" "$BARE_PORT" "$conns" "${args[@]}"
+        wrk_run "$scenario" nginx "$round" "$NGINX_PORT" "$conns" "${args[@]}"
+        if ((${#etcd_args[@]})); then
+            wrk_run "$scenario" etcd "$round" "$ETCD_PORT" "$conns" "${etcd_args[@]}"
+        fi
+    done
+}
+
+# setup_baselines BODY_FILE: bare evhttp and nginx answering with BODY_FILE.
+setup_baselines() {
+    start_bare "$1"
+    start_nginx "$1"
+}
+
+# ---------------------------------------------------------------- scenarios
+
+# GET /discover/svc-0 with INSTANCES instances behind it.
+scenario_discover() {
+    local scenario=$1 instances=$2 conns=$3 with_etcd=$4 body=$TMP/body-$1.json
+    log "$scenario: GET /discover over $instances instances, $conns connections"
+    if ((!BASELINES_ONLY)); then
+        start_registry "$LONG_HEARTBEAT_TIMEOUT"
+        populate registry --port "$REG_PORT" --services 1 --instances "$instances"
+    fi
+    capture_body "$body" GET /discover/svc-0 "" discover "$instances"
+    setup_baselines "$body"
+    local etcd=()
+    if ((with_etcd)); then
+        start_etcd
+        populate etcd-kv --port "$ETCD_PORT" --api "$ETCD_API" --keyspace "/$scenario" \
+            --services 1 --instances "$instances"
+        etcd=(etcd_range.lua "$ETCD_API" "/$scenario")
+    fi
+    rounds "$scenario" "$conns" discover.lua 1 -- "${etcd[@]}"
+    stop_scenario_servers
+}
+
+scenario_heartbeat() {
+    local scenario=heartbeat-10k body=$TMP/body-heartbeat.json
+    local total=$((HEARTBEAT_SERVICES * HEARTBEAT_INSTANCES))
+    log "$scenario: POST /heartbeat over $total instances"
+    if ((!BASELINES_ONLY)); then
+        start_registry "$LONG_HEARTBEAT_TIMEOUT"
+        populate registry --port "$REG_PORT" --services "$HEARTBEAT_SERVICES" \
+            --instances "$HEARTBEAT_INSTANCES"
+    fi
+    capture_body "$body" POST /heartbeat '{"service":"svc-0","address":"127.0.0.1:20000"}' heartbeat
+    setup_baselines "$body"
+    start_etcd
+    populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
+        --first-id "$HEARTBEAT_FIRST_LEASE_ID" --count "$total" --ttl "$LONG_HEARTBEAT_TIMEOUT"
+    rounds "$scenario" "$CONNS" heartbeat.lua "$HEARTBEAT_SERVICES" "$HEARTBEAT_INSTANCES" -- \
+        etcd_keepalive.lua "$ETCD_API" "$HEARTBEAT_FIRST_LEASE_ID" "$total"
+    stop_scenario_servers
+}
+
+scenario_churn() {
+    local scenario=churn body=$TMP/body-churn.json
+    log "$scenario: register and deregister unique addresses"
+    if ((!BASELINES_ONLY)); then
+        start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    fi
+    local probe='{"service":"churn-probe","address":"probe:1"}'
+    capture_body "$body" POST /register "$probe" register
+    if ((!BASELINES_ONLY)); then
+        curl -fsS -o /dev/null -X POST -d "$probe" "http://127.0.0.1:$REG_PORT/deregister"
+    fi
+    setup_baselines "$body"
+    start_etcd
+    populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
+        --first-id "$CHURN_LEASE_ID" --count 1 --ttl "$LONG_HEARTBEAT_TIMEOUT"
+    rounds "$scenario" "$CONNS" churn.lua -- etcd_churn.lua "$ETCD_API" "$CHURN_LEASE_ID"
+    stop_scenario_servers
+}
+
+scenario_mix() {
+    local scenario=mix body=$TMP/body-mix.json
+    log "$scenario: 90% discover / 10% heartbeat over $MIX_SERVICES services"
+    if ((!BASELINES_ONLY)); then
+        start_registry "$LONG_HEARTBEAT_TIMEOUT"
+        populate registry --port "$REG_PORT" --services "$MIX_SERVICES" --instances "$MIX_INSTANCES"
+    fi
+    # The baselines answer the discover body: it is 90% of the answers.
+    capture_body "$body" GET /discover/svc-0 "" discover "$MIX_INSTANCES"
+    setup_baselines "$body"
+    rounds "$scenario" "$CONNS" mix.lua "$MIX_SERVICES" "$MIX_INSTANCES"
+    stop_scenario_servers
+}
+
+rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
+
+scenario_memory() {
+    ((BASELINES_ONLY)) && return 0
+    local total=$((MEMORY_SERVICES * MEMORY_INSTANCES)) before after populated
+    log "memory-1m: RSS for $total instances"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    sleep 0.5
+    before=$(rss_bytes "$REG_PID")
+    populated=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/populate.py" registry --port "$REG_PORT" \
+        --services "$MEMORY_SERVICES" --instances "$MEMORY_INSTANCES" --timeout 600) ||
+        die "populating $total instances failed: $populated"
+    sleep 0.5
+    after=$(rss_bytes "$REG_PID")
+    python3 -c 'import json, sys
+p = json.loads(sys.argv[4])
+print(json.dumps({"kind": "memory", "scenario": "memory-1m", "instances": int(sys.argv[1]),
+                  "rss_before": int(sys.argv[2]), "rss_after": int(sys.argv[3]),
+                  "populate_seconds": p["seconds"]}))' "$total" "$before" "$after" "$populated" >>"$RESULTS"
+    log "  RSS $((before / 1024)) KiB empty, $((after / 1024)) KiB with $total instances" \
+        "($(((after - before) / total)) B/instance)"
+    stop_scenario_servers
+}
+
+scenario_expiry() {
+    ((BASELINES_ONLY)) && return 0
+    local total=$((EXPIRY_SERVICES * EXPIRY_INSTANCES)) result
+    log "mass-expiry: $total instances with a ${EXPIRY_TIMEOUT} s heartbeat timeout"
+    start_registry "$EXPIRY_TIMEOUT"
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/probe.py" mass-expiry --port "$REG_PORT" \
+        --services "$EXPIRY_SERVICES" --instances "$EXPIRY_INSTANCES" \
+        --heartbeat-timeout "$EXPIRY_TIMEOUT") || die "mass-expiry probe failed"
+    echo "$result" >>"$RESULTS"
+    log "  $result"
+    stop_scenario_servers
+}
+
+scenario_startup() {
+    local port result
+    log "startup: spawn to first 200 on /health"
+    port=$(free_ports 1)
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/probe.py" startup --server bare --port "$port" \
+        --runs "$STARTUP_RUNS" -- "$TMP/bare_evhttp" -p "$port" -b '{"status":"healthy"}') ||
+        die "bare evhttp start-up probe failed: $result"
+    echo "$result" >>"$RESULTS"
+    log "  bare evhttp: $result"
+    ((BASELINES_ONLY)) && return 0
+    port=$(free_ports 1)
+    # A failed start-up is a result (reported as FAIL), not a harness error.
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/probe.py" startup --server registry --port "$port" \
+        --runs "$STARTUP_RUNS" -- "$REGISTRY_BIN" --host 127.0.0.1 --port "$port" \
+        --heartbeat-timeout 30 --log-level warn) || true
+    echo "$result" >>"$RESULTS"
+    log "  registry: $result"
+}
+
+# --------------------------------------------------------------------- main
+
+main() {
+    local started=$SECONDS
+    install_tools
+    raise_fd_limit
+    ensure_registry
+    TMP=$(mktemp -d /tmp/registry-bench.XXXXXX)
+    RESULTS=$TMP/results.jsonl
+    cc -O2 -Wall "$BENCH/bare_evhttp.c" -levent -o "$TMP/bare_evhttp"
+
+    ETCD_API=/v3
+    log "$MODE run: $ROUNDS round(s) of ${DURATION} s; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
+    if wanted discover-3 || wanted heartbeat-10k || wanted churn; then start_etcd; fi
+    write_meta
+
+    if wanted discover-3; then scenario_discover discover-3 3 "$CONNS" 1; fi
+    if wanted discover-100; then scenario_discover discover-100 100 "$CONNS" 1; fi
+    if wanted heartbeat-10k; then scenario_heartbeat; fi
+    if wanted churn; then scenario_churn; fi
+    if wanted mix; then scenario_mix; fi
+    if wanted conns-10k; then scenario_discover conns-10k 3 "$BIG_CONNS" 0; fi
+    if wanted memory-1m; then scenario_memory; fi
+    if wanted mass-expiry; then scenario_expiry; fi
+    if wanted startup; then scenario_startup; fi
+
+    mkdir -p "$RESULTS_DIR"
+    cp "$RESULTS" "$RESULTS_DIR/latest.jsonl"
+    local check=()
+    [[ $MODE == full && $BASELINES_ONLY == 0 ]] && check=(--check-targets)
+    log "finished in $((SECONDS - started)) s; report in bench/results/latest.md"
+    python3 "$BENCH/report.py" "$RESULTS" --out "$RESULTS_DIR/latest.md" "${check[@]}"
+}
+
+main

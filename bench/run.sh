@@ -258,12 +258,24 @@ start_bare() {
 # start_nginx BODY_FILE: one worker answering every request with the body.
 start_nginx() {
     NGINX_PORT=$(free_ports 1)
-    local dir=$TMP/nginx-$NGINX_PORT body
+    local dir=$TMP/nginx-$NGINX_PORT answer
+    # nginx's workers drop root for nobody: let them reach the body file.
     mkdir -p "$dir"
-    # Inside nginx's single quotes only \ and ' need escaping; a $ would start
-    # a variable and cannot be escaped there, and JSON bodies here have none.
-    body=$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" "$1")
-    [[ $body != *'$'* ]] || die "nginx cannot return a body containing \$: $1"
+    chmod 711 "$TMP"
+    chmod 755 "$dir"
+    install -m 644 "$1" "$dir/body.json"
+    if (($(wc -c <"$1") <= 4000)); then
+        # Inside nginx's single quotes only \ and ' need escaping; a $ would
+        # start a variable and cannot be escaped there (JSON bodies here have none).
+        answer=$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" "$1")
+        [[ $answer != *'$'* ]] || die "nginx cannot return a body containing \$: $1"
+        answer="return 200 '$answer';"
+    else
+        # nginx reads a configuration token into a 4 KiB buffer, so a larger
+        # body cannot be a return argument; serve it as a cached static file
+        # instead (GET only: nginx's static module answers POST with 405).
+        answer="root $dir; try_files /body.json =404;"
+    fi
     cat >"$dir/nginx.conf" <<EOF
 daemon off;
 master_process on;
@@ -279,6 +291,7 @@ http {
     default_type application/json;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
+    open_file_cache max=16;
     client_body_temp_path $dir/client_body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -287,7 +300,7 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
-            return 200 '$body';
+            $answer
         }
     }
 }
@@ -337,7 +350,12 @@ stop_scenario_servers() {
 
 # ------------------------------------------------------------- measurements
 
-populate() { taskset -c "$CLIENT_CPU" python3 "$BENCH/populate.py" "$@" >&2; }
+populate() {
+    local summary
+    summary=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/populate.py" "$@") ||
+        die "populate.py $1 failed: $summary"
+    log "  populated ($1): $summary"
+}
 
 # capture_body OUT METHOD PATH [JSON] [SYNTHETIC_KIND SYNTHETIC_COUNT]: the
 # registry's real answer, or (no registry) the same shape made up.

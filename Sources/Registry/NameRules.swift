@@ -69,6 +69,7 @@ extension Unicode.Scalar {
     /// `'x'` for printable ASCII, `U+0007` style otherwise, so the message itself stays printable.
     fileprivate var debugDescriptionForMessage: String {
         if value >= 0x21 && value < 0x7F { return "'\(Character(self))'" }
+        if value == 0x20 { return "a space" }
         let hex = String(value, radix: 16, uppercase: true)
         return "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }

@@ -23,7 +23,7 @@ enum PercentDecoding {
             }
             guard index + 2 < encoded.count,
                   let high = hexValue(encoded[index + 1]), let low = hexValue(encoded[index + 2]) else {
-                return .failure(Problem(message: "malformed percent-encoding in the path at byte \(index); '%' must be followed by two hex digits"))
+                return .failure(Problem(message: "malformed percent-encoding in the service name at byte \(index); '%' must be followed by two hex digits"))
             }
             decoded.append(high << 4 | low)
             index += 3
@@ -33,7 +33,7 @@ enum PercentDecoding {
 
     private static func validUTF8<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Result<String, Problem> {
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            return .failure(Problem(message: "the path is not valid UTF-8 once percent-decoded"))
+            return .failure(Problem(message: "the service name is not valid UTF-8 once percent-decoded"))
         }
         return .success(text)
     }

@@ -50,7 +50,7 @@ public struct Registry {
         if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
             return .invalid(violation)
         }
-        if let slot = liveInstanceSlot(service: service, address: address, now: now) {
+        if case .found(let slot) = findLiveInstance(service: service, address: address, now: now) {
             renew(slot, now: now)
             return .updated
         }
@@ -79,25 +79,26 @@ public struct Registry {
         if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
             return .invalid(violation)
         }
-        guard serviceSlots[service] != nil else { return .unknownService }
-        guard let slot = liveInstanceSlot(service: service, address: address, now: now) else {
-            // The lookup may have expired the service's last instance.
-            return serviceSlots[service] == nil ? .unknownService : .unknownInstance
+        switch findLiveInstance(service: service, address: address, now: now) {
+        case .found(let slot):
+            renew(slot, now: now)
+            return .renewed
+        case .noService: return .unknownService
+        case .noInstance: return .unknownInstance
         }
-        renew(slot, now: now)
-        return .renewed
     }
 
     public mutating func deregister(service: String, address: String, now: Instant) -> DeregisterOutcome {
         if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
             return .invalid(violation)
         }
-        guard serviceSlots[service] != nil else { return .unknownService }
-        guard let slot = liveInstanceSlot(service: service, address: address, now: now) else {
-            return serviceSlots[service] == nil ? .unknownService : .unknownInstance
+        switch findLiveInstance(service: service, address: address, now: now) {
+        case .found(let slot):
+            remove(slot)
+            return .deregistered
+        case .noService: return .unknownService
+        case .noInstance: return .unknownInstance
         }
-        remove(slot)
-        return .deregistered
     }
 
     /// Removes instances whose deadline is at or before `now`, visiting at most `limit`
@@ -188,17 +189,23 @@ public struct Registry {
 
     // MARK: Internals
 
-    /// The slot of a registered instance whose deadline has not passed. An instance found
-    /// past its deadline is expired here, so no caller ever sees or renews it.
-    private mutating func liveInstanceSlot(service: String, address: String, now: Instant) -> Int32? {
-        guard let serviceSlot = serviceSlots[service],
-              let slot = instanceSlots[InstanceKey(service: serviceSlot, address: address)]
-        else { return nil }
+    private enum InstanceLookup {
+        case found(Int32)
+        case noService
+        case noInstance
+    }
+
+    /// Finds a registered instance whose deadline has not passed. An instance found past
+    /// its deadline is expired here, so no caller ever sees or renews it; if it was its
+    /// service's last, the answer is `noService`.
+    private mutating func findLiveInstance(service: String, address: String, now: Instant) -> InstanceLookup {
+        guard let serviceSlot = serviceSlots[service] else { return .noService }
+        guard let slot = instanceSlots[InstanceKey(service: serviceSlot, address: address)] else { return .noInstance }
         if instances[Int(slot)].deadline <= now.nanoseconds {
             expire(slot)
-            return nil
+            return serviceSlots[service] == nil ? .noService : .noInstance
         }
-        return slot
+        return .found(slot)
     }
 
     private mutating func renew(_ slot: Int32, now: Instant) {

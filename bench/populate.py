@@ -28,6 +28,11 @@ import time
 
 HOST = "127.0.0.1"
 SEND_BATCH = 512
+# Requests sent but not yet answered, at most.  Enough to keep the server busy
+# between reads, small enough that "last request sent" and "last request
+# handled" stay milliseconds apart (mass-expiry relies on that), and the
+# socket buffers never hold megabytes of backlog.
+MAX_IN_FLIGHT = 2048
 STATUS_LINE = b"HTTP/1.1 "
 SUCCESS_LINE = b"HTTP/1.1 2"
 
@@ -50,13 +55,14 @@ def post(port, path, body):
 
 
 class PipelineResult:
-    def __init__(self, requests, ok, started, finished):
+    def __init__(self, requests, ok, started, last_sent, finished):
         self.requests = requests
         self.ok = ok
         self.started = started
-        # time.monotonic() when the last answer arrived: since answers come in
-        # order, this is within a round trip of when the server handled the
-        # last request (mass-expiry derives the deadline from it).
+        # time.monotonic() when the last request had been handed to the kernel
+        # and when its answer had been read: the server handled the last
+        # request between the two (mass-expiry bounds the deadline with them).
+        self.last_sent = last_sent
         self.finished = finished
 
     def as_json(self):
@@ -78,6 +84,15 @@ def pipeline(port, requests, total, timeout_seconds):
     sock = socket.create_connection((HOST, port), timeout=timeout_seconds)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     send_errors = []
+    last_sent = []
+    window = threading.Semaphore(MAX_IN_FLIGHT)
+
+    def send_batch(batch):
+        for _ in batch:
+            if not window.acquire(timeout=timeout_seconds):
+                raise TimeoutError("no answers while the window was full")
+        sock.sendall(b"".join(batch))
+        batch.clear()
 
     def send_all():
         try:
@@ -85,11 +100,11 @@ def pipeline(port, requests, total, timeout_seconds):
             for request in requests:
                 batch.append(request)
                 if len(batch) == SEND_BATCH:
-                    sock.sendall(b"".join(batch))
-                    batch.clear()
+                    send_batch(batch)
             if batch:
-                sock.sendall(b"".join(batch))
-        except OSError as error:
+                send_batch(batch)
+            last_sent.append(time.monotonic())
+        except (OSError, TimeoutError) as error:
             send_errors.append(error)
 
     sender = threading.Thread(target=send_all, daemon=True)
@@ -107,11 +122,16 @@ def pipeline(port, requests, total, timeout_seconds):
             data = sock.recv(1 << 20)
             if not data:
                 raise ConnectionError(f"server closed after {answered} of {total} answers")
-            window = tail + data
-            answered += window.count(STATUS_LINE) - tail.count(STATUS_LINE)
-            ok += window.count(SUCCESS_LINE) - tail.count(SUCCESS_LINE)
-            tail = window[-16:]
-        return PipelineResult(total, ok, started, time.monotonic())
+            seen = tail + data
+            new_answers = seen.count(STATUS_LINE) - tail.count(STATUS_LINE)
+            answered += new_answers
+            ok += seen.count(SUCCESS_LINE) - tail.count(SUCCESS_LINE)
+            tail = seen[-16:]
+            if new_answers:
+                window.release(new_answers)
+        finished = time.monotonic()
+        sender.join(timeout=1)
+        return PipelineResult(total, ok, started, last_sent[0] if last_sent else finished, finished)
     finally:
         sock.close()
         sender.join(timeout=1)

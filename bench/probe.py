@@ -2,7 +2,7 @@
 """Small timing probes for bench/run.sh (Python 3 standard library only).
 
     probe.py free-ports N              print N distinct free loopback ports
-    probe.py wait-http --port P [--path /health] [--timeout S]
+    probe.py wait-http --port P [--path /health] [--timeout S] [--pid PID]
                                        wait until GET answers 200
     probe.py startup --port P [--runs N] -- COMMAND...
                                        time from spawn to the first 200 on /health
@@ -63,11 +63,24 @@ def get_status(port, path, timeout):
         conn.close()
 
 
-def wait_http(port, path, timeout):
+def process_running(pid):
+    """False once `pid` has exited, including as a zombie not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_http(port, path, timeout, pid=None):
+    """True once GET `path` answers 200; False after `timeout` seconds, or as
+    soon as the server process `pid` (when given) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if get_status(port, path, timeout=1.0) == 200:
             return True
+        if pid is not None and not process_running(pid):
+            return False
         time.sleep(0.02)
     return False
 
@@ -135,9 +148,12 @@ def health_loop(port, seconds, interval):
 
 
 def total_instances(port):
-    """The number of live instances according to GET /services, or None when
-    the answer is unusable.  Reads `total_instances`, else sums per-service
-    counts, else counts services (`total_services`), whichever the answer has."""
+    """The number of instances the registry still holds according to
+    GET /services, or None when the answer is unusable.  The registry answers
+    {"services": {"S": {"total_instances": N, "active_instances": M}, ...},
+    "total_services": K}; summing total_instances counts expired instances
+    not yet removed too, which is the strict reading of "gone".  Falls back on
+    total_services for answers without per-service counts."""
     conn = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
         conn.request("GET", "/services")
@@ -149,15 +165,12 @@ def total_instances(port):
         conn.close()
     if not isinstance(body, dict):
         return None
-    if isinstance(body.get("total_instances"), int):
-        return body["total_instances"]
     services = body.get("services")
-    if isinstance(services, dict) and all(isinstance(v, int) for v in services.values()):
-        return sum(services.values())
+    if isinstance(services, dict) and all(
+            isinstance(v, dict) and isinstance(v.get("total_instances"), int) for v in services.values()):
+        return sum(v["total_instances"] for v in services.values())
     if isinstance(body.get("total_services"), int):
         return body["total_services"]
-    if isinstance(services, (list, dict)):
-        return len(services)
     return None
 
 
@@ -167,17 +180,19 @@ def mass_expiry(port, services, instances, heartbeat_timeout, grace):
     GET /services every 10 ms until none is left, while a separate process
     times GET /health.
 
-    The deadline is taken as the moment the last registration was answered
-    plus the heartbeat timeout (the latest any instance can expire).  Returns
-    how long after that deadline the registry was empty (negative: before it,
-    which means instances expired early), or null lateness if it never emptied
-    within `grace` seconds."""
+    The server handled the last registration after the client had sent it and
+    before its answer arrived, so the latest deadline lies in
+    [last_sent + timeout, last_answer + timeout].  Lateness is measured from
+    the lower end: it over-states how late the registry emptied (never
+    flattering it), and a negative value proves an instance expired before its
+    deadline.  Lateness is null if the registry never emptied within `grace`
+    seconds; deadline_uncertainty_s is the width of that interval."""
     total = services * instances
     result = populate.pipeline(port, populate.registry_requests(port, services, instances),
                                total, timeout_seconds=120)
     if result.ok != total:
         raise RuntimeError(f"only {result.ok} of {total} registrations succeeded")
-    deadline = result.finished + heartbeat_timeout
+    deadline = result.last_sent + heartbeat_timeout
     watch_seconds = deadline + grace - time.monotonic()
 
     # A separate process, so the poller below never holds the probe's GIL.
@@ -210,6 +225,7 @@ def mass_expiry(port, services, instances, heartbeat_timeout, grace):
         "grace_s": grace,
         "instances": total,
         "populate_seconds": round(result.finished - result.started, 3),
+        "deadline_uncertainty_s": round(result.finished - result.last_sent, 3),
         "heartbeat_timeout_s": heartbeat_timeout,
         "lateness_s": round(emptied_at - deadline, 3) if emptied_at is not None else None,
         "health": health,
@@ -227,6 +243,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--path", default="/health")
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--pid", type=int, help="give up as soon as this process exits")
 
     p = sub.add_parser("startup")
     p.add_argument("--server", required=True, help="label for the result line")
@@ -251,7 +268,7 @@ def main():
     if args.command == "free-ports":
         print(" ".join(str(p) for p in free_ports(args.count)))
     elif args.command == "wait-http":
-        return 0 if wait_http(args.port, args.path, args.timeout) else 1
+        return 0 if wait_http(args.port, args.path, args.timeout, args.pid) else 1
     elif args.command == "startup":
         command = args.server_command[1:] if args.server_command[:1] == ["--"] else args.server_command
         runs = [time_startup(command, args.port, args.timeout) for _ in range(args.runs)]

@@ -6,7 +6,8 @@
 #   bash bench/run.sh --quick          smoke run for CI: about a minute, checks nothing
 #   options: --only SCENARIO[,SCENARIO...]   run a subset (names as in the table)
 #            --baselines-only          no registry: exercise the harness itself
-#   environment: REGISTRY_BIN (default .build/release/service-registry)
+#   environment: REGISTRY_BIN (default .build/release/service-registry),
+#                BENCH_ROUNDS and BENCH_SECONDS override rounds and run length
 #
 # Method, and why:
 # - The server under test runs on CPU 0 and the load generator on CPU 1, the
@@ -29,6 +30,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 LUA=$BENCH/lua
 cd "$ROOT"
+# probe.py imports populate.py; keep bench/ free of __pycache__.
+export PYTHONDONTWRITEBYTECODE=1
 
 MODE=full
 BASELINES_ONLY=0
@@ -38,7 +41,7 @@ while (($#)); do
         --quick) MODE=quick ;;
         --baselines-only) BASELINES_ONLY=1 ;;
         --only) ONLY=${2:?--only needs a list of scenarios}; shift ;;
-        -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$BENCH/run.sh"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -59,6 +62,8 @@ else
     EXPIRY_TIMEOUT=2
     STARTUP_RUNS=1
 fi
+ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
+DURATION=${BENCH_SECONDS:-$DURATION}
 CONNS=50
 BIG_CONNS=10000
 WRK_THREADS=2
@@ -75,13 +80,18 @@ if (($(nproc) < 2)); then
     SERVER_CPU=0 CLIENT_CPU=0
 fi
 
-REGISTRY_BIN=${REGISTRY_BIN:-$ROOT/.build/release/service-registry}
+DEFAULT_REGISTRY_BIN=$ROOT/.build/release/service-registry
+REGISTRY_BIN=${REGISTRY_BIN:-$DEFAULT_REGISTRY_BIN}
 RESULTS_DIR=$BENCH/results
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup)
 wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+for name in ${ONLY//,/ }; do
+    [[ " ${SCENARIOS[*]} " == *" $name "* ]] || die "unknown scenario $name (known: ${SCENARIOS[*]})"
+done
 
 # ---------------------------------------------------------------- processes
 
@@ -141,9 +151,11 @@ start_server() {
 
 free_ports() { python3 "$BENCH/probe.py" free-ports "$1"; }
 
-# wait_http PORT PATH LOG: waits for a 200, or dies showing the server's log.
+# wait_http PORT PATH LOG: waits for the server just started (LAST_PID) to
+# answer 200, or dies showing the server's log.
 wait_http() {
-    python3 "$BENCH/probe.py" wait-http --port "$1" --path "$2" --timeout 20 && return 0
+    python3 "$BENCH/probe.py" wait-http --port "$1" --path "$2" --timeout 20 --pid "$LAST_PID" &&
+        return 0
     tail -n 20 "$3" >&2 || true
     die "nothing answered 200 on 127.0.0.1:$1$2 (log above: $3)"
 }
@@ -155,7 +167,6 @@ install_tools() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
     command -v etcd >/dev/null || missing+=(etcd-server)
-    command -v etcdctl >/dev/null || missing+=(etcd-client)
     [[ -f /usr/include/event2/http.h ]] || missing+=(libevent-dev)
     command -v cc >/dev/null || missing+=(gcc)
     command -v curl >/dev/null || missing+=(curl)
@@ -203,7 +214,7 @@ raise_fd_limit() {
 
 ensure_registry() {
     ((BASELINES_ONLY)) && return 0
-    if [[ ! -x $REGISTRY_BIN ]]; then
+    if [[ ! -x $REGISTRY_BIN && $REGISTRY_BIN == "$DEFAULT_REGISTRY_BIN" ]]; then
         log "building the registry (swift build -c release --product service-registry)"
         swift build -c release --product service-registry >&2 ||
             die "swift build failed"
@@ -446,7 +457,7 @@ scenario_discover() {
             --services 1 --instances "$instances"
         etcd=(etcd_range.lua "$ETCD_API" "/$scenario")
     fi
-    rounds "$scenario" "$conns" discover.lua 1 -- "${etcd[@]}"
+    rounds "$scenario" "$conns" discover.lua -- "${etcd[@]}"
     stop_scenario_servers
 }
 

@@ -15,21 +15,36 @@ local LAG = 1000
 local SERVICES = 100
 local registered = 0
 local deregister_next = false
+local unsent_call_pending = false
 
 -- Services are named churn-N, apart from the svc-N names other scenarios use.
-local function name(n)
-   return "churn-" .. (n % SERVICES),
-      "churn-" .. (thread_id or 0) .. "-" .. n .. ":8080"
+local function register_request(n)
+   local service = "churn-" .. (n % SERVICES)
+   local address = "churn-" .. thread_id .. "-" .. n .. ":8080"
+   return bench.post("/register", bench.instance_body(service, address))
+end
+
+local function deregister_request(n)
+   local service = "churn-" .. (n % SERVICES)
+   local address = "churn-" .. thread_id .. "-" .. n .. ":8080"
+   return bench.post("/deregister", bench.instance_body(service, address))
+end
+
+function init(args)
+   unsent_call_pending = bench.first_call_is_unsent()
 end
 
 function request()
+   if unsent_call_pending then
+      unsent_call_pending = false
+      return register_request(registered)
+   end
    if deregister_next then
       deregister_next = false
-      local service, address = name(registered - 1 - LAG)
-      return bench.post("/deregister", bench.instance_body(service, address))
+      return deregister_request(registered - 1 - LAG)
    end
-   local service, address = name(registered)
+   local r = register_request(registered)
    registered = registered + 1
    deregister_next = registered > LAG
-   return bench.post("/register", bench.instance_body(service, address))
+   return r
 end

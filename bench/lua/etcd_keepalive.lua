@@ -15,7 +15,7 @@ function init(args)
       requests[#requests + 1] = bench.post(api .. "/lease/keepalive",
          '{"ID":"' .. id .. '"}')
    end
-   next_index = (thread_id or 0) * math.floor(#requests / 2)
+   next_index = thread_id * math.floor(#requests / 2)
 end
 
 function request()

@@ -16,7 +16,7 @@ function init(args)
       end
    end
    -- Threads start far apart so they do not renew the same instances in step.
-   next_index = (thread_id or 0) * math.floor(#requests / 2)
+   next_index = thread_id * math.floor(#requests / 2)
 end
 
 function request()

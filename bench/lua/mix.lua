@@ -17,7 +17,7 @@ function init(args)
             bench.instance_body(bench.service(i), bench.address(j)))
       end
    end
-   counter = (thread_id or 0) * 100003
+   counter = thread_id * 100003
 end
 
 function request()

@@ -30,7 +30,7 @@ final class RegistryProcess {
 
     init(_ arguments: [String] = [], environment: [String: String] = [:]) throws {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process.executableURL = Self.binaryURL
         process.arguments = ["--host", "127.0.0.1", "--port", "0"] + arguments
         var merged = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("REGISTRY_") }

@@ -12,7 +12,7 @@ import CLibevent
 /// server tests assert the JSON bodies, so a libevent built without interposition fails
 /// them rather than silently sending HTML.
 @_cdecl("evhttp_send_error")
-func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?, _ status: Int32,
+public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?, _ status: Int32,
                         _ reason: UnsafePointer<CChar>?) {
     guard let request else { return }
     let message: String

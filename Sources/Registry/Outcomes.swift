@@ -2,49 +2,40 @@
 public enum RegisterOutcome: Equatable, Sendable {
     /// A new instance; its uptime starts now.
     case registered
-    /// The instance was already registered: this counted as a heartbeat.
-    case updated
-    case invalid(NameViolation)
+    /// The instance was already registered: this counted as a heartbeat, and `changed`
+    /// says whether any field a reader sees was updated too.
+    case updated(changed: Bool)
+    case invalid(Violation)
 }
 
-/// What `Registry.heartbeat` did.
-public enum HeartbeatOutcome: Equatable, Sendable {
-    case renewed
+/// What `Registry.heartbeat`, `setStatus` and `deregister` did.
+public enum InstanceOutcome: Equatable, Sendable {
+    /// Done; `changed` says whether a reader sees a difference (a new status, a removal).
+    case done(changed: Bool)
     case unknownService
     case unknownInstance
-    case invalid(NameViolation)
+    case invalid(Violation)
 }
 
-/// What `Registry.deregister` did.
-public enum DeregisterOutcome: Equatable, Sendable {
-    case deregistered
-    case unknownService
-    case unknownInstance
-    case invalid(NameViolation)
-}
-
-/// An instance removed because its heartbeat deadline passed.
-public struct ExpiredInstance: Equatable, Sendable {
-    public let service: String
-    public let address: String
-    public let lastHeartbeat: Instant
-    public let deadline: Instant
-}
-
-/// One registered instance as a reader sees it.
-public struct InstanceSnapshot: Equatable, Sendable {
-    public let address: String
-    /// When the instance was first registered; a re-registration does not move it.
-    public let registeredAt: Instant
-    public let lastHeartbeat: Instant
-    public let deadline: Instant
+/// Something the registry did on its own, for the caller to log.
+public enum RegistryEvent: Equatable, Sendable {
+    /// An instance removed because its heartbeat deadline passed.
+    case expired(service: String, id: String, address: String, lastHeartbeat: Instant)
+    /// Expiry protection started keeping a service's overdue instances.
+    case protectionStarted(service: String, overdue: Int, instances: Int)
+    /// Heartbeats returned; the service's overdue instances expire normally again.
+    case protectionLifted(service: String)
 }
 
 /// One service in the listing.
 public struct ServiceSummary: Equatable, Sendable {
     public let name: String
-    /// Instances whose deadline has not passed.
+    /// Instances whose deadline has not passed (or that protection keeps), by status.
     public let instanceCount: Int
+    public let countsByStatus: [InstanceStatus: Int]
+    /// Every tag any of its instances carries, sorted.
+    public let tags: [String]
+    public let changeIndex: UInt64
 }
 
 /// How far one bounded `Registry.expireDue(now:limit:)` call got.

@@ -2,14 +2,26 @@
 /// single-threaded state machine.
 ///
 /// Every method that depends on time takes `now`; nothing here reads a clock, does I/O or
-/// locks. An instance is gone at its deadline (`lastHeartbeat + heartbeatTimeout`) whether or
-/// not the expiry cycle has run yet: every read and write checks deadlines first (lazy
-/// expiry, as Redis does on key access), and `expireDue(now:limit:)` removes the rest in
-/// bounded batches (active expiry). Instances removed either way are queued for
-/// `takeExpired()`, so that the caller can log them.
+/// locks. An instance is gone at its deadline (`lastHeartbeat + ttl`) whether or not the
+/// expiry cycle has run yet: every read and write checks deadlines first (lazy expiry, as
+/// Redis does on key access), and `expireDue(now:limit:)` removes the rest in bounded
+/// batches (active expiry).
+///
+/// What the caller must act on comes out of two queues: `takeEvents()` (expiries and
+/// protection changes, to log) and `takeChangedServices()` (services whose visible state
+/// changed, to wake their watchers).
+///
+/// **Expiry protection** (off unless `policy.expiryProtection` is set to a share `r`): an
+/// overdue instance is expired only if, counting it, no more than `r` of its service's
+/// instances expired within the last heartbeat timeout. Otherwise the service enters
+/// protection: its overdue instances stay listed, marked protected, and none expires until a
+/// protected instance heartbeats again (the cut is over). Then protection lifts and the
+/// instances still overdue are judged afresh. The price: while protection holds, instances
+/// that really died stay listed (marked protected) until heartbeats return or they are
+/// deregistered — including the only instance of a one-instance service.
 public struct Registry {
-    public let heartbeatTimeout: Duration
-    private let timeoutNanos: Int64
+    public let policy: RegistryPolicy
+    private let defaultTTLNanos: Int64
 
     private var serviceSlots: [String: Int32] = [:]
     private var services: [ServiceRecord] = []
@@ -19,18 +31,27 @@ public struct Registry {
     private var instances: [InstanceRecord] = []
     private var freeInstanceSlots: [Int32] = []
 
+    /// Every instance not under protection, keyed by a lower bound of its deadline.
     private var deadlines = DeadlineHeap()
-    private var expiredQueue: [ExpiredInstance] = []
+    private var events: [RegistryEvent] = []
+    private var changedServices: [String] = []
 
-    /// Starts at 1 and grows by one for every change a reader can see: a new instance, a
-    /// deregistration, an expiry. Heartbeats do not move it.
+    /// Starts at 1 and grows by one for every change a reader can see: an instance added,
+    /// removed or expired, or any field of one changed. Heartbeats alone do not move it.
     public private(set) var changeIndex: UInt64 = 1
 
-    public init(heartbeatTimeout: Duration) {
-        precondition(heartbeatTimeout > .zero, "the heartbeat timeout must be positive")
-        self.heartbeatTimeout = heartbeatTimeout
-        self.timeoutNanos = heartbeatTimeout.wholeNanoseconds
+    public init(policy: RegistryPolicy) {
+        precondition(policy.heartbeatTimeout > .zero, "the heartbeat timeout must be positive")
+        precondition(policy.minimumTTL > .zero && policy.minimumTTL <= policy.maximumTTL, "invalid TTL bounds")
+        self.policy = policy
+        self.defaultTTLNanos = policy.heartbeatTimeout.wholeNanoseconds
     }
+
+    public init(heartbeatTimeout: Duration) {
+        self.init(policy: RegistryPolicy(heartbeatTimeout: heartbeatTimeout))
+    }
+
+    public var heartbeatTimeout: Duration { policy.heartbeatTimeout }
 
     /// Instances held, including any whose deadline passed and that no read or expiry
     /// cycle has removed yet.
@@ -45,20 +66,31 @@ public struct Registry {
 
     // MARK: Writes
 
-    /// Registers `address` under `service`, or renews it when it is already registered.
-    public mutating func register(service: String, address: String, now: Instant) -> RegisterOutcome {
-        if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
+    /// Registers an instance, or updates it and counts a heartbeat when `service` already
+    /// has an instance with this id. The id defaults to the address.
+    public mutating func register(service: String, id: String? = nil, address: String,
+                                  fields: InstanceFields = InstanceFields(), now: Instant) -> RegisterOutcome {
+        if let violation = Violation.checkServiceName(service) ?? Violation.checkAddress(address)
+            ?? id.flatMap(Violation.checkID) ?? check(fields) {
             return .invalid(violation)
         }
-        if case .found(let slot) = findLiveInstance(service: service, address: address, now: now) {
-            renew(slot, now: now)
-            return .updated
+        let id = id ?? address
+        if case .found(let slot) = findLiveInstance(service: service, id: id, now: now) {
+            let changed = update(slot, address: address, fields: fields)
+            let unprotected = renew(slot, now: now)
+            if changed || unprotected { noteChange(ofService: instances[Int(slot)].service) }
+            if unprotected { liftProtection(ofService: instances[Int(slot)].service, now: now) }
+            return .updated(changed: changed || unprotected)
         }
         let serviceSlot = serviceSlots[service] ?? makeService(named: service)
-        let deadline = now.nanoseconds &+ timeoutNanos
-        changeIndex += 1
+        let customTTL = fields.ttl.flatMap { $0 }?.wholeNanoseconds ?? 0
+        let deadline = now.nanoseconds &+ (customTTL > 0 ? customTTL : defaultTTLNanos)
         let record = InstanceRecord(
-            address: address, service: serviceSlot, orderPosition: Int32(services[Int(serviceSlot)].order.count),
+            id: id, address: address, tags: fields.tags ?? [], metadata: fields.metadata ?? [],
+            zone: fields.zone.flatMap { $0 }, service: serviceSlot,
+            orderPosition: Int32(services[Int(serviceSlot)].order.count),
+            weight: Int32(fields.weight ?? InstanceFields.defaultWeight), status: fields.status ?? .up,
+            isProtected: false, customTTL: customTTL,
             registeredAt: now.nanoseconds, lastHeartbeat: now.nanoseconds, deadline: deadline)
         let slot: Int32
         if let free = freeInstanceSlots.popLast() {
@@ -68,41 +100,56 @@ public struct Registry {
             slot = Int32(instances.count)
             instances.append(record)
         }
-        instanceSlots[InstanceKey(service: serviceSlot, address: address)] = slot
+        instanceSlots[InstanceKey(service: serviceSlot, id: id)] = slot
         deadlines.insert(slot, key: deadline)
-        services[Int(serviceSlot)].add(slot, deadline: deadline, changeIndex: changeIndex)
+        services[Int(serviceSlot)].add(record, slot: slot)
+        noteChange(ofService: serviceSlot)
         return .registered
     }
 
-    /// Moves the instance's deadline to `now + heartbeatTimeout`.
-    public mutating func heartbeat(service: String, address: String, now: Instant) -> HeartbeatOutcome {
-        if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
-            return .invalid(violation)
-        }
-        switch findLiveInstance(service: service, address: address, now: now) {
+    /// Moves the instance's deadline to `now + ttl`; with `status`, also sets its status.
+    public mutating func heartbeat(service: String, id: String, status: InstanceStatus? = nil, now: Instant) -> InstanceOutcome {
+        if let violation = Violation.checkServiceName(service) ?? Violation.checkID(id) { return .invalid(violation) }
+        switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
-            renew(slot, now: now)
-            return .renewed
+            let serviceSlot = instances[Int(slot)].service
+            let changed = status.map { setStatus(slot, $0) } ?? false
+            let unprotected = renew(slot, now: now)
+            if changed || unprotected { noteChange(ofService: serviceSlot) }
+            if unprotected { liftProtection(ofService: serviceSlot, now: now) }
+            return .done(changed: changed || unprotected)
         case .noService: return .unknownService
         case .noInstance: return .unknownInstance
         }
     }
 
-    public mutating func deregister(service: String, address: String, now: Instant) -> DeregisterOutcome {
-        if let violation = NameViolation.checkServiceName(service) ?? NameViolation.checkAddress(address) {
-            return .invalid(violation)
+    /// Sets the instance's status without counting a heartbeat (an operator may set it).
+    public mutating func setStatus(service: String, id: String, status: InstanceStatus, now: Instant) -> InstanceOutcome {
+        if let violation = Violation.checkServiceName(service) ?? Violation.checkID(id) { return .invalid(violation) }
+        switch findLiveInstance(service: service, id: id, now: now) {
+        case .found(let slot):
+            let changed = setStatus(slot, status)
+            if changed { noteChange(ofService: instances[Int(slot)].service) }
+            return .done(changed: changed)
+        case .noService: return .unknownService
+        case .noInstance: return .unknownInstance
         }
-        switch findLiveInstance(service: service, address: address, now: now) {
+    }
+
+    public mutating func deregister(service: String, id: String, now: Instant) -> InstanceOutcome {
+        if let violation = Violation.checkServiceName(service) ?? Violation.checkID(id) { return .invalid(violation) }
+        switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
             remove(slot)
-            return .deregistered
+            return .done(changed: true)
         case .noService: return .unknownService
         case .noInstance: return .unknownInstance
         }
     }
 
-    /// Removes instances whose deadline is at or before `now`, visiting at most `limit`
-    /// index entries, so that one call's work is bounded however many are due.
+    /// Removes instances whose deadline is at or before `now` (or puts them under
+    /// protection), visiting at most `limit` index entries, so that one call's work is
+    /// bounded however many are due.
     public mutating func expireDue(now: Instant, limit: Int) -> ExpiryProgress {
         var visited = 0
         var expired = 0
@@ -111,8 +158,7 @@ public struct Registry {
             visited += 1
             let deadline = instances[Int(slot)].deadline
             if deadline <= now.nanoseconds {
-                expire(slot)
-                expired += 1
+                if expireOrProtect(slot, now: now) { expired += 1 }
             } else {
                 // A stale key left behind by heartbeats: re-key it to the real deadline.
                 deadlines.update(slot, key: deadline)
@@ -121,17 +167,36 @@ public struct Registry {
         return ExpiryProgress(expired: expired, moreDue: false)
     }
 
-    /// Returns the instances expired since the last call, oldest first, and forgets them.
-    public mutating func takeExpired() -> [ExpiredInstance] {
-        guard !expiredQueue.isEmpty else { return [] }
-        defer { expiredQueue.removeAll(keepingCapacity: true) }
-        return expiredQueue
+    /// Returns what the registry did on its own since the last call, oldest first.
+    public mutating func takeEvents() -> [RegistryEvent] {
+        guard !events.isEmpty else { return [] }
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    /// Returns the names of the services whose visible state changed since the last call,
+    /// each once, including services that disappeared.
+    public mutating func takeChangedServices() -> [String] {
+        guard !changedServices.isEmpty else { return [] }
+        for name in changedServices {
+            if let slot = serviceSlots[name] { services[Int(slot)].awaitingNotice = false }
+        }
+        defer { changedServices.removeAll(keepingCapacity: true) }
+        return changedServices
+    }
+
+    /// A ticket for round-robin picks: consecutive calls for one service count up, so
+    /// that callers rotate through its instances together.
+    public mutating func nextRoundRobinTicket(service: String) -> UInt64 {
+        guard let slot = serviceSlots[service] else { return 0 }
+        defer { services[Int(slot)].roundRobin &+= 1 }
+        return services[Int(slot)].roundRobin
     }
 
     // MARK: Reads
 
     /// The change index of the service's last visible change, after expiring its due
-    /// instances; nil when the service has no live instance.
+    /// instances; nil when the service has no instance.
     ///
     /// Cheap when nothing in the service can be due: one dictionary lookup and a compare.
     public mutating func serviceChangeIndex(_ service: String, now: Instant) -> UInt64? {
@@ -158,30 +223,41 @@ public struct Registry {
         for slot in record.order where slot >= 0 {
             let instance = instances[Int(slot)]
             result.append(InstanceSnapshot(
-                address: instance.address,
+                id: instance.id, address: instance.address, tags: instance.tags, metadata: instance.metadata,
+                weight: Int(instance.weight), zone: instance.zone, status: instance.status,
                 registeredAt: Instant(nanoseconds: instance.registeredAt),
                 lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat),
-                deadline: Instant(nanoseconds: instance.deadline)))
+                deadline: Instant(nanoseconds: instance.deadline),
+                ttl: .nanoseconds(instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos),
+                isProtected: instance.isProtected))
         }
         return result
     }
 
-    /// Every service with at least one instance whose deadline is after `now`, sorted by
-    /// name. Due instances are left out without being removed, so the work beyond the
-    /// listing itself is proportional to the number of due instances.
+    /// Every service with at least one instance whose deadline is after `now` (or that
+    /// protection keeps), sorted by name. Due instances are left out without being removed,
+    /// so the work beyond the listing itself is proportional to the number of due instances.
     public func serviceSummaries(now: Instant) -> [ServiceSummary] {
-        var dueCounts: [Int32: Int] = [:]
+        var due: [Int32: [InstanceStatus: Int]] = [:]
         deadlines.forEach(keyAtMost: now.nanoseconds) { slot in
             let instance = instances[Int(slot)]
             if instance.deadline <= now.nanoseconds {
-                dueCounts[instance.service, default: 0] += 1
+                due[instance.service, default: [:]][instance.status, default: 0] += 1
             }
         }
         var result: [ServiceSummary] = []
         result.reserveCapacity(serviceSlots.count)
         for (name, slot) in serviceSlots {
-            let live = services[Int(slot)].liveCount - (dueCounts[slot] ?? 0)
-            if live > 0 { result.append(ServiceSummary(name: name, instanceCount: live)) }
+            let record = services[Int(slot)]
+            var counts = record.statusCounts
+            if let dueCounts = due[slot] {
+                for (status, count) in dueCounts { counts[status, default: 0] -= count }
+            }
+            counts = counts.filter { $0.value > 0 }
+            let live = counts.values.reduce(0, +)
+            guard live > 0 else { continue }
+            result.append(ServiceSummary(name: name, instanceCount: live, countsByStatus: counts,
+                                         tags: record.tagCounts.keys.sorted(), changeIndex: record.changeIndex))
         }
         result.sort { $0.name < $1.name }
         return result
@@ -189,29 +265,82 @@ public struct Registry {
 
     // MARK: Internals
 
+    private func check(_ fields: InstanceFields) -> Violation? {
+        if let tags = fields.tags, let violation = Violation.checkTags(tags) { return violation }
+        if let metadata = fields.metadata, let violation = Violation.checkMetadata(metadata) { return violation }
+        if let weight = fields.weight, let violation = Violation.checkWeight(weight) { return violation }
+        if let zone = fields.zone.flatMap({ $0 }), let violation = Violation.checkZone(zone) { return violation }
+        if let ttl = fields.ttl.flatMap({ $0 }), ttl < policy.minimumTTL || ttl > policy.maximumTTL {
+            return .ttlOutOfRange(seconds: Double(ttl.wholeNanoseconds) / 1e9, minimum: policy.minimumTTL, maximum: policy.maximumTTL)
+        }
+        return nil
+    }
+
     private enum InstanceLookup {
         case found(Int32)
         case noService
         case noInstance
     }
 
-    /// Finds a registered instance whose deadline has not passed. An instance found past
-    /// its deadline is expired here, so no caller ever sees or renews it; if it was its
-    /// service's last, the answer is `noService`.
-    private mutating func findLiveInstance(service: String, address: String, now: Instant) -> InstanceLookup {
+    /// Finds a registered instance that is not overdue. One found past its deadline is
+    /// expired here (or protected, and then found), so no caller ever sees or renews an
+    /// expired instance; if it was its service's last, the answer is `noService`.
+    private mutating func findLiveInstance(service: String, id: String, now: Instant) -> InstanceLookup {
         guard let serviceSlot = serviceSlots[service] else { return .noService }
-        guard let slot = instanceSlots[InstanceKey(service: serviceSlot, address: address)] else { return .noInstance }
-        if instances[Int(slot)].deadline <= now.nanoseconds {
-            expire(slot)
-            return serviceSlots[service] == nil ? .noService : .noInstance
+        guard let slot = instanceSlots[InstanceKey(service: serviceSlot, id: id)] else { return .noInstance }
+        let instance = instances[Int(slot)]
+        if !instance.isProtected && instance.deadline <= now.nanoseconds {
+            if expireOrProtect(slot, now: now) {
+                return serviceSlots[service] == nil ? .noService : .noInstance
+            }
         }
         return .found(slot)
     }
 
-    private mutating func renew(_ slot: Int32, now: Instant) {
+    /// Applies a registration's fields to an existing instance; true when any changed.
+    private mutating func update(_ slot: Int32, address: String, fields: InstanceFields) -> Bool {
+        var record = instances[Int(slot)]
+        let before = record
+        record.address = address
+        if let tags = fields.tags { record.tags = tags }
+        if let metadata = fields.metadata { record.metadata = metadata }
+        if let weight = fields.weight { record.weight = Int32(weight) }
+        if let zone = fields.zone { record.zone = zone }
+        if let status = fields.status { record.status = status }
+        if let ttl = fields.ttl { record.customTTL = ttl?.wholeNanoseconds ?? 0 }
+        guard !record.sameVisibleFields(as: before) else { return false }
+        instances[Int(slot)] = record
+        services[Int(record.service)].replace(before, with: record)
+        return true
+    }
+
+    private mutating func setStatus(_ slot: Int32, _ status: InstanceStatus) -> Bool {
+        let before = instances[Int(slot)]
+        guard before.status != status else { return false }
+        instances[Int(slot)].status = status
+        services[Int(before.service)].replace(before, with: instances[Int(slot)])
+        return true
+    }
+
+    /// Counts a heartbeat. Returns true when the instance was under protection and no
+    /// longer is: a visible change, and the sign that its service's cut is over.
+    private mutating func renew(_ slot: Int32, now: Instant) -> Bool {
+        let instance = instances[Int(slot)]
+        let deadline = now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos)
         instances[Int(slot)].lastHeartbeat = now.nanoseconds
-        instances[Int(slot)].deadline = now.nanoseconds &+ timeoutNanos
-        // The index keeps its older key, a valid lower bound; see DeadlineHeap.
+        instances[Int(slot)].deadline = deadline
+        let serviceSlot = Int(instance.service)
+        services[serviceSlot].earliestDeadline = min(services[serviceSlot].earliestDeadline, deadline)
+        if instance.isProtected {
+            instances[Int(slot)].isProtected = false
+            services[serviceSlot].protectedCount -= 1
+            deadlines.insert(slot, key: deadline)
+            return true
+        }
+        // The index keeps its older key while it is a valid lower bound (see DeadlineHeap);
+        // only a shorter TTL can bring the deadline before it.
+        if deadline < deadlines.key(of: slot) { deadlines.update(slot, key: deadline) }
+        return false
     }
 
     private mutating func makeService(named name: String) -> Int32 {
@@ -228,38 +357,94 @@ public struct Registry {
         return slot
     }
 
+    private mutating func noteChange(ofService serviceSlot: Int32) {
+        changeIndex += 1
+        services[Int(serviceSlot)].changeIndex = changeIndex
+        if !services[Int(serviceSlot)].awaitingNotice {
+            services[Int(serviceSlot)].awaitingNotice = true
+            changedServices.append(services[Int(serviceSlot)].name)
+        }
+    }
+
     private mutating func expireDueInstances(ofService serviceSlot: Int32, now: Instant) {
         var earliest = Int64.max
         var due: [Int32] = []
         for slot in services[Int(serviceSlot)].order where slot >= 0 {
-            let deadline = instances[Int(slot)].deadline
-            if deadline <= now.nanoseconds { due.append(slot) } else { earliest = min(earliest, deadline) }
+            let instance = instances[Int(slot)]
+            if instance.isProtected { continue }
+            if instance.deadline <= now.nanoseconds { due.append(slot) } else { earliest = min(earliest, instance.deadline) }
         }
-        for slot in due { expire(slot) }
-        if !due.isEmpty && services[Int(serviceSlot)].liveCount == 0 { return }
+        for slot in due { _ = expireOrProtect(slot, now: now) }
+        if services[Int(serviceSlot)].liveCount == 0 { return }
         services[Int(serviceSlot)].earliestDeadline = earliest
     }
 
-    private mutating func expire(_ slot: Int32) {
+    /// Expires an overdue instance, unless expiry protection keeps it. Returns true when
+    /// the instance was removed.
+    private mutating func expireOrProtect(_ slot: Int32, now: Instant) -> Bool {
+        let serviceSlot = Int(instances[Int(slot)].service)
+        guard let share = policy.expiryProtection else {
+            expire(slot, now: now)
+            return true
+        }
+        let windowStart = now.nanoseconds &- defaultTTLNanos
+        services[serviceSlot].recentExpiries.removeAll { $0 <= windowStart }
+        let recent = services[serviceSlot].recentExpiries.count
+        let total = services[serviceSlot].liveCount + recent
+        if services[serviceSlot].isProtected || Double(recent + 1) > share * Double(total) {
+            if !services[serviceSlot].isProtected {
+                services[serviceSlot].isProtected = true
+                events.append(.protectionStarted(service: services[serviceSlot].name, overdue: recent + 1, instances: total))
+            }
+            instances[Int(slot)].isProtected = true
+            services[serviceSlot].protectedCount += 1
+            deadlines.remove(slot)
+            noteChange(ofService: Int32(serviceSlot))
+            return false
+        }
+        services[serviceSlot].recentExpiries.append(now.nanoseconds)
+        expire(slot, now: now)
+        return true
+    }
+
+    /// A protected instance heartbeated: the cut is over. The service's instances still
+    /// overdue go back to the index, due now, to be judged afresh against an empty window.
+    private mutating func liftProtection(ofService serviceSlot: Int32, now: Instant) {
+        guard services[Int(serviceSlot)].isProtected else { return }
+        services[Int(serviceSlot)].isProtected = false
+        services[Int(serviceSlot)].recentExpiries.removeAll()
+        events.append(.protectionLifted(service: services[Int(serviceSlot)].name))
+        for slot in services[Int(serviceSlot)].order where slot >= 0 && instances[Int(slot)].isProtected {
+            instances[Int(slot)].isProtected = false
+            deadlines.insert(slot, key: now.nanoseconds)
+        }
+        services[Int(serviceSlot)].protectedCount = 0
+        services[Int(serviceSlot)].earliestDeadline = now.nanoseconds
+        noteChange(ofService: serviceSlot)
+    }
+
+    private mutating func expire(_ slot: Int32, now: Instant) {
         let instance = instances[Int(slot)]
-        expiredQueue.append(ExpiredInstance(
-            service: services[Int(instance.service)].name, address: instance.address,
-            lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat),
-            deadline: Instant(nanoseconds: instance.deadline)))
+        events.append(.expired(service: services[Int(instance.service)].name, id: instance.id,
+                               address: instance.address, lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat)))
         remove(slot)
     }
 
     /// Removes an instance, and its service when it was the last one; one visible change.
     private mutating func remove(_ slot: Int32) {
         let instance = instances[Int(slot)]
-        changeIndex += 1
-        deadlines.remove(slot)
-        instanceSlots[InstanceKey(service: instance.service, address: instance.address)] = nil
+        let serviceSlot = Int(instance.service)
+        noteChange(ofService: instance.service)
+        if instance.isProtected {
+            services[serviceSlot].protectedCount -= 1
+        } else {
+            deadlines.remove(slot)
+        }
+        instanceSlots[InstanceKey(service: instance.service, id: instance.id)] = nil
         instances[Int(slot)] = InstanceRecord.vacant
         freeInstanceSlots.append(slot)
 
-        let serviceSlot = Int(instance.service)
-        let moved = services[serviceSlot].remove(at: instance.orderPosition, changeIndex: changeIndex)
+        let moved = services[serviceSlot].remove(instance, at: instance.orderPosition)
         for (movedSlot, position) in moved {
             instances[Int(movedSlot)].orderPosition = position
         }
@@ -271,24 +456,41 @@ public struct Registry {
     }
 }
 
-/// An instance's identity: its service's slot and its address.
+/// An instance's identity: its service's slot and its id.
 private struct InstanceKey: Hashable {
     var service: Int32
-    var address: String
+    var id: String
 }
 
 /// One instance, stored in a slot of `Registry.instances`. Times are monotonic nanoseconds.
 private struct InstanceRecord {
+    var id: String
     var address: String
+    var tags: [String]
+    var metadata: [(key: String, value: String)]
+    var zone: String?
     var service: Int32
     /// Index in the service's `order` array.
     var orderPosition: Int32
+    var weight: Int32
+    var status: InstanceStatus
+    /// Kept past its deadline by expiry protection; such an instance is not in the index.
+    var isProtected: Bool
+    /// This instance's own heartbeat timeout in nanoseconds; 0 means the server's.
+    var customTTL: Int64
     var registeredAt: Int64
     var lastHeartbeat: Int64
     var deadline: Int64
 
     static let vacant = InstanceRecord(
-        address: "", service: -1, orderPosition: -1, registeredAt: 0, lastHeartbeat: 0, deadline: 0)
+        id: "", address: "", tags: [], metadata: [], zone: nil, service: -1, orderPosition: -1, weight: 0,
+        status: .up, isProtected: false, customTTL: 0, registeredAt: 0, lastHeartbeat: 0, deadline: 0)
+
+    func sameVisibleFields(as other: InstanceRecord) -> Bool {
+        address == other.address && tags == other.tags && weight == other.weight && zone == other.zone
+            && status == other.status && customTTL == other.customTTL
+            && metadata.elementsEqual(other.metadata) { $0.key == $1.key && $0.value == $1.value }
+    }
 }
 
 /// One service: its instances in registration order and what readers need to cache it.
@@ -301,38 +503,61 @@ private struct ServiceRecord {
     var liveCount = 0
     var changeIndex: UInt64 = 0
     /// A lower bound of the earliest deadline among the instances: until `now` reaches it,
-    /// no instance of this service can be due. Heartbeats only move deadlines later, so it
-    /// stays valid without being touched on the hot path.
+    /// no instance of this service can be due. Heartbeats only move deadlines later (or
+    /// lower this bound themselves), so it stays valid without a scan.
     var earliestDeadline = Int64.max
+    /// Kept up to date on every change so that `/services` costs no scan of instances.
+    var statusCounts: [InstanceStatus: Int] = [:]
+    var tagCounts: [String: Int] = [:]
+    var roundRobin: UInt64 = 0
+    /// Already in `Registry.changedServices`.
+    var awaitingNotice = false
+    var isProtected = false
+    var protectedCount = 0
+    /// When instances of this service expired within the last heartbeat timeout.
+    var recentExpiries: [Int64] = []
 
     init(name: String) {
         self.name = name
     }
 
-    mutating func add(_ slot: Int32, deadline: Int64, changeIndex: UInt64) {
+    mutating func add(_ instance: InstanceRecord, slot: Int32) {
         order.append(slot)
         liveCount += 1
-        earliestDeadline = min(earliestDeadline, deadline)
-        self.changeIndex = changeIndex
+        earliestDeadline = min(earliestDeadline, instance.deadline)
+        count(instance, by: 1)
+    }
+
+    mutating func replace(_ before: InstanceRecord, with after: InstanceRecord) {
+        count(before, by: -1)
+        count(after, by: 1)
+    }
+
+    private mutating func count(_ instance: InstanceRecord, by delta: Int) {
+        statusCounts[instance.status, default: 0] += delta
+        for tag in instance.tags {
+            let count = tagCounts[tag, default: 0] + delta
+            tagCounts[tag] = count > 0 ? count : nil
+        }
     }
 
     /// Empties `order[position]` and returns the slots whose position changed, if the
     /// holes were squeezed out.
-    mutating func remove(at position: Int32, changeIndex: UInt64) -> [(slot: Int32, position: Int32)] {
+    mutating func remove(_ instance: InstanceRecord, at position: Int32) -> [(slot: Int32, position: Int32)] {
         order[Int(position)] = -1
         liveCount -= 1
-        self.changeIndex = changeIndex
+        count(instance, by: -1)
         let holes = order.count - liveCount
         guard holes > 16 && holes > liveCount else { return [] }
         var moved: [(slot: Int32, position: Int32)] = []
         moved.reserveCapacity(liveCount)
-        var next = 0
+        var compacted: [Int32] = []
+        compacted.reserveCapacity(liveCount)
         for slot in order where slot >= 0 {
-            order[next] = slot
-            moved.append((slot, Int32(next)))
-            next += 1
+            moved.append((slot, Int32(compacted.count)))
+            compacted.append(slot)
         }
-        order.removeLast(order.count - next)
+        order = compacted
         return moved
     }
 }

@@ -14,19 +14,27 @@ struct FakeClock {
     var clock = FakeClock()
     var registry = Registry(heartbeatTimeout: .seconds(30))
 
+    /// The addresses of the instances expired since the last call, in order.
+    mutating func expiredAddresses() -> [String] {
+        registry.takeEvents().compactMap { event in
+            if case .expired(_, _, let address, _) = event { return address }
+            return nil
+        }
+    }
+
     @Test mutating func registerThenDiscover() {
         #expect(registry.register(service: "api", address: "http://a:1", now: clock.now) == .registered)
         #expect(registry.register(service: "api", address: "http://b:2", now: clock.now) == .registered)
         #expect(registry.serviceChangeIndex("api", now: clock.now) != nil)
         #expect(registry.instances(ofService: "api").map(\.address) == ["http://a:1", "http://b:2"])
-        #expect(registry.serviceSummaries(now: clock.now) == [ServiceSummary(name: "api", instanceCount: 2)])
+        #expect(registry.serviceSummaries(now: clock.now).map { [$0.name: $0.instanceCount] } == [["api": 2]])
     }
 
     @Test mutating func reRegisterCountsAsHeartbeatAndKeepsUptime() {
         let first = clock.now
         _ = registry.register(service: "api", address: "a", now: clock.now)
         clock.advance(.seconds(20))
-        #expect(registry.register(service: "api", address: "a", now: clock.now) == .updated)
+        #expect(registry.register(service: "api", address: "a", now: clock.now) == .updated(changed: false))
         clock.advance(.seconds(20))
         // 40 s after the first registration but 20 s after the renewal: still alive.
         #expect(registry.serviceChangeIndex("api", now: clock.now) != nil)
@@ -36,21 +44,21 @@ struct FakeClock {
     }
 
     @Test mutating func heartbeatOutcomes() {
-        #expect(registry.heartbeat(service: "api", address: "a", now: clock.now) == .unknownService)
+        #expect(registry.heartbeat(service: "api", id: "a", now: clock.now) == .unknownService)
         _ = registry.register(service: "api", address: "a", now: clock.now)
-        #expect(registry.heartbeat(service: "api", address: "b", now: clock.now) == .unknownInstance)
-        #expect(registry.heartbeat(service: "api", address: "a", now: clock.now) == .renewed)
-        #expect(registry.heartbeat(service: "bad name", address: "a", now: clock.now) == .invalid(.serviceNameCharacter(" ")))
+        #expect(registry.heartbeat(service: "api", id: "b", now: clock.now) == .unknownInstance)
+        #expect(registry.heartbeat(service: "api", id: "a", now: clock.now) == .done(changed: false))
+        #expect(registry.heartbeat(service: "bad name", id: "a", now: clock.now) == .invalid(.serviceNameCharacter(" ")))
     }
 
     @Test mutating func deregisterOutcomes() {
-        #expect(registry.deregister(service: "api", address: "a", now: clock.now) == .unknownService)
+        #expect(registry.deregister(service: "api", id: "a", now: clock.now) == .unknownService)
         _ = registry.register(service: "api", address: "a", now: clock.now)
         _ = registry.register(service: "api", address: "b", now: clock.now)
-        #expect(registry.deregister(service: "api", address: "zzz", now: clock.now) == .unknownInstance)
-        #expect(registry.deregister(service: "api", address: "a", now: clock.now) == .deregistered)
+        #expect(registry.deregister(service: "api", id: "zzz", now: clock.now) == .unknownInstance)
+        #expect(registry.deregister(service: "api", id: "a", now: clock.now) == .done(changed: true))
         #expect(registry.instances(ofService: "api").map(\.address) == ["b"])
-        #expect(registry.deregister(service: "api", address: "b", now: clock.now) == .deregistered)
+        #expect(registry.deregister(service: "api", id: "b", now: clock.now) == .done(changed: true))
         // The last instance took its service with it.
         #expect(registry.serviceChangeIndex("api", now: clock.now) == nil)
         #expect(registry.serviceSummaries(now: clock.now).isEmpty)
@@ -88,8 +96,8 @@ struct FakeClock {
         #expect(registry.expireDue(now: clock.now, limit: 100) == ExpiryProgress(expired: 1, moreDue: false))
         clock.advance(.seconds(20))
         #expect(registry.expireDue(now: clock.now, limit: 100) == ExpiryProgress(expired: 2, moreDue: false))
-        #expect(registry.takeExpired().map(\.address) == ["first", "second", "third"])
-        #expect(registry.takeExpired().isEmpty)
+        #expect(expiredAddresses() == ["first", "second", "third"])
+        #expect(expiredAddresses().isEmpty)
         #expect(registry.instanceCount == 0)
         #expect(registry.serviceCount == 0)
         #expect(registry.nextDeadline == nil)
@@ -99,15 +107,15 @@ struct FakeClock {
         _ = registry.register(service: "api", address: "a", now: clock.now)
         _ = registry.register(service: "api", address: "b", now: clock.now)
         clock.advance(.seconds(25))
-        #expect(registry.heartbeat(service: "api", address: "a", now: clock.now) == .renewed)
+        #expect(registry.heartbeat(service: "api", id: "a", now: clock.now) == .done(changed: false))
         clock.advance(.seconds(5))
         // b's deadline passed; a's stale index key is re-keyed, not expired.
         #expect(registry.expireDue(now: clock.now, limit: 100) == ExpiryProgress(expired: 1, moreDue: false))
-        #expect(registry.takeExpired().map(\.address) == ["b"])
+        #expect(expiredAddresses() == ["b"])
         #expect(registry.nextDeadline == clock.now + .seconds(25))
         clock.advance(.seconds(25))
         #expect(registry.expireDue(now: clock.now, limit: 100).expired == 1)
-        #expect(registry.takeExpired().map(\.address) == ["a"])
+        #expect(expiredAddresses() == ["a"])
     }
 
     @Test mutating func readsNeverReturnADueInstanceEvenBeforeTheExpiryCycle() {
@@ -121,23 +129,23 @@ struct FakeClock {
         let before = registry.changeIndex
         #expect(registry.serviceChangeIndex("api", now: clock.now) == before + 1)
         #expect(registry.instances(ofService: "api").map(\.address) == ["new"])
-        #expect(registry.takeExpired().map(\.address) == ["old"])
+        #expect(expiredAddresses() == ["old"])
     }
 
     @Test mutating func writesToADueInstanceTreatItAsGone() {
         _ = registry.register(service: "api", address: "a", now: clock.now)
         _ = registry.register(service: "api", address: "b", now: clock.now + .seconds(1))
         clock.advance(.seconds(30))
-        #expect(registry.heartbeat(service: "api", address: "a", now: clock.now) == .unknownInstance)
-        #expect(registry.deregister(service: "api", address: "a", now: clock.now) == .unknownInstance)
+        #expect(registry.heartbeat(service: "api", id: "a", now: clock.now) == .unknownInstance)
+        #expect(registry.deregister(service: "api", id: "a", now: clock.now) == .unknownInstance)
         // Registering again starts a new life: new uptime.
         #expect(registry.register(service: "api", address: "a", now: clock.now) == .registered)
         #expect(registry.instances(ofService: "api").first { $0.address == "a" }?.registeredAt == clock.now)
-        #expect(registry.takeExpired().map(\.address) == ["a"])
+        #expect(expiredAddresses() == ["a"])
         clock.advance(.seconds(1))
-        #expect(registry.heartbeat(service: "api", address: "b", now: clock.now) == .unknownInstance)
-        _ = registry.deregister(service: "api", address: "a", now: clock.now)
-        #expect(registry.heartbeat(service: "api", address: "a", now: clock.now) == .unknownService)
+        #expect(registry.heartbeat(service: "api", id: "b", now: clock.now) == .unknownInstance)
+        _ = registry.deregister(service: "api", id: "a", now: clock.now)
+        #expect(registry.heartbeat(service: "api", id: "a", now: clock.now) == .unknownService)
     }
 
     @Test mutating func massExpiryIsBoundedPerCall() {
@@ -157,7 +165,7 @@ struct FakeClock {
         #expect(total == 10_000)
         #expect(calls == 10)
         #expect(registry.instanceCount == 0)
-        #expect(registry.takeExpired().count == 10_000)
+        #expect(expiredAddresses().count == 10_000)
     }
 
     @Test mutating func changeIndexMovesOnVisibleChangesOnly() {
@@ -166,28 +174,28 @@ struct FakeClock {
         _ = registry.register(service: "api", address: "a", now: clock.now)
         #expect(registry.changeIndex == start + 1)
         _ = registry.register(service: "api", address: "a", now: clock.now)
-        _ = registry.heartbeat(service: "api", address: "a", now: clock.now)
+        _ = registry.heartbeat(service: "api", id: "a", now: clock.now)
         #expect(registry.changeIndex == start + 1)
         _ = registry.register(service: "web", address: "w", now: clock.now)
         #expect(registry.serviceChangeIndex("api", now: clock.now) == start + 1)
         #expect(registry.serviceChangeIndex("web", now: clock.now) == start + 2)
-        _ = registry.deregister(service: "api", address: "a", now: clock.now)
+        _ = registry.deregister(service: "api", id: "a", now: clock.now)
         #expect(registry.changeIndex == start + 3)
     }
 
     @Test mutating func registrationOrderSurvivesManyRemovals() {
         for index in 0..<100 { _ = registry.register(service: "api", address: "a\(index)", now: clock.now) }
         for index in stride(from: 0, to: 100, by: 3) {
-            #expect(registry.deregister(service: "api", address: "a\(index)", now: clock.now) == .deregistered)
+            #expect(registry.deregister(service: "api", id: "a\(index)", now: clock.now) == .done(changed: true))
         }
         for index in stride(from: 1, to: 100, by: 3) {
-            #expect(registry.deregister(service: "api", address: "a\(index)", now: clock.now) == .deregistered)
+            #expect(registry.deregister(service: "api", id: "a\(index)", now: clock.now) == .done(changed: true))
         }
         let expected = stride(from: 2, to: 100, by: 3).map { "a\($0)" }
         #expect(registry.instances(ofService: "api").map(\.address) == expected)
         // Every survivor can still be found and removed after the holes were squeezed out.
         for address in expected {
-            #expect(registry.deregister(service: "api", address: address, now: clock.now) == .deregistered)
+            #expect(registry.deregister(service: "api", id: address, now: clock.now) == .done(changed: true))
         }
         #expect(registry.instanceCount == 0)
     }
@@ -199,7 +207,7 @@ struct FakeClock {
             while registry.expireDue(now: clock.now, limit: 500).moreDue {}
             #expect(registry.instanceCount == 0)
         }
-        _ = registry.takeExpired()
+        _ = expiredAddresses()
         _ = registry.register(service: "api", address: "a", now: clock.now)
         #expect(registry.instances(ofService: "api").map(\.address) == ["a"])
     }

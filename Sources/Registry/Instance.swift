@@ -1,0 +1,90 @@
+/// Whether an instance should receive traffic, as the instance (or an operator) says.
+public enum InstanceStatus: String, CaseIterable, Sendable {
+    /// Ready for traffic; the only status listed by default.
+    case up = "UP"
+    case starting = "STARTING"
+    case down = "DOWN"
+    /// Healthy but taken out of rotation on purpose (maintenance, a canary on hold).
+    case outOfService = "OUT_OF_SERVICE"
+}
+
+/// The optional fields of a registration. `nil` means "not given": a new instance takes the
+/// default and an existing one keeps its value, so a client that re-registers as a
+/// heartbeat (as the seed's did) does not undo an operator's `OUT_OF_SERVICE`. `zone` and
+/// `ttl` can also be cleared explicitly (`.some(nil)`).
+public struct InstanceFields: Equatable, Sendable {
+    public var tags: [String]?
+    /// Sorted by key and unique: the order they are stored and listed in.
+    public var metadata: [(key: String, value: String)]?
+    public var weight: Int?
+    public var zone: String??
+    public var status: InstanceStatus?
+    /// This instance's heartbeat timeout; `.some(nil)` returns to the server's default.
+    public var ttl: Duration??
+
+    public init(tags: [String]? = nil, metadata: [(key: String, value: String)]? = nil, weight: Int? = nil,
+                zone: String?? = nil, status: InstanceStatus? = nil, ttl: Duration?? = nil) {
+        self.tags = tags
+        self.metadata = metadata
+        self.weight = weight
+        self.zone = zone
+        self.status = status
+        self.ttl = ttl
+    }
+
+    public static func == (lhs: InstanceFields, rhs: InstanceFields) -> Bool {
+        lhs.tags == rhs.tags && lhs.weight == rhs.weight && lhs.zone == rhs.zone && lhs.status == rhs.status
+            && lhs.ttl == rhs.ttl
+            && lhs.metadata?.map(\.key) == rhs.metadata?.map(\.key)
+            && lhs.metadata?.map(\.value) == rhs.metadata?.map(\.value)
+    }
+
+    public static let defaultWeight = 100
+}
+
+/// One registered instance as a reader sees it.
+public struct InstanceSnapshot: Equatable, Sendable {
+    public let id: String
+    public let address: String
+    public let tags: [String]
+    public let metadata: [(key: String, value: String)]
+    public let weight: Int
+    public let zone: String?
+    public let status: InstanceStatus
+    /// When the instance was first registered; a re-registration does not move it.
+    public let registeredAt: Instant
+    public let lastHeartbeat: Instant
+    public let deadline: Instant
+    /// The heartbeat timeout in force for this instance.
+    public let ttl: Duration
+    /// Kept past its deadline by expiry protection.
+    public let isProtected: Bool
+
+    public static func == (lhs: InstanceSnapshot, rhs: InstanceSnapshot) -> Bool {
+        lhs.id == rhs.id && lhs.address == rhs.address && lhs.tags == rhs.tags
+            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
+            && lhs.weight == rhs.weight && lhs.zone == rhs.zone && lhs.status == rhs.status
+            && lhs.registeredAt == rhs.registeredAt && lhs.lastHeartbeat == rhs.lastHeartbeat
+            && lhs.deadline == rhs.deadline && lhs.ttl == rhs.ttl && lhs.isProtected == rhs.isProtected
+    }
+}
+
+/// What the registry is told at start-up.
+public struct RegistryPolicy: Sendable {
+    /// The heartbeat timeout of an instance that did not ask for its own `ttl`.
+    public var heartbeatTimeout: Duration
+    /// The bounds of a per-instance `ttl`.
+    public var minimumTTL: Duration
+    public var maximumTTL: Duration
+    /// When set, a service never loses more than this share of its instances to expiry
+    /// within one heartbeat timeout; see `Registry` for the whole rule.
+    public var expiryProtection: Double?
+
+    public init(heartbeatTimeout: Duration, minimumTTL: Duration = .seconds(1), maximumTTL: Duration = .seconds(3600),
+                expiryProtection: Double? = nil) {
+        self.heartbeatTimeout = heartbeatTimeout
+        self.minimumTTL = minimumTTL
+        self.maximumTTL = maximumTTL
+        self.expiryProtection = expiryProtection
+    }
+}

@@ -26,6 +26,10 @@ struct Config: Equatable {
     /// How long a connection may sit idle, or take to send a request, before it is closed.
     var idleTimeout: Duration = .seconds(60)
     var logLevel: LogLevel = .info
+    var minimumTTL: Duration = .seconds(1)
+    var maximumTTL: Duration = .seconds(3600)
+    /// Off when nil; see `Registry` for the rule.
+    var expiryProtection: Double?
 
     /// What went wrong with the command line or the environment, for a one-line message.
     struct Problem: Error, Equatable {
@@ -98,6 +102,32 @@ struct Config: Equatable {
             config.logLevel = level
             return nil
         },
+        Option(flag: "--min-ttl", variable: "REGISTRY_MIN_TTL", valueName: "SECONDS",
+               help: "smallest ttl_seconds an instance may ask for (default 1)") { config, value in
+            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
+                return "must be a number of seconds from 0.001 to 604800"
+            }
+            config.minimumTTL = duration
+            return nil
+        },
+        Option(flag: "--max-ttl", variable: "REGISTRY_MAX_TTL", valueName: "SECONDS",
+               help: "largest ttl_seconds an instance may ask for (default 3600)") { config, value in
+            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
+                return "must be a number of seconds from 0.001 to 604800"
+            }
+            config.maximumTTL = duration
+            return nil
+        },
+        Option(flag: "--expiry-protection", variable: "REGISTRY_EXPIRY_PROTECTION", valueName: "RATIO",
+               help: "never let more than this share (0-1) of a service's instances expire within one heartbeat timeout; off by default (see README)") { config, value in
+            if value.lowercased() == "off" {
+                config.expiryProtection = nil
+                return nil
+            }
+            guard let ratio = Double(value), ratio > 0, ratio < 1 else { return "must be a number above 0 and below 1, or off" }
+            config.expiryProtection = ratio
+            return nil
+        },
     ]
 
     /// Builds the configuration from `arguments` (without the program name) over
@@ -132,7 +162,15 @@ struct Config: Equatable {
                 throw Problem(message: "\(flag) \(problem), got '\(value)'")
             }
         }
+        if config.minimumTTL > config.maximumTTL {
+            throw Problem(message: "--min-ttl (\(config.minimumTTL.secondsDescription)) must not be above --max-ttl (\(config.maximumTTL.secondsDescription))")
+        }
         return .run(config)
+    }
+
+    var registryPolicy: RegistryPolicy {
+        RegistryPolicy(heartbeatTimeout: heartbeatTimeout, minimumTTL: minimumTTL, maximumTTL: maximumTTL,
+                       expiryProtection: expiryProtection)
     }
 
     static var usage: String {

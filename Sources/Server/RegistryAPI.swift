@@ -1,66 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Registry
 
 /// The HTTP API over the registry: routes a decoded request, calls the core, and renders
-/// the outcome as a `Response`. It does no I/O and reads no clock, so tests drive it with
-/// no sockets; `HTTPServer` feeds it from evhttp's callbacks on the one event loop.
+/// the outcome. It does no I/O and reads no clock, so tests drive it with no sockets;
+/// `HTTPServer` feeds it from evhttp's callbacks on the one event loop, and `WatchHub`
+/// asks it for the current state when a parked request or a stream must be answered.
 final class RegistryAPI {
     private(set) var registry: Registry
     private let logger: Logger
+    /// Source of `pick=random|weighted`; injectable so that tests can be exact.
+    private var random: RandomSource
 
-    /// Discover bodies by service, rebuilt only when the service changes or when the
-    /// uptime tick moves (uptimes are reported in hundredths, so a body stays exact for
-    /// one 10 ms tick). Under load this turns nearly every discover into one copy.
-    private var discoverCache: [String: CachedBody] = [:]
-    private var servicesCache: CachedBody?
+    /// Per service: its instances, each rendered once as a JSON object, and the plain
+    /// listing, valid for one change index and one 10 ms uptime tick (uptimes are reported
+    /// in hundredths). Under load nearly every discover is one lookup and one copy; a
+    /// filtered or picked one joins the pre-rendered instances.
+    private var views: [String: ServiceView] = [:]
+    private var servicesCache: (changeIndex: UInt64, body: [UInt8])?
 
-    private struct CachedBody {
+    private struct ServiceView {
         var changeIndex: UInt64
         var tick: Int64
-        var body: [UInt8]
+        var instances: [InstanceSnapshot]
+        var rendered: [[UInt8]]
+        var plainBody: [UInt8]
     }
 
     private static let tickNanoseconds: Int64 = 10_000_000
     /// The answer to nearly every heartbeat, built once: the hot path allocates nothing for it.
     private static let heartbeatRenewedBody = Response.status(200, "ok", "Heartbeat updated").body
 
-    init(registry: Registry, logger: Logger) {
+    init(registry: Registry, logger: Logger, random: RandomSource = RandomSource(SystemRandomNumberGenerator())) {
         self.registry = registry
         self.logger = logger
+        self.random = random
     }
+
+    /// Every (method, path template) the router serves; the OpenAPI document must list
+    /// exactly these.
+    static let routes: [(method: String, path: String)] = [
+        ("POST", "/register"), ("POST", "/heartbeat"), ("POST", "/deregister"), ("POST", "/status"),
+        ("GET", "/discover/{service}"), ("HEAD", "/discover/{service}"),
+        ("GET", "/services"), ("HEAD", "/services"),
+        ("GET", "/health"), ("HEAD", "/health"),
+        ("GET", "/watch/{service}"), ("HEAD", "/watch/{service}"),
+        ("GET", "/watch"), ("HEAD", "/watch"),
+    ]
 
     // MARK: Routing
 
-    /// Answers one request. `path` is the raw (still percent-encoded) path of the URI,
-    /// without the query; `body` is the whole request body.
-    func handle(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, body: UnsafeBufferPointer<UInt8>,
-                now: Instant, wallClock: Int64) -> Response {
-        if path.starts(with: Route.discoverPrefix) {
-            guard method == .get || method == .head else { return methodNotAllowed(method, path, allow: "GET, HEAD") }
-            return discover(encodedName: UnsafeBufferPointer(rebasing: path[Route.discoverPrefix.count...]), now: now)
+    /// Decides what to do with one request. `path` is the raw (still percent-encoded) path
+    /// of the URI, `query` its raw query string, `body` the whole request body.
+    func handle(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
+                body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64) -> Handling {
+        if let encodedName = Route.segment(after: Route.discoverPrefix, in: path) {
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            return read(encodedName: encodedName, query: query, stream: false, now: now, wallClock: wallClock)
         }
-        switch Route(path) {
-        case .register?, .heartbeat?, .deregister?:
-            guard method == .post else { return methodNotAllowed(method, path, allow: "POST") }
-            return write(Route(path)!, body: body, now: now)
-        case .services?:
-            guard method == .get || method == .head else { return methodNotAllowed(method, path, allow: "GET, HEAD") }
-            return services(now: now)
-        case .health?:
-            guard method == .get || method == .head else { return methodNotAllowed(method, path, allow: "GET, HEAD") }
-            return health(wallClock: wallClock)
-        case nil:
-            return .error(404, "no such endpoint: \(method.name) \(String(decoding: path, as: UTF8.self)); "
-                + "the API is POST /register, /heartbeat, /deregister and GET /discover/{service}, /services, /health")
+        if let encodedName = Route.segment(after: Route.watchPrefix, in: path) {
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            return read(encodedName: encodedName, query: query, stream: true, now: now, wallClock: wallClock)
+        }
+        guard let route = Route(path) else {
+            return .respond(.error(404, "no such endpoint: \(method.name) \(String(decoding: path, as: UTF8.self)); "
+                + "the API is POST /register, /heartbeat, /deregister, /status and GET /discover/{service}, "
+                + "/services, /watch, /watch/{service}, /health"))
+        }
+        switch route {
+        case .register, .heartbeat, .deregister, .status:
+            guard method == .post else { return .respond(methodNotAllowed(method, path, allow: "POST")) }
+            return .respond(write(route, body: body, now: now))
+        case .services, .watchAll:
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            let parsed: ReadQuery
+            switch ReadQuery.parse(query, scope: .services) {
+            case .success(let value): parsed = value
+            case .failure(let problem): return .respond(.error(400, problem.message))
+            }
+            if route == .watchAll { return .stream(.services) }
+            if let index = parsed.index, index >= registry.changeIndex {
+                return .park(.services, wait: parsed.wait ?? ReadQuery.defaultWait)
+            }
+            return .respond(services(now: now))
+        case .health:
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            return .respond(health(wallClock: wallClock))
         }
     }
 
-    /// Convenience for tests and tools: the same with Swift strings.
-    func handle(method: HTTPMethod, path: String, body: String = "", now: Instant, wallClock: Int64 = 0) -> Response {
-        var path = path
+    /// Convenience for tests and tools: the same with Swift strings; a query follows `?`.
+    func handle(method: HTTPMethod, path target: String, body: String = "", now: Instant, wallClock: Int64 = 0) -> Handling {
+        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var path = String(parts[0])
+        var query = parts.count > 1 ? String(parts[1]) : ""
         var body = body
         return path.withUTF8 { pathBytes in
-            body.withUTF8 { bodyBytes in
-                handle(method: method, path: pathBytes, body: bodyBytes, now: now, wallClock: wallClock)
+            query.withUTF8 { queryBytes in
+                body.withUTF8 { bodyBytes in
+                    handle(method: method, path: pathBytes, query: parts.count > 1 ? queryBytes : nil, body: bodyBytes,
+                           now: now, wallClock: wallClock)
+                }
             }
         }
     }
@@ -70,127 +111,240 @@ final class RegistryAPI {
     }
 
     private enum Route {
-        case register, heartbeat, deregister, services, health
+        case register, heartbeat, deregister, status, services, health, watchAll
 
         static let discoverPrefix = Array("/discover/".utf8)
+        static let watchPrefix = Array("/watch/".utf8)
 
         init?(_ path: UnsafeBufferPointer<UInt8>) {
+            // Every fixed path is at most 15 bytes, so this String needs no allocation.
             switch String(decoding: path, as: UTF8.self) {
             case "/register": self = .register
             case "/heartbeat": self = .heartbeat
             case "/deregister": self = .deregister
+            case "/status": self = .status
             case "/services": self = .services
             case "/health": self = .health
+            case "/watch": self = .watchAll
             default: return nil
             }
+        }
+
+        static func segment(after prefix: [UInt8], in path: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+            guard path.starts(with: prefix) else { return nil }
+            return UnsafeBufferPointer(rebasing: path[prefix.count...])
         }
     }
 
     // MARK: Writes
 
     private func write(_ route: Route, body: UnsafeBufferPointer<UInt8>, now: Instant) -> Response {
-        let service: String
-        let address: String
-        switch InstanceRequest.decode(body) {
-        case .success(let request):
-            service = request.service
-            address = request.address
-        case .failure(let problem):
-            return .error(400, problem.message)
-        }
-        switch route {
-        case .register:
-            switch registry.register(service: service, address: address, now: now) {
+        if route == .register {
+            let request: RegistrationBody
+            switch RegistrationBody.decode(body) {
+            case .success(let decoded): request = decoded
+            case .failure(let problem): return .error(400, problem.message)
+            }
+            let service = request.service
+            let address = request.address
+            switch registry.register(service: service, id: request.id, address: address, fields: request.fields, now: now) {
             case .registered:
-                logger.info("registered service=\(logValue(service)) address=\(logValue(address))")
+                logger.info("registered service=\(logValue(service)) id=\(logValue(request.id ?? address)) address=\(logValue(address))")
                 return .status(201, "registered", "Service \(service) registered at \(address)")
-            case .updated:
-                logger.debug("re-registered service=\(logValue(service)) address=\(logValue(address))")
+            case .updated(let changed):
+                if changed { logger.info("updated service=\(logValue(service)) id=\(logValue(request.id ?? address))") }
                 return .status(200, "updated", "Service \(service) at \(address) heartbeat updated")
             case .invalid(let violation):
                 return .error(400, violation.message)
             }
-        case .heartbeat:
-            switch registry.heartbeat(service: service, address: address, now: now) {
-            case .renewed:
+        }
+        let request: InstanceReferenceBody
+        switch InstanceReferenceBody.decode(body, statusRequired: route == .status) {
+        case .success(let decoded): request = decoded
+        case .failure(let problem): return .error(400, problem.message)
+        }
+        let service = request.service
+        let id = request.id
+        let outcome: InstanceOutcome
+        switch route {
+        case .heartbeat: outcome = registry.heartbeat(service: service, id: id, status: request.status, now: now)
+        case .deregister: outcome = registry.deregister(service: service, id: id, now: now)
+        default: outcome = registry.setStatus(service: service, id: id, status: request.status ?? .up, now: now)
+        }
+        switch outcome {
+        case .done(let changed):
+            switch route {
+            case .heartbeat:
+                if changed, let status = request.status {
+                    logger.info("status service=\(logValue(service)) id=\(logValue(id)) status=\(status.rawValue)")
+                }
                 return Response(status: 200, body: Self.heartbeatRenewedBody)
-            case .unknownService:
-                return .status(404, "not_found", "Service \(service) is not registered; register it first")
-            case .unknownInstance:
-                return .status(404, "not_found", "Service \(service) has no instance at \(address); register it first")
-            case .invalid(let violation):
-                return .error(400, violation.message)
+            case .deregister:
+                logger.info("deregistered service=\(logValue(service)) id=\(logValue(id))")
+                return .status(200, "deregistered", "Service \(service) at \(id) deregistered")
+            default:
+                let status = request.status ?? .up
+                if changed { logger.info("status service=\(logValue(service)) id=\(logValue(id)) status=\(status.rawValue)") }
+                return .status(200, "ok", "Status of \(service) at \(id) is now \(status.rawValue)")
             }
-        case .deregister:
-            switch registry.deregister(service: service, address: address, now: now) {
-            case .deregistered:
-                logger.info("deregistered service=\(logValue(service)) address=\(logValue(address))")
-                return .status(200, "deregistered", "Service \(service) at \(address) deregistered")
-            case .unknownService:
-                return .status(404, "not_found", "Service \(service) is not registered")
-            case .unknownInstance:
-                return .status(404, "not_found", "Service \(service) has no instance at \(address)")
-            case .invalid(let violation):
-                return .error(400, violation.message)
-            }
-        case .services, .health:
-            preconditionFailure("\(route) is not a write")
+        case .unknownService:
+            return .status(404, "not_found", route == .heartbeat
+                ? "Service \(service) is not registered; register it first" : "Service \(service) is not registered")
+        case .unknownInstance:
+            return .status(404, "not_found", route == .heartbeat
+                ? "Service \(service) has no instance at \(id); register it first" : "Service \(service) has no instance at \(id)")
+        case .invalid(let violation):
+            return .error(400, violation.message)
         }
     }
 
     // MARK: Reads
 
-    private func discover(encodedName: UnsafeBufferPointer<UInt8>, now: Instant) -> Response {
+    private func read(encodedName: UnsafeBufferPointer<UInt8>, query rawQuery: UnsafeBufferPointer<UInt8>?, stream: Bool,
+                      now: Instant, wallClock: Int64) -> Handling {
         let name: String
         switch PercentDecoding.decode(encodedName) {
         case .success(let decoded): name = decoded
-        case .failure(let problem): return .error(400, problem.message)
+        case .failure(let problem): return .respond(.error(400, problem.message))
         }
-        if let violation = NameViolation.checkServiceName(name) {
-            return .error(400, violation.message)
+        if let violation = Violation.checkServiceName(name) {
+            return .respond(.error(400, violation.message))
         }
+        let query: ReadQuery
+        switch ReadQuery.parse(rawQuery, scope: .instances) {
+        case .success(let parsed): query = parsed
+        case .failure(let problem): return .respond(.error(400, problem.message))
+        }
+        if stream { return .stream(.service(name, query)) }
+        if let index = query.index, index >= (registry.serviceChangeIndex(name, now: now) ?? 0) {
+            return .park(.service(name, query), wait: query.wait ?? ReadQuery.defaultWait)
+        }
+        return .respond(discover(name, query: query, now: now, wallClock: wallClock))
+    }
+
+    /// The current answer for a watch target: what a parked request gets when it wakes,
+    /// and the data of each stream event.
+    func read(_ target: WatchTarget, now: Instant, wallClock: Int64) -> Response {
+        switch target {
+        case .service(let name, let query): return discover(name, query: query, now: now, wallClock: wallClock)
+        case .services: return services(now: now)
+        }
+    }
+
+    private func discover(_ name: String, query: ReadQuery, now: Instant, wallClock: Int64) -> Response {
         guard let changeIndex = registry.serviceChangeIndex(name, now: now) else {
-            discoverCache[name] = nil
+            views[name] = nil
             var json = JSONWriter()
             json.raw("{\"service\":")
             json.string(name)
             json.raw(",\"instances\":[],\"message\":\"Service not found\"}")
-            return Response(status: 404, body: json.bytes)
+            return Response(status: 404, body: json.bytes, index: 0)
         }
         let tick = now.nanoseconds / Self.tickNanoseconds
-        if let cached = discoverCache[name], cached.changeIndex == changeIndex, cached.tick == tick {
-            return Response(status: 200, body: cached.body)
+        var view: ServiceView
+        if let cached = views[name], cached.changeIndex == changeIndex, cached.tick == tick {
+            if query.isDefaultListing { return Response(status: 200, body: cached.plainBody, index: changeIndex) }
+            view = cached
+        } else {
+            view = makeView(name, changeIndex: changeIndex, tick: tick, wallOffset: wallClock - now.nanoseconds)
+            if views.count > 2 * registry.serviceCount + 1024 { views = views.filter { registry.contains(service: $0.key) } }
+            views[name] = view
+            if query.isDefaultListing { return Response(status: 200, body: view.plainBody, index: changeIndex) }
         }
-        let body = renderDiscover(name, tick: tick)
-        if discoverCache.count > 2 * registry.serviceCount + 1024 { pruneDiscoverCache() }
-        discoverCache[name] = CachedBody(changeIndex: changeIndex, tick: tick, body: body)
-        return Response(status: 200, body: body)
+        var chosen = view.instances.indices.filter { matches(view.instances[$0], query) }
+        if let pick = query.pick { chosen = order(chosen, by: pick, instances: view.instances, service: name) }
+        if let limit = query.limit, chosen.count > limit { chosen.removeLast(chosen.count - limit) }
+        return Response(status: 200, body: listing(name, chosen.map { view.rendered[$0] }), index: changeIndex)
     }
 
-    private func renderDiscover(_ name: String, tick: Int64) -> [UInt8] {
+    private func makeView(_ name: String, changeIndex: UInt64, tick: Int64, wallOffset: Int64) -> ServiceView {
         let instances = registry.instances(ofService: name)
         let tickStart = tick * Self.tickNanoseconds
-        var json = JSONWriter(capacity: 64 + instances.count * 64)
-        json.raw("{\"service\":")
-        json.string(name)
-        json.raw(",\"instances\":[")
-        for (position, instance) in instances.enumerated() {
-            if position > 0 { json.raw(",") }
+        var rendered: [[UInt8]] = []
+        rendered.reserveCapacity(instances.count)
+        for instance in instances {
+            var json = JSONWriter(capacity: 256)
             json.raw("{\"address\":")
             json.string(instance.address)
             json.raw(",\"uptime_seconds\":")
             json.hundredths((tickStart - instance.registeredAt.nanoseconds) / Self.tickNanoseconds)
-            json.raw("}")
+            json.raw(",\"id\":")
+            json.string(instance.id)
+            json.raw(",\"tags\":[")
+            for (position, tag) in instance.tags.enumerated() {
+                if position > 0 { json.raw(",") }
+                json.string(tag)
+            }
+            json.raw("],\"metadata\":{")
+            for (position, entry) in instance.metadata.enumerated() {
+                if position > 0 { json.raw(",") }
+                json.string(entry.key)
+                json.raw(":")
+                json.string(entry.value)
+            }
+            json.raw("},\"weight\":")
+            json.integer(instance.weight)
+            json.raw(",\"zone\":")
+            if let zone = instance.zone { json.string(zone) } else { json.raw("null") }
+            json.raw(",\"status\":\"")
+            json.raw(instance.status.rawValue)
+            json.raw("\",\"registered_at\":")
+            json.timestamp(unixNanoseconds: instance.registeredAt.nanoseconds + wallOffset)
+            json.raw(",\"last_heartbeat\":")
+            json.timestamp(unixNanoseconds: instance.lastHeartbeat.nanoseconds + wallOffset)
+            json.raw(",\"ttl_seconds\":")
+            json.seconds(instance.ttl)
+            json.raw(instance.isProtected ? ",\"protected\":true}" : ",\"protected\":false}")
+            rendered.append(json.bytes)
+        }
+        let plain = instances.indices.filter { instances[$0].status == .up }.map { rendered[$0] }
+        return ServiceView(changeIndex: changeIndex, tick: tick, instances: instances, rendered: rendered,
+                           plainBody: listing(name, plain))
+    }
+
+    private func listing(_ name: String, _ parts: [[UInt8]]) -> [UInt8] {
+        var json = JSONWriter(capacity: 64 + parts.reduce(0) { $0 + $1.count + 1 })
+        json.raw("{\"service\":")
+        json.string(name)
+        json.raw(",\"instances\":[")
+        for (position, part) in parts.enumerated() {
+            if position > 0 { json.raw(",") }
+            json.raw(part)
         }
         json.raw("],\"count\":")
-        json.integer(instances.count)
+        json.integer(parts.count)
         json.raw("}")
         return json.bytes
     }
 
-    /// Drops cached bodies of services that no longer exist (and were not asked for since).
-    private func pruneDiscoverCache() {
-        discoverCache = discoverCache.filter { registry.contains(service: $0.key) }
+    private func matches(_ instance: InstanceSnapshot, _ query: ReadQuery) -> Bool {
+        if case .only(let status) = query.status, instance.status != status { return false }
+        if let zone = query.zone, instance.zone != zone { return false }
+        for tag in query.tags where !instance.tags.contains(tag) { return false }
+        for wanted in query.metadata where !instance.metadata.contains(where: { $0.key == wanted.key && $0.value == wanted.value }) {
+            return false
+        }
+        return true
+    }
+
+    /// Orders the chosen instances for a pick: round-robin starts one further along for
+    /// each call on the service; random shuffles; weighted draws without replacement with
+    /// probability proportional to weight (Efraimidis–Spirakis keys u^(1/w)).
+    private func order(_ chosen: [Int], by pick: ReadQuery.Pick, instances: [InstanceSnapshot], service: String) -> [Int] {
+        guard chosen.count > 1 else { return chosen }
+        switch pick {
+        case .roundRobin:
+            let start = Int(registry.nextRoundRobinTicket(service: service) % UInt64(chosen.count))
+            return Array(chosen[start...] + chosen[..<start])
+        case .random:
+            return chosen.shuffled(using: &random)
+        case .weighted:
+            let keyed = chosen.map { index -> (index: Int, key: Double) in
+                let unit = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &random)
+                return (index, pow(unit, 1 / Double(instances[index].weight)))
+            }
+            return keyed.sorted { $0.key > $1.key }.map { $0.index }
+        }
     }
 
     private func services(now: Instant) -> Response {
@@ -198,10 +352,10 @@ final class RegistryAPI {
         // due: otherwise due instances must be left out, which the core does fresh.
         let nothingDue = registry.nextDeadline.map { now < $0 } ?? true
         if nothingDue, let cached = servicesCache, cached.changeIndex == registry.changeIndex {
-            return Response(status: 200, body: cached.body)
+            return Response(status: 200, body: cached.body, index: registry.changeIndex)
         }
         let summaries = registry.serviceSummaries(now: now)
-        var json = JSONWriter(capacity: 32 + summaries.count * 64)
+        var json = JSONWriter(capacity: 32 + summaries.count * 128)
         json.raw("{\"services\":{")
         for (position, summary) in summaries.enumerated() {
             if position > 0 { json.raw(",") }
@@ -209,37 +363,83 @@ final class RegistryAPI {
             json.raw(":{\"total_instances\":")
             json.integer(summary.instanceCount)
             json.raw(",\"active_instances\":")
-            json.integer(summary.instanceCount)
+            json.integer(summary.countsByStatus[.up] ?? 0)
+            json.raw(",\"instances_by_status\":{")
+            var first = true
+            for status in InstanceStatus.allCases {
+                guard let count = summary.countsByStatus[status] else { continue }
+                if !first { json.raw(",") }
+                first = false
+                json.raw("\"")
+                json.raw(status.rawValue)
+                json.raw("\":")
+                json.integer(count)
+            }
+            json.raw("},\"tags\":[")
+            for (tagPosition, tag) in summary.tags.enumerated() {
+                if tagPosition > 0 { json.raw(",") }
+                json.string(tag)
+            }
+            json.raw("],\"index\":")
+            json.integer(summary.changeIndex)
             json.raw("}")
         }
         json.raw("},\"total_services\":")
         json.integer(summaries.count)
         json.raw("}")
-        if nothingDue { servicesCache = CachedBody(changeIndex: registry.changeIndex, tick: 0, body: json.bytes) }
-        return Response(status: 200, body: json.bytes)
+        if nothingDue { servicesCache = (registry.changeIndex, json.bytes) }
+        return Response(status: 200, body: json.bytes, index: registry.changeIndex)
     }
 
     private func health(wallClock: Int64) -> Response {
         var json = JSONWriter()
         json.raw("{\"status\":\"healthy\",\"timestamp\":")
-        json.string(Clock.iso8601(unixNanoseconds: wallClock))
+        json.timestamp(unixNanoseconds: wallClock)
         json.raw("}")
         return Response(status: 200, body: json.bytes)
     }
 
-    // MARK: Expiry
+    // MARK: Expiry and changes
 
     /// One bounded round of active expiry; see `Registry.expireDue(now:limit:)`.
     func expireDue(now: Instant, limit: Int) -> ExpiryProgress {
         registry.expireDue(now: now, limit: limit)
     }
 
-    /// Logs the instances expired since the last call, by any path (timer or lazy).
-    func logExpired(now: Instant) {
-        for expired in registry.takeExpired() {
-            let silenceMilliseconds = now.duration(since: expired.lastHeartbeat).wholeNanoseconds / 1_000_000
-            logger.info("expired service=\(logValue(expired.service)) address=\(logValue(expired.address)) "
-                + "last_heartbeat_ms_ago=\(silenceMilliseconds)")
+    /// Logs what the registry did on its own since the last call (expiries, protection).
+    func logEvents(now: Instant) {
+        for event in registry.takeEvents() {
+            switch event {
+            case .expired(let service, let id, let address, let lastHeartbeat):
+                let silence = now.duration(since: lastHeartbeat).wholeNanoseconds / 1_000_000
+                logger.info("expired service=\(logValue(service)) id=\(logValue(id)) address=\(logValue(address)) "
+                    + "last_heartbeat_ms_ago=\(silence)")
+            case .protectionStarted(let service, let overdue, let instances):
+                logger.warn("expiry protection on service=\(logValue(service)) overdue=\(overdue) instances=\(instances): "
+                    + "keeping its overdue instances (marked protected) until their heartbeats return")
+            case .protectionLifted(let service):
+                logger.info("expiry protection lifted service=\(logValue(service)): heartbeats returned")
+            }
         }
     }
+
+    /// The services whose visible state changed since the last call; see `Registry`.
+    func takeChangedServices() -> [String] {
+        registry.takeChangedServices()
+    }
+
+    var changeIndex: UInt64 { registry.changeIndex }
+    var nextDeadline: Instant? { registry.nextDeadline }
+}
+
+/// A random number generator behind a concrete type, so that tests can pass a seeded one.
+struct RandomSource: RandomNumberGenerator {
+    private let nextValue: () -> UInt64
+
+    init<Generator: RandomNumberGenerator>(_ generator: Generator) {
+        var generator = generator
+        nextValue = { generator.next() }
+    }
+
+    mutating func next() -> UInt64 { nextValue() }
 }

@@ -34,7 +34,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     Limits.raiseOpenFileLimit()
 
     let logger = Logger(level: config.logLevel)
-    let api = RegistryAPI(registry: Registry(heartbeatTimeout: config.heartbeatTimeout), logger: logger)
+    let api = RegistryAPI(registry: Registry(policy: config.registryPolicy), logger: logger)
     let server: HTTPServer
     do {
         server = try HTTPServer(config: config, api: api, logger: logger)
@@ -47,7 +47,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsDescription)")
     logger.info("listening host=\(config.host) port=\(server.port) max_body_bytes=\(config.maxBodyBytes) "
         + "max_header_bytes=\(config.maxHeaderBytes) idle_timeout=\(config.idleTimeout.secondsDescription) "
-        + "log_level=\(config.logLevel.name)")
+        + "min_ttl=\(config.minimumTTL.secondsDescription) max_ttl=\(config.maximumTTL.secondsDescription) "
+        + "expiry_protection=\(config.expiryProtection.map { String($0) } ?? "off") log_level=\(config.logLevel.name)")
     logger.flush()
 
     server.run()

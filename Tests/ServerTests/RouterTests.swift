@@ -1,53 +1,205 @@
+import Foundation
 import Testing
 import Registry
 @testable import Server
 
 /// The API with no sockets: the router, the handlers and their caches, on a fake clock.
+/// A small deterministic generator (SplitMix64), so that random picks are exact in tests.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Handling {
+    var response: Response? {
+        if case .respond(let response) = self { return response }
+        return nil
+    }
+}
+
+/// The API with no sockets: the router, the handlers and their caches, on a fake clock.
 @Suite struct RouterTests {
     var now = Instant(nanoseconds: 5_000_000_000)
-    let api = RegistryAPI(registry: Registry(heartbeatTimeout: .seconds(30)), logger: Logger(level: .error))
+    let api = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30))),
+                          logger: Logger(level: .error), random: RandomSource(SplitMix64(state: 42)))
+
+    private func call(_ method: HTTPMethod, _ target: String, _ body: String = "", at time: Instant? = nil) -> Response {
+        guard let response = api.handle(method: method, path: target, body: body, now: time ?? now).response else {
+            Issue.record("\(method.name) \(target) was not answered at once")
+            return Response(status: 0, body: [])
+        }
+        return response
+    }
+
+    private func json(_ response: Response) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+    }
+
+    private func addresses(_ response: Response) -> [String] {
+        (json(response)["instances"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }
+    }
 
     private func text(_ response: Response) -> String {
         String(decoding: response.body, as: UTF8.self)
     }
 
     @Test mutating func discoverReflectsEveryChangeDespiteTheCache() {
-        #expect(api.handle(method: .post, path: "/register", body: #"{"service":"api","address":"a"}"#, now: now).status == 201)
-        #expect(text(api.handle(method: .get, path: "/discover/api", now: now))
-                == #"{"service":"api","instances":[{"address":"a","uptime_seconds":0.00}],"count":1}"#)
+        #expect(call(.post, "/register", #"{"service":"api","address":"a"}"#).status == 201)
+        var reply = call(.get, "/discover/api")
+        #expect(addresses(reply) == ["a"])
+        let first = reply.index
         // Same tick, new instance: the cached body must not be served.
-        #expect(api.handle(method: .post, path: "/register", body: #"{"service":"api","address":"b"}"#, now: now).status == 201)
-        #expect(text(api.handle(method: .get, path: "/discover/api", now: now))
-                == #"{"service":"api","instances":[{"address":"a","uptime_seconds":0.00},{"address":"b","uptime_seconds":0.00}],"count":2}"#)
+        #expect(call(.post, "/register", #"{"service":"api","address":"b"}"#).status == 201)
+        reply = call(.get, "/discover/api")
+        #expect(addresses(reply) == ["a", "b"])
+        #expect(reply.index! > first!)
         // Time moves: uptimes move with it.
         now = now + .milliseconds(1_234)
-        #expect(text(api.handle(method: .get, path: "/discover/api", now: now))
-                == #"{"service":"api","instances":[{"address":"a","uptime_seconds":1.23},{"address":"b","uptime_seconds":1.23}],"count":2}"#)
-        #expect(api.handle(method: .post, path: "/deregister", body: #"{"service":"api","address":"a"}"#, now: now).status == 200)
-        #expect(text(api.handle(method: .get, path: "/discover/api", now: now))
-                == #"{"service":"api","instances":[{"address":"b","uptime_seconds":1.23}],"count":1}"#)
+        let instances = json(call(.get, "/discover/api"))["instances"] as? [[String: Any]] ?? []
+        #expect(instances.map { $0["uptime_seconds"] as? Double } == [1.23, 1.23])
+        #expect(call(.post, "/deregister", #"{"service":"api","address":"a"}"#).status == 200)
+        #expect(addresses(call(.get, "/discover/api")) == ["b"])
+        // A status change is a change too: DOWN leaves the default listing.
+        #expect(call(.post, "/status", #"{"service":"api","address":"b","status":"DOWN"}"#).status == 200)
+        #expect(addresses(call(.get, "/discover/api")) == [])
+        #expect(addresses(call(.get, "/discover/api?status=any")) == ["b"])
+    }
+
+    @Test func everyInstanceFieldIsListed() throws {
+        let body = #"{"service":"api","id":"i-1","address":"http://a:1","tags":["v2"],"metadata":{"b":"2","a":"1"},"#
+            + #""weight":7,"zone":"eu-1a","status":"UP","ttl_seconds":12.5}"#
+        #expect(call(.post, "/register", body).status == 201)
+        let instance = try #require((json(call(.get, "/discover/api"))["instances"] as? [[String: Any]])?.first)
+        #expect(instance["id"] as? String == "i-1")
+        #expect(instance["tags"] as? [String] == ["v2"])
+        #expect(instance["metadata"] as? [String: String] == ["a": "1", "b": "2"])
+        #expect(instance["weight"] as? Int == 7)
+        #expect(instance["zone"] as? String == "eu-1a")
+        #expect(instance["status"] as? String == "UP")
+        #expect(instance["ttl_seconds"] as? Double == 12.5)
+        #expect(instance["protected"] as? Bool == false)
+        #expect((instance["registered_at"] as? String)?.hasSuffix("Z") == true)
+        // Metadata keys are listed sorted, whatever order they came in.
+        #expect(text(call(.get, "/discover/api")).contains(#""metadata":{"a":"1","b":"2"}"#))
     }
 
     @Test mutating func expiredInstancesLeaveEveryReadAtTheirDeadline() {
-        _ = api.handle(method: .post, path: "/register", body: #"{"service":"api","address":"a"}"#, now: now)
-        _ = api.handle(method: .post, path: "/register", body: #"{"service":"web","address":"w"}"#, now: now + .seconds(10))
-        #expect(text(api.handle(method: .get, path: "/services", now: now + .seconds(29)))
-                == #"{"services":{"api":{"total_instances":1,"active_instances":1},"web":{"total_instances":1,"active_instances":1}},"total_services":2}"#)
+        _ = call(.post, "/register", #"{"service":"api","address":"a"}"#)
+        _ = call(.post, "/register", #"{"service":"web","address":"w"}"#, at: now + .seconds(10))
+        let before = json(call(.get, "/services", at: now + .seconds(29)))
+        #expect((before["services"] as? [String: Any])?.keys.sorted() == ["api", "web"])
         // No expiry cycle ran; the listing and discover must still leave "api" out.
-        #expect(text(api.handle(method: .get, path: "/services", now: now + .seconds(30)))
-                == #"{"services":{"web":{"total_instances":1,"active_instances":1}},"total_services":1}"#)
-        #expect(api.handle(method: .get, path: "/discover/api", now: now + .seconds(30)).status == 404)
-        #expect(api.handle(method: .get, path: "/discover/web", now: now + .seconds(30)).status == 200)
+        let after = json(call(.get, "/services", at: now + .seconds(30)))
+        #expect((after["services"] as? [String: Any])?.keys.sorted() == ["web"])
+        #expect(call(.get, "/discover/api", at: now + .seconds(30)).status == 404)
+        #expect(call(.get, "/discover/web", at: now + .seconds(30)).status == 200)
+    }
+
+    @Test func filtersCombine() {
+        _ = call(.post, "/register", #"{"service":"api","address":"a","tags":["v1"],"zone":"z1","metadata":{"tier":"gold"}}"#)
+        _ = call(.post, "/register", #"{"service":"api","address":"b","tags":["v1","canary"],"zone":"z2"}"#)
+        _ = call(.post, "/register", #"{"service":"api","address":"c","tags":["v2"],"zone":"z1","status":"STARTING"}"#)
+        #expect(addresses(call(.get, "/discover/api?tag=v1")) == ["a", "b"])
+        #expect(addresses(call(.get, "/discover/api?tag=v1&tag=canary")) == ["b"])
+        #expect(addresses(call(.get, "/discover/api?zone=z1")) == ["a"])
+        #expect(addresses(call(.get, "/discover/api?zone=z1&status=any")) == ["a", "c"])
+        #expect(addresses(call(.get, "/discover/api?status=STARTING")) == ["c"])
+        #expect(addresses(call(.get, "/discover/api?meta.tier=gold")) == ["a"])
+        #expect(addresses(call(.get, "/discover/api?meta.tier=silver")) == [])
+        #expect(json(call(.get, "/discover/api?tag=none"))["count"] as? Int == 0)
+        #expect(addresses(call(.get, "/discover/api?limit=1")) == ["a"])
+    }
+
+    @Test func roundRobinRotatesAcrossCallers() {
+        for address in ["a", "b", "c"] { _ = call(.post, "/register", #"{"service":"api","address":"\#(address)"}"#) }
+        let picks = (0..<6).map { _ in addresses(call(.get, "/discover/api?pick=round-robin&limit=1")).first ?? "" }
+        #expect(picks == ["a", "b", "c", "a", "b", "c"])
+        #expect(addresses(call(.get, "/discover/api?pick=round-robin")).count == 3)
+    }
+
+    @Test func weightedPicksFollowTheWeights() {
+        _ = call(.post, "/register", #"{"service":"api","address":"heavy","weight":900}"#)
+        _ = call(.post, "/register", #"{"service":"api","address":"light","weight":100}"#)
+        var heavy = 0
+        for _ in 0..<2_000 where addresses(call(.get, "/discover/api?pick=weighted&limit=1")) == ["heavy"] { heavy += 1 }
+        // 90 % expected; with 2,000 draws anything outside 85–95 % means the weights are ignored.
+        #expect((1_700...1_900).contains(heavy), "heavy picked \(heavy) times of 2000")
+        let shuffled = Set((0..<50).map { _ in addresses(call(.get, "/discover/api?pick=random")).joined() })
+        #expect(shuffled == ["heavylight", "lightheavy"])
+    }
+
+    @Test func readsCarryTheChangeIndexAndParkWhenCurrent() {
+        _ = call(.post, "/register", #"{"service":"api","address":"a"}"#)
+        let index = call(.get, "/discover/api").index ?? 0
+        #expect(index > 1)
+        // Behind the current index: answered at once.
+        #expect(api.handle(method: .get, path: "/discover/api?index=\(index - 1)", now: now).response?.status == 200)
+        // At it: held.
+        guard case .park(.service("api", _), let wait) = api.handle(method: .get, path: "/discover/api?index=\(index)&wait=2s", now: now) else {
+            Issue.record("a blocking query at the current index must park")
+            return
+        }
+        #expect(wait == .seconds(2))
+        // A service that does not exist yet can be waited on.
+        guard case .park = api.handle(method: .get, path: "/discover/later?index=0", now: now) else {
+            Issue.record("a blocking query on a missing service must park")
+            return
+        }
+        guard case .park(.services, let defaultWait) = api.handle(method: .get, path: "/services?index=\(api.changeIndex)", now: now) else {
+            Issue.record("a blocking /services query must park")
+            return
+        }
+        #expect(defaultWait == .seconds(300))
+        guard case .stream(.service("api", _)) = api.handle(method: .get, path: "/watch/api", now: now) else {
+            Issue.record("/watch/api must stream")
+            return
+        }
+    }
+
+    @Test(arguments: [
+        ("/discover/api?tags=x", "unknown query parameter 'tags'"),
+        ("/discover/api?status=sleeping", "query parameter 'status'"),
+        ("/discover/api?pick=best", "query parameter 'pick'"),
+        ("/discover/api?limit=0", "query parameter 'limit'"),
+        ("/discover/api?index=-1", "query parameter 'index'"),
+        ("/discover/api?wait=soon", "query parameter 'wait'"),
+        ("/services?tag=x", "unknown query parameter 'tag'"),
+        ("/discover/api?tag=%zz", "malformed percent-encoding"),
+    ])
+    func badQueriesAre400(target: String, expected: String) {
+        let reply = call(.get, target)
+        #expect(reply.status == 400)
+        #expect(text(reply).contains(expected), "\(text(reply))")
+    }
+
+    @Test func waitAcceptsUnitsAndIsCapped() {
+        #expect(ReadQuery.parseWait("500ms") == .milliseconds(500))
+        #expect(ReadQuery.parseWait("30s") == .seconds(30))
+        #expect(ReadQuery.parseWait("5m") == .seconds(300))
+        #expect(ReadQuery.parseWait("2.5") == .milliseconds(2_500))
+        #expect(ReadQuery.parseWait("-1s") == nil)
+        guard case .park(_, let wait) = api.handle(method: .get, path: "/discover/x?index=0&wait=1h", now: now) else {
+            Issue.record("expected a park")
+            return
+        }
+        #expect(wait == .seconds(600))
     }
 
     @Test func errorsHaveOneShape() {
         let responses = [
-            api.handle(method: .post, path: "/register", body: "{", now: now),
-            api.handle(method: .put, path: "/register", now: now),
-            api.handle(method: .get, path: "/unknown", now: now),
-            api.handle(method: .get, path: "/discover/bad%zz", now: now),
+            call(.post, "/register", "{"),
+            call(.put, "/register"),
+            call(.get, "/unknown"),
+            call(.get, "/discover/bad%zz"),
+            call(.post, "/status", #"{"service":"api","address":"a"}"#),
         ]
-        #expect(responses.map(\.status) == [400, 405, 404, 400])
+        #expect(responses.map(\.status) == [400, 405, 404, 400, 400])
         for response in responses {
             #expect(text(response).hasPrefix(#"{"status":"error","message":""#))
         }
@@ -55,7 +207,7 @@ import Registry
     }
 
     @Test func messagesAreEscapedJSON() {
-        let response = api.handle(method: .post, path: "/register", body: #"{"service":"api","address":"say \"hi\" \\ there"}"#, now: now)
+        let response = call(.post, "/register", #"{"service":"api","address":"say \"hi\" \\ there"}"#)
         #expect(text(response) == #"{"status":"registered","message":"Service api registered at say \"hi\" \\ there"}"#)
     }
 }

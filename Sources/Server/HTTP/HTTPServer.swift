@@ -28,6 +28,7 @@ final class HTTPServer {
     private var expiryTimer: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
     private let api: RegistryAPI
+    private let hub: WatchHub
     private let logger: Logger
     /// The deadline the expiry timer is armed for (monotonic nanoseconds), if armed.
     private var armedDeadline: Int64?
@@ -78,6 +79,7 @@ final class HTTPServer {
         }
         listener = bound
         port = Self.localPort(of: evhttp_bound_socket_get_fd(bound)) ?? config.port
+        hub = WatchHub(base: base, api: api, logger: logger)
 
         let context = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, context in
@@ -98,10 +100,13 @@ final class HTTPServer {
         }
     }
 
+    var heldRequests: (polls: Int, streams: Int) { (hub.pollCount, hub.streamCount) }
+
     deinit {
         if let expiryTimer { event_free(expiryTimer) }
         for event in signalEvents { event_free(event) }
         evhttp_free(http)
+        hub.releaseEvents()
         event_base_free(base)
     }
 
@@ -120,6 +125,8 @@ final class HTTPServer {
             evhttp_del_accept_socket(http, listener)
             self.listener = nil
         }
+        // Held requests are answered now, with the current state, rather than cut off.
+        hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow())
         var drain = timeval(tv_sec: 0, tv_usec: Int(Self.drainTimeout.wholeNanoseconds / 1000))
         event_base_loopexit(base, &drain)
     }
@@ -128,20 +135,34 @@ final class HTTPServer {
 
     private func handle(_ request: consuming PendingRequest) {
         let now = Clock.monotonicNow()
+        let wallClock = Clock.wallNow()
         guard let method = request.method else {
             request.reply(.error(501, "method not implemented"))
             return
         }
-        let response = request.withBody { body in
-            request.withPath { path in
-                api.handle(method: method, path: path, body: body, now: now, wallClock: Clock.wallNow())
+        let handling = request.withBody { body in
+            request.withQuery { query in
+                request.withPath { path in
+                    api.handle(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock)
+                }
             }
-        } ?? .error(404, "the request URI has no path")
+        } ?? .respond(.error(404, "the request URI has no path"))
         if logger.enabled(.debug) {
             let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
-            logger.debug("request method=\(method.name) path=\(logValue(path)) status=\(response.status)")
+            logger.debug("request method=\(method.name) path=\(logValue(path)) handling=\(handling.summary)")
         }
-        request.reply(response)
+        switch handling {
+        case .respond(let response):
+            request.reply(response)
+        case .park(let target, let wait):
+            if stopping {
+                request.reply(api.read(target, now: now, wallClock: wallClock))
+            } else {
+                hub.park(request.park(), target: target, wait: wait)
+            }
+        case .stream(let target):
+            hub.openStream(request.park(), target: target, now: now, wallClock: wallClock)
+        }
         afterCallback(now: now)
     }
 
@@ -159,9 +180,10 @@ final class HTTPServer {
     /// Logs what the callback expired and makes sure the timer is armed no later than the
     /// registry's next deadline.
     private func afterCallback(now: Instant) {
-        api.logExpired(now: now)
+        api.logEvents(now: now)
+        hub.noteChanges(api.takeChangedServices())
         logger.flush()
-        guard let next = api.registry.nextDeadline?.nanoseconds else { return }
+        guard let next = api.nextDeadline?.nanoseconds else { return }
         if let armed = armedDeadline, armed <= next { return }
         arm(at: next, now: now)
     }

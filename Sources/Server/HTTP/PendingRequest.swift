@@ -49,26 +49,45 @@ struct PendingRequest: ~Copyable {
         return body(UnsafeBufferPointer(start: bytes, count: length))
     }
 
+    /// The raw query string of the request URI, if it has one.
+    func withQuery<T>(_ body: (UnsafeBufferPointer<UInt8>?) -> T) -> T {
+        guard let uri = evhttp_request_get_evhttp_uri(raw), let query = evhttp_uri_get_query(uri) else { return body(nil) }
+        let length = strlen(query)
+        return query.withMemoryRebound(to: UInt8.self, capacity: length) { body(UnsafeBufferPointer(start: $0, count: length)) }
+    }
+
     consuming func reply(_ response: Response) {
-        send(status: response.status, body: response.body, allow: response.allow)
+        Self.send(raw, response)
         discard self
     }
 
-    private func send(status: Int32, body: [UInt8], allow: StaticString?) {
+    /// Hands the request to the one owner of waiting requests (`WatchHub`), which must answer
+    /// it with `send(_:_:)` or end its stream; nothing else may touch it.
+    consuming func park() -> UnsafeMutablePointer<evhttp_request> {
+        let raw = self.raw
+        discard self
+        return raw
+    }
+
+    /// Sends `response` on a request taken with `park()`, and gives it back to evhttp.
+    static func send(_ raw: UnsafeMutablePointer<evhttp_request>, _ response: Response) {
         let headers = evhttp_request_get_output_headers(raw)
         evhttp_add_header(headers, "Content-Type", "application/json")
-        if let allow {
+        if let index = response.index {
+            evhttp_add_header(headers, "X-Registry-Index", String(index))
+        }
+        if let allow = response.allow {
             allow.withUTF8Buffer { value in
                 value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
             }
         }
-        body.withUnsafeBytes { bytes in
+        response.body.withUnsafeBytes { bytes in
             _ = evbuffer_add(evhttp_request_get_output_buffer(raw), bytes.baseAddress, bytes.count)
         }
-        evhttp_send_reply(raw, status, nil, nil)
+        evhttp_send_reply(raw, response.status, nil, nil)
     }
 
     deinit {
-        send(status: 500, body: Response.errorBody("internal error: the request was not answered"), allow: nil)
+        Self.send(raw, .error(500, "internal error: the request was not answered"))
     }
 }

@@ -1,13 +1,15 @@
-/// What the server sends back for one request: a status, a JSON body and, for 405, the
-/// methods the path does allow. Every response of this server is JSON.
+/// What the server sends back for one request: a status, a JSON body, the change index
+/// for reads (`X-Registry-Index`) and, for 405, the methods the path does allow.
 struct Response {
     var status: Int32
     var body: [UInt8]
+    var index: UInt64?
     var allow: StaticString?
 
-    init(status: Int32, body: [UInt8], allow: StaticString? = nil) {
+    init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: StaticString? = nil) {
         self.status = status
         self.body = body
+        self.index = index
         self.allow = allow
     }
 
@@ -53,5 +55,39 @@ enum HTTPMethod: Equatable {
         case .trace: return "TRACE"
         case .connect: return "CONNECT"
         }
+    }
+}
+
+/// What the router decided for one request.
+enum Handling {
+    /// Answer now.
+    case respond(Response)
+    /// A blocking query whose index is current: hold the request until the target
+    /// changes or `wait` passes, then answer with `RegistryAPI.read(_:now:)`.
+    case park(WatchTarget, wait: Duration)
+    /// A Server-Sent Events stream of the target's state, one event per change.
+    case stream(WatchTarget)
+}
+
+extension Handling {
+    /// For debug logs.
+    var summary: String {
+        switch self {
+        case .respond(let response): return "status=\(response.status)"
+        case .park: return "parked"
+        case .stream: return "stream"
+        }
+    }
+}
+
+/// What a parked request or a stream watches.
+enum WatchTarget {
+    case service(String, ReadQuery)
+    case services
+
+    /// The service whose changes wake this watcher; nil for all of them.
+    var serviceName: String? {
+        if case .service(let name, _) = self { return name }
+        return nil
     }
 }

@@ -13,6 +13,11 @@ struct JSONWriter {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Text known to need no escaping (enum raw values, numbers).
+    mutating func raw(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
     mutating func raw(_ other: [UInt8]) {
         bytes.append(contentsOf: other)
     }
@@ -85,5 +90,61 @@ struct JSONWriter {
         bytes.append(UInt8(ascii: "."))
         bytes.append(UInt8(ascii: "0") + UInt8(fraction / 10))
         bytes.append(UInt8(ascii: "0") + UInt8(fraction % 10))
+    }
+}
+
+extension JSONWriter {
+    /// Writes `"2026-11-24T20:55:27.287Z"` (UTC, milliseconds) without calling into libc,
+    /// since discover bodies carry two timestamps per instance.
+    mutating func timestamp(unixNanoseconds: Int64) {
+        let milliseconds = unixNanoseconds / 1_000_000
+        var days = milliseconds / 86_400_000
+        var dayMilliseconds = milliseconds % 86_400_000
+        if dayMilliseconds < 0 {
+            dayMilliseconds += 86_400_000
+            days -= 1
+        }
+        // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthPrime = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthPrime + 2) / 5 + 1
+        let month = monthPrime < 10 ? monthPrime + 3 : monthPrime - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        raw("\"")
+        digits(year, 4); raw("-"); digits(month, 2); raw("-"); digits(day, 2); raw("T")
+        digits(dayMilliseconds / 3_600_000, 2); raw(":")
+        digits(dayMilliseconds / 60_000 % 60, 2); raw(":")
+        digits(dayMilliseconds / 1000 % 60, 2); raw(".")
+        digits(dayMilliseconds % 1000, 3); raw("Z\"")
+    }
+
+    private mutating func digits(_ value: Int64, _ width: Int) {
+        var divisor: Int64 = 1
+        for _ in 1..<width { divisor *= 10 }
+        var remaining = value
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(remaining / divisor % 10))
+            remaining %= divisor
+            divisor /= 10
+        }
+    }
+
+    /// A non-negative duration in seconds with up to three decimals ("30", "0.5", "2.125").
+    mutating func seconds(_ duration: Duration) {
+        let milliseconds = max(0, duration.wholeNanoseconds / 1_000_000)
+        integer(milliseconds / 1000)
+        var fraction = milliseconds % 1000
+        guard fraction > 0 else { return }
+        var width = 3
+        while fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        raw(".")
+        digits(fraction, width)
     }
 }

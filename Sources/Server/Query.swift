@@ -1,0 +1,126 @@
+import Registry
+
+/// The query string of a read, decoded and checked.
+///
+/// Unknown parameters are refused rather than ignored: a misspelt filter (`tags=` for
+/// `tag=`) silently matching everything is worse than a 400.
+struct ReadQuery: Equatable {
+    enum StatusFilter: Equatable {
+        case only(InstanceStatus)
+        case any
+    }
+
+    enum Pick: String, Equatable, CaseIterable {
+        case roundRobin = "round-robin"
+        case random
+        case weighted
+    }
+
+    var tags: [String] = []
+    var zone: String?
+    var metadata: [(key: String, value: String)] = []
+    var status: StatusFilter = .only(.up)
+    var pick: Pick?
+    var limit: Int?
+    /// A blocking query: answer once the index is above this.
+    var index: UInt64?
+    var wait: Duration?
+
+    static let defaultWait: Duration = .seconds(300)
+    static let maximumWait: Duration = .seconds(600)
+
+    /// True when the answer is the plain, cacheable one: UP instances, no filter, no pick.
+    var isDefaultListing: Bool {
+        tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && pick == nil && limit == nil
+    }
+
+    static func == (lhs: ReadQuery, rhs: ReadQuery) -> Bool {
+        lhs.tags == rhs.tags && lhs.zone == rhs.zone && lhs.status == rhs.status && lhs.pick == rhs.pick
+            && lhs.limit == rhs.limit && lhs.index == rhs.index && lhs.wait == rhs.wait
+            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
+    }
+
+    /// Which parameters a route takes: filters only on instance listings.
+    enum Scope {
+        case instances
+        case services
+    }
+
+    static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, BodyProblem> {
+        Result { () throws(BodyProblem) in
+            var query = ReadQuery()
+            guard let raw, !raw.isEmpty else { return query }
+            for pair in raw.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+                let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+                let name = try decode(parts[0])
+                let value = parts.count > 1 ? try decode(parts[1]) : ""
+                try query.apply(name: name, value: value, scope: scope)
+            }
+            return query
+        }
+    }
+
+    private mutating func apply(name: String, value: String, scope: Scope) throws(BodyProblem) {
+        switch (name, scope) {
+        case ("index", _):
+            guard let index = UInt64(value) else { throw BodyProblem(message: "query parameter 'index' must be a non-negative integer, got \"\(value.prefix(40))\"") }
+            self.index = index
+        case ("wait", _):
+            guard let wait = Self.parseWait(value) else {
+                throw BodyProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \"\(value.prefix(40))\"")
+            }
+            self.wait = min(wait, Self.maximumWait)
+        case ("tag", .instances):
+            tags.append(value)
+        case ("zone", .instances):
+            zone = value
+        case ("status", .instances):
+            if value.lowercased() == "any" {
+                status = .any
+            } else if let parsed = InstanceStatus(rawValue: value.uppercased()) {
+                status = .only(parsed)
+            } else {
+                throw BodyProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \"\(value.prefix(40))\"")
+            }
+        case ("pick", .instances):
+            guard let parsed = Pick(rawValue: value) else {
+                throw BodyProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \"\(value.prefix(40))\"")
+            }
+            pick = parsed
+        case ("limit", .instances):
+            guard let parsed = Int(value), parsed >= 1 else {
+                throw BodyProblem(message: "query parameter 'limit' must be a positive integer, got \"\(value.prefix(40))\"")
+            }
+            limit = parsed
+        case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
+            metadata.append((String(name.dropFirst(5)), value))
+        default:
+            let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
+            throw BodyProblem(message: "unknown query parameter '\(name.prefix(40))'; this endpoint takes \(known)")
+        }
+    }
+
+    /// "500ms", "30s", "5m", "1h" or plain seconds ("2.5").
+    static func parseWait(_ text: String) -> Duration? {
+        let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        var number = Substring(text)
+        var scale = 1.0
+        for unit in units where text.hasSuffix(unit.suffix) {
+            number = text.dropLast(unit.suffix.count)
+            scale = unit.seconds
+            break
+        }
+        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
+        return .nanoseconds(Int64((min(value * scale, 86_400) * 1e9).rounded()))
+    }
+
+    /// Percent-decodes one query component; '+' is a space, as in HTML forms.
+    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(BodyProblem) -> String {
+        var plain = Array(bytes)
+        for index in plain.indices where plain[index] == UInt8(ascii: "+") { plain[index] = 0x20 }
+        switch plain.withUnsafeBufferPointer({ PercentDecoding.decode($0) }) {
+        case .success(let text): return text
+        case .failure: throw BodyProblem(message: "malformed percent-encoding or UTF-8 in the query string")
+        }
+    }
+}

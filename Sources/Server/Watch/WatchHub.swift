@@ -1,0 +1,273 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Registry
+
+/// Every request the server holds without answering: parked blocking queries and open
+/// event streams. This is the one place they wait, and each has one way out (`finish`).
+///
+/// Watchers are indexed by the service they watch, so a change wakes only that service's
+/// watchers (plus those of `/services` and `/watch`). Changes are collected during a loop
+/// turn and delivered by one deferred callback at its end, so that many changes in one turn
+/// wake each watcher once.
+///
+/// A held request has reads turned off by evhttp, so a client that leaves would go
+/// unnoticed until a write failed. Each watcher therefore has its own read event on the
+/// socket: readable with nothing to read is the client closing (`MSG_PEEK` sees 0 bytes),
+/// and the watcher is finished at once instead of lingering until its wait ends.
+final class WatchHub {
+    /// Streams whose client reads slower than this much pending output are dropped.
+    static let maxStreamBacklogBytes = 1 << 20
+    static let keepAliveInterval: Duration = .seconds(15)
+
+    final class Watcher {
+        enum Kind {
+            case poll
+            case stream(lastIndex: UInt64?)
+        }
+
+        let request: UnsafeMutablePointer<evhttp_request>
+        let target: WatchTarget
+        var kind: Kind
+        var socketEvent: OpaquePointer?
+        unowned let hub: WatchHub
+
+        init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, hub: WatchHub) {
+            self.request = request
+            self.target = target
+            self.kind = kind
+            self.hub = hub
+        }
+    }
+
+    private let base: OpaquePointer
+    private let api: RegistryAPI
+    private let logger: Logger
+    private var watchers: [ObjectIdentifier: Watcher] = [:]
+    private var byService: [String: Set<ObjectIdentifier>] = [:]
+    private var allServices: Set<ObjectIdentifier> = []
+    private var changed: Set<String> = []
+    private var flushEvent: OpaquePointer?
+    private var keepAliveTimer: OpaquePointer?
+    private var random = SystemRandomNumberGenerator()
+
+    private(set) var pollCount = 0
+    private(set) var streamCount = 0
+
+    init(base: OpaquePointer, api: RegistryAPI, logger: Logger) {
+        self.base = base
+        self.api = api
+        self.logger = logger
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        flushEvent = event_new(base, -1, 0, { _, _, context in
+            guard let context else { return }
+            Unmanaged<WatchHub>.fromOpaque(context).takeUnretainedValue().deliverChanges()
+        }, context)
+        keepAliveTimer = event_new(base, -1, Int16(EV_PERSIST), { _, _, context in
+            guard let context else { return }
+            Unmanaged<WatchHub>.fromOpaque(context).takeUnretainedValue().sendKeepAlives()
+        }, context)
+        var interval = timeval(tv_sec: Int(Self.keepAliveInterval.wholeNanoseconds / 1_000_000_000), tv_usec: 0)
+        event_add(keepAliveTimer, &interval)
+    }
+
+    /// Frees the hub's own events; the server calls it before freeing the event base.
+    func releaseEvents() {
+        if let flushEvent { event_free(flushEvent) }
+        if let keepAliveTimer { event_free(keepAliveTimer) }
+        flushEvent = nil
+        keepAliveTimer = nil
+    }
+
+    var isEmpty: Bool { watchers.isEmpty }
+
+    // MARK: Entering
+
+    /// Holds a blocking query until its target changes or `wait` (plus up to 1/16 of it
+    /// in jitter, so that watchers started together do not all return together) passes.
+    func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration) {
+        let watcher = Watcher(request: request, target: target, kind: .poll, hub: self)
+        let jitterLimit = max(1, wait.wholeNanoseconds / 16)
+        let total = wait.wholeNanoseconds + Int64.random(in: 0..<jitterLimit, using: &random)
+        var timeout = timeval(tv_sec: Int(total / 1_000_000_000), tv_usec: Int(total % 1_000_000_000 / 1000))
+        add(watcher, events: Int16(EV_READ), timeout: &timeout)
+        pollCount += 1
+    }
+
+    /// Starts a Server-Sent Events stream: headers, then the current state as the first event.
+    func openStream(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, now: Instant, wallClock: Int64) {
+        let headers = evhttp_request_get_output_headers(request)
+        let state = api.read(target, now: now, wallClock: wallClock)
+        evhttp_add_header(headers, "X-Registry-Index", String(state.index ?? 0))
+        evhttp_add_header(headers, "Content-Type", "text/event-stream; charset=utf-8")
+        evhttp_add_header(headers, "Cache-Control", "no-cache")
+        // Proxies such as nginx would otherwise buffer the stream.
+        evhttp_add_header(headers, "X-Accel-Buffering", "no")
+        evhttp_send_reply_start(request, 200, "OK")
+        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), hub: self)
+        add(watcher, events: Int16(EV_READ | EV_PERSIST), timeout: nil)
+        streamCount += 1
+        if evhttp_request_get_command(request) == EVHTTP_REQ_HEAD {
+            finish(watcher, now: now, wallClock: wallClock)
+            return
+        }
+        sendState(to: watcher, now: now, wallClock: wallClock)
+    }
+
+    private func add(_ watcher: Watcher, events: Int16, timeout: UnsafePointer<timeval>?) {
+        let key = ObjectIdentifier(watcher)
+        watchers[key] = watcher
+        if let name = watcher.target.serviceName {
+            byService[name, default: []].insert(key)
+        } else {
+            allServices.insert(key)
+        }
+        let context = Unmanaged.passUnretained(watcher).toOpaque()
+        if let connection = evhttp_request_get_connection(watcher.request) {
+            evhttp_connection_set_closecb(connection, { _, context in
+                guard let context else { return }
+                let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
+                watcher.hub.connectionClosed(watcher)
+            }, context)
+            let socket = bufferevent_getfd(evhttp_connection_get_bufferevent(connection))
+            watcher.socketEvent = event_new(base, socket, events, { socket, what, context in
+                guard let context else { return }
+                let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
+                watcher.hub.socketEvent(watcher, socket: socket, timedOut: what & Int16(EV_TIMEOUT) != 0)
+            }, context)
+            event_add(watcher.socketEvent, timeout)
+        }
+    }
+
+    // MARK: Changes
+
+    /// Records services that changed; their watchers are woken once, at the end of this
+    /// loop turn.
+    func noteChanges(_ services: [String]) {
+        guard !services.isEmpty, !watchers.isEmpty else { return }
+        let wasEmpty = changed.isEmpty
+        changed.formUnion(services)
+        if wasEmpty, let flushEvent { event_active(flushEvent, 0, 0) }
+    }
+
+    private func deliverChanges() {
+        guard !changed.isEmpty else { return }
+        let now = Clock.monotonicNow()
+        let wallClock = Clock.wallNow()
+        var woken = allServices
+        for name in changed { woken.formUnion(byService[name] ?? []) }
+        changed.removeAll(keepingCapacity: true)
+        for key in woken {
+            guard let watcher = watchers[key] else { continue }
+            switch watcher.kind {
+            case .poll: finish(watcher, now: now, wallClock: wallClock)
+            case .stream: sendState(to: watcher, now: now, wallClock: wallClock)
+            }
+        }
+        logger.flush()
+    }
+
+    // MARK: Streams
+
+    private func sendState(to watcher: Watcher, now: Instant, wallClock: Int64) {
+        guard case .stream(let lastIndex) = watcher.kind else { return }
+        let state = api.read(watcher.target, now: now, wallClock: wallClock)
+        let index = state.index ?? 0
+        if lastIndex == index { return }
+        watcher.kind = .stream(lastIndex: index)
+        var event = Array("id: \(index)\nevent: state\ndata: ".utf8)
+        event.append(contentsOf: state.body)
+        event.append(contentsOf: "\n\n".utf8)
+        write(event, to: watcher, now: now, wallClock: wallClock)
+    }
+
+    private func sendKeepAlives() {
+        let comment = Array(": keep-alive\n\n".utf8)
+        let now = Clock.monotonicNow()
+        let wallClock = Clock.wallNow()
+        for watcher in watchers.values {
+            if case .stream = watcher.kind { write(comment, to: watcher, now: now, wallClock: wallClock) }
+        }
+    }
+
+    private func write(_ bytes: [UInt8], to watcher: Watcher, now: Instant, wallClock: Int64) {
+        guard let connection = evhttp_request_get_connection(watcher.request),
+              let output = bufferevent_get_output(evhttp_connection_get_bufferevent(connection)),
+              evbuffer_get_length(output) <= Self.maxStreamBacklogBytes
+        else {
+            logger.debug("stream dropped: client gone or reading too slowly")
+            finish(watcher, now: now, wallClock: wallClock)
+            return
+        }
+        guard let chunk = evbuffer_new() else { return }
+        bytes.withUnsafeBytes { _ = evbuffer_add(chunk, $0.baseAddress, $0.count) }
+        evhttp_send_reply_chunk(watcher.request, chunk)
+        evbuffer_free(chunk)
+    }
+
+    // MARK: Leaving
+
+    /// The socket became readable (the client closed, or sent more), or the wait ended.
+    private func socketEvent(_ watcher: Watcher, socket: Int32, timedOut: Bool) {
+        let now = Clock.monotonicNow()
+        let wallClock = Clock.wallNow()
+        if !timedOut {
+            var byte: UInt8 = 0
+            let peeked = recv(socket, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+            if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+            // 0 is the client closing; data means it sent another request, which evhttp will
+            // read once this one is answered. Either way this watcher is done now.
+        }
+        finish(watcher, now: now, wallClock: wallClock)
+        logger.flush()
+    }
+
+    /// The connection is being freed under a watcher (write error, time-out, shutdown).
+    private func connectionClosed(_ watcher: Watcher) {
+        forget(watcher)
+        // A request detached from its failed connection is ours to free; one still attached
+        // is freed by evhttp right after this callback.
+        if evhttp_request_get_connection(watcher.request) == nil {
+            evhttp_request_free(watcher.request)
+        }
+    }
+
+    /// The one way out: answers a parked query with the current state, or ends a stream.
+    func finish(_ watcher: Watcher, now: Instant, wallClock: Int64) {
+        forget(watcher)
+        if let connection = evhttp_request_get_connection(watcher.request) {
+            evhttp_connection_set_closecb(connection, nil, nil)
+        }
+        switch watcher.kind {
+        case .poll:
+            PendingRequest.send(watcher.request, api.read(watcher.target, now: now, wallClock: wallClock))
+        case .stream:
+            evhttp_send_reply_end(watcher.request)
+        }
+    }
+
+    /// Answers every held request; before the server closes.
+    func finishAll(now: Instant, wallClock: Int64) {
+        for watcher in Array(watchers.values) { finish(watcher, now: now, wallClock: wallClock) }
+    }
+
+    private func forget(_ watcher: Watcher) {
+        let key = ObjectIdentifier(watcher)
+        guard watchers.removeValue(forKey: key) != nil else { return }
+        if let name = watcher.target.serviceName {
+            byService[name]?.remove(key)
+            if byService[name]?.isEmpty == true { byService[name] = nil }
+        } else {
+            allServices.remove(key)
+        }
+        if let socketEvent = watcher.socketEvent {
+            event_free(socketEvent)
+            watcher.socketEvent = nil
+        }
+        switch watcher.kind {
+        case .poll: pollCount -= 1
+        case .stream: streamCount -= 1
+        }
+    }
+}

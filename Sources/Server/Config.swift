@@ -163,7 +163,7 @@ struct Config: Equatable {
             }
         }
         if config.minimumTTL > config.maximumTTL {
-            throw Problem(message: "--min-ttl (\(config.minimumTTL.secondsDescription)) must not be above --max-ttl (\(config.maximumTTL.secondsDescription))")
+            throw Problem(message: "--min-ttl (\(config.minimumTTL.secondsText)) must not be above --max-ttl (\(config.maximumTTL.secondsText))")
         }
         return .run(config)
     }
@@ -205,20 +205,6 @@ extension String {
 }
 
 extension Duration {
-    /// "30s", "0.5s": the shortest decimal that states the duration in seconds.
-    var secondsDescription: String {
-        let nanos = wholeNanoseconds
-        var text = String(nanos / 1_000_000_000)
-        let fraction = nanos % 1_000_000_000
-        if fraction != 0 {
-            var digits = String(fraction)
-            digits = String(repeating: "0", count: 9 - digits.count) + digits
-            while digits.hasSuffix("0") { digits.removeLast() }
-            text += "." + digits
-        }
-        return text + "s"
-    }
-
     var timeval: (seconds: Int, microseconds: Int) {
         let nanos = max(0, wholeNanoseconds)
         return (Int(nanos / 1_000_000_000), Int(nanos % 1_000_000_000 / 1000))

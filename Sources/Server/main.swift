@@ -44,10 +44,10 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     }
 
     logger.plain("Service Registry starting on port \(server.port)...")
-    logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsDescription)")
+    logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
     logger.info("listening host=\(config.host) port=\(server.port) max_body_bytes=\(config.maxBodyBytes) "
-        + "max_header_bytes=\(config.maxHeaderBytes) idle_timeout=\(config.idleTimeout.secondsDescription) "
-        + "min_ttl=\(config.minimumTTL.secondsDescription) max_ttl=\(config.maximumTTL.secondsDescription) "
+        + "max_header_bytes=\(config.maxHeaderBytes) idle_timeout=\(config.idleTimeout.secondsText) "
+        + "min_ttl=\(config.minimumTTL.secondsText) max_ttl=\(config.maximumTTL.secondsText) "
         + "expiry_protection=\(config.expiryProtection.map { String($0) } ?? "off") log_level=\(config.logLevel.name)")
     logger.flush()
 

@@ -285,7 +285,7 @@ extension Handling {
         #expect(config.heartbeatTimeout == .milliseconds(250))
         #expect(config.idleTimeout == .seconds(5))
         #expect(config.logLevel == .debug)
-        #expect(config.heartbeatTimeout.secondsDescription == "0.25s")
+        #expect(config.heartbeatTimeout.secondsText == "0.25s")
     }
 
     @Test func badEnvironmentIsNamed() {

@@ -107,6 +107,13 @@ final class TestHTTPClient {
         return Reply(status: status, headers: headers, body: body)
     }
 
+    /// Whatever bytes arrive next (buffered first), for streams that are not one response.
+    func receiveSome() throws -> Data {
+        if buffer.isEmpty { try fill() }
+        defer { buffer = Data() }
+        return buffer
+    }
+
     /// True when the server closes the connection (EOF or reset) before `timeout` passes.
     func waitForClose() -> Bool {
         do {

@@ -151,6 +151,30 @@ import Glibc
         #expect(try http.request("GET", "/discover/api").json["count"] as? Int == 1)
     }
 
+    /// Each rule an optional registration field breaks has its own message.
+    @Test(arguments: [
+        (#""weight":0"#, "weight must be an integer from 1 to 1000, got 0"),
+        (#""weight":2.5"#, "field 'weight' must be an integer, got 2.5"),
+        (#""weight":"100""#, "field 'weight' must be an integer, got a string"),
+        (#""tags":"v1""#, "field 'tags' must be an array of strings, got a string"),
+        (#""tags":["v1",2]"#, "element 1 is a number"),
+        (#""tags":["v1","v1"]"#, "appears twice in tags"),
+        (#""metadata":{"k":1}"#, "field 'metadata' must be an object of strings"),
+        (#""metadata":{"a b":"v"}"#, #"metadata key "a b" contains a space"#),
+        (#""zone":"eu west""#, #"zone "eu west" contains a space"#),
+        (#""status":"SLEEPING""#, "field 'status' must be one of UP, STARTING, DOWN, OUT_OF_SERVICE"),
+        (#""ttl_seconds":0.2"#, "ttl_seconds must be from 1s to 3600s"),
+        (#""ttl_seconds":"10""#, "field 'ttl_seconds' must be a number or null"),
+        (#""id":"""#, "id must not be empty"),
+    ])
+    func badRegistrationFieldsAreRefused(field: String, expected: String) throws {
+        let http = try registry.client()
+        let reply = try http.request("POST", "/register", body: #"{"service":"api","address":"a","# + field + "}")
+        #expect(reply.status == 400)
+        #expect((reply.json["message"] as? String ?? "").contains(expected), "\(reply.text)")
+        #expect(try http.request("GET", "/discover/api").status == 404)
+    }
+
     @Test func invalidUTF8IsRefused() throws {
         let http = try registry.client()
         var request = Data("POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 32\r\n\r\n".utf8)

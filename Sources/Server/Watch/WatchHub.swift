@@ -91,7 +91,8 @@ final class WatchHub {
         let jitterLimit = max(1, wait.wholeNanoseconds / 16)
         let total = wait.wholeNanoseconds + Int64.random(in: 0..<jitterLimit, using: &random)
         var timeout = timeval(tv_sec: Int(total / 1_000_000_000), tv_usec: Int(total % 1_000_000_000 / 1000))
-        add(watcher, events: Int16(EV_READ), timeout: &timeout)
+        // Persistent, so that a wake-up with nothing to read leaves the watch in place.
+        add(watcher, events: Int16(EV_READ | EV_PERSIST), timeout: &timeout)
         pollCount += 1
     }
 
@@ -165,6 +166,10 @@ final class WatchHub {
             case .stream: sendState(to: watcher, now: now, wallClock: wallClock)
             }
         }
+        // Answering may itself have expired instances (reads check deadlines): those
+        // changes go out in another turn.
+        api.logEvents(now: now)
+        noteChanges(api.takeChangedServices())
         logger.flush()
     }
 

@@ -234,6 +234,18 @@ public struct Registry {
         return result
     }
 
+    /// The last heartbeat of each of the service's instances, in the order of
+    /// `instances(ofService:)`: what changes between change indexes without moving them.
+    public func lastHeartbeats(ofService service: String) -> [Instant] {
+        guard let serviceSlot = serviceSlots[service] else { return [] }
+        var result: [Instant] = []
+        result.reserveCapacity(services[Int(serviceSlot)].liveCount)
+        for slot in services[Int(serviceSlot)].order where slot >= 0 {
+            result.append(Instant(nanoseconds: instances[Int(slot)].lastHeartbeat))
+        }
+        return result
+    }
+
     /// Every service with at least one instance whose deadline is after `now` (or that
     /// protection keeps), sorted by name. Due instances are left out without being removed,
     /// so the work beyond the listing itself is proportional to the number of due instances.

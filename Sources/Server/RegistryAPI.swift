@@ -13,19 +13,36 @@ final class RegistryAPI {
     /// Source of `pick=random|weighted`; injectable so that tests can be exact.
     private var random: RandomSource
 
-    /// Per service: its instances, each rendered once as a JSON object, and the plain
-    /// listing, valid for one change index and one 10 ms uptime tick (uptimes are reported
-    /// in hundredths). Under load nearly every discover is one lookup and one copy; a
-    /// filtered or picked one joins the pre-rendered instances.
+    /// Per service, what its discover answers are made of. The parts of each instance that
+    /// only a change can alter are rendered once per change index; uptime (reported in
+    /// hundredths) and the last heartbeat are filled in once per 10 ms tick. Under load nearly
+    /// every discover is then one lookup and one copy, and a filtered or picked one joins
+    /// the instances rendered for the tick.
     private var views: [String: ServiceView] = [:]
     private var servicesCache: (changeIndex: UInt64, body: [UInt8])?
 
-    private struct ServiceView {
-        var changeIndex: UInt64
-        var tick: Int64
-        var instances: [InstanceSnapshot]
-        var rendered: [[UInt8]]
-        var plainBody: [UInt8]
+    private final class ServiceView {
+        let changeIndex: UInt64
+        let instances: [InstanceSnapshot]
+        /// `{"address":…,"uptime_seconds":`, then `,"id":…,"last_heartbeat":`, then the rest.
+        let heads: [[UInt8]]
+        let middles: [[UInt8]]
+        let tails: [[UInt8]]
+        /// The last heartbeat each instance had when its text was made, and that text.
+        var heartbeatTexts: [(at: Int64, text: [UInt8])]
+        var tick: Int64 = .min
+        var plainBody: [UInt8] = []
+        /// Each instance's whole object for `tick`, made only when a filtered read asks.
+        var rendered: [[UInt8]]?
+
+        init(changeIndex: UInt64, instances: [InstanceSnapshot], heads: [[UInt8]], middles: [[UInt8]], tails: [[UInt8]]) {
+            self.changeIndex = changeIndex
+            self.instances = instances
+            self.heads = heads
+            self.middles = middles
+            self.tails = tails
+            heartbeatTexts = Array(repeating: (.min, []), count: instances.count)
+        }
     }
 
     private static let tickNanoseconds: Int64 = 10_000_000
@@ -241,33 +258,41 @@ final class RegistryAPI {
             return Response(status: 404, body: json.bytes, index: 0)
         }
         let tick = now.nanoseconds / Self.tickNanoseconds
-        var view: ServiceView
-        if let cached = views[name], cached.changeIndex == changeIndex, cached.tick == tick {
-            if query.isDefaultListing { return Response(status: 200, body: cached.plainBody, index: changeIndex) }
+        let view: ServiceView
+        if let cached = views[name], cached.changeIndex == changeIndex {
             view = cached
         } else {
-            view = makeView(name, changeIndex: changeIndex, tick: tick, wallOffset: wallClock - now.nanoseconds)
+            view = makeView(name, changeIndex: changeIndex, wallOffset: wallClock - now.nanoseconds)
             if views.count > 2 * registry.serviceCount + 1024 { views = views.filter { registry.contains(service: $0.key) } }
             views[name] = view
-            if query.isDefaultListing { return Response(status: 200, body: view.plainBody, index: changeIndex) }
         }
+        if view.tick != tick { refresh(view, name, tick: tick, wallOffset: wallClock - now.nanoseconds) }
+        if query.isDefaultListing { return Response(status: 200, body: view.plainBody, index: changeIndex) }
+        let rendered = view.rendered ?? view.instances.indices.map { render(view, $0) }
+        view.rendered = rendered
         var chosen = view.instances.indices.filter { matches(view.instances[$0], query) }
         if let pick = query.pick { chosen = order(chosen, by: pick, instances: view.instances, service: name) }
         if let limit = query.limit, chosen.count > limit { chosen.removeLast(chosen.count - limit) }
-        return Response(status: 200, body: listing(name, chosen.map { view.rendered[$0] }), index: changeIndex)
+        return Response(status: 200, body: listing(name, chosen.map { rendered[$0] }), index: changeIndex)
     }
 
-    private func makeView(_ name: String, changeIndex: UInt64, tick: Int64, wallOffset: Int64) -> ServiceView {
+    /// Renders what only a change can alter, once per change index.
+    private func makeView(_ name: String, changeIndex: UInt64, wallOffset: Int64) -> ServiceView {
         let instances = registry.instances(ofService: name)
-        let tickStart = tick * Self.tickNanoseconds
-        var rendered: [[UInt8]] = []
-        rendered.reserveCapacity(instances.count)
+        var heads: [[UInt8]] = []
+        var middles: [[UInt8]] = []
+        var tails: [[UInt8]] = []
+        heads.reserveCapacity(instances.count)
+        middles.reserveCapacity(instances.count)
+        tails.reserveCapacity(instances.count)
         for instance in instances {
+            var head = JSONWriter(capacity: 64)
+            head.raw("{\"address\":")
+            head.string(instance.address)
+            head.raw(",\"uptime_seconds\":")
+            heads.append(head.bytes)
+
             var json = JSONWriter(capacity: 256)
-            json.raw("{\"address\":")
-            json.string(instance.address)
-            json.raw(",\"uptime_seconds\":")
-            json.hundredths((tickStart - instance.registeredAt.nanoseconds) / Self.tickNanoseconds)
             json.raw(",\"id\":")
             json.string(instance.id)
             json.raw(",\"tags\":[")
@@ -291,15 +316,57 @@ final class RegistryAPI {
             json.raw("\",\"registered_at\":")
             json.timestamp(unixNanoseconds: instance.registeredAt.nanoseconds + wallOffset)
             json.raw(",\"last_heartbeat\":")
-            json.timestamp(unixNanoseconds: instance.lastHeartbeat.nanoseconds + wallOffset)
-            json.raw(",\"ttl_seconds\":")
-            json.seconds(instance.ttl)
-            json.raw(instance.isProtected ? ",\"protected\":true}" : ",\"protected\":false}")
-            rendered.append(json.bytes)
+            middles.append(json.bytes)
+
+            var tail = JSONWriter(capacity: 48)
+            tail.raw(",\"ttl_seconds\":")
+            tail.seconds(instance.ttl)
+            tail.raw(instance.isProtected ? ",\"protected\":true}" : ",\"protected\":false}")
+            tails.append(tail.bytes)
         }
-        let plain = instances.indices.filter { instances[$0].status == .up }.map { rendered[$0] }
-        return ServiceView(changeIndex: changeIndex, tick: tick, instances: instances, rendered: rendered,
-                           plainBody: listing(name, plain))
+        return ServiceView(changeIndex: changeIndex, instances: instances, heads: heads, middles: middles, tails: tails)
+    }
+
+    /// Fills in uptimes and last heartbeats for a new tick and rebuilds the plain listing.
+    private func refresh(_ view: ServiceView, _ name: String, tick: Int64, wallOffset: Int64) {
+        view.tick = tick
+        view.rendered = nil
+        let heartbeats = registry.lastHeartbeats(ofService: name)
+        var json = JSONWriter(capacity: view.plainBody.count + 64)
+        json.raw("{\"service\":")
+        json.string(name)
+        json.raw(",\"instances\":[")
+        var count = 0
+        for index in view.instances.indices {
+            let heartbeat = index < heartbeats.count ? heartbeats[index].nanoseconds : view.instances[index].lastHeartbeat.nanoseconds
+            if view.heartbeatTexts[index].at != heartbeat {
+                var text = JSONWriter(capacity: 26)
+                text.timestamp(unixNanoseconds: heartbeat + wallOffset)
+                view.heartbeatTexts[index] = (heartbeat, text.bytes)
+            }
+            guard view.instances[index].status == .up else { continue }
+            if count > 0 { json.raw(",") }
+            count += 1
+            append(view, index, to: &json)
+        }
+        json.raw("],\"count\":")
+        json.integer(count)
+        json.raw("}")
+        view.plainBody = json.bytes
+    }
+
+    private func append(_ view: ServiceView, _ index: Int, to json: inout JSONWriter) {
+        json.raw(view.heads[index])
+        json.hundredths((view.tick * Self.tickNanoseconds - view.instances[index].registeredAt.nanoseconds) / Self.tickNanoseconds)
+        json.raw(view.middles[index])
+        json.raw(view.heartbeatTexts[index].text)
+        json.raw(view.tails[index])
+    }
+
+    private func render(_ view: ServiceView, _ index: Int) -> [UInt8] {
+        var json = JSONWriter(capacity: view.heads[index].count + view.middles[index].count + 64)
+        append(view, index, to: &json)
+        return json.bytes
     }
 
     private func listing(_ name: String, _ parts: [[UInt8]]) -> [UInt8] {

@@ -30,7 +30,8 @@ extension Handling {
                           logger: Logger(level: .error), random: RandomSource(SplitMix64(state: 42)))
 
     private func call(_ method: HTTPMethod, _ target: String, _ body: String = "", at time: Instant? = nil) -> Response {
-        guard let response = api.handle(method: method, path: target, body: body, now: time ?? now).response else {
+        guard let response = api.handle(method: method, path: target, body: body, now: time ?? now,
+                                        wallClock: (time ?? now).nanoseconds + 1_800_000_000_000_000_000).response else {
             Issue.record("\(method.name) \(target) was not answered at once")
             return Response(status: 0, body: [])
         }
@@ -69,6 +70,21 @@ extension Handling {
         #expect(call(.post, "/status", #"{"service":"api","address":"b","status":"DOWN"}"#).status == 200)
         #expect(addresses(call(.get, "/discover/api")) == [])
         #expect(addresses(call(.get, "/discover/api?status=any")) == ["b"])
+    }
+
+    @Test mutating func lastHeartbeatMovesWithoutAChangeIndex() throws {
+        _ = call(.post, "/register", #"{"service":"api","address":"a"}"#)
+        let first = call(.get, "/discover/api")
+        let before = try #require((json(first)["instances"] as? [[String: Any]])?.first?["last_heartbeat"] as? String)
+        now = now + .seconds(2)
+        #expect(call(.post, "/heartbeat", #"{"service":"api","address":"a"}"#).status == 200)
+        let second = call(.get, "/discover/api")
+        #expect(second.index == first.index)
+        let after = try #require((json(second)["instances"] as? [[String: Any]])?.first?["last_heartbeat"] as? String)
+        #expect(after != before)
+        let filtered = try #require((json(call(.get, "/discover/api?status=any"))["instances"] as? [[String: Any]])?.first)
+        #expect(filtered["last_heartbeat"] as? String == after)
+        #expect(filtered["uptime_seconds"] as? Double == 2.0)
     }
 
     @Test func everyInstanceFieldIsListed() throws {

@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -161,6 +162,15 @@ main(int argc, char **argv)
 	    evhttp_bind_socket_with_handle(http, address, (ev_uint16_t)port);
 	if (handle == NULL) {
 		fprintf(stderr, "bare_evhttp: cannot bind %s:%d\n", address, port);
+		return 1;
+	}
+
+	/* Same as the registry: accepted sockets inherit TCP_NODELAY from the listener,
+	 * so replies larger than one write do not wait on Nagle and delayed ACKs. */
+	int no_delay = 1;
+	if (setsockopt(evhttp_bound_socket_get_fd(handle), IPPROTO_TCP, TCP_NODELAY,
+	    &no_delay, sizeof(no_delay)) != 0) {
+		perror("bare_evhttp: setsockopt TCP_NODELAY");
 		return 1;
 	}
 

@@ -15,6 +15,8 @@ let package = Package(
         ),
         // The registry as a pure, single-threaded state machine: no I/O, no clock reads.
         .target(name: "Registry"),
+        // The on-disk form of the registry: journal records, frames with CRC-32C, recovery.
+        .target(name: "Persistence", dependencies: ["Registry"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
@@ -26,6 +28,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry"]),
     ],
     swiftLanguageModes: [.v6]

@@ -35,6 +35,7 @@ public struct Registry {
     private var deadlines = DeadlineHeap()
     private var events: [RegistryEvent] = []
     private var changedServices: [String] = []
+    private var journal: [JournalEntry] = []
 
     /// Starts at 1 and grows by one for every change a reader can see: an instance added,
     /// removed or expired, or any field of one changed. Heartbeats alone do not move it.
@@ -79,6 +80,7 @@ public struct Registry {
             let changed = update(slot, address: address, fields: fields)
             let unprotected = renew(slot, now: now)
             if changed || unprotected { noteChange(ofService: instances[Int(slot)].service) }
+            if changed { journalUpsert(slot) }
             if unprotected { liftProtection(ofService: instances[Int(slot)].service, now: now) }
             return .updated(changed: changed || unprotected)
         }
@@ -104,6 +106,7 @@ public struct Registry {
         deadlines.insert(slot, key: deadline)
         services[Int(serviceSlot)].add(record, slot: slot)
         noteChange(ofService: serviceSlot)
+        journalUpsert(slot)
         return .registered
     }
 
@@ -116,6 +119,7 @@ public struct Registry {
             let changed = status.map { setStatus(slot, $0) } ?? false
             let unprotected = renew(slot, now: now)
             if changed || unprotected { noteChange(ofService: serviceSlot) }
+            if changed { journalUpsert(slot) }
             if unprotected { liftProtection(ofService: serviceSlot, now: now) }
             return .done(changed: changed || unprotected)
         case .noService: return .unknownService
@@ -129,7 +133,10 @@ public struct Registry {
         switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
             let changed = setStatus(slot, status)
-            if changed { noteChange(ofService: instances[Int(slot)].service) }
+            if changed {
+                noteChange(ofService: instances[Int(slot)].service)
+                journalUpsert(slot)
+            }
             return .done(changed: changed)
         case .noService: return .unknownService
         case .noInstance: return .unknownInstance
@@ -191,6 +198,65 @@ public struct Registry {
         guard let slot = serviceSlots[service] else { return 0 }
         defer { services[Int(slot)].roundRobin &+= 1 }
         return services[Int(slot)].roundRobin
+    }
+
+    /// Returns the durable changes since the last call, in order (only with
+    /// `policy.journaling`), and forgets them.
+    public mutating func takeJournal() -> [JournalEntry] {
+        guard !journal.isEmpty else { return [] }
+        defer { journal.removeAll(keepingCapacity: true) }
+        return journal
+    }
+
+    // MARK: Restoring
+
+    /// Puts back one entry of a journal or snapshot, as part of recovery: without events,
+    /// journal entries or change notices. A restored instance's TTL starts at `now`, the
+    /// moment the registry is about to serve again. Returns the rule an upsert breaks,
+    /// if any (the entry is then skipped).
+    @discardableResult
+    public mutating func restore(_ entry: JournalEntry, now: Instant) -> Violation? {
+        switch entry {
+        case .remove(let service, let id, let index):
+            if let serviceSlot = serviceSlots[service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: id)] {
+                remove(slot)
+            }
+            changeIndex = max(changeIndex, index)
+        case .upsert(let state, let index):
+            let fields = InstanceFields(tags: state.tags, metadata: state.metadata, weight: state.weight, zone: .some(state.zone),
+                                        status: state.status, ttl: .some(state.ttl))
+            switch register(service: state.service, id: state.id, address: state.address, fields: fields, now: now) {
+            case .invalid(let violation): return violation
+            case .registered, .updated: break
+            }
+            if let serviceSlot = serviceSlots[state.service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: state.id)] {
+                instances[Int(slot)].registeredAt = state.registeredAt.nanoseconds
+            }
+            changeIndex = max(changeIndex, index)
+        }
+        journal.removeAll(keepingCapacity: true)
+        events.removeAll(keepingCapacity: true)
+        return nil
+    }
+
+    /// Ends a recovery: the change index moves on from where the stored one stopped, every
+    /// service counts as changed at it (watchers of the old process start over), and no
+    /// notices are pending.
+    public mutating func finishRestore(changeIndex restored: UInt64) {
+        changeIndex = max(changeIndex, restored) + 1
+        for slot in serviceSlots.values { services[Int(slot)].changeIndex = changeIndex }
+        for slot in serviceSlots.values { services[Int(slot)].awaitingNotice = false }
+        changedServices.removeAll()
+        journal.removeAll()
+        events.removeAll()
+    }
+
+    /// The durable state of every instance, for a snapshot.
+    public func durableState() -> [InstanceState] {
+        var result: [InstanceState] = []
+        result.reserveCapacity(instanceSlots.count)
+        for slot in instanceSlots.values { result.append(state(of: slot)) }
+        return result
     }
 
     // MARK: Reads
@@ -355,6 +421,20 @@ public struct Registry {
         return false
     }
 
+    private mutating func journalUpsert(_ slot: Int32) {
+        guard policy.journaling else { return }
+        journal.append(.upsert(state(of: slot), changeIndex: changeIndex))
+    }
+
+    private func state(of slot: Int32) -> InstanceState {
+        let instance = instances[Int(slot)]
+        return InstanceState(
+            service: services[Int(instance.service)].name, id: instance.id, address: instance.address, tags: instance.tags,
+            metadata: instance.metadata, weight: Int(instance.weight), zone: instance.zone, status: instance.status,
+            ttl: instance.customTTL > 0 ? .nanoseconds(instance.customTTL) : nil,
+            registeredAt: Instant(nanoseconds: instance.registeredAt))
+    }
+
     private mutating func makeService(named name: String) -> Int32 {
         let record = ServiceRecord(name: name)
         let slot: Int32
@@ -447,6 +527,9 @@ public struct Registry {
         let instance = instances[Int(slot)]
         let serviceSlot = Int(instance.service)
         noteChange(ofService: instance.service)
+        if policy.journaling {
+            journal.append(.remove(service: services[serviceSlot].name, id: instance.id, changeIndex: changeIndex))
+        }
         if instance.isProtected {
             services[serviceSlot].protectedCount -= 1
         } else {

@@ -1,0 +1,84 @@
+import Registry
+
+/// The binary form of a `JournalEntry`.
+///
+/// Times are stored as Unix nanoseconds (wall time), because the monotonic clock restarts
+/// with the machine: `wallOffset` is wall time minus monotonic time, read by the caller.
+/// Version 1 layout: `u8 kind`, `u64 change index`, then for an upsert the service, id,
+/// address, tags, metadata, weight, zone, status, TTL and registration time, for a removal
+/// the service and id.
+public enum JournalCodec {
+    struct Failure: Error, Equatable {
+        let reason: String
+    }
+
+    private static let upsertKind: UInt8 = 1
+    private static let removeKind: UInt8 = 2
+
+    public static func encode(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
+        var writer = ByteWriter()
+        switch entry {
+        case .upsert(let state, let index):
+            writer.u8(upsertKind)
+            writer.u64(index)
+            writer.string(state.service)
+            writer.string(state.id)
+            writer.string(state.address)
+            writer.u32(UInt32(state.tags.count))
+            for tag in state.tags { writer.string(tag) }
+            writer.u32(UInt32(state.metadata.count))
+            for entry in state.metadata {
+                writer.string(entry.key)
+                writer.string(entry.value)
+            }
+            writer.u32(UInt32(state.weight))
+            writer.string(state.zone ?? "")
+            writer.string(state.status.rawValue)
+            writer.i64(state.ttl?.wholeNanoseconds ?? 0)
+            writer.i64(state.registeredAt.nanoseconds &+ wallOffset)
+        case .remove(let service, let id, let index):
+            writer.u8(removeKind)
+            writer.u64(index)
+            writer.string(service)
+            writer.string(id)
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ payload: ArraySlice<UInt8>, wallOffset: Int64) throws(Failure) -> JournalEntry {
+        var reader = ByteReader(payload)
+        guard let kind = reader.u8(), let index = reader.u64() else { throw Failure(reason: "truncated record header") }
+        switch kind {
+        case removeKind:
+            guard let service = reader.string(), let id = reader.string(), reader.isAtEnd else {
+                throw Failure(reason: "malformed removal record")
+            }
+            return .remove(service: service, id: id, changeIndex: index)
+        case upsertKind:
+            guard let service = reader.string(), let id = reader.string(), let address = reader.string(),
+                  let tagCount = reader.u32(), tagCount <= 4096 else { throw Failure(reason: "malformed instance record") }
+            var tags: [String] = []
+            for _ in 0..<tagCount {
+                guard let tag = reader.string() else { throw Failure(reason: "malformed tag") }
+                tags.append(tag)
+            }
+            guard let metadataCount = reader.u32(), metadataCount <= 4096 else { throw Failure(reason: "malformed metadata") }
+            var metadata: [(key: String, value: String)] = []
+            for _ in 0..<metadataCount {
+                guard let key = reader.string(), let value = reader.string() else { throw Failure(reason: "malformed metadata") }
+                metadata.append((key, value))
+            }
+            guard let weight = reader.u32(), let zone = reader.string(), let statusText = reader.string(),
+                  let status = InstanceStatus(rawValue: statusText), let ttl = reader.i64(), let registeredAt = reader.i64(),
+                  reader.isAtEnd
+            else { throw Failure(reason: "malformed instance record") }
+            let state = InstanceState(
+                service: service, id: id, address: address, tags: tags, metadata: metadata, weight: Int(weight),
+                zone: zone.isEmpty ? nil : zone, status: status, ttl: ttl > 0 ? .nanoseconds(ttl) : nil,
+                registeredAt: Instant(nanoseconds: registeredAt &- wallOffset))
+            return .upsert(state, changeIndex: index)
+        default:
+            throw Failure(reason: "unknown record kind \(kind)")
+        }
+    }
+}

@@ -39,6 +39,17 @@ MIN_EXPIRY_LATENESS_S = -0.05
 MAX_HEALTH_WAIT_MS = 20
 MAX_STARTUP_MS = 50
 
+# Watchers (bench/watchers.py).  Fan-out latency runs from sending the one
+# registration to the kernel receiving each watcher's answer or event.
+MAX_FANOUT_P99_MS = 100
+MAX_KIB_PER_WATCHER = 4
+MIN_WATCH_DISCOVER_RATIO = 0.9
+# watch-leak: RSS after the last round may exceed RSS after the reference round
+# (round 10 of 100) by at most the larger of these: allocator noise of a couple
+# of MiB is not a leak, and 1,000 watchers leaked per round would be ~250 MiB.
+MAX_LEAK_GROWTH_BYTES = 2 * 2**20
+MAX_LEAK_GROWTH_FRACTION = 0.05
+
 
 def load(path):
     records = []
@@ -215,6 +226,126 @@ def other_rows(records, verdicts, registry_expected):
     return rows
 
 
+def mib(value):
+    return f"{value / 2**20:,.1f} MiB"
+
+
+def watcher_rows(records, verdicts, notes):
+    rows = []
+    by_kind = defaultdict(list)
+    for r in records:
+        by_kind[r["kind"]].append(r)
+
+    for r in by_kind["watch-fanout"]:
+        total = r["watchers"]
+        parking = r["parking"]
+        clock = "kernel receive times" if r.get("kernel_timestamps") else "client read times"
+        measured = (f"{r['got']:,} of {total:,} got it ({r['polls']:,} long-polls, {r['streams']:,} streams): "
+                    f"p50 {fmt_plain_ms(r['p50_ms'])}, p99 {fmt_plain_ms(r['p99_ms'])}, "
+                    f"max {fmt_plain_ms(r['max_ms'])} from sending the registration ({clock}); "
+                    f"first answer at {fmt_plain_ms(r.get('min_ms'))}")
+        if r.get("health_ms") is not None:
+            measured += (f"; the registration's own answer came at {fmt_plain_ms(r.get('register_ms'))} and a "
+                         f"/health sent right behind it at {fmt_plain_ms(r['health_ms'])}")
+        failures = []
+        if r["got"] < total:
+            failures.append(f"{total - r['got']:,} missed it")
+        if r["p99_ms"] is None or r["p99_ms"] > MAX_FANOUT_P99_MS:
+            failures.append(f"p99 {fmt_plain_ms(r['p99_ms'])}")
+        if not parking["parked"]:
+            failures.append("not all parked before the change")
+        rows.append(["watch-fanout", measured, f"all {total:,} get it; p99 ≤ {MAX_FANOUT_P99_MS} ms",
+                     verdicts.render("watch-fanout", failures)])
+
+        per_watcher = (r["rss_parked"] - r["rss_before"]) / total / 1024
+        measured = (f"{per_watcher:.2f} KiB per parked watcher: RSS {mib(r['rss_before'])} before, "
+                    f"{mib(r['rss_parked'])} with {total:,} parked (opened in {parking['open_seconds']:.2f} s; "
+                    f"a probe long-poll sent last was held {parking['probe_held_s']:.2f} s)")
+        failures = [] if per_watcher <= MAX_KIB_PER_WATCHER else [f"{per_watcher:.2f} KiB"]
+        rows.append(["watch-fanout (memory)", measured, f"≤ {MAX_KIB_PER_WATCHER} KiB/watcher",
+                     verdicts.render("watch-fanout", failures)])
+
+    runs = defaultdict(dict)
+    for r in records:
+        if r["kind"] == "wrk" and r["scenario"] == "watch-discover":
+            runs[r["server"]][r["round"]] = r["result"]
+            if run_errors(r["result"]) or r["result"]["errors_timeout"]:
+                result = r["result"]
+                notes.append(
+                    f"watch-discover, {r['server']}, round {r['round']}: {result['errors_status']} non-2xx, "
+                    f"{result['errors_connect']} connect / {result['errors_read']} read / "
+                    f"{result['errors_write']} write errors, {result['errors_timeout']} timeouts")
+    if runs:
+        watched, quiet = runs.get("registry", {}), runs.get("unwatched", {})
+        rounds = sorted(set(watched) & set(quiet))
+        ratio = median_or_none([watched[n]["rps"] / quiet[n]["rps"] for n in rounds if quiet[n]["rps"]])
+        hold = next(iter(by_kind["watch-hold"]), None)
+        ready = next(iter(by_kind["watch-hold-ready"]), None)
+        count = ready["watchers"] if ready else 0
+
+        def median_of(runs_by_round, key):
+            return median_or_none([v[key] for v in runs_by_round.values()])
+        measured = (f"{fmt_rps(median_of(watched, 'rps'))} req/s with {count:,} watchers parked, "
+                    f"{fmt_rps(median_of(quiet, 'rps'))} without: {fmt_ratio(ratio)} "
+                    f"(median of {len(rounds)} per-round ratio{'s' if len(rounds) != 1 else ''}); p99 "
+                    f"{fmt_ms(median_of(watched, 'p99_us'))} vs {fmt_ms(median_of(quiet, 'p99_us'))}")
+        failures = []
+        if ratio is None:
+            failures.append("no ratio")
+        elif ratio < MIN_WATCH_DISCOVER_RATIO:
+            failures.append(f"{ratio:.2f}×")
+        if any(run_errors(v) for v in list(watched.values()) + list(quiet.values())):
+            failures.append("errors")
+        if hold is None or not hold["parking"]["parked"]:
+            failures.append("watchers not all parked")
+        else:
+            measured += f"; the watchers were held {hold['held_seconds']:.0f} s"
+            disturbed = hold["polls_answered"] + hold["stream_changes"] + hold["closed_by_server"]
+            if disturbed:
+                failures.append(f"{disturbed:,} watchers answered or dropped during the runs")
+            else:
+                measured += ", none answered or dropped"
+        rows.append(["watch-discover", measured, f"≥ {MIN_WATCH_DISCOVER_RATIO}× without watchers",
+                     verdicts.render("watch-discover", failures)])
+
+    for r in by_kind["watch-leak"]:
+        reference, last = r["rss_reference"], r["rss_last"]
+        failures = []
+        if r["rounds_done"] < r["rounds"]:
+            failures.append(f"round {r['rounds_done'] + 1}: {r['undropped']:,} closed connections kept")
+        if reference is None or last is None:
+            growth_text = "no RSS figures"
+            failures.append("no RSS figures")
+        else:
+            growth = last - reference
+            allowed = max(MAX_LEAK_GROWTH_BYTES, MAX_LEAK_GROWTH_FRACTION * reference)
+            growth_text = (f"RSS {mib(reference)} after round {r['reference_round']}, {mib(last)} after round "
+                           f"{r['rounds_done']} ({growth / 2**20:+.2f} MiB, {growth / reference:+.1%}; "
+                           f"max {mib(r['rss_max'])})")
+            if growth > allowed:
+                failures.append(f"grew {growth / 2**20:.2f} MiB")
+        if r["health_status"] != 200:
+            failures.append(f"/health answered {r['health_status']}")
+        if not r["longpoll_ok"]:
+            failures.append("a new long-poll did not wake")
+        if r["fds_after"] > 0:
+            failures.append(f"{r['fds_after']} descriptors kept")
+        drop = f"{r['drop_max_s']:.3f} s" if r["drop_max_s"] is not None else "—"
+        woke = (f"a new long-poll woke {r['longpoll_ms']:.1f} ms after a change" if r["longpoll_ok"]
+                else "a new long-poll did not wake")
+        measured = (f"{r['rounds_done']} rounds of {r['conns']:,} parked long-polls closed unread (half FIN, "
+                    f"half RST) in {r['seconds']:.0f} s: {growth_text}; each round released within {drop}; "
+                    f"then /health {r['health_status']}, {woke}")
+        target = (f"RSS growth from round {r['reference_round']} to the last ≤ max(2 MiB, 5 %); "
+                  f"every connection released; /health and a new long-poll answer")
+        rows.append(["watch-leak", measured, target, verdicts.render("watch-leak", failures)])
+    return rows
+
+
+def fmt_plain_ms(value):
+    return f"{value:,.1f} ms" if value is not None else "—"
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -244,18 +375,24 @@ def main():
                        ("tools", "Tools"), ("method", "Method")]:
         if meta.get(key):
             out.append(f"- {title}: {meta[key]}")
-    out += ["", "## Throughput", "",
-            table(throughput_header, throughput_rows(records, verdicts, notes, registry_expected)), ""]
+    throughput = throughput_rows(records, verdicts, notes, registry_expected)
+    out.append("")
+    if throughput:
+        out += ["## Throughput", "", table(throughput_header, throughput), ""]
     others = other_rows(records, verdicts, registry_expected)
     if others:
         out += ["## Memory, expiry, start-up", "",
                 table(["scenario", "measured", "target", "result"], others), ""]
+    watchers = watcher_rows(records, verdicts, notes)
+    if watchers:
+        out += ["## Watchers", "",
+                table(["scenario", "measured", "target", "result"], watchers), ""]
     if notes:
         out += ["## Runs with errors", ""] + [f"- {n}" for n in notes] + [""]
     if not args.check_targets:
         out += ["Targets were not checked in this run.", ""]
     elif verdicts.failed:
-        out += [f"Missed: {', '.join(verdicts.failed)}.", ""]
+        out += [f"Missed: {', '.join(dict.fromkeys(verdicts.failed))}.", ""]
     else:
         out += ["All targets met.", ""]
 

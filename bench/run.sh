@@ -3,7 +3,7 @@
 # server, nginx and etcd, on this machine, over loopback only.
 #
 #   bash bench/run.sh                  full run: checks the targets, exits 1 on a miss
-#   bash bench/run.sh --quick          smoke run for CI: about a minute, checks nothing
+#   bash bench/run.sh --quick          smoke run for CI: a minute or two, checks nothing
 #   options: --only SCENARIO[,SCENARIO...]   run a subset (names as in the table)
 #            --baselines-only          no registry: exercise the harness itself
 #   environment: REGISTRY_BIN (default .build/release/service-registry),
@@ -22,6 +22,10 @@
 # - etcd is the real-world alternative: a single member on tmpfs (the registry
 #   keeps its state in memory only; on disk, etcd would be measuring fsync),
 #   spoken to through its JSON gateway with base64 keys.
+# - Watcher scenarios (watch-*) hold thousands of long-polls and event streams
+#   open with bench/watchers.py, one connection each, and read the registry's
+#   memory and descriptors from /proc.  Their delivery latency is taken from
+#   kernel receive timestamps, so the one-core Python client does not count.
 #
 # Writes bench/results/latest.md (the table) and latest.jsonl (raw figures).
 set -euo pipefail
@@ -55,12 +59,16 @@ if [[ $MODE == full ]]; then
     EXPIRY_SERVICES=1000 EXPIRY_INSTANCES=100       # 100,000 instances
     EXPIRY_TIMEOUT=10                               # s; populating takes ~1 s
     STARTUP_RUNS=5
+    WATCH_POLLS=10000 WATCH_STREAMS=1000            # 11,000 watchers on one service
+    LEAK_ROUNDS=100 LEAK_CONNS=1000
 else
     ROUNDS=1 DURATION=1
     MEMORY_SERVICES=10 MEMORY_INSTANCES=100
     EXPIRY_SERVICES=10 EXPIRY_INSTANCES=100
     EXPIRY_TIMEOUT=2
     STARTUP_RUNS=1
+    WATCH_POLLS=500 WATCH_STREAMS=50
+    LEAK_ROUNDS=5 LEAK_CONNS=200
 fi
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 DURATION=${BENCH_SECONDS:-$DURATION}
@@ -87,7 +95,8 @@ RESULTS_DIR=$BENCH/results
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup)
+SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup
+    watch-fanout watch-discover watch-leak)
 wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 for name in ${ONLY//,/ }; do
     [[ " ${SCENARIOS[*]} " == *" $name "* ]] || die "unknown scenario $name (known: ${SCENARIOS[*]})"
@@ -195,8 +204,10 @@ install_tools() {
 }
 
 raise_fd_limit() {
-    # 10,000 connections need 10,000 descriptors in wrk and in the server.
-    local want=$((BIG_CONNS + 1024)) hard
+    # 10,000 connections need 10,000 descriptors in wrk and in the server; the
+    # watcher scenarios hold 11,000 in one client and the server takes wrk's on top.
+    local watch_need=$((WATCH_POLLS + WATCH_STREAMS + CONNS))
+    local want=$(((BIG_CONNS > watch_need ? BIG_CONNS : watch_need) + 1024)) hard
     hard=$(ulimit -Hn)
     if (($(ulimit -n) < want)); then
         if [[ $hard == unlimited ]] || ((hard >= want)); then
@@ -209,6 +220,12 @@ raise_fd_limit() {
     if (($(ulimit -n) < want)); then
         BIG_CONNS=$(($(ulimit -n) - 1024))
         log "warning: open files limited to $(ulimit -n); conns-10k uses $BIG_CONNS connections"
+    fi
+    if (($(ulimit -n) < watch_need + 1024)); then
+        local room=$(($(ulimit -n) - 1024 - CONNS))
+        WATCH_STREAMS=$((room / 11)) WATCH_POLLS=$((room - room / 11))
+        log "warning: open files limited to $(ulimit -n); watcher scenarios use" \
+            "$WATCH_POLLS long-polls and $WATCH_STREAMS streams"
     fi
 }
 
@@ -569,6 +586,88 @@ scenario_startup() {
     log "  registry: $result"
 }
 
+# ----------------------------------------------------------------- watchers
+
+# run_watchers COMMAND ARGS...: bench/watchers.py on the client CPU against the
+# registry just started; its one JSON line goes into the results.
+run_watchers() {
+    local command=$1 result
+    shift
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/watchers.py" "$command" \
+        --port "$REG_PORT" --pid "$REG_PID" "$@") ||
+        die "watchers.py $command failed (registry log: $TMP/registry-$REG_PORT.log)"
+    echo "$result" >>"$RESULTS"
+}
+
+# One registration wakes every long-poll and stream on the service: the time
+# each watcher takes to hear of it, and the memory they hold while parked.
+scenario_watch_fanout() {
+    ((BASELINES_ONLY)) && return 0
+    log "watch-fanout: $WATCH_POLLS long-polls and $WATCH_STREAMS streams on one service, one change"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    run_watchers fanout --polls "$WATCH_POLLS" --streams "$WATCH_STREAMS" --wait 60s
+    stop_scenario_servers
+}
+
+# discover-3's load on two identical registries, one of them holding every
+# watcher of watch-fanout on another service, alternated round by round.
+scenario_watch_discover() {
+    ((BASELINES_ONLY)) && return 0
+    local scenario=watch-discover quiet_pid quiet_port holder out=$TMP/watch-hold.jsonl
+    log "$scenario: GET /discover over 3 instances with $((WATCH_POLLS + WATCH_STREAMS)) watchers parked, and without"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    quiet_pid=$REG_PID quiet_port=$REG_PORT
+    populate registry --port "$quiet_port" --services 1 --instances 3
+    curl -fsS -o /dev/null -d '{"service":"watched","address":"127.0.0.1:30000"}' \
+        "http://127.0.0.1:$quiet_port/register"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate registry --port "$REG_PORT" --services 1 --instances 3
+
+    # The watchers must outlast every round, or their waits end mid-run.
+    local hold_seconds=$((2 * ROUNDS * (DURATION + 5) + 60))
+    local wait_seconds=$((hold_seconds > 600 ? 600 : hold_seconds < 60 ? 60 : hold_seconds))
+    taskset -c "$CLIENT_CPU" python3 "$BENCH/watchers.py" hold --port "$REG_PORT" --pid "$REG_PID" \
+        --polls "$WATCH_POLLS" --streams "$WATCH_STREAMS" --wait "${wait_seconds}s" \
+        --max-seconds "$((hold_seconds + 60))" >"$out" &
+    holder=$!
+    PIDS+=("$holder")
+    local tries
+    for ((tries = 0; tries < 1200; tries++)); do
+        grep -q '"watch-hold-ready"' "$out" 2>/dev/null && break
+        alive "$holder" || die "watchers.py hold exited before its watchers were parked"
+        sleep 0.1
+    done
+    grep -q '"watch-hold-ready"' "$out" || die "watchers.py hold did not park its watchers within 120 s"
+
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run "$scenario" registry "$round" "$REG_PORT" "$CONNS" discover.lua
+        wrk_run "$scenario" unwatched "$round" "$quiet_port" "$CONNS" discover.lua
+    done
+    # On SIGTERM the holder reports, closes its connections and waits for the
+    # registry to let go of them; give it that time before stop_pid's 5 s.
+    kill -TERM "$holder" 2>/dev/null || true
+    for ((tries = 0; tries < 600; tries++)); do
+        alive "$holder" || break
+        sleep 0.1
+    done
+    stop_pid "$holder"
+    grep -q '"kind": "watch-hold"' "$out" || die "watchers.py hold gave no final report"
+    cat "$out" >>"$RESULTS"
+    stop_pid "$quiet_pid"
+    stop_scenario_servers
+}
+
+# Rounds of parked long-polls whose clients vanish: the registry's memory and
+# descriptors must come back each time.
+scenario_watch_leak() {
+    ((BASELINES_ONLY)) && return 0
+    log "watch-leak: $LEAK_ROUNDS rounds of $LEAK_CONNS long-polls closed unanswered"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    run_watchers leak --rounds "$LEAK_ROUNDS" --conns "$LEAK_CONNS" --service leaky --wait 60s
+    stop_scenario_servers
+}
+
 # --------------------------------------------------------------------- main
 
 main() {
@@ -594,6 +693,9 @@ main() {
     if wanted memory-1m; then scenario_memory; fi
     if wanted mass-expiry; then scenario_expiry; fi
     if wanted startup; then scenario_startup; fi
+    if wanted watch-fanout; then scenario_watch_fanout; fi
+    if wanted watch-discover; then scenario_watch_discover; fi
+    if wanted watch-leak; then scenario_watch_leak; fi
 
     mkdir -p "$RESULTS_DIR"
     cp "$RESULTS" "$RESULTS_DIR/latest.jsonl"

@@ -118,6 +118,21 @@ import Glibc
         #expect(try watcher.readReply().json["status"] as? String == "healthy")
     }
 
+    @Test func aQuietStreamOutlivesAShortIdleTimeout() throws {
+        let impatient = try RegistryProcess(["--idle-timeout", "0.6"])
+        let stream = try impatient.client(timeout: 5)
+        try sendGet(stream, "/watch")
+        let started = Date()
+        let text = try readStream(stream, until: { $0.contains(": keep-alive") })
+        #expect(text.contains(": keep-alive"))
+        #expect(Date().timeIntervalSince(started) < 2)
+        usleep(800_000)
+        // Still open: a change arrives as an event.
+        _ = try impatient.client().request("POST", "/register", body: #"{"service":"late","address":"x"}"#)
+        let after = try readStream(stream, until: { $0.contains(#""late""#) })
+        #expect(after.contains(#""late""#))
+    }
+
     @Test func aStreamSendsTheStateThenEachChange() throws {
         try register("api", "a")
         let stream = try registry.client(timeout: 5)

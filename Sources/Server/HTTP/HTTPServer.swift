@@ -85,7 +85,7 @@ final class HTTPServer {
         var noDelay: Int32 = 1
         setsockopt(listeningSocket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
         port = Self.localPort(of: listeningSocket) ?? config.port
-        hub = WatchHub(base: base, api: api, logger: logger)
+        hub = WatchHub(base: base, api: api, logger: logger, idleTimeout: config.idleTimeout)
 
         let context = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, context in

@@ -19,7 +19,8 @@ import Registry
 final class WatchHub {
     /// Streams whose client reads slower than this much pending output are dropped.
     static let maxStreamBacklogBytes = 1 << 20
-    static let keepAliveInterval: Duration = .seconds(15)
+    /// Watchers answered per callback before the loop gets a turn.
+    static let wakeBatch = 256
 
     final class Watcher {
         enum Kind {
@@ -48,6 +49,10 @@ final class WatchHub {
     private var byService: [String: Set<ObjectIdentifier>] = [:]
     private var allServices: Set<ObjectIdentifier> = []
     private var changed: Set<String> = []
+    /// Watchers woken but not yet answered, in order, and the same as a set.
+    private var wakeQueue: [ObjectIdentifier] = []
+    private var wakeIndex = 0
+    private var queued: Set<ObjectIdentifier> = []
     private var flushEvent: OpaquePointer?
     private var keepAliveTimer: OpaquePointer?
     private var random = SystemRandomNumberGenerator()
@@ -55,10 +60,14 @@ final class WatchHub {
     private(set) var pollCount = 0
     private(set) var streamCount = 0
 
-    init(base: OpaquePointer, api: RegistryAPI, logger: Logger) {
+    /// Every 15 s, or often enough that a quiet stream never reaches the idle timeout.
+    let keepAliveInterval: Duration
+
+    init(base: OpaquePointer, api: RegistryAPI, logger: Logger, idleTimeout: Duration) {
         self.base = base
         self.api = api
         self.logger = logger
+        keepAliveInterval = min(.seconds(15), idleTimeout / 2)
         let context = Unmanaged.passUnretained(self).toOpaque()
         flushEvent = event_new(base, -1, 0, { _, _, context in
             guard let context else { return }
@@ -68,7 +77,8 @@ final class WatchHub {
             guard let context else { return }
             Unmanaged<WatchHub>.fromOpaque(context).takeUnretainedValue().sendKeepAlives()
         }, context)
-        var interval = timeval(tv_sec: Int(Self.keepAliveInterval.wholeNanoseconds / 1_000_000_000), tv_usec: 0)
+        let nanos = keepAliveInterval.wholeNanoseconds
+        var interval = timeval(tv_sec: Int(nanos / 1_000_000_000), tv_usec: Int(nanos % 1_000_000_000 / 1000))
         event_add(keepAliveTimer, &interval)
     }
 
@@ -147,24 +157,40 @@ final class WatchHub {
     /// loop turn.
     func noteChanges(_ services: [String]) {
         guard !services.isEmpty, !watchers.isEmpty else { return }
-        let wasEmpty = changed.isEmpty
+        let idle = changed.isEmpty && wakeQueue.isEmpty
         changed.formUnion(services)
-        if wasEmpty, let flushEvent { event_active(flushEvent, 0, 0) }
+        if idle, let flushEvent { event_active(flushEvent, 0, 0) }
     }
 
     private func deliverChanges() {
-        guard !changed.isEmpty else { return }
+        if !changed.isEmpty {
+            var woken = allServices
+            for name in changed { woken.formUnion(byService[name] ?? []) }
+            changed.removeAll(keepingCapacity: true)
+            for key in woken where queued.insert(key).inserted { wakeQueue.append(key) }
+        }
         let now = Clock.monotonicNow()
         let wallClock = Clock.wallNow()
-        var woken = allServices
-        for name in changed { woken.formUnion(byService[name] ?? []) }
-        changed.removeAll(keepingCapacity: true)
-        for key in woken {
+        // A bounded batch per callback, like the expiry cycle: between batches the loop
+        // writes the answers already made and serves other clients, so one change with
+        // thousands of watchers never stalls the loop.
+        var answered = 0
+        while answered < Self.wakeBatch, wakeIndex < wakeQueue.count {
+            let key = wakeQueue[wakeIndex]
+            wakeIndex += 1
+            queued.remove(key)
             guard let watcher = watchers[key] else { continue }
+            answered += 1
             switch watcher.kind {
             case .poll: finish(watcher, now: now, wallClock: wallClock)
             case .stream: sendState(to: watcher, now: now, wallClock: wallClock)
             }
+        }
+        if wakeIndex == wakeQueue.count {
+            wakeQueue.removeAll(keepingCapacity: true)
+            wakeIndex = 0
+        } else if let flushEvent {
+            event_active(flushEvent, 0, 0)
         }
         // Answering may itself have expired instances (reads check deadlines): those
         // changes go out in another turn.

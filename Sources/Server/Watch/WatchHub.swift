@@ -190,7 +190,10 @@ final class WatchHub {
             wakeQueue.removeAll(keepingCapacity: true)
             wakeIndex = 0
         } else if let flushEvent {
-            event_active(flushEvent, 0, 0)
+            // A zero time-out, not event_active: libevent runs events activated during its
+            // active pass in that same pass, so only a timer lets the loop poll I/O first.
+            var immediately = timeval(tv_sec: 0, tv_usec: 0)
+            event_add(flushEvent, &immediately)
         }
         // Answering may itself have expired instances (reads check deadlines): those
         // changes go out in another turn.

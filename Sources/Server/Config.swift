@@ -64,11 +64,7 @@ struct Config: Equatable {
         },
         Option(flag: "--heartbeat-timeout", variable: "REGISTRY_HEARTBEAT_TIMEOUT", valueName: "SECONDS",
                help: "an instance expires this long after its last heartbeat; fractions allowed (default 30)") { config, value in
-            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
-                return "must be a number of seconds from 0.001 to 604800"
-            }
-            config.heartbeatTimeout = duration
-            return nil
+            assignSeconds(value, minimum: 0.001, maximum: 86_400 * 7) { config.heartbeatTimeout = $0 }
         },
         Option(flag: "--max-body-bytes", variable: "REGISTRY_MAX_BODY_BYTES", valueName: "BYTES",
                help: "largest request body accepted; larger ones get 413 (default 65536)") { config, value in
@@ -88,11 +84,7 @@ struct Config: Equatable {
         },
         Option(flag: "--idle-timeout", variable: "REGISTRY_IDLE_TIMEOUT", valueName: "SECONDS",
                help: "close connections idle or stalled this long; fractions allowed (default 60)") { config, value in
-            guard let duration = parseSeconds(value, minimum: 0.01, maximum: 86_400) else {
-                return "must be a number of seconds from 0.01 to 86400"
-            }
-            config.idleTimeout = duration
-            return nil
+            assignSeconds(value, minimum: 0.01, maximum: 86_400) { config.idleTimeout = $0 }
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
                help: "debug (logs every request), info, warn or error (default info)") { config, value in
@@ -104,19 +96,11 @@ struct Config: Equatable {
         },
         Option(flag: "--min-ttl", variable: "REGISTRY_MIN_TTL", valueName: "SECONDS",
                help: "smallest ttl_seconds an instance may ask for (default 1)") { config, value in
-            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
-                return "must be a number of seconds from 0.001 to 604800"
-            }
-            config.minimumTTL = duration
-            return nil
+            assignSeconds(value, minimum: 0.001, maximum: 86_400 * 7) { config.minimumTTL = $0 }
         },
         Option(flag: "--max-ttl", variable: "REGISTRY_MAX_TTL", valueName: "SECONDS",
                help: "largest ttl_seconds an instance may ask for (default 3600)") { config, value in
-            guard let duration = parseSeconds(value, minimum: 0.001, maximum: 86_400 * 7) else {
-                return "must be a number of seconds from 0.001 to 604800"
-            }
-            config.maximumTTL = duration
-            return nil
+            assignSeconds(value, minimum: 0.001, maximum: 86_400 * 7) { config.maximumTTL = $0 }
         },
         Option(flag: "--expiry-protection", variable: "REGISTRY_EXPIRY_PROTECTION", valueName: "RATIO",
                help: "never let more than this share (0-1) of a service's instances expire within one heartbeat timeout; off by default (see README)") { config, value in
@@ -189,6 +173,20 @@ struct Config: Equatable {
         }
         lines.append("  -h, --help".padding(toLength: 36) + "show this help and exit")
         return lines.joined(separator: "\n")
+    }
+
+    /// Parses `value` as seconds within bounds and hands it to `assign`; returns the
+    /// problem, if any, in the options' "must be …" form.
+    private static func assignSeconds(_ value: String, minimum: Double, maximum: Double, _ assign: (Duration) -> Void) -> String? {
+        guard let duration = parseSeconds(value, minimum: minimum, maximum: maximum) else {
+            return "must be a number of seconds from \(formatBound(minimum)) to \(formatBound(maximum))"
+        }
+        assign(duration)
+        return nil
+    }
+
+    private static func formatBound(_ value: Double) -> String {
+        value.rounded() == value ? String(Int(value)) : String(value)
     }
 
     /// Parses a decimal number of seconds ("30", "0.5") within bounds.

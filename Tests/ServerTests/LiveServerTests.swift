@@ -373,31 +373,15 @@ import Glibc
         (["--port"], "--port needs a value"),
     ])
     func invalidConfigurationIsRefusedAtStart(arguments: [String], message: String) throws {
-        let process = Process()
-        process.executableURL = RegistryProcess.binaryURL
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        try process.run()
-        process.waitUntilExit()
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 2)
+        let (status, output) = try RegistryProcess.runToExit(arguments)
+        #expect(status == 2)
         #expect(output.contains(message), "\(output)")
     }
 
     @Test func portInUseIsAClearError() throws {
         let first = try RegistryProcess()
-        let process = Process()
-        process.executableURL = RegistryProcess.binaryURL
-        process.arguments = ["--host", "127.0.0.1", "--port", String(first.port)]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        try process.run()
-        process.waitUntilExit()
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1)
+        let (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(first.port)])
+        #expect(status == 1)
         #expect(output.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(output)")
     }
 

@@ -66,6 +66,21 @@ final class RegistryProcess {
         try? FileManager.default.removeItem(at: logURL)
     }
 
+    /// Runs the binary with `arguments` to its exit (a start-up failure, `--help`) and
+    /// returns its status and its stderr.
+    static func runToExit(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = binaryURL
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
     var log: String {
         (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
     }

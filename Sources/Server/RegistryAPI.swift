@@ -220,12 +220,17 @@ final class RegistryAPI {
     private func read(encodedName: UnsafeBufferPointer<UInt8>, query rawQuery: UnsafeBufferPointer<UInt8>?, stream: Bool,
                       now: Instant, wallClock: Int64) -> Handling {
         let name: String
-        switch PercentDecoding.decode(encodedName) {
-        case .success(let decoded): name = decoded
-        case .failure(let problem): return .respond(.error(400, problem.message))
-        }
-        if let violation = Violation.checkServiceName(name) {
-            return .respond(.error(400, violation.message))
+        if Self.isPlainServiceName(encodedName) {
+            // The common case: nothing to decode and nothing to check beyond the bytes.
+            name = String(decoding: encodedName, as: UTF8.self)
+        } else {
+            switch PercentDecoding.decode(encodedName) {
+            case .success(let decoded): name = decoded
+            case .failure(let problem): return .respond(.error(400, problem.message))
+            }
+            if let violation = Violation.checkServiceName(name) {
+                return .respond(.error(400, violation.message))
+            }
         }
         let query: ReadQuery
         switch ReadQuery.parse(rawQuery, scope: .instances) {
@@ -237,6 +242,22 @@ final class RegistryAPI {
             return .park(.service(name, query), wait: query.wait ?? ReadQuery.defaultWait)
         }
         return .respond(discover(name, query: query, now: now, wallClock: wallClock))
+    }
+
+    /// True when the raw path segment is already a valid service name (1–253 ASCII letters,
+    /// digits, '.', '_', '-'): no percent-encoding to undo and no rule to report.
+    private static func isPlainServiceName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= Violation.maxServiceNameLength else { return false }
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
     }
 
     /// The current answer for a watch target: what a parked request gets when it wakes,

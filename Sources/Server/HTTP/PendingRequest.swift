@@ -74,7 +74,7 @@ struct PendingRequest: ~Copyable {
         let headers = evhttp_request_get_output_headers(raw)
         evhttp_add_header(headers, "Content-Type", "application/json")
         if let index = response.index {
-            evhttp_add_header(headers, "X-Registry-Index", String(index))
+            withDecimalCString(index) { _ = evhttp_add_header(headers, "X-Registry-Index", $0) }
         }
         if let allow = response.allow {
             allow.withUTF8Buffer { value in
@@ -89,5 +89,23 @@ struct PendingRequest: ~Copyable {
 
     deinit {
         Self.send(raw, .error(500, "internal error: the request was not answered"))
+    }
+}
+
+/// Calls `body` with `value` as a NUL-terminated decimal C string built on the stack: a
+/// `String` would cost an allocation for its C form on every read's index header.
+private func withDecimalCString<T>(_ value: UInt64, _ body: (UnsafePointer<CChar>) -> T) -> T {
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    return withUnsafeMutableBytes(of: &digits) { buffer in
+        let bytes = buffer.bindMemory(to: CChar.self)
+        var position = bytes.count - 1
+        bytes[position] = 0
+        var remaining = value
+        repeat {
+            position -= 1
+            bytes[position] = CChar(UInt8(ascii: "0") + UInt8(remaining % 10))
+            remaining /= 10
+        } while remaining > 0
+        return body(bytes.baseAddress! + position)
     }
 }

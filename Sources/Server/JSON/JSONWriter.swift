@@ -81,15 +81,13 @@ struct JSONWriter {
         }
     }
 
-    /// Writes a non-negative number of hundredths as a decimal with two places ("45.20").
+    /// Writes a non-negative number of tenths as a decimal with one place ("45.2").
     /// Negative values (a clock that went backwards) are written as 0.
-    mutating func hundredths(_ value: Int64) {
+    mutating func tenths(_ value: Int64) {
         let clamped = max(0, value)
-        unsignedInteger(UInt64(clamped / 100))
-        let fraction = clamped % 100
+        unsignedInteger(UInt64(clamped / 10))
         bytes.append(UInt8(ascii: "."))
-        bytes.append(UInt8(ascii: "0") + UInt8(fraction / 10))
-        bytes.append(UInt8(ascii: "0") + UInt8(fraction % 10))
+        bytes.append(UInt8(ascii: "0") + UInt8(clamped % 10))
     }
 }
 

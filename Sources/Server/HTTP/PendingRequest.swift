@@ -81,9 +81,7 @@ struct PendingRequest: ~Copyable {
                 value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
             }
         }
-        response.body.withUnsafeBytes { bytes in
-            _ = evbuffer_add(evhttp_request_get_output_buffer(raw), bytes.baseAddress, bytes.count)
-        }
+        addBody(response.body, to: evhttp_request_get_output_buffer(raw))
         evhttp_send_reply(raw, response.status, nil, nil)
     }
 
@@ -107,5 +105,36 @@ private func withDecimalCString<T>(_ value: UInt64, _ body: (UnsafePointer<CChar
             remaining /= 10
         } while remaining > 0
         return body(bytes.baseAddress! + position)
+    }
+}
+
+/// Bodies at least this large are handed to libevent by reference instead of copied.
+private let referenceThreshold = 2048
+
+/// Keeps a body's bytes alive while libevent holds a reference to them.
+private final class BodyKeeper {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// Appends `body` to an output buffer. A large body (a discover answer of many instances,
+/// usually a cached one) is added by reference, as bare evhttp serves its body: libevent
+/// writes straight from the array, which `BodyKeeper` keeps alive (and unchanged, since
+/// it is a `let`) until libevent's cleanup callback releases it.
+private func addBody(_ body: [UInt8], to buffer: OpaquePointer?) {
+    guard body.count >= referenceThreshold else {
+        body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
+        return
+    }
+    let keeper = BodyKeeper(body)
+    let context = Unmanaged.passRetained(keeper).toOpaque()
+    let start = keeper.bytes.withUnsafeBytes { $0.baseAddress! }
+    let added = evbuffer_add_reference(buffer, start, keeper.bytes.count, { _, _, context in
+        guard let context else { return }
+        Unmanaged<BodyKeeper>.fromOpaque(context).release()
+    }, context)
+    if added != 0 {
+        Unmanaged<BodyKeeper>.fromOpaque(context).release()
+        body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
     }
 }

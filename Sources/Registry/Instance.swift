@@ -35,8 +35,7 @@ public struct InstanceFields: Equatable, Sendable {
     public static func == (lhs: InstanceFields, rhs: InstanceFields) -> Bool {
         lhs.tags == rhs.tags && lhs.weight == rhs.weight && lhs.zone == rhs.zone && lhs.status == rhs.status
             && lhs.ttl == rhs.ttl
-            && lhs.metadata?.map(\.key) == rhs.metadata?.map(\.key)
-            && lhs.metadata?.map(\.value) == rhs.metadata?.map(\.value)
+            && (lhs.metadata == nil) == (rhs.metadata == nil) && sameMetadata(lhs.metadata ?? [], rhs.metadata ?? [])
     }
 
     public static let defaultWeight = 100
@@ -61,8 +60,7 @@ public struct InstanceSnapshot: Equatable, Sendable {
     public let isProtected: Bool
 
     public static func == (lhs: InstanceSnapshot, rhs: InstanceSnapshot) -> Bool {
-        lhs.id == rhs.id && lhs.address == rhs.address && lhs.tags == rhs.tags
-            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
+        lhs.id == rhs.id && lhs.address == rhs.address && lhs.tags == rhs.tags && sameMetadata(lhs.metadata, rhs.metadata)
             && lhs.weight == rhs.weight && lhs.zone == rhs.zone && lhs.status == rhs.status
             && lhs.registeredAt == rhs.registeredAt && lhs.lastHeartbeat == rhs.lastHeartbeat
             && lhs.deadline == rhs.deadline && lhs.ttl == rhs.ttl && lhs.isProtected == rhs.isProtected
@@ -90,4 +88,10 @@ public struct RegistryPolicy: Sendable {
         self.expiryProtection = expiryProtection
         self.journaling = journaling
     }
+}
+
+/// Metadata lists are arrays of tuples, which are not `Equatable`: equal when the same
+/// pairs come in the same order (they are kept sorted by key).
+func sameMetadata(_ lhs: [(key: String, value: String)], _ rhs: [(key: String, value: String)]) -> Bool {
+    lhs.elementsEqual(rhs) { $0.key == $1.key && $0.value == $1.value }
 }

@@ -32,7 +32,7 @@ public struct InstanceState: Equatable, Sendable {
 
     public static func == (lhs: InstanceState, rhs: InstanceState) -> Bool {
         lhs.service == rhs.service && lhs.id == rhs.id && lhs.address == rhs.address && lhs.tags == rhs.tags
-            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
+            && sameMetadata(lhs.metadata, rhs.metadata)
             && lhs.weight == rhs.weight && lhs.zone == rhs.zone && lhs.status == rhs.status && lhs.ttl == rhs.ttl
             && lhs.registeredAt == rhs.registeredAt
     }

@@ -584,7 +584,7 @@ private struct InstanceRecord {
     func sameVisibleFields(as other: InstanceRecord) -> Bool {
         address == other.address && tags == other.tags && weight == other.weight && zone == other.zone
             && status == other.status && customTTL == other.customTTL
-            && metadata.elementsEqual(other.metadata) { $0.key == $1.key && $0.value == $1.value }
+            && sameMetadata(metadata, other.metadata)
     }
 }
 

@@ -30,7 +30,6 @@ public enum Recovery {
                               repair: Bool) throws(Damage) -> Report {
         var report = Report()
         let scan = Frames.scan(bytes)
-        var validLength = 0
         for payload in scan.payloads {
             let entry: JournalEntry
             do {
@@ -48,7 +47,6 @@ public enum Recovery {
                 report.applied += 1
             }
             report.lastChangeIndex = max(report.lastChangeIndex, entry.changeIndex)
-            validLength = payload.endIndex
         }
         report.validLength = scan.validLength
         switch scan.ending {
@@ -60,7 +58,6 @@ public enum Recovery {
             guard repair else { throw Damage(offset: offset, reason: reason) }
             report.repairedBytes = bytes.count - offset
         }
-        precondition(validLength <= report.validLength || scan.payloads.isEmpty, "frames out of order")
         return report
     }
 

@@ -6,7 +6,8 @@ import Registry
 /// with the machine: `wallOffset` is wall time minus monotonic time, read by the caller.
 /// Version 1 layout: `u8 kind`, `u64 change index`, then for an upsert the service, id,
 /// address, tags, metadata, weight, zone, status, TTL and registration time, for a removal
-/// the service and id.
+/// the service and id, for an index mark nothing more. A snapshot file starts with a header
+/// record (its own kind) that gives the change index and the number of instances after it.
 public enum JournalCodec {
     struct Failure: Error, Equatable {
         let reason: String
@@ -14,6 +15,30 @@ public enum JournalCodec {
 
     private static let upsertKind: UInt8 = 1
     private static let removeKind: UInt8 = 2
+    private static let indexKind: UInt8 = 3
+    private static let snapshotHeaderKind: UInt8 = 0x53
+
+    /// The first record of a snapshot file.
+    public struct SnapshotHeader: Equatable, Sendable {
+        public var changeIndex: UInt64
+        public var instanceCount: UInt64
+    }
+
+    public static func encode(_ header: SnapshotHeader) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.u8(snapshotHeaderKind)
+        writer.u64(header.changeIndex)
+        writer.u64(header.instanceCount)
+        return writer.bytes
+    }
+
+    static func decodeSnapshotHeader(_ payload: ArraySlice<UInt8>) throws(Failure) -> SnapshotHeader {
+        var reader = ByteReader(payload)
+        guard reader.u8() == snapshotHeaderKind, let index = reader.u64(), let count = reader.u64(), reader.isAtEnd else {
+            throw Failure(reason: "not a snapshot header")
+        }
+        return SnapshotHeader(changeIndex: index, instanceCount: count)
+    }
 
     public static func encode(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
         var writer = ByteWriter()
@@ -41,6 +66,9 @@ public enum JournalCodec {
             writer.u64(index)
             writer.string(service)
             writer.string(id)
+        case .indexAdvanced(let index):
+            writer.u8(indexKind)
+            writer.u64(index)
         }
         return writer.bytes
     }
@@ -49,6 +77,9 @@ public enum JournalCodec {
         var reader = ByteReader(payload)
         guard let kind = reader.u8(), let index = reader.u64() else { throw Failure(reason: "truncated record header") }
         switch kind {
+        case indexKind:
+            guard reader.isAtEnd else { throw Failure(reason: "malformed index record") }
+            return .indexAdvanced(to: index)
         case removeKind:
             guard let service = reader.string(), let id = reader.string(), reader.isAtEnd else {
                 throw Failure(reason: "malformed removal record")

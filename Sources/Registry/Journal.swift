@@ -45,10 +45,27 @@ public enum JournalEntry: Equatable, Sendable {
     case upsert(InstanceState, changeIndex: UInt64)
     /// An instance was deregistered or expired.
     case remove(service: String, id: String, changeIndex: UInt64)
+    /// The change index moved past every record before this one without a durable change
+    /// (expiry protection starting or lifting, a change taken back): written so that a
+    /// restarted registry never hands out an index it already used.
+    case indexAdvanced(to: UInt64)
 
     public var changeIndex: UInt64 {
         switch self {
-        case .upsert(_, let index), .remove(_, _, let index): return index
+        case .upsert(_, let index), .remove(_, _, let index), .indexAdvanced(let index): return index
         }
+    }
+}
+
+/// A journal entry and what it replaced: the instance's durable state before the change,
+/// or nil when the change created it. `Registry.revert(_:now:)` uses it to take back
+/// changes that could not be written.
+public struct JournalChange: Sendable {
+    public let entry: JournalEntry
+    public let prior: InstanceState?
+
+    public init(_ entry: JournalEntry, prior: InstanceState?) {
+        self.entry = entry
+        self.prior = prior
     }
 }

@@ -19,7 +19,7 @@
 /// instances still overdue are judged afresh. The price: while protection holds, instances
 /// that really died stay listed (marked protected) until heartbeats return or they are
 /// deregistered — including the only instance of a one-instance service.
-public struct Registry {
+public struct Registry: Sendable {
     public let policy: RegistryPolicy
     private let defaultTTLNanos: Int64
 
@@ -35,7 +35,7 @@ public struct Registry {
     private var deadlines = DeadlineHeap()
     private var events: [RegistryEvent] = []
     private var changedServices: [String] = []
-    private var journal: [JournalEntry] = []
+    private var journal: [JournalChange] = []
 
     /// Starts at 1 and grows by one for every change a reader can see: an instance added,
     /// removed or expired, or any field of one changed. Heartbeats alone do not move it.
@@ -77,10 +77,11 @@ public struct Registry {
         }
         let id = id ?? address
         if case .found(let slot) = findLiveInstance(service: service, id: id, now: now) {
-            let changed = update(slot, address: address, fields: fields)
+            let before = update(slot, address: address, fields: fields)
+            let changed = before != nil
             let unprotected = renew(slot, now: now)
             if changed || unprotected { noteChange(ofService: instances[Int(slot)].service) }
-            if changed { journalUpsert(slot) }
+            if let before { journalUpsert(slot, prior: before) }
             if unprotected { liftProtection(ofService: instances[Int(slot)].service, now: now) }
             return .updated(changed: changed || unprotected)
         }
@@ -106,7 +107,7 @@ public struct Registry {
         deadlines.insert(slot, key: deadline)
         services[Int(serviceSlot)].add(record, slot: slot)
         noteChange(ofService: serviceSlot)
-        journalUpsert(slot)
+        journalUpsert(slot, prior: nil)
         return .registered
     }
 
@@ -116,10 +117,11 @@ public struct Registry {
         switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
             let serviceSlot = instances[Int(slot)].service
-            let changed = status.map { setStatus(slot, $0) } ?? false
+            let before = status.flatMap { setStatus(slot, $0) }
+            let changed = before != nil
             let unprotected = renew(slot, now: now)
             if changed || unprotected { noteChange(ofService: serviceSlot) }
-            if changed { journalUpsert(slot) }
+            if let before { journalUpsert(slot, prior: before) }
             if unprotected { liftProtection(ofService: serviceSlot, now: now) }
             return .done(changed: changed || unprotected)
         case .noService: return .unknownService
@@ -132,12 +134,10 @@ public struct Registry {
         if let violation = Violation.checkServiceName(service) ?? Violation.checkID(id) { return .invalid(violation) }
         switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
-            let changed = setStatus(slot, status)
-            if changed {
-                noteChange(ofService: instances[Int(slot)].service)
-                journalUpsert(slot)
-            }
-            return .done(changed: changed)
+            guard let before = setStatus(slot, status) else { return .done(changed: false) }
+            noteChange(ofService: instances[Int(slot)].service)
+            journalUpsert(slot, prior: before)
+            return .done(changed: true)
         case .noService: return .unknownService
         case .noInstance: return .unknownInstance
         }
@@ -202,10 +202,38 @@ public struct Registry {
 
     /// Returns the durable changes since the last call, in order (only with
     /// `policy.journaling`), and forgets them.
-    public mutating func takeJournal() -> [JournalEntry] {
+    public mutating func takeJournal() -> [JournalChange] {
         guard !journal.isEmpty else { return [] }
         defer { journal.removeAll(keepingCapacity: true) }
         return journal
+    }
+
+    /// Durable changes made since the last `takeJournal()`.
+    public var pendingJournalCount: Int { journal.count }
+
+    /// Takes back `changes` (taken from `takeJournal()` and not yet durable), newest first,
+    /// so that every instance they touched is as it was before them. Each undo is a
+    /// visible change (readers may have seen what is taken back), so the change index
+    /// moves on and watchers are told; nothing is journaled, because the durable state
+    /// never held the changes. An instance put back gets a full TTL from `now`.
+    public mutating func revert(_ changes: [JournalChange], now: Instant) {
+        let pendingEvents = events
+        for change in changes.reversed() {
+            switch change.entry {
+            case .upsert(let state, _):
+                if let prior = change.prior {
+                    restoreInstance(prior, now: now)
+                } else {
+                    removeIfPresent(service: state.service, id: state.id)
+                }
+            case .remove:
+                if let prior = change.prior { restoreInstance(prior, now: now) }
+            case .indexAdvanced:
+                break
+            }
+        }
+        journal.removeAll(keepingCapacity: true)
+        events = pendingEvents
     }
 
     // MARK: Restoring
@@ -216,36 +244,40 @@ public struct Registry {
     /// if any (the entry is then skipped).
     @discardableResult
     public mutating func restore(_ entry: JournalEntry, now: Instant) -> Violation? {
+        var violation: Violation?
         switch entry {
-        case .remove(let service, let id, let index):
-            if let serviceSlot = serviceSlots[service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: id)] {
-                remove(slot)
-            }
-            changeIndex = max(changeIndex, index)
-        case .upsert(let state, let index):
-            let fields = InstanceFields(tags: state.tags, metadata: state.metadata, weight: state.weight, zone: .some(state.zone),
-                                        status: state.status, ttl: .some(state.ttl))
-            switch register(service: state.service, id: state.id, address: state.address, fields: fields, now: now) {
-            case .invalid(let violation): return violation
-            case .registered, .updated: break
-            }
-            if let serviceSlot = serviceSlots[state.service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: state.id)] {
-                instances[Int(slot)].registeredAt = state.registeredAt.nanoseconds
-            }
-            changeIndex = max(changeIndex, index)
+        case .remove(let service, let id, _):
+            removeIfPresent(service: service, id: id)
+        case .upsert(let state, _):
+            violation = restoreInstance(state, now: now)
+        case .indexAdvanced:
+            break
         }
+        changeIndex = max(changeIndex, entry.changeIndex)
         journal.removeAll(keepingCapacity: true)
         events.removeAll(keepingCapacity: true)
-        return nil
+        return violation
     }
 
     /// Ends a recovery: the change index moves on from where the stored one stopped, every
     /// service counts as changed at it (watchers of the old process start over), and no
-    /// notices are pending.
-    public mutating func finishRestore(changeIndex restored: UInt64) {
+    /// notices are pending. Every instance's TTL restarts at `now`, the moment the registry
+    /// serves again, however long the recovery took.
+    public mutating func finishRestore(changeIndex restored: UInt64, now: Instant) {
         changeIndex = max(changeIndex, restored) + 1
-        for slot in serviceSlots.values { services[Int(slot)].changeIndex = changeIndex }
-        for slot in serviceSlots.values { services[Int(slot)].awaitingNotice = false }
+        deadlines = DeadlineHeap()
+        for slot in instanceSlots.values {
+            let instance = instances[Int(slot)]
+            let deadline = now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos)
+            instances[Int(slot)].lastHeartbeat = now.nanoseconds
+            instances[Int(slot)].deadline = deadline
+            deadlines.insert(slot, key: deadline)
+        }
+        for slot in serviceSlots.values {
+            services[Int(slot)].changeIndex = changeIndex
+            services[Int(slot)].awaitingNotice = false
+            services[Int(slot)].earliestDeadline = now.nanoseconds &+ min(defaultTTLNanos, policy.minimumTTL.wholeNanoseconds)
+        }
         changedServices.removeAll()
         journal.removeAll()
         events.removeAll()
@@ -255,7 +287,7 @@ public struct Registry {
     public func durableState() -> [InstanceState] {
         var result: [InstanceState] = []
         result.reserveCapacity(instanceSlots.count)
-        for slot in instanceSlots.values { result.append(state(of: slot)) }
+        for slot in instanceSlots.values { result.append(state(of: instances[Int(slot)])) }
         return result
     }
 
@@ -375,8 +407,9 @@ public struct Registry {
         return .found(slot)
     }
 
-    /// Applies a registration's fields to an existing instance; true when any changed.
-    private mutating func update(_ slot: Int32, address: String, fields: InstanceFields) -> Bool {
+    /// Applies a registration's fields to an existing instance. Returns its state before,
+    /// when any field changed; nil when none did.
+    private mutating func update(_ slot: Int32, address: String, fields: InstanceFields) -> InstanceRecord? {
         var record = instances[Int(slot)]
         let before = record
         record.address = address
@@ -386,18 +419,19 @@ public struct Registry {
         if let zone = fields.zone { record.zone = zone }
         if let status = fields.status { record.status = status }
         if let ttl = fields.ttl { record.customTTL = ttl?.wholeNanoseconds ?? 0 }
-        guard !record.sameVisibleFields(as: before) else { return false }
+        guard !record.sameVisibleFields(as: before) else { return nil }
         instances[Int(slot)] = record
         services[Int(record.service)].replace(before, with: record)
-        return true
+        return before
     }
 
-    private mutating func setStatus(_ slot: Int32, _ status: InstanceStatus) -> Bool {
+    /// Sets an instance's status. Returns its state before, when the status changed.
+    private mutating func setStatus(_ slot: Int32, _ status: InstanceStatus) -> InstanceRecord? {
         let before = instances[Int(slot)]
-        guard before.status != status else { return false }
+        guard before.status != status else { return nil }
         instances[Int(slot)].status = status
         services[Int(before.service)].replace(before, with: instances[Int(slot)])
-        return true
+        return before
     }
 
     /// Counts a heartbeat. Returns true when the instance was under protection and no
@@ -421,14 +455,36 @@ public struct Registry {
         return false
     }
 
-    private mutating func journalUpsert(_ slot: Int32) {
+    private mutating func journalUpsert(_ slot: Int32, prior: InstanceRecord?) {
         guard policy.journaling else { return }
-        journal.append(.upsert(state(of: slot), changeIndex: changeIndex))
+        journal.append(JournalChange(.upsert(state(of: instances[Int(slot)]), changeIndex: changeIndex),
+                                     prior: prior.map { state(of: $0) }))
     }
 
-    private func state(of slot: Int32) -> InstanceState {
-        let instance = instances[Int(slot)]
-        return InstanceState(
+    /// Registers `state` as an instance with all its durable fields, or brings an existing
+    /// instance back to it; its TTL runs from `now`.
+    @discardableResult
+    private mutating func restoreInstance(_ state: InstanceState, now: Instant) -> Violation? {
+        let fields = InstanceFields(tags: state.tags, metadata: state.metadata, weight: state.weight, zone: .some(state.zone),
+                                    status: state.status, ttl: .some(state.ttl))
+        if case .invalid(let violation) = register(service: state.service, id: state.id, address: state.address,
+                                                   fields: fields, now: now) {
+            return violation
+        }
+        if let serviceSlot = serviceSlots[state.service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: state.id)] {
+            instances[Int(slot)].registeredAt = state.registeredAt.nanoseconds
+        }
+        return nil
+    }
+
+    private mutating func removeIfPresent(service: String, id: String) {
+        if let serviceSlot = serviceSlots[service], let slot = instanceSlots[InstanceKey(service: serviceSlot, id: id)] {
+            remove(slot)
+        }
+    }
+
+    private func state(of instance: InstanceRecord) -> InstanceState {
+        InstanceState(
             service: services[Int(instance.service)].name, id: instance.id, address: instance.address, tags: instance.tags,
             metadata: instance.metadata, weight: Int(instance.weight), zone: instance.zone, status: instance.status,
             ttl: instance.customTTL > 0 ? .nanoseconds(instance.customTTL) : nil,
@@ -528,7 +584,8 @@ public struct Registry {
         let serviceSlot = Int(instance.service)
         noteChange(ofService: instance.service)
         if policy.journaling {
-            journal.append(.remove(service: services[serviceSlot].name, id: instance.id, changeIndex: changeIndex))
+            journal.append(JournalChange(.remove(service: services[serviceSlot].name, id: instance.id, changeIndex: changeIndex),
+                                         prior: state(of: instance)))
         }
         if instance.isProtected {
             services[serviceSlot].protectedCount -= 1

@@ -30,6 +30,33 @@ struct Config: Equatable {
     var maximumTTL: Duration = .seconds(3600)
     /// Off when nil; see `Registry` for the rule.
     var expiryProtection: Double?
+    /// Where registrations are kept across restarts; nil means the default, `registry-data`
+    /// in the working directory.
+    var dataDirectory: String?
+    /// Keep nothing on disk (`--in-memory`).
+    var inMemory = false
+    var fsync: FsyncPolicy = .everysec
+    /// Start even though the data is damaged, keeping what precedes the damage.
+    var repair = false
+    /// The log is snapshotted once it is at least this long and twice the live state.
+    var snapshotMinimumLogBytes = 8 << 20
+
+    static let defaultDataDirectory = "registry-data"
+
+    /// When a change is on disk, relative to its acknowledgement.
+    enum FsyncPolicy: String, CaseIterable {
+        /// Acknowledged after its fsync (group commit: one fsync for every change waiting).
+        case always
+        /// Acknowledged once written to the file; fsynced at least once a second.
+        case everysec
+        /// Acknowledged once written to the file; the kernel writes it back when it likes.
+        case never
+    }
+
+    /// The data directory in use, or nil when persistence is off.
+    var persistenceDirectory: String? {
+        inMemory ? nil : (dataDirectory ?? Self.defaultDataDirectory)
+    }
 
     /// What went wrong with the command line or the environment, for a one-line message.
     struct Problem: Error, Equatable {
@@ -44,9 +71,20 @@ struct Config: Equatable {
     private struct Option: Sendable {
         let flag: String
         let variable: String
+        /// Empty for a switch: the flag takes no value, its variable takes true or false.
         let valueName: String
         let help: String
         let apply: @Sendable (inout Config, String) -> String?
+    }
+
+    /// Applies a switch's value ("true" when given as a flag).
+    private static func assignSwitch(_ value: String, _ assign: (Bool) -> Void) -> String? {
+        switch value.lowercased() {
+        case "1", "true", "yes", "on": assign(true)
+        case "0", "false", "no", "off": assign(false)
+        default: return "must be true or false"
+        }
+        return nil
     }
 
     private static let options: [Option] = [
@@ -112,6 +150,37 @@ struct Config: Equatable {
             config.expiryProtection = ratio
             return nil
         },
+        Option(flag: "--data-dir", variable: "REGISTRY_DATA_DIR", valueName: "DIR",
+               help: "keep registrations here across restarts; created when missing (default ./\(defaultDataDirectory))") { config, value in
+            guard !value.isEmpty else { return "must not be empty" }
+            // The later of --data-dir and --in-memory wins (flags come after the environment).
+            config.dataDirectory = value
+            config.inMemory = false
+            return nil
+        },
+        Option(flag: "--in-memory", variable: "REGISTRY_IN_MEMORY", valueName: "",
+               help: "keep nothing on disk: a restart forgets every registration") { config, value in
+            assignSwitch(value) { inMemory in
+                config.inMemory = inMemory
+                if inMemory { config.dataDirectory = nil }
+            }
+        },
+        Option(flag: "--fsync", variable: "REGISTRY_FSYNC", valueName: "POLICY",
+               help: "always (acknowledge after fsync), everysec (fsync each second) or never (default everysec)") { config, value in
+            guard let policy = FsyncPolicy(rawValue: value.lowercased()) else { return "must be one of always, everysec, never" }
+            config.fsync = policy
+            return nil
+        },
+        Option(flag: "--repair", variable: "REGISTRY_REPAIR", valueName: "",
+               help: "start even if the data directory is damaged, keeping what precedes the damage") { config, value in
+            assignSwitch(value) { config.repair = $0 }
+        },
+        Option(flag: "--snapshot-min-log-bytes", variable: "REGISTRY_SNAPSHOT_MIN_LOG_BYTES", valueName: "BYTES",
+               help: "snapshot once the log is this long and twice the live state (default 8388608)") { config, value in
+            guard let bytes = Int(value), bytes >= 1024, bytes <= 1 << 40 else { return "must be an integer from 1024 to 1099511627776" }
+            config.snapshotMinimumLogBytes = bytes
+            return nil
+        },
     ]
 
     /// Builds the configuration from `arguments` (without the program name) over
@@ -139,6 +208,13 @@ struct Config: Equatable {
             guard let option = options.first(where: { $0.flag == flag }) else {
                 throw Problem(message: "unknown option '\(argument)'; see --help")
             }
+            if option.valueName.isEmpty {
+                if let inlineValue {
+                    throw Problem(message: "\(flag) takes no value, got '\(inlineValue)'")
+                }
+                _ = option.apply(&config, "true")
+                continue
+            }
             guard let value = inlineValue ?? remaining.popFirst() else {
                 throw Problem(message: "\(flag) needs a value (\(option.valueName))")
             }
@@ -154,7 +230,7 @@ struct Config: Equatable {
 
     var registryPolicy: RegistryPolicy {
         RegistryPolicy(heartbeatTimeout: heartbeatTimeout, minimumTTL: minimumTTL, maximumTTL: maximumTTL,
-                       expiryProtection: expiryProtection)
+                       expiryProtection: expiryProtection, journaling: persistenceDirectory != nil)
     }
 
     static var usage: String {
@@ -167,7 +243,7 @@ struct Config: Equatable {
             "Options (each also read from the environment variable shown; flags win):",
         ]
         for option in options {
-            let left = "  \(option.flag) \(option.valueName)"
+            let left = option.valueName.isEmpty ? "  \(option.flag)" : "  \(option.flag) \(option.valueName)"
             lines.append(left.padding(toLength: 36) + option.help)
             lines.append(String(repeating: " ", count: 36) + "env \(option.variable)")
         }

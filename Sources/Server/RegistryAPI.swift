@@ -520,6 +520,24 @@ final class RegistryAPI {
 
     var changeIndex: UInt64 { registry.changeIndex }
     var nextDeadline: Instant? { registry.nextDeadline }
+
+    // MARK: Durability
+
+    var pendingJournalCount: Int { registry.pendingJournalCount }
+
+    func takeJournal() -> [JournalChange] {
+        registry.takeJournal()
+    }
+
+    /// Ends a start-up from disk: see `Registry.finishRestore`.
+    func finishRestore(changeIndex: UInt64, now: Instant) {
+        registry.finishRestore(changeIndex: changeIndex, now: now)
+    }
+
+    /// Takes back changes that could not be written (see `Registry.revert`).
+    func revert(_ changes: [JournalChange], now: Instant) {
+        registry.revert(changes, now: now)
+    }
 }
 
 /// A random number generator behind a concrete type, so that tests can pass a seeded one.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Persistence
 import Registry
 
 /// Parses the configuration, starts the server and runs it until a stop signal.
@@ -24,6 +25,9 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     // A client that disconnects mid-reply must cost a failed write, not the process.
     signal(SIGPIPE, SIG_IGN)
+    // A file-size limit (ulimit -f) must make a log write fail (and be answered 503), not
+    // kill the process.
+    signal(SIGXFSZ, SIG_IGN)
     // A parent may have started us with stop signals blocked (spawn inherits the mask);
     // the loop must still see them.
     var stopSignals = sigset_t()
@@ -34,10 +38,21 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     Limits.raiseOpenFileLimit()
 
     let logger = Logger(level: config.logLevel)
-    let api = RegistryAPI(registry: Registry(policy: config.registryPolicy), logger: logger)
+    var registry = Registry(policy: config.registryPolicy)
+    var persistence: Durability.Setup?
+    if let path = config.persistenceDirectory {
+        do {
+            persistence = try restore(into: &registry, from: path, config: config, logger: logger)
+        } catch {
+            logger.flush()
+            printError("service-registry: \(error.message)")
+            return 1
+        }
+    }
+    let api = RegistryAPI(registry: registry, logger: logger)
     let server: HTTPServer
     do {
-        server = try HTTPServer(config: config, api: api, logger: logger)
+        server = try HTTPServer(config: config, api: api, logger: logger, persistence: persistence)
     } catch {
         printError("service-registry: \(error.message)")
         return 1
@@ -45,16 +60,75 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     logger.plain("Service Registry starting on port \(server.port)...")
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
+    if let persistence {
+        logger.plain("Persistence: \(persistence.directory.path) (fsync \(config.fsync.rawValue))")
+    } else {
+        logger.plain("Persistence: off (--in-memory); a restart forgets every registration")
+    }
     logger.info("listening host=\(config.host) port=\(server.port) max_body_bytes=\(config.maxBodyBytes) "
         + "max_header_bytes=\(config.maxHeaderBytes) idle_timeout=\(config.idleTimeout.secondsText) "
         + "min_ttl=\(config.minimumTTL.secondsText) max_ttl=\(config.maximumTTL.secondsText) "
         + "expiry_protection=\(config.expiryProtection.map { String($0) } ?? "off") log_level=\(config.logLevel.name)")
     logger.flush()
 
+    // Restored instances get their full TTL from now, when the registry serves again.
+    if let persistence { api.finishRestore(changeIndex: persistence.changeIndexOnDisk, now: Clock.monotonicNow()) }
     server.run()
     logger.info("stopped")
     logger.flush()
     return 0
+}
+
+/// Opens and locks the data directory, rebuilds the registry from it, and returns what the
+/// server needs to keep it durable.
+private func restore(into registry: inout Registry, from path: String, config: Config,
+                     logger: Logger) throws(StorageError) -> Durability.Setup {
+    let started = Clock.monotonicNow()
+    let wallOffset = Clock.wallNow() - started.nanoseconds
+    let directory = try DataDirectory.open(absolutePath(path))
+    let (loaded, appendAt) = try Recovery.load(directory, into: &registry, now: started, wallOffset: wallOffset,
+                                               repair: config.repair)
+    if let torn = loaded.tornTail {
+        logger.warn("recovery_torn_tail file=\(logValue(torn.file)) offset=\(torn.offset) dropped_bytes=\(torn.bytes) "
+            + "note=\(logValue("a record the last crash left half written was cut off; it was never acknowledged under --fsync always"))")
+    }
+    for (position, reason) in loaded.skipped.enumerated() where position < 10 {
+        logger.warn("recovery_skipped_record reason=\(logValue(reason)) note=\(logValue("breaks this server's configuration"))")
+    }
+    if loaded.skipped.count > 10 { logger.warn("recovery_skipped_records more=\(loaded.skipped.count - 10)") }
+    let log: LogFile
+    if let repaired = loaded.repaired {
+        logger.warn("recovery_repaired file=\(logValue(repaired.file)) offset=\(repaired.offset) reason=\(logValue(repaired.reason)) "
+            + "dropped_bytes=\(repaired.droppedBytes) kept_instances=\(registry.instanceCount) "
+            + "note=\(logValue("the damaged files are kept as *.damaged; a fresh snapshot replaces them"))")
+        // The damaged generations must never be read again: a snapshot of what was kept
+        // replaces them (and deletes them; their copies stay as *.damaged).
+        let generation = loaded.lastGeneration + 1
+        _ = try SnapshotWriter.write(SnapshotWriter.Job(registry: registry, generation: generation, directory: directory,
+                                                        wallOffset: wallOffset))
+        log = try directory.openLog(generation: generation)
+    } else {
+        log = try directory.openLog(generation: appendAt.generation, truncatingTo: loaded.tornTail == nil ? nil : appendAt.length)
+        // Generations older than the snapshot, and a snapshot a crash left unfinished.
+        try directory.removeGenerations(below: loaded.snapshot?.generation ?? 0)
+    }
+    let records = loaded.logs.reduce(0) { $0 + $1.records }
+    let tookMilliseconds = Clock.monotonicNow().duration(since: started).wholeNanoseconds / 1_000_000
+    logger.info("restored data_dir=\(logValue(directory.path)) instances=\(registry.instanceCount) services=\(registry.serviceCount) "
+        + "snapshot=\(loaded.snapshot.map { String($0.generation) } ?? "none") log_records=\(records) "
+        + "change_index=\(loaded.lastChangeIndex) took_ms=\(tookMilliseconds) fsync=\(config.fsync.rawValue)")
+    return Durability.Setup(directory: directory, log: log, policy: config.fsync, wallOffset: wallOffset,
+                            snapshotMinimumLogBytes: config.snapshotMinimumLogBytes, changeIndexOnDisk: loaded.lastChangeIndex)
+}
+
+/// `path` made absolute against the working directory, for messages people can act on.
+private func absolutePath(_ path: String) -> String {
+    guard !path.hasPrefix("/") else { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let cwd = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+    return cwd == "/" ? "/" + relative : cwd + "/" + relative
 }
 
 exit(runRegistry(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment.current))

@@ -28,7 +28,7 @@ import Testing
         _ = registry.heartbeat(service: "api", id: "http://b:2", now: clock)
         clock = clock + .seconds(10)
         _ = registry.expireDue(now: clock, limit: 100)
-        return (registry, registry.takeJournal())
+        return (registry, registry.takeJournal().map(\.entry))
     }
 
     private func sorted(_ states: [InstanceState]) -> [InstanceState] {
@@ -59,7 +59,7 @@ import Testing
         #expect(report.tornTailBytes == 0)
         #expect(sorted(restored.durableState()) == sorted(original.durableState()))
         #expect(report.lastChangeIndex == original.changeIndex)
-        restored.finishRestore(changeIndex: report.lastChangeIndex)
+        restored.finishRestore(changeIndex: report.lastChangeIndex, now: later)
         #expect(restored.changeIndex > original.changeIndex)
         // Restored instances get a full TTL from the moment of recovery.
         let instance = try #require(restored.instances(ofService: "api").first { $0.id == "i-1" })
@@ -70,11 +70,11 @@ import Testing
     @Test func aSnapshotPlusTheLogEqualsTheLogAlone() throws {
         var registry = journaling()
         for index in 0..<20 { _ = registry.register(service: "s\(index % 3)", address: "a\(index)", now: now) }
-        let firstPart = registry.takeJournal()
+        let firstPart = registry.takeJournal().map(\.entry)
         let snapshot = registry.durableState().map { JournalEntry.upsert($0, changeIndex: registry.changeIndex) }
         for index in 0..<20 where index % 4 == 0 { _ = registry.deregister(service: "s\(index % 3)", id: "a\(index)", now: now) }
         _ = registry.register(service: "s9", address: "late", now: now)
-        let secondPart = registry.takeJournal()
+        let secondPart = registry.takeJournal().map(\.entry)
 
         var fromLog = Registry(heartbeatTimeout: .seconds(30))
         _ = try Recovery.replay(Recovery.frame(firstPart + secondPart, wallOffset: wallOffset), into: &fromLog, now: now,

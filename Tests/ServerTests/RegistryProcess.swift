@@ -32,7 +32,9 @@ final class RegistryProcess {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process.executableURL = Self.binaryURL
-        process.arguments = ["--host", "127.0.0.1", "--port", "0"] + arguments
+        // In memory unless the test names a data directory: a default one would be shared.
+        let persistence = arguments.contains("--data-dir") || environment["REGISTRY_DATA_DIR"] != nil ? [] : ["--in-memory"]
+        process.arguments = ["--host", "127.0.0.1", "--port", "0"] + persistence + arguments
         var merged = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("REGISTRY_") }
         merged.merge(environment) { $1 }
         process.environment = merged

@@ -29,12 +29,14 @@ final class HTTPServer {
     private var signalEvents: [OpaquePointer] = []
     private let api: RegistryAPI
     private let hub: WatchHub
+    /// Nil when the registry keeps nothing on disk.
+    private var durability: Durability?
     private let logger: Logger
     /// The deadline the expiry timer is armed for (monotonic nanoseconds), if armed.
     private var armedDeadline: Int64?
     private(set) var stopping = false
 
-    init(config: Config, api: RegistryAPI, logger: Logger) throws(StartError) {
+    init(config: Config, api: RegistryAPI, logger: Logger, persistence: Durability.Setup? = nil) throws(StartError) {
         self.api = api
         self.logger = logger
 
@@ -104,6 +106,11 @@ final class HTTPServer {
             event_add(event, nil)
             signalEvents.append(event)
         }
+        if let persistence {
+            durability = Durability(setup: persistence, base: base, api: api, logger: logger) { [unowned self] now in
+                afterCallback(now: now)
+            }
+        }
     }
 
     var heldRequests: (polls: Int, streams: Int) { (hub.pollCount, hub.streamCount) }
@@ -116,9 +123,12 @@ final class HTTPServer {
         event_base_free(base)
     }
 
-    /// Runs the loop until a stop signal has been handled and in-flight replies drained.
+    /// Runs the loop until a stop signal has been handled and in-flight replies drained,
+    /// then makes the log durable and closes it.
     func run() {
         event_base_dispatch(base)
+        durability?.finish()
+        durability = nil
     }
 
     /// Stops accepting, lets what is in flight finish for `drainTimeout`, then ends `run()`.
@@ -142,6 +152,7 @@ final class HTTPServer {
     private func handle(_ request: consuming PendingRequest) {
         let now = Clock.monotonicNow()
         let wallClock = Clock.wallNow()
+        let journalBefore = api.pendingJournalCount
         guard let method = request.method else {
             request.reply(.error(501, "method not implemented"))
             return
@@ -159,7 +170,12 @@ final class HTTPServer {
         }
         switch handling {
         case .respond(let response):
-            request.reply(response)
+            if let durability, response.status < 300, api.pendingJournalCount > journalBefore {
+                // A change: acknowledged once it is written (or fsynced), or answered 503.
+                durability.hold(request.park(), response)
+            } else {
+                request.reply(response)
+            }
         case .park(let target, let wait):
             if stopping {
                 request.reply(api.read(target, now: now, wallClock: wallClock))
@@ -188,6 +204,7 @@ final class HTTPServer {
     private func afterCallback(now: Instant) {
         api.logEvents(now: now)
         hub.noteChanges(api.takeChangedServices())
+        durability?.noteActivity()
         logger.flush()
         guard let next = api.nextDeadline?.nanoseconds else { return }
         if let armed = armedDeadline, armed <= next { return }

@@ -1,0 +1,290 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Persistence
+import Registry
+
+/// Makes the registry's changes durable without leaving the one loop.
+///
+/// Every callback that changes something durable ends with `noteActivity()`, which
+/// activates the flush event; libevent runs it after the callbacks already due in this
+/// turn. The flush takes the turn's journal from the registry, appends it to the log with
+/// one `write` (to the page cache: fast), and then:
+///
+/// - if the write failed (disk full, I/O error), cuts the file back, reverts the turn's
+///   changes in the registry and answers each waiting write `503`: nothing acknowledged
+///   depends on a byte that is not in the file, and the next turn simply tries again;
+/// - under `everysec` and `never`, answers the turn's writes at once (the data is in the
+///   kernel: a crash of this process loses nothing; a crash of the machine loses what the
+///   last fsync did not cover);
+/// - under `always`, asks the sync worker for an fsync and holds the answers until it
+///   reports: every write that arrives meanwhile joins the next fsync (group commit).
+///
+/// Snapshots: when the log has grown well past the live state, the flush starts a new log
+/// and hands a copy-on-write copy of the registry to the snapshot worker, which writes it
+/// out while the loop goes on. Neither worker ever touches the loop's registry.
+final class Durability {
+    struct Setup {
+        let directory: DataDirectory
+        let log: LogFile
+        let policy: Config.FsyncPolicy
+        let wallOffset: Int64
+        let snapshotMinimumLogBytes: Int
+        /// The highest change index already on disk.
+        let changeIndexOnDisk: UInt64
+    }
+
+    /// Used to size the live state before the first snapshot says better.
+    private static let assumedBytesPerInstance = 160
+    private static let snapshotRetryDelay: Duration = .seconds(60)
+
+    private let base: OpaquePointer
+    private let api: RegistryAPI
+    private let logger: Logger
+    private let directory: DataDirectory
+    private let policy: Config.FsyncPolicy
+    private let wallOffset: Int64
+    private let snapshotMinimumLogBytes: Int
+    /// Called after a revert, so that watchers hear of the changes taken back.
+    private let afterRevert: (Instant) -> Void
+
+    private var log: LogFile
+    private let syncWorker = Worker<SyncRequest, SyncOutcome>(handle: SyncWork.perform)
+    private let snapshotWorker = Worker<SnapshotWriter.Job, Result<SnapshotWriter.Written, StorageError>> { jobs in
+        jobs.map { job in Result { () throws(StorageError) in try SnapshotWriter.write(job) } }
+    }
+    private var flushEvent: OpaquePointer?
+    private var syncReadyEvent: OpaquePointer?
+    private var snapshotReadyEvent: OpaquePointer?
+    private var everySecondTimer: OpaquePointer?
+
+    /// Bytes appended to logs since start-up, across rotations: the positions that
+    /// durability is measured in.
+    private var appended: UInt64 = 0
+    private var syncRequested: UInt64 = 0
+    private var durable: UInt64 = 0
+    private var lastIndexWritten: UInt64
+
+    /// Answers waiting for their change to be written (`through == nil`, this turn) or,
+    /// under `always`, to be fsynced (`through` is where their batch ends).
+    private var held: [(request: UnsafeMutablePointer<evhttp_request>, response: Response, through: UInt64?)] = []
+
+    /// Set while appends fail; cleared, with a log line, by the first that works.
+    private var writeFailure: String?
+    private var failedWrites = 0
+    private var snapshotting: (generation: UInt64, started: Instant)?
+    private var nextSnapshotAttempt = Instant(nanoseconds: .min)
+    private var bytesPerInstance = Durability.assumedBytesPerInstance
+
+    init(setup: Setup, base: OpaquePointer, api: RegistryAPI, logger: Logger, afterRevert: @escaping (Instant) -> Void) {
+        self.base = base
+        self.api = api
+        self.logger = logger
+        self.directory = setup.directory
+        self.log = setup.log
+        self.policy = setup.policy
+        self.wallOffset = setup.wallOffset
+        self.snapshotMinimumLogBytes = setup.snapshotMinimumLogBytes
+        self.lastIndexWritten = setup.changeIndexOnDisk
+        self.afterRevert = afterRevert
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        flushEvent = event_new(base, -1, 0, { _, _, context in
+            guard let context else { return }
+            Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().flush()
+        }, context)
+        syncReadyEvent = event_new(base, syncWorker.readyDescriptor, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            guard let context else { return }
+            Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().syncReported()
+        }, context)
+        snapshotReadyEvent = event_new(base, snapshotWorker.readyDescriptor, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            guard let context else { return }
+            Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().snapshotReported()
+        }, context)
+        event_add(syncReadyEvent, nil)
+        event_add(snapshotReadyEvent, nil)
+        if policy == .everysec {
+            everySecondTimer = event_new(base, -1, Int16(EV_PERSIST), { _, _, context in
+                guard let context else { return }
+                Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().requestSync()
+            }, context)
+            var second = timeval(tv_sec: 1, tv_usec: 0)
+            event_add(everySecondTimer, &second)
+        }
+    }
+
+    /// Writes waiting for the disk, for the log and tests.
+    var heldCount: Int { held.count }
+
+    // MARK: From the server's callbacks
+
+    /// Holds a write's answer until its change is written (or, under `always`, fsynced).
+    func hold(_ request: UnsafeMutablePointer<evhttp_request>, _ response: Response) {
+        held.append((request, response, nil))
+    }
+
+    /// Schedules a flush for the end of this loop turn when there is something to write:
+    /// journal entries, or a change index that moved without one (expiry protection).
+    func noteActivity() {
+        let indexMoved = api.changeIndex > lastIndexWritten && writeFailure == nil
+        guard api.pendingJournalCount > 0 || indexMoved, let flushEvent else { return }
+        event_active(flushEvent, 0, 0)
+    }
+
+    // MARK: The flush
+
+    private func flush() {
+        let now = Clock.monotonicNow()
+        let changes = api.takeJournal()
+        var entries = changes.map(\.entry)
+        if api.changeIndex > max(lastIndexWritten, entries.last?.changeIndex ?? 0) {
+            entries.append(.indexAdvanced(to: api.changeIndex))
+        }
+        guard !entries.isEmpty else { return }
+        let bytes = Recovery.frame(entries, wallOffset: wallOffset)
+        do {
+            try log.append(bytes)
+        } catch {
+            writeFailed(error, changes: changes, now: now)
+            return
+        }
+        if let failure = writeFailure {
+            logger.info("persistence_recovered after_failed_writes=\(failedWrites) last_error=\(logValue(failure))")
+            writeFailure = nil
+            failedWrites = 0
+        }
+        appended += UInt64(bytes.count)
+        lastIndexWritten = max(lastIndexWritten, entries.last?.changeIndex ?? 0)
+        for position in held.indices where held[position].through == nil { held[position].through = appended }
+        if policy == .always {
+            requestSync()
+            releaseHeld(through: durable)
+        } else {
+            releaseHeld(through: appended)
+        }
+        maybeSnapshot(now: now)
+    }
+
+    /// The turn's changes never reached the file: take them back and say so to each writer.
+    private func writeFailed(_ error: StorageError, changes: [JournalChange], now: Instant) {
+        failedWrites += 1
+        if writeFailure == nil || failedWrites % 1000 == 0 {
+            logger.error("persistence_write_failed error=\(logValue(error.message)) failed_writes=\(failedWrites) "
+                + "action=\(logValue("changes answered 503 and not applied; reads go on; writes resume by themselves once the disk accepts them"))")
+        }
+        writeFailure = error.message
+        api.revert(changes, now: now)
+        let response = Response.error(503, "the change could not be written to the data directory (\(error.message)), "
+            + "so it was not applied; free space or fix the disk and retry: writes resume by themselves")
+        var kept: [(request: UnsafeMutablePointer<evhttp_request>, response: Response, through: UInt64?)] = []
+        for entry in held {
+            if entry.through == nil { PendingRequest.send(entry.request, response) } else { kept.append(entry) }
+        }
+        held = kept
+        afterRevert(now)
+    }
+
+    private func releaseHeld(through position: UInt64) {
+        var released = 0
+        while released < held.count, let through = held[released].through, through <= position {
+            PendingRequest.send(held[released].request, held[released].response)
+            released += 1
+        }
+        if released > 0 { held.removeFirst(released) }
+    }
+
+    // MARK: Syncing
+
+    private func requestSync() {
+        guard appended > syncRequested else { return }
+        syncRequested = appended
+        syncWorker.send(.sync(descriptor: log.descriptor, through: appended))
+    }
+
+    private func syncReported() {
+        for outcome in syncWorker.takeOutcomes() {
+            switch outcome {
+            case .durable(let through):
+                durable = max(durable, through)
+            case .failed(let reason):
+                // After a failed fsync the kernel may have dropped the pages it could not
+                // write, and a later fsync would not report them: nothing written since the
+                // last good fsync can be vouched for. Stop; a restart reads back exactly what
+                // is on disk, and under `always` every acknowledged change was fsynced first.
+                logger.error("persistence_fsync_failed error=\(logValue(reason)) action=\(logValue("exiting: restart the registry; recovery keeps everything that reached the disk"))")
+                logger.flush()
+                exit(1)
+            }
+        }
+        releaseHeld(through: policy == .always ? durable : appended)
+        logger.flush()
+    }
+
+    // MARK: Snapshots
+
+    /// Starts a snapshot when the log is at least `snapshotMinimumLogBytes` long and twice
+    /// the size the live state would take.
+    private func maybeSnapshot(now: Instant) {
+        guard snapshotting == nil, now >= nextSnapshotAttempt, log.length >= snapshotMinimumLogBytes,
+              log.length >= 2 * api.registry.instanceCount * bytesPerInstance else { return }
+        let generation = log.generation + 1
+        let next: LogFile
+        do {
+            next = try directory.openLog(generation: generation)
+        } catch {
+            logger.warn("snapshot_skipped error=\(logValue(error.message)) retry_in_s=\(Self.snapshotRetryDelay.secondsText)")
+            nextSnapshotAttempt = now + Self.snapshotRetryDelay
+            return
+        }
+        // The old log is fsynced and closed by the sync worker, after which it fsyncs the
+        // directory so that the new log's name is durable before anything in it is.
+        syncWorker.send(.retire(descriptor: log.descriptor, through: appended, directory: directory.descriptor))
+        syncRequested = appended
+        log = next
+        snapshotting = (generation, now)
+        // A copy-on-write copy: the loop's next change pays for copying what it touches.
+        snapshotWorker.send(SnapshotWriter.Job(registry: api.registry, generation: generation, directory: directory,
+                                               wallOffset: wallOffset))
+    }
+
+    private func snapshotReported() {
+        let now = Clock.monotonicNow()
+        for outcome in snapshotWorker.takeOutcomes() {
+            switch outcome {
+            case .success(let written):
+                if written.instances > 0 { bytesPerInstance = max(32, written.bytes / written.instances) }
+                logger.info("snapshot_written generation=\(written.generation) instances=\(written.instances) bytes=\(written.bytes) "
+                    + "took_ms=\(written.nanoseconds / 1_000_000)")
+            case .failure(let error):
+                nextSnapshotAttempt = now + Self.snapshotRetryDelay
+                logger.warn("snapshot_failed error=\(logValue(error.message)) retry_in_s=\(Self.snapshotRetryDelay.secondsText) "
+                    + "note=\(logValue("the log keeps every change; recovery does not need the snapshot"))")
+            }
+            snapshotting = nil
+        }
+        logger.flush()
+    }
+
+    // MARK: Stopping
+
+    /// After the loop has ended: waits for a snapshot in progress, makes the log durable
+    /// whatever the policy, and closes it.
+    func finish() {
+        snapshotWorker.stop()
+        syncWorker.stop()
+        if fdatasync(log.descriptor) != 0 {
+            logger.error("persistence_fsync_failed error=\(logValue(String(cString: strerror(errno)))) at=shutdown")
+        }
+        log.close()
+        for event in [flushEvent, syncReadyEvent, snapshotReadyEvent, everySecondTimer] {
+            if let event { event_free(event) }
+        }
+        flushEvent = nil
+        syncReadyEvent = nil
+        snapshotReadyEvent = nil
+        everySecondTimer = nil
+        for entry in held { PendingRequest.send(entry.request, .error(503, "the registry stopped before the change was on disk")) }
+        held.removeAll()
+    }
+}

@@ -28,13 +28,24 @@ final class RegistryProcess {
         return folder.appendingPathComponent("service-registry")
     }
 
-    init(_ arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// In memory unless the arguments name a data directory: a default one would be shared.
+    static func withPersistenceDefault(_ arguments: [String], _ environment: [String: String] = [:]) -> [String] {
+        let named = arguments.contains("--data-dir") || arguments.contains("--in-memory") || environment["REGISTRY_DATA_DIR"] != nil
+        return named ? arguments : ["--in-memory"] + arguments
+    }
+
+    /// `wrapper` runs the binary through another command (`prlimit … --`), which must exec it.
+    init(_ arguments: [String] = [], environment: [String: String] = [:], wrapper: [String] = []) throws {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        process.executableURL = Self.binaryURL
-        // In memory unless the test names a data directory: a default one would be shared.
-        let persistence = arguments.contains("--data-dir") || environment["REGISTRY_DATA_DIR"] != nil ? [] : ["--in-memory"]
-        process.arguments = ["--host", "127.0.0.1", "--port", "0"] + persistence + arguments
+        let command = ["--host", "127.0.0.1", "--port", "0"] + Self.withPersistenceDefault(arguments, environment)
+        if let launcher = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(wrapper.dropFirst()) + [Self.binaryURL.path] + command
+        } else {
+            process.executableURL = Self.binaryURL
+            process.arguments = command
+        }
         var merged = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("REGISTRY_") }
         merged.merge(environment) { $1 }
         process.environment = merged
@@ -73,7 +84,7 @@ final class RegistryProcess {
     static func runToExit(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
         let process = Process()
         process.executableURL = binaryURL
-        process.arguments = arguments
+        process.arguments = withPersistenceDefault(arguments)
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = Pipe()

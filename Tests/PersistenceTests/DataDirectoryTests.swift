@@ -1,0 +1,203 @@
+import Foundation
+import Testing
+@testable import Persistence
+@testable import Registry
+
+/// Recovery from real files in a temporary directory.
+@Suite final class DataDirectoryTests {
+    let wallOffset: Int64 = 1_800_000_000_000_000_000
+    let now = Instant(nanoseconds: 50_000_000_000)
+    let path: String
+
+    init() {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("registry-data-\(UUID().uuidString)").path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+        for extra in extras { try? FileManager.default.removeItem(atPath: extra) }
+    }
+
+    private var extras: [String] = []
+
+    private func journaling() -> Registry {
+        Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), journaling: true))
+    }
+
+    private func sorted(_ registry: Registry) -> [InstanceState] {
+        registry.durableState().sorted { ($0.service, $0.id) < ($1.service, $1.id) }
+    }
+
+    /// Registers, updates and removes instances; returns the journal of each step.
+    private func churn(_ registry: inout Registry, rounds: Range<Int>) -> [JournalEntry] {
+        for round in rounds {
+            _ = registry.register(service: "s\(round % 4)", address: "a\(round)",
+                                  fields: InstanceFields(tags: ["t\(round % 3)"], metadata: [("n", "\(round)")]), now: now)
+            if round % 3 == 0 { _ = registry.setStatus(service: "s\(round % 4)", id: "a\(round)", status: .down, now: now) }
+            if round % 5 == 0 && round > 0 { _ = registry.deregister(service: "s\((round - 1) % 4)", id: "a\(round - 1)", now: now) }
+        }
+        return registry.takeJournal().map(\.entry)
+    }
+
+    private func append(_ entries: [JournalEntry], to log: LogFile) throws {
+        try log.append(Recovery.frame(entries, wallOffset: wallOffset))
+    }
+
+    private func load(repair: Bool = false) throws -> (Registry, Recovery.Loaded, (generation: UInt64, length: Int)) {
+        let directory = try DataDirectory.open(path)
+        var registry = Registry(heartbeatTimeout: .seconds(30))
+        let (loaded, appendAt) = try Recovery.load(directory, into: &registry, now: now, wallOffset: wallOffset, repair: repair)
+        return (registry, loaded, appendAt)
+    }
+
+    private func fileURL(_ name: String) -> URL { URL(fileURLWithPath: path).appendingPathComponent(name) }
+
+    @Test func aSecondRegistryCannotTakeTheDirectory() throws {
+        let first = try DataDirectory.open(path)
+        #expect(throws: StorageError.self) { try DataDirectory.open(path) }
+        do {
+            _ = try DataDirectory.open(path)
+        } catch {
+            #expect(error.message.contains("in use by another registry (pid \(getpid()))"))
+        }
+        _ = first
+    }
+
+    @Test func theLockIsFreedWhenTheOwnerCloses() throws {
+        do { _ = try DataDirectory.open(path) }
+        _ = try DataDirectory.open(path)
+    }
+
+    @Test func snapshotPlusLogEqualsTheLogAlone() throws {
+        var original = journaling()
+        let first = churn(&original, rounds: 0..<40)
+        let atSnapshot = original
+        let second = churn(&original, rounds: 40..<90)
+
+        // The log alone, in one directory.
+        let logOnly = FileManager.default.temporaryDirectory.appendingPathComponent("registry-log-\(UUID().uuidString)").path
+        extras.append(logOnly)
+        do {
+            let directory = try DataDirectory.open(logOnly)
+            let log = try directory.openLog(generation: 1)
+            try append(first + second, to: log)
+        }
+        // A snapshot at the rotation plus the second log, in another.
+        do {
+            let directory = try DataDirectory.open(path)
+            let log = try directory.openLog(generation: 1)
+            try append(first, to: log)
+            let next = try directory.openLog(generation: 2)
+            try append(second, to: next)
+            let written = try SnapshotWriter.write(SnapshotWriter.Job(registry: atSnapshot, generation: 2, directory: directory,
+                                                                      wallOffset: wallOffset))
+            #expect(written.instances == atSnapshot.instanceCount)
+            // The snapshot replaces log 1.
+            #expect(try directory.fileNames() == ["log-000000000002.log", "snapshot-000000000002.snap"])
+        }
+        let (fromSnapshot, loaded, appendAt) = try load()
+        #expect(loaded.snapshot?.generation == 2)
+        #expect(loaded.logs.map(\.generation) == [2])
+        #expect(appendAt.generation == 2)
+
+        let directory = try DataDirectory.open(logOnly)
+        var fromLog = Registry(heartbeatTimeout: .seconds(30))
+        let (logLoaded, _) = try Recovery.load(directory, into: &fromLog, now: now, wallOffset: wallOffset, repair: false)
+        #expect(logLoaded.snapshot == nil)
+        #expect(sorted(fromSnapshot) == sorted(fromLog))
+        #expect(sorted(fromLog) == sorted(original))
+        #expect(loaded.lastChangeIndex == original.changeIndex)
+        #expect(logLoaded.lastChangeIndex == original.changeIndex)
+    }
+
+    @Test func aTornTailIsReportedAndAppendingContinuesBeforeIt() throws {
+        var original = journaling()
+        let entries = churn(&original, rounds: 0..<10)
+        let whole = Recovery.frame(entries, wallOffset: wallOffset)
+        do {
+            let directory = try DataDirectory.open(path)
+            let log = try directory.openLog(generation: 1)
+            try log.append(Array(whole.dropLast(5)))
+        }
+        let (registry, loaded, appendAt) = try load()
+        let torn = try #require(loaded.tornTail)
+        #expect(torn.file.hasSuffix("log-000000000001.log"))
+        #expect(appendAt.length == Recovery.frame(Array(entries.dropLast()), wallOffset: wallOffset).count)
+        #expect(torn.offset == appendAt.length)
+        #expect(registry.changeIndex == entries.dropLast().last?.changeIndex)
+        // Cutting the tail and appending gives a clean log again.
+        let directory = try DataDirectory.open(path)
+        let log = try directory.openLog(generation: 1, truncatingTo: appendAt.length)
+        #expect(log.length == appendAt.length)
+        try append([entries.last!], to: log)
+        log.close()
+        _ = directory
+    }
+
+    @Test func damageIsRefusedWithFileAndOffsetThenRepaired() throws {
+        var original = journaling()
+        let entries = churn(&original, rounds: 0..<20)
+        var bytes = Recovery.frame(entries, wallOffset: wallOffset)
+        let offset = Recovery.frame(Array(entries.prefix(5)), wallOffset: wallOffset).count
+        bytes[offset + 10] ^= 0x20
+        do {
+            let directory = try DataDirectory.open(path)
+            let log = try directory.openLog(generation: 1)
+            try log.append(bytes)
+            let later = try directory.openLog(generation: 2)
+            try append(churn(&original, rounds: 20..<25), to: later)
+        }
+        do {
+            _ = try load()
+            Issue.record("damage was not refused")
+        } catch let error as StorageError {
+            #expect(error.message.contains("log-000000000001.log is damaged at byte \(offset) (checksum mismatch)"))
+            #expect(error.message.contains("--repair"))
+        }
+        let (repaired, loaded, _) = try load(repair: true)
+        let report = try #require(loaded.repaired)
+        #expect(report.offset == offset)
+        #expect(report.droppedBytes == bytes.count - offset + FileManager.default.contentsOfFile(fileURL("log-000000000002.log")))
+        var expected = Registry(heartbeatTimeout: .seconds(30))
+        _ = try Recovery.replay(Recovery.frame(Array(entries.prefix(5)), wallOffset: wallOffset), into: &expected, now: now,
+                                wallOffset: wallOffset, repair: false)
+        #expect(sorted(repaired) == sorted(expected))
+        #expect(FileManager.default.fileExists(atPath: fileURL("log-000000000001.log.damaged").path))
+    }
+
+    @Test func aDamagedSnapshotIsRefused() throws {
+        var original = journaling()
+        _ = churn(&original, rounds: 0..<30)
+        do {
+            let directory = try DataDirectory.open(path)
+            _ = try directory.openLog(generation: 3)
+            _ = try SnapshotWriter.write(SnapshotWriter.Job(registry: original, generation: 3, directory: directory,
+                                                            wallOffset: wallOffset))
+        }
+        let name = DataDirectory.snapshotName(3)
+        var bytes = try Data(contentsOf: fileURL(name))
+        bytes.removeLast(bytes.count / 3)
+        try bytes.write(to: fileURL(name))
+        #expect(throws: StorageError.self) { try load() }
+        let (repaired, loaded, _) = try load(repair: true)
+        #expect(loaded.repaired != nil)
+        #expect(repaired.instanceCount < original.instanceCount)
+        #expect(repaired.instanceCount > 0)
+    }
+
+    @Test func aFailedAppendLeavesTheFileAsItWas() throws {
+        let directory = try DataDirectory.open(path)
+        let log = try directory.openLog(generation: 1)
+        try log.append([1, 2, 3])
+        // Closing the descriptor underneath makes the next write fail (EBADF).
+        log.close()
+        #expect(throws: StorageError.self) { try log.append([4, 5, 6]) }
+        #expect(log.length == 3)
+    }
+}
+
+extension FileManager {
+    fileprivate func contentsOfFile(_ url: URL) -> Int {
+        (try? attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+    }
+}

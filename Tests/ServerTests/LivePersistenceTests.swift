@@ -1,0 +1,209 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real binary with a real data directory: restarts, damage, a full disk, the lock.
+@Suite final class LivePersistenceTests {
+    let directory: String
+
+    init() {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("registry-live-\(UUID().uuidString)").path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func start(_ arguments: [String] = [], wrapper: [String] = []) throws -> RegistryProcess {
+        try RegistryProcess(["--data-dir", directory, "--log-level", "warn"] + arguments, wrapper: wrapper)
+    }
+
+    private func register(_ http: TestHTTPClient, _ service: String, _ address: String, extra: String = "") throws -> Int {
+        try http.request("POST", "/register", body: #"{"service":"\#(service)","address":"\#(address)"\#(extra)}"#).status
+    }
+
+    /// Every instance of `service` (any status) without the fields that move with time.
+    private func durableView(_ http: TestHTTPClient, _ service: String) throws -> [NSDictionary] {
+        let reply = try http.request("GET", "/discover/\(service)?status=any")
+        let instances = reply.json["instances"] as? [[String: Any]] ?? []
+        return instances.map { instance in
+            var kept = instance
+            kept["uptime_seconds"] = nil
+            kept["last_heartbeat"] = nil
+            return kept as NSDictionary
+        }.sorted { ($0["id"] as? String ?? "") < ($1["id"] as? String ?? "") }
+    }
+
+    private func logFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+    }
+
+    @Test(arguments: ["always", "everysec", "never"])
+    func aRestartKeepsEveryInstanceWithAllItsFields(fsync: String) throws {
+        var before: [NSDictionary]
+        var indexBefore = 0
+        do {
+            let registry = try start(["--fsync", fsync])
+            let http = try registry.client()
+            #expect(registry.log.isEmpty || !registry.log.contains("ERROR"))
+            #expect(try register(http, "api", "http://a:1", extra: #","id":"a-1","tags":["v2","canary"],"metadata":{"region":"eu","build":"7"},"weight":7,"zone":"z1","ttl_seconds":120"#) == 201)
+            #expect(try register(http, "api", "http://a:2", extra: #","status":"STARTING""#) == 201)
+            #expect(try register(http, "api", "http://a:3") == 201)
+            #expect(try register(http, "gone", "http://g:1") == 201)
+            #expect(try http.request("POST", "/status", body: #"{"service":"api","address":"http://a:3","status":"OUT_OF_SERVICE"}"#).status == 200)
+            #expect(try http.request("POST", "/deregister", body: #"{"service":"gone","address":"http://g:1"}"#).status == 200)
+            before = try durableView(http, "api")
+            #expect(before.count == 3)
+            indexBefore = Int(try http.request("GET", "/services").header("X-Registry-Index") ?? "") ?? 0
+            #expect(registry.stop() == 0)
+        }
+        let registry = try start(["--fsync", fsync])
+        let http = try registry.client()
+        #expect(try durableView(http, "api") == before)
+        #expect(try http.request("GET", "/discover/gone").status == 404)
+        let services = try http.request("GET", "/services")
+        #expect((Int(services.header("X-Registry-Index") ?? "") ?? 0) > indexBefore)
+        #expect(services.json["total_services"] as? Int == 1)
+    }
+
+    @Test func aSecondRegistryIsRefusedTheDirectory() throws {
+        let first = try start()
+        let (status, output) = try RegistryProcess.runToExit(["--port", "0", "--host", "127.0.0.1", "--data-dir", directory])
+        #expect(status == 1)
+        #expect(output.contains("is in use by another registry (pid \(first.process.processIdentifier))"), "\(output)")
+        #expect(try register(first.client(), "api", "a") == 201)
+    }
+
+    @Test func damageIsRefusedAtStartThenRepaired() throws {
+        do {
+            let registry = try start()
+            let http = try registry.client()
+            for index in 0..<20 { #expect(try register(http, "api", "http://a:\(index)") == 201) }
+            #expect(registry.stop() == 0)
+        }
+        let name = try #require(logFiles().last)
+        let path = directory + "/" + name
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let middle = bytes.count / 2
+        bytes[middle] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+
+        let (status, output) = try RegistryProcess.runToExit(["--port", "0", "--host", "127.0.0.1", "--data-dir", directory])
+        #expect(status == 1)
+        #expect(output.contains("\(path) is damaged at byte "), "\(output)")
+        #expect(output.contains("--repair"))
+
+        let registry = try start(["--repair"])
+        #expect(registry.log.contains("WARN recovery_repaired file=\(path) offset="))
+        let kept = try durableView(registry.client(), "api").count
+        #expect(kept > 0 && kept < 20)
+        #expect(FileManager.default.fileExists(atPath: path + ".damaged"))
+        // Repaired once is repaired for good: the next start needs no flag.
+        #expect(registry.stop() == 0)
+        let again = try start()
+        #expect(try durableView(again.client(), "api").count == kept)
+    }
+
+    @Test func aTornTailIsCutOffWithAWarning() throws {
+        do {
+            let registry = try start()
+            let http = try registry.client()
+            for index in 0..<5 { #expect(try register(http, "api", "http://a:\(index)") == 201) }
+            #expect(registry.stop() == 0)
+        }
+        let path = directory + "/" + (try #require(logFiles().last))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        handle.seekToEndOfFile()
+        // The start of a frame that claims 200 bytes, cut short as a crash would leave it.
+        handle.write(Data([200, 0, 0, 0, 1, 2, 3, 4, 1, 1]))
+        handle.closeFile()
+        let registry = try start()
+        #expect(registry.log.contains("WARN recovery_torn_tail file=\(path)"))
+        let http = try registry.client()
+        #expect(try durableView(http, "api").count == 5)
+        #expect(try register(http, "api", "http://a:5") == 201)
+        #expect(registry.stop() == 0)
+        let again = try start()
+        #expect(!again.log.contains("recovery_torn_tail"))
+        #expect(try durableView(again.client(), "api").count == 6)
+    }
+
+    @Test func snapshotsReplaceTheLogAndRestartReadsThem() throws {
+        var before: [NSDictionary] = []
+        do {
+            let registry = try start(["--snapshot-min-log-bytes", "2048", "--log-level", "info"])
+            let http = try registry.client()
+            for round in 0..<300 {
+                #expect(try register(http, "api", "http://a:\(round % 40)", extra: #","metadata":{"round":"\#(round)"}"#) / 100 == 2)
+            }
+            #expect(registry.waitForLog { $0.contains("INFO snapshot_written generation=") })
+            before = try durableView(http, "api")
+            #expect(registry.stop() == 0)
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(files.contains { $0.hasPrefix("snapshot-") })
+        #expect(!files.contains("log-000000000001.log"), "\(files)")
+        let registry = try start()
+        #expect(try durableView(registry.client(), "api") == before)
+    }
+
+    @Test func aWriteThatCannotReachTheDiskIs503AndNotApplied() throws {
+        // A file-size limit (soft, so that it can be lifted) makes the log's writes fail
+        // with EFBIG once the log reaches it: a real failed write, as a full disk gives.
+        let registry = try start(["--fsync", "always"], wrapper: ["/usr/bin/prlimit", "--fsize=3000:unlimited", "--"])
+        let http = try registry.client()
+        var accepted: [Int] = []
+        var refused: [Int] = []
+        for index in 0..<80 {
+            let reply = try http.request("POST", "/register", body: #"{"service":"api","address":"http://a:\#(index)"}"#)
+            switch reply.status {
+            case 201:
+                accepted.append(index)
+            case 503:
+                refused.append(index)
+                #expect(reply.json["status"] as? String == "error")
+                #expect((reply.json["message"] as? String ?? "").contains("could not be written to the data directory"))
+            default:
+                Issue.record("unexpected status \(reply.status)")
+            }
+        }
+        #expect(!accepted.isEmpty && !refused.isEmpty)
+        // Reads go on and show only what was written.
+        let listed = try durableView(http, "api").compactMap { $0["address"] as? String }
+        #expect(Set(listed) == Set(accepted.map { "http://a:\($0)" }))
+        // A heartbeat writes nothing and keeps working.
+        #expect(try http.request("POST", "/heartbeat", body: #"{"service":"api","address":"http://a:0"}"#).status == 200)
+        // Removal records are smaller than registrations: some may still fit. The first one
+        // that does not is refused, and its instance stays.
+        var removed: [Int] = []
+        var kept: Int?
+        for index in accepted {
+            let status = try http.request("POST", "/deregister", body: #"{"service":"api","address":"http://a:\#(index)"}"#).status
+            if status == 503 {
+                kept = index
+                break
+            }
+            #expect(status == 200)
+            removed.append(index)
+        }
+        let refusedRemoval = try #require(kept)
+        let remaining = try durableView(http, "api").compactMap { $0["address"] as? String }
+        #expect(remaining.contains("http://a:\(refusedRemoval)"))
+        #expect(Set(remaining) == Set(accepted.filter { !removed.contains($0) }.map { "http://a:\($0)" }))
+
+        // The disk "recovers": writes resume by themselves.
+        let lift = Process()
+        lift.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        lift.arguments = ["--pid", String(registry.process.processIdentifier), "--fsize=unlimited:unlimited"]
+        try lift.run()
+        lift.waitUntilExit()
+        #expect(try register(http, "api", "http://late") == 201)
+        #expect(registry.stop() == 0)
+
+        let restarted = try start()
+        let restored = try durableView(restarted.client(), "api").compactMap { $0["address"] as? String }
+        #expect(Set(restored) == Set(accepted.filter { !removed.contains($0) }.map { "http://a:\($0)" } + ["http://late"]))
+    }
+}

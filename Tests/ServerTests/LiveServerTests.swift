@@ -396,7 +396,7 @@ import Glibc
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 0)
         for flag in ["--host", "--port", "--heartbeat-timeout", "--max-body-bytes", "--max-header-bytes", "--idle-timeout",
-                     "--log-level", "REGISTRY_HOST", "REGISTRY_PORT", "REGISTRY_HEARTBEAT_TIMEOUT", "REGISTRY_LOG_LEVEL"] {
+                     "--log-level", "--data-dir", "--in-memory", "--fsync", "--repair", "REGISTRY_DATA_DIR", "REGISTRY_HOST", "REGISTRY_PORT", "REGISTRY_HEARTBEAT_TIMEOUT", "REGISTRY_LOG_LEVEL"] {
             #expect(text.contains(flag), "\(flag)")
         }
     }

@@ -304,6 +304,39 @@ extension Handling {
         #expect(config.heartbeatTimeout.secondsText == "0.25s")
     }
 
+    private func config(_ arguments: [String], _ environment: [String: String] = [:]) throws -> Config? {
+        guard case .run(let config) = try Config.parse(arguments: arguments, environment: environment) else { return nil }
+        return config
+    }
+
+    @Test func persistenceIsOnByDefaultAndTheLaterChoiceWins() throws {
+        let defaults = try #require(try config([]))
+        #expect(defaults.persistenceDirectory == "registry-data")
+        #expect(defaults.fsync == .everysec)
+        #expect(defaults.registryPolicy.journaling)
+        let inMemory = try #require(try config(["--in-memory"], ["REGISTRY_DATA_DIR": "/data"]))
+        #expect(inMemory.persistenceDirectory == nil)
+        #expect(!inMemory.registryPolicy.journaling)
+        let flagWins = try #require(try config(["--data-dir", "/var/lib/registry"], ["REGISTRY_IN_MEMORY": "true"]))
+        #expect(flagWins.persistenceDirectory == "/var/lib/registry")
+        let fromEnvironment = try #require(try config([], ["REGISTRY_FSYNC": "ALWAYS", "REGISTRY_REPAIR": "1"]))
+        #expect(fromEnvironment.fsync == .always)
+        #expect(fromEnvironment.repair)
+    }
+
+    @Test(arguments: [
+        (["--fsync", "sometimes"], [String: String](), "--fsync must be one of always, everysec, never, got 'sometimes'"),
+        (["--in-memory=yes"], [:], "--in-memory takes no value, got 'yes'"),
+        ([], ["REGISTRY_IN_MEMORY": "maybe"], "REGISTRY_IN_MEMORY must be true or false, got 'maybe'"),
+        (["--data-dir", ""], [:], "--data-dir must not be empty, got ''"),
+        (["--snapshot-min-log-bytes", "10"], [:], "--snapshot-min-log-bytes must be an integer from 1024 to 1099511627776, got '10'"),
+    ])
+    func badPersistenceSettingsAreNamed(arguments: [String], environment: [String: String], message: String) {
+        #expect(throws: Config.Problem(message: message)) {
+            try Config.parse(arguments: arguments, environment: environment)
+        }
+    }
+
     @Test func badEnvironmentIsNamed() {
         #expect(throws: Config.Problem(message: "REGISTRY_PORT must be an integer from 0 to 65535, got 'x'")) {
             try Config.parse(arguments: [], environment: ["REGISTRY_PORT": "x"])

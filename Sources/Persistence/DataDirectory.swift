@@ -132,18 +132,21 @@ public final class DataDirectory: Sendable {
         var status = stat()
         guard fstat(file, &status) == 0 else { throw .system("cannot stat \(path)/\(name)") }
         let size = Int(status.st_size)
-        var bytes = [UInt8](repeating: 0, count: size)
-        var offset = 0
-        while offset < size {
-            let count = bytes.withUnsafeMutableBytes { pread(file, $0.baseAddress! + offset, size - offset, off_t(offset)) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                if count == 0 { break }
-                throw .system("cannot read \(path)/\(name)")
+        var failure: Int32 = 0
+        // Uninitialized: zero-filling a 100 MB log first would cost as much as reading it.
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var offset = 0
+            while offset < size {
+                let count = pread(file, buffer.baseAddress! + offset, size - offset, off_t(offset))
+                if count < 0 && errno == EINTR { continue }
+                if count < 0 { failure = errno }
+                guard count > 0 else { break }
+                offset += count
             }
-            offset += count
+            initialized = offset
         }
-        return offset == size ? bytes : Array(bytes[..<offset])
+        guard failure == 0 else { throw .system("cannot read \(path)/\(name)", code: failure) }
+        return bytes
     }
 
     /// The size of a file in bytes; 0 when it cannot be found.

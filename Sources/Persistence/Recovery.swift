@@ -114,6 +114,10 @@ extension Recovery {
             }
         }
         let base = snapshots.max()
+        // About 100 bytes per record: room for that many instances saves rehashing.
+        let estimate = (base.map { directory.size(of: DataDirectory.snapshotName($0)) } ?? 0)
+            + logs.reduce(0) { $0 + directory.size(of: DataDirectory.logName($1)) }
+        registry.reserveCapacity(instances: min(estimate / 100, 50_000_000))
         loaded.lastGeneration = max(base ?? 0, logs.max() ?? 0)
         let replayed = logs.filter { $0 >= (base ?? 0) }.sorted()
         var damagedFiles: [(name: String, bytes: [UInt8])] = []

@@ -85,6 +85,13 @@ public struct Registry: Sendable {
             if unprotected { liftProtection(ofService: instances[Int(slot)].service, now: now) }
             return .updated(changed: changed || unprotected)
         }
+        insert(service: service, id: id, address: address, fields: fields, registeredAt: now, now: now)
+        return .registered
+    }
+
+    /// Adds a new instance (its key must be free) and journals it.
+    private mutating func insert(service: String, id: String, address: String, fields: InstanceFields,
+                                 registeredAt: Instant, now: Instant) {
         let serviceSlot = serviceSlots[service] ?? makeService(named: service)
         let customTTL = fields.ttl.flatMap { $0 }?.wholeNanoseconds ?? 0
         let deadline = now.nanoseconds &+ (customTTL > 0 ? customTTL : defaultTTLNanos)
@@ -94,7 +101,7 @@ public struct Registry: Sendable {
             orderPosition: Int32(services[Int(serviceSlot)].order.count),
             weight: Int32(fields.weight ?? InstanceFields.defaultWeight), status: fields.status ?? .up,
             isProtected: false, customTTL: customTTL,
-            registeredAt: now.nanoseconds, lastHeartbeat: now.nanoseconds, deadline: deadline)
+            registeredAt: registeredAt.nanoseconds, lastHeartbeat: now.nanoseconds, deadline: deadline)
         let slot: Int32
         if let free = freeInstanceSlots.popLast() {
             slot = free
@@ -108,7 +115,6 @@ public struct Registry: Sendable {
         services[Int(serviceSlot)].add(record, slot: slot)
         noteChange(ofService: serviceSlot)
         journalUpsert(slot, prior: nil)
-        return .registered
     }
 
     /// Moves the instance's deadline to `now + ttl`; with `status`, also sets its status.
@@ -206,6 +212,12 @@ public struct Registry: Sendable {
         guard !journal.isEmpty else { return [] }
         defer { journal.removeAll(keepingCapacity: true) }
         return journal
+    }
+
+    /// Makes room for `count` instances in all, ahead of a recovery.
+    public mutating func reserveCapacity(instances count: Int) {
+        instanceSlots.reserveCapacity(count)
+        instances.reserveCapacity(count)
     }
 
     /// Durable changes made since the last `takeJournal()`.
@@ -359,7 +371,7 @@ public struct Registry: Sendable {
         result.reserveCapacity(serviceSlots.count)
         for (name, slot) in serviceSlots {
             let record = services[Int(slot)]
-            var counts = record.statusCounts
+            var counts = record.statusCounts.nonZero
             if let dueCounts = due[slot] {
                 for (status, count) in dueCounts { counts[status, default: 0] -= count }
             }
@@ -467,6 +479,17 @@ public struct Registry: Sendable {
     private mutating func restoreInstance(_ state: InstanceState, now: Instant) -> Violation? {
         let fields = InstanceFields(tags: state.tags, metadata: state.metadata, weight: state.weight, zone: .some(state.zone),
                                     status: state.status, ttl: .some(state.ttl))
+        let isNew = serviceSlots[state.service].map { instanceSlots[InstanceKey(service: $0, id: state.id)] == nil } ?? true
+        if isNew {
+            // The common case of a recovery, taken directly: the rules, then one insert.
+            if let violation = Violation.checkServiceName(state.service) ?? Violation.checkAddress(state.address)
+                ?? Violation.checkID(state.id) ?? check(fields) {
+                return violation
+            }
+            insert(service: state.service, id: state.id, address: state.address, fields: fields,
+                   registeredAt: state.registeredAt, now: now)
+            return nil
+        }
         if case .invalid(let violation) = register(service: state.service, id: state.id, address: state.address,
                                                    fields: fields, now: now) {
             return violation
@@ -659,7 +682,7 @@ private struct ServiceRecord {
     /// lower this bound themselves), so it stays valid without a scan.
     var earliestDeadline = Int64.max
     /// Kept up to date on every change so that `/services` costs no scan of instances.
-    var statusCounts: [InstanceStatus: Int] = [:]
+    var statusCounts = StatusCounts()
     var tagCounts: [String: Int] = [:]
     var roundRobin: UInt64 = 0
     /// Already in `Registry.changedServices`.
@@ -686,7 +709,7 @@ private struct ServiceRecord {
     }
 
     private mutating func count(_ instance: InstanceRecord, by delta: Int) {
-        statusCounts[instance.status, default: 0] += delta
+        statusCounts[instance.status] += delta
         for tag in instance.tags {
             let count = tagCounts[tag, default: 0] + delta
             tagCounts[tag] = count > 0 ? count : nil
@@ -711,5 +734,38 @@ private struct ServiceRecord {
         }
         order = compacted
         return moved
+    }
+}
+
+/// Instances per status in four integers: a dictionary would hash on every change.
+struct StatusCounts {
+    private var up = 0
+    private var starting = 0
+    private var down = 0
+    private var outOfService = 0
+
+    subscript(status: InstanceStatus) -> Int {
+        get {
+            switch status {
+            case .up: return up
+            case .starting: return starting
+            case .down: return down
+            case .outOfService: return outOfService
+            }
+        }
+        set {
+            switch status {
+            case .up: up = newValue
+            case .starting: starting = newValue
+            case .down: down = newValue
+            case .outOfService: outOfService = newValue
+            }
+        }
+    }
+
+    var nonZero: [InstanceStatus: Int] {
+        var result: [InstanceStatus: Int] = [:]
+        for status in InstanceStatus.allCases where self[status] != 0 { result[status] = self[status] }
+        return result
     }
 }

@@ -31,6 +31,14 @@ THROUGHPUT_TARGETS = {
     "conns-10k": [("rps", "bare", ">=", 0.85), ("p99", "bare", "<=", 1.2)],
 }
 
+# Durability: the same load on registries that differ only in persistence.
+DURABLE_POLICIES = ["in-memory", "everysec", "never", "always"]
+# scenario -> [(policy, minimum ratio to in-memory)]
+DURABLE_RATIO_TARGETS = {"durable-churn": [("everysec", 0.9)], "durable-register": []}
+# Acknowledged registrations per second under --fsync always, 50 clients.
+MIN_ALWAYS_REGISTRATIONS = 10_000
+MAX_RECOVERY_MS = 2000
+
 MAX_BYTES_PER_INSTANCE = 400
 MAX_EXPIRY_LATENESS_S = 1.0
 # An instance may not vanish before its deadline; allow for clock reads and
@@ -226,6 +234,58 @@ def other_rows(records, verdicts, registry_expected):
     return rows
 
 
+def durability_rows(records, verdicts, notes):
+    by_scenario = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["kind"] == "wrk" and r["scenario"] in DURABLE_RATIO_TARGETS:
+            by_scenario[r["scenario"]][r["server"]][r["round"]] = r["result"]
+    rows = []
+    for scenario, ratio_targets in DURABLE_RATIO_TARGETS.items():
+        runs = by_scenario.get(scenario)
+        if not runs:
+            continue
+        memory = runs.get("in-memory", {})
+        cells, targets, failures = [scenario], [], []
+        for policy in DURABLE_POLICIES:
+            policy_runs = runs.get(policy)
+            if not policy_runs:
+                cells.append("—")
+                continue
+            for round_number, result in sorted(policy_runs.items()):
+                if run_errors(result):
+                    failures.append(f"{policy} errors")
+                    notes.append(f"{scenario}, {policy}, round {round_number}: {result['errors_status']} non-2xx, "
+                                 f"{result['errors_timeout']} timeouts")
+            rps = median_or_none([r["rps"] for r in policy_runs.values()])
+            ratios = [policy_runs[n]["rps"] / memory[n]["rps"] for n in sorted(set(policy_runs) & set(memory))
+                      if memory[n]["rps"]]
+            ratio = median_or_none(ratios)
+            cells.append(fmt_rps(rps) if policy == "in-memory" else f"{fmt_rps(rps)} ({fmt_ratio(ratio)})")
+            for target_policy, threshold in ratio_targets:
+                if target_policy == policy:
+                    targets.append(f"{policy} ≥ {threshold}× in-memory")
+                    if ratio is None or ratio < threshold:
+                        failures.append(f"{policy} {fmt_ratio(ratio)}")
+            if scenario == "durable-register" and policy == "always":
+                targets.append(f"always ≥ {MIN_ALWAYS_REGISTRATIONS:,} registrations/s")
+                if rps is None or rps < MIN_ALWAYS_REGISTRATIONS:
+                    failures.append(f"always {fmt_rps(rps)}/s")
+        cells.append("; ".join(targets))
+        cells.append(verdicts.render(scenario, failures))
+        rows.append(cells)
+    for r in records:
+        if r["kind"] != "recover":
+            continue
+        runs = r.get("runs_ms") or []
+        measured = (f"{r['instances']:,} instances ({r['data_bytes'] / 2**20:,.0f} MiB on disk): median "
+                    f"{r.get('median_ms', '—')} ms, max {r.get('max_ms') or '—'} ms over {len(runs)} run(s), "
+                    "spawn to first 200 on /health")
+        ok = r.get("median_ms") is not None and r["median_ms"] <= MAX_RECOVERY_MS and None not in runs
+        rows.append(["recover-1m", measured, "—", "—", "—", f"median ≤ {MAX_RECOVERY_MS} ms",
+                     verdicts.render("recover-1m", [] if ok else ["slow or no answer"])])
+    return rows
+
+
 def mib(value):
     return f"{value / 2**20:,.1f} MiB"
 
@@ -383,6 +443,10 @@ def main():
     if others:
         out += ["## Memory, expiry, start-up", "",
                 table(["scenario", "measured", "target", "result"], others), ""]
+    durability = durability_rows(records, verdicts, notes)
+    if durability:
+        out += ["## Durability (req/s, and × in-memory)", "",
+                table(["scenario", "in-memory", "everysec", "never", "always", "target", "result"], durability), ""]
     watchers = watcher_rows(records, verdicts, notes)
     if watchers:
         out += ["## Watchers", "",

@@ -26,6 +26,12 @@
 #   open with bench/watchers.py, one connection each, and read the registry's
 #   memory and descriptors from /proc.  Their delivery latency is taken from
 #   kernel receive timestamps, so the one-core Python client does not count.
+# - The scenarios above run the registry with --in-memory: they measure the
+#   server against servers that keep nothing.  The durable-* scenarios measure
+#   what persistence costs: the same load on registries that differ only in
+#   --in-memory / --fsync, their data directories under .build/ (a real disk
+#   even where /tmp is tmpfs), alternated round by round.  recover-1m times a
+#   restart over a million instances, spawn to the first 200 on /health.
 #
 # Writes bench/results/latest.md (the table) and latest.jsonl (raw figures).
 set -euo pipefail
@@ -96,7 +102,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup
-    watch-fanout watch-discover watch-leak)
+    watch-fanout watch-discover watch-leak durable-churn durable-register recover-1m)
 wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 for name in ${ONLY//,/ }; do
     [[ " ${SCENARIOS[*]} " == *" $name "* ]] || die "unknown scenario $name (known: ${SCENARIOS[*]})"
@@ -106,6 +112,7 @@ done
 
 PIDS=()           # every background process started here; stopped on exit
 TMP=""
+DATA_ROOT=""
 ETCD_DIR=""
 POLICY_RC_CREATED=0
 
@@ -141,6 +148,7 @@ cleanup() {
     if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
     if [[ -n $ETCD_DIR ]]; then rm -rf "$ETCD_DIR"; fi
     if [[ -n $TMP ]]; then rm -rf "$TMP"; fi
+    if [[ -n $DATA_ROOT ]]; then rm -rf "$DATA_ROOT"; fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -270,7 +278,21 @@ start_registry() {
     REG_PORT=$(free_ports 1)
     local log_file=$TMP/registry-$REG_PORT.log
     start_server "$log_file" "$REGISTRY_BIN" --host 127.0.0.1 --port "$REG_PORT" \
-        --heartbeat-timeout "$1" --log-level warn
+        --heartbeat-timeout "$1" --log-level warn --in-memory
+    REG_PID=$LAST_PID
+    wait_http "$REG_PORT" /health "$log_file"
+}
+
+# start_durable_registry POLICY: a fresh registry with its own data directory
+# and --fsync POLICY, or --in-memory when POLICY is in-memory.  Sets REG_PORT,
+# REG_PID and REG_DATA.
+start_durable_registry() {
+    REG_PORT=$(free_ports 1)
+    REG_DATA=$(mktemp -d "$DATA_ROOT/$1.XXXXXX")
+    local log_file=$TMP/registry-$REG_PORT.log persistence=(--data-dir "$REG_DATA" --fsync "$1")
+    [[ $1 == in-memory ]] && persistence=(--in-memory)
+    start_server "$log_file" "$REGISTRY_BIN" --host 127.0.0.1 --port "$REG_PORT" \
+        --heartbeat-timeout "$LONG_HEARTBEAT_TIMEOUT" --log-level warn "${persistence[@]}"
     REG_PID=$LAST_PID
     wait_http "$REG_PORT" /health "$log_file"
 }
@@ -668,6 +690,55 @@ scenario_watch_leak() {
     stop_scenario_servers
 }
 
+# ------------------------------------------------------------- durability
+
+# durable_rounds SCENARIO SCRIPT POLICY...: one registry per policy, all
+# running; each round puts the same wrk load on each in turn.
+durable_rounds() {
+    ((BASELINES_ONLY)) && return 0
+    local scenario=$1 script=$2 policy round
+    shift 2
+    local policies=("$@") ports=() pids=()
+    log "$scenario: $script with 50 connections on registries with ${policies[*]}"
+    for policy in "${policies[@]}"; do
+        start_durable_registry "$policy"
+        ports+=("$REG_PORT") pids+=("$REG_PID")
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        local i
+        for i in "${!policies[@]}"; do
+            wrk_run "$scenario" "${policies[$i]}" "$round" "${ports[$i]}" "$CONNS" "$script"
+        done
+    done
+    local pid
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    REG_PID=""
+}
+
+# A registry with persistence is filled, stopped, and started again over the
+# same directory: spawn to the first 200 on /health, which the registry
+# answers only once it has replayed everything.
+scenario_recover() {
+    ((BASELINES_ONLY)) && return 0
+    local total=$((MEMORY_SERVICES * MEMORY_INSTANCES)) result bytes
+    log "recover-1m: restart over $total instances"
+    start_durable_registry everysec
+    populate registry --port "$REG_PORT" --services "$MEMORY_SERVICES" --instances "$MEMORY_INSTANCES" --timeout 600
+    stop_pid "$REG_PID"
+    REG_PID=""
+    bytes=$(du -sb "$REG_DATA" | awk '{print $1}')
+    local port
+    port=$(free_ports 1)
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/probe.py" startup --server recover --port "$port" \
+        --runs "$STARTUP_RUNS" --timeout 60 -- "$REGISTRY_BIN" --host 127.0.0.1 --port "$port" \
+        --heartbeat-timeout "$LONG_HEARTBEAT_TIMEOUT" --log-level warn --data-dir "$REG_DATA") || true
+    python3 -c 'import json, sys
+r = json.loads(sys.argv[1])
+r.update(kind="recover", instances=int(sys.argv[2]), data_bytes=int(sys.argv[3]))
+print(json.dumps(r))' "$result" "$total" "$bytes" >>"$RESULTS"
+    log "  $result ($total instances, $((bytes / 1048576)) MiB on disk)"
+}
+
 # --------------------------------------------------------------------- main
 
 main() {
@@ -678,6 +749,8 @@ main() {
     TMP=$(mktemp -d /tmp/registry-bench.XXXXXX)
     RESULTS=$TMP/results.jsonl
     cc -O2 -Wall "$BENCH/bare_evhttp.c" -levent -o "$TMP/bare_evhttp"
+    mkdir -p "$ROOT/.build"
+    DATA_ROOT=$(mktemp -d "$ROOT/.build/bench-data.XXXXXX")
 
     ETCD_API=/v3
     log "$MODE run: $ROUNDS round(s) of ${DURATION} s; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
@@ -696,6 +769,9 @@ main() {
     if wanted watch-fanout; then scenario_watch_fanout; fi
     if wanted watch-discover; then scenario_watch_discover; fi
     if wanted watch-leak; then scenario_watch_leak; fi
+    if wanted durable-churn; then durable_rounds durable-churn churn.lua in-memory everysec never always; fi
+    if wanted durable-register; then durable_rounds durable-register register.lua in-memory everysec always; fi
+    if wanted recover-1m; then scenario_recover; fi
 
     mkdir -p "$RESULTS_DIR"
     cp "$RESULTS" "$RESULTS_DIR/latest.jsonl"

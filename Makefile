@@ -1,6 +1,8 @@
 # The two set-up commands are `make run` and `make test`; both install what is missing.
 SHELL := /bin/bash
 PORT ?= 5001
+# Registrations survive restarts here (ARGS="--in-memory" keeps nothing on disk).
+DATA_DIR ?= registry-data
 ARGS ?=
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
@@ -20,7 +22,7 @@ build: deps
 	swift build -c release --product service-registry
 
 run: build
-	$(RELEASE_BINARY) --port $(PORT) $(ARGS)
+	$(RELEASE_BINARY) --port $(PORT) --data-dir $(DATA_DIR) $(ARGS)
 
 test: deps
 	swift build --build-tests

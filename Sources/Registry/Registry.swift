@@ -89,9 +89,10 @@ public struct Registry: Sendable {
         return .registered
     }
 
-    /// Adds a new instance (its key must be free) and journals it.
+    /// Adds a new instance (its key must be free) and, unless `journaling` is false (a
+    /// recovery, which reads what the journal already holds), journals it.
     private mutating func insert(service: String, id: String, address: String, fields: InstanceFields,
-                                 registeredAt: Instant, now: Instant) {
+                                 registeredAt: Instant, now: Instant, journaling: Bool = true) {
         let serviceSlot = serviceSlots[service] ?? makeService(named: service)
         let customTTL = fields.ttl.flatMap { $0 }?.wholeNanoseconds ?? 0
         let deadline = now.nanoseconds &+ (customTTL > 0 ? customTTL : defaultTTLNanos)
@@ -114,7 +115,7 @@ public struct Registry: Sendable {
         deadlines.insert(slot, key: deadline)
         services[Int(serviceSlot)].add(record, slot: slot)
         noteChange(ofService: serviceSlot)
-        journalUpsert(slot, prior: nil)
+        if journaling { journalUpsert(slot, prior: nil) }
     }
 
     /// Moves the instance's deadline to `now + ttl`; with `status`, also sets its status.
@@ -278,12 +279,15 @@ public struct Registry: Sendable {
     public mutating func finishRestore(changeIndex restored: UInt64, now: Instant) {
         changeIndex = max(changeIndex, restored) + 1
         deadlines = DeadlineHeap()
-        for slot in instanceSlots.values {
-            let instance = instances[Int(slot)]
-            let deadline = now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos)
-            instances[Int(slot)].lastHeartbeat = now.nanoseconds
-            instances[Int(slot)].deadline = deadline
-            deadlines.insert(slot, key: deadline)
+        // Through each service's order (an array walk) rather than the instance dictionary.
+        for serviceSlot in services.indices where services[serviceSlot].liveCount > 0 {
+            for slot in services[serviceSlot].order where slot >= 0 {
+                let customTTL = instances[Int(slot)].customTTL
+                let deadline = now.nanoseconds &+ (customTTL > 0 ? customTTL : defaultTTLNanos)
+                instances[Int(slot)].lastHeartbeat = now.nanoseconds
+                instances[Int(slot)].deadline = deadline
+                deadlines.insert(slot, key: deadline)
+            }
         }
         for slot in serviceSlots.values {
             services[Int(slot)].changeIndex = changeIndex
@@ -487,7 +491,7 @@ public struct Registry: Sendable {
                 return violation
             }
             insert(service: state.service, id: state.id, address: state.address, fields: fields,
-                   registeredAt: state.registeredAt, now: now)
+                   registeredAt: state.registeredAt, now: now, journaling: false)
             return nil
         }
         if case .invalid(let violation) = register(service: state.service, id: state.id, address: state.address,

@@ -1,6 +1,6 @@
 /// Little-endian integers and length-prefixed strings, for the journal's binary records.
 struct ByteWriter {
-    private(set) var bytes: [UInt8] = []
+    var bytes: [UInt8] = []
 
     mutating func u8(_ value: UInt8) { bytes.append(value) }
 

@@ -10,6 +10,21 @@ enum Frames {
     /// No single record is anywhere near this; a length above it is damage, not a record.
     static let maxPayloadBytes = 16 << 20
 
+    /// Appends one frame whose payload `encode` writes in place; the header is filled in after.
+    static func appendFrame(to writer: inout ByteWriter, _ encode: (inout ByteWriter) -> Void) {
+        let start = writer.bytes.count
+        writer.u64(0)
+        encode(&writer)
+        let length = writer.bytes.count - start - headerBytes
+        let checksum = writer.bytes.withUnsafeBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerBytes)...]))
+        }
+        writer.bytes.withUnsafeMutableBytes { buffer in
+            buffer.storeBytes(of: UInt32(length).littleEndian, toByteOffset: start, as: UInt32.self)
+            buffer.storeBytes(of: checksum.littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        }
+    }
+
     static func append(_ payload: [UInt8], to output: inout [UInt8]) {
         var header = ByteWriter()
         header.u32(UInt32(payload.count))

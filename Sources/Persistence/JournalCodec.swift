@@ -42,6 +42,13 @@ public enum JournalCodec {
 
     public static func encode(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
         var writer = ByteWriter()
+        encode(entry, wallOffset: wallOffset, into: &writer)
+        return writer.bytes
+    }
+
+    /// Appends the entry's payload to `writer` (no copy of its own: the log's batches are
+    /// encoded straight into one buffer).
+    static func encode(_ entry: JournalEntry, wallOffset: Int64, into writer: inout ByteWriter) {
         switch entry {
         case .upsert(let state, let index):
             writer.u8(upsertKind)
@@ -70,7 +77,6 @@ public enum JournalCodec {
             writer.u8(indexKind)
             writer.u64(index)
         }
-        return writer.bytes
     }
 
     static func decode(_ payload: ArraySlice<UInt8>, wallOffset: Int64) throws(Failure) -> JournalEntry {

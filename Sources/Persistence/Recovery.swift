@@ -66,9 +66,12 @@ public enum Recovery {
 
     /// Frames journal entries for appending to a log or writing a snapshot.
     public static func frame(_ entries: [JournalEntry], wallOffset: Int64) -> [UInt8] {
-        var output: [UInt8] = []
-        for entry in entries { Frames.append(JournalCodec.encode(entry, wallOffset: wallOffset), to: &output) }
-        return output
+        var writer = ByteWriter()
+        writer.bytes.reserveCapacity(entries.count * 128)
+        for entry in entries {
+            Frames.appendFrame(to: &writer) { JournalCodec.encode(entry, wallOffset: wallOffset, into: &$0) }
+        }
+        return writer.bytes
     }
 }
 

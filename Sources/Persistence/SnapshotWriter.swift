@@ -42,20 +42,20 @@ public enum SnapshotWriter {
         var total = 0
         do throws(StorageError) {
             let states = job.registry.durableState()
-            var chunk: [UInt8] = []
-            chunk.reserveCapacity(1 << 20)
+            var chunk = ByteWriter()
+            chunk.bytes.reserveCapacity(1 << 20)
             Frames.append(JournalCodec.encode(JournalCodec.SnapshotHeader(changeIndex: job.registry.changeIndex,
-                                                                            instanceCount: UInt64(states.count))), to: &chunk)
+                                                                            instanceCount: UInt64(states.count))), to: &chunk.bytes)
             for state in states {
-                Frames.append(JournalCodec.encode(.upsert(state, changeIndex: 0), wallOffset: job.wallOffset), to: &chunk)
-                if chunk.count >= 1 << 20 {
-                    try writeAll(chunk, to: file, path: path)
-                    total += chunk.count
-                    chunk.removeAll(keepingCapacity: true)
+                Frames.appendFrame(to: &chunk) { JournalCodec.encode(.upsert(state, changeIndex: 0), wallOffset: job.wallOffset, into: &$0) }
+                if chunk.bytes.count >= 1 << 20 {
+                    try writeAll(chunk.bytes, to: file, path: path)
+                    total += chunk.bytes.count
+                    chunk.bytes.removeAll(keepingCapacity: true)
                 }
             }
-            try writeAll(chunk, to: file, path: path)
-            total += chunk.count
+            try writeAll(chunk.bytes, to: file, path: path)
+            total += chunk.bytes.count
             guard fsync(file) == 0 else { throw .system("cannot fsync \(path)") }
             close(file)
             try directory.rename(temporary, to: name)

@@ -233,7 +233,7 @@ final class Durability {
         do {
             next = try directory.openLog(generation: generation)
         } catch {
-            logger.warn("snapshot_skipped error=\(logValue(error.message)) retry_in_s=\(Self.snapshotRetryDelay.secondsText)")
+            logger.warn("snapshot_skipped error=\(logValue(error.message)) retry_in=\(Self.snapshotRetryDelay.secondsText)")
             nextSnapshotAttempt = now + Self.snapshotRetryDelay
             return
         }
@@ -258,7 +258,7 @@ final class Durability {
                     + "took_ms=\(written.nanoseconds / 1_000_000)")
             case .failure(let error):
                 nextSnapshotAttempt = now + Self.snapshotRetryDelay
-                logger.warn("snapshot_failed error=\(logValue(error.message)) retry_in_s=\(Self.snapshotRetryDelay.secondsText) "
+                logger.warn("snapshot_failed error=\(logValue(error.message)) retry_in=\(Self.snapshotRetryDelay.secondsText) "
                     + "note=\(logValue("the log keeps every change; recovery does not need the snapshot"))")
             }
             snapshotting = nil

@@ -603,7 +603,7 @@ scenario_startup() {
     # A failed start-up is a result (reported as FAIL), not a harness error.
     result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/probe.py" startup --server registry --port "$port" \
         --runs "$STARTUP_RUNS" -- "$REGISTRY_BIN" --host 127.0.0.1 --port "$port" \
-        --heartbeat-timeout 30 --log-level warn) || true
+        --heartbeat-timeout 30 --log-level warn --data-dir "$DATA_ROOT/startup") || true
     echo "$result" >>"$RESULTS"
     log "  registry: $result"
 }

@@ -7,7 +7,8 @@ import Registry
 /// Version 1 layout: `u8 kind`, `u64 change index`, then for an upsert the service, id,
 /// address, tags, metadata, weight, zone, status, TTL and registration time, for a removal
 /// the service and id, for an index mark nothing more. A snapshot file starts with a header
-/// record (its own kind) that gives the change index and the number of instances after it.
+/// record (its own kind) that gives the change index, and ends with a trailer record that
+/// gives the number of instance records between them.
 public enum JournalCodec {
     struct Failure: Error, Equatable {
         let reason: String
@@ -18,26 +19,30 @@ public enum JournalCodec {
     private static let indexKind: UInt8 = 3
     private static let snapshotHeaderKind: UInt8 = 0x53
 
-    /// The first record of a snapshot file.
-    public struct SnapshotHeader: Equatable, Sendable {
-        public var changeIndex: UInt64
-        public var instanceCount: UInt64
-    }
+    private static let snapshotTrailerKind: UInt8 = 0x54
 
-    public static func encode(_ header: SnapshotHeader) -> [UInt8] {
-        var writer = ByteWriter()
+    static func encodeSnapshotHeader(changeIndex: UInt64, into writer: inout ByteWriter) {
         writer.u8(snapshotHeaderKind)
-        writer.u64(header.changeIndex)
-        writer.u64(header.instanceCount)
-        return writer.bytes
+        writer.u64(changeIndex)
     }
 
-    static func decodeSnapshotHeader(_ payload: ArraySlice<UInt8>) throws(Failure) -> SnapshotHeader {
+    static func encodeSnapshotTrailer(instanceCount: UInt64, into writer: inout ByteWriter) {
+        writer.u8(snapshotTrailerKind)
+        writer.u64(instanceCount)
+    }
+
+    /// The change index a snapshot's header records, or nil when `payload` is not a header.
+    static func decodeSnapshotHeader(_ payload: ArraySlice<UInt8>) -> UInt64? {
         var reader = ByteReader(payload)
-        guard reader.u8() == snapshotHeaderKind, let index = reader.u64(), let count = reader.u64(), reader.isAtEnd else {
-            throw Failure(reason: "not a snapshot header")
-        }
-        return SnapshotHeader(changeIndex: index, instanceCount: count)
+        guard reader.u8() == snapshotHeaderKind, let index = reader.u64(), reader.isAtEnd else { return nil }
+        return index
+    }
+
+    /// The record count a snapshot's trailer records, or nil when `payload` is not a trailer.
+    static func decodeSnapshotTrailer(_ payload: ArraySlice<UInt8>) -> UInt64? {
+        var reader = ByteReader(payload)
+        guard reader.u8() == snapshotTrailerKind, let count = reader.u64(), reader.isAtEnd else { return nil }
+        return count
     }
 
     public static func encode(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {

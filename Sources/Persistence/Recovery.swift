@@ -193,27 +193,28 @@ extension Recovery {
     private static func replaySnapshot(_ bytes: [UInt8], into registry: inout Registry, now: Instant,
                                        wallOffset: Int64) -> Result<(instances: Int, changeIndex: UInt64, skipped: [String]), SnapshotProblem> {
         let scan = Frames.scan(bytes)
-        guard let first = scan.payloads.first else {
+        guard let first = scan.payloads.first, let changeIndex = JournalCodec.decodeSnapshotHeader(first) else {
             return .failure(SnapshotProblem(offset: 0, reason: "no snapshot header"))
-        }
-        let header: JournalCodec.SnapshotHeader
-        do {
-            header = try JournalCodec.decodeSnapshotHeader(first)
-        } catch {
-            return .failure(SnapshotProblem(offset: 0, reason: error.reason))
         }
         var skipped: [String] = []
         var instances = 0
+        var records = 0
+        var trailerCount: UInt64?
         for payload in scan.payloads.dropFirst() {
+            if let count = JournalCodec.decodeSnapshotTrailer(payload) {
+                trailerCount = count
+                break
+            }
             let entry: JournalEntry
             do {
                 entry = try JournalCodec.decode(payload, wallOffset: wallOffset)
             } catch {
                 return .failure(SnapshotProblem(offset: payload.startIndex - Frames.headerBytes, reason: error.reason))
             }
+            records += 1
             if let violation = registry.restore(entry, now: now) { skipped.append(violation.message) } else { instances += 1 }
         }
-        registry.restore(.indexAdvanced(to: header.changeIndex), now: now)
+        registry.restore(.indexAdvanced(to: changeIndex), now: now)
         switch scan.ending {
         case .clean:
             break
@@ -222,11 +223,11 @@ extension Recovery {
         case .damaged(let offset, let reason):
             return .failure(SnapshotProblem(offset: offset, reason: reason))
         }
-        guard scan.payloads.count - 1 == header.instanceCount else {
-            return .failure(SnapshotProblem(offset: scan.validLength,
-                                            reason: "the header promises \(header.instanceCount) instances, the file holds \(scan.payloads.count - 1)"))
+        guard let count = trailerCount, count == records, records + 2 == scan.payloads.count else {
+            return .failure(SnapshotProblem(offset: scan.validLength, reason: trailerCount == nil
+                ? "the snapshot ends without its trailer" : "the trailer counts \(trailerCount!) records, the file holds \(records)"))
         }
-        return .success((instances, header.changeIndex, skipped))
+        return .success((instances, changeIndex, skipped))
     }
 
     private static func preserve(_ bytes: [UInt8], as name: String, in directory: DataDirectory) throws(StorageError) {

@@ -299,11 +299,21 @@ public struct Registry: Sendable {
         events.removeAll()
     }
 
-    /// The durable state of every instance, for a snapshot.
+    /// The durable state of every instance.
     public func durableState() -> [InstanceState] {
+        durableStates(inSlots: 0..<slotCount)
+    }
+
+    /// Instances live in slots `0..<slotCount`; a snapshot taken in steps walks them in ranges.
+    public var slotCount: Int { instances.count }
+
+    /// The durable state of the instances in `range` of slots (empty slots are skipped).
+    public func durableStates(inSlots range: Range<Int>) -> [InstanceState] {
         var result: [InstanceState] = []
-        result.reserveCapacity(instanceSlots.count)
-        for slot in instanceSlots.values { result.append(state(of: instances[Int(slot)])) }
+        result.reserveCapacity(range.count)
+        for slot in range.clamped(to: 0..<instances.count) where instances[slot].service >= 0 {
+            result.append(state(of: instances[slot]))
+        }
         return result
     }
 

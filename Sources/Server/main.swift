@@ -104,8 +104,7 @@ private func restore(into registry: inout Registry, from path: String, config: C
         // The damaged generations must never be read again: a snapshot of what was kept
         // replaces them (and deletes them; their copies stay as *.damaged).
         let generation = loaded.lastGeneration + 1
-        _ = try SnapshotWriter.write(SnapshotWriter.Job(registry: registry, generation: generation, directory: directory,
-                                                        wallOffset: wallOffset))
+        _ = try SnapshotWriter.write(registry, generation: generation, to: directory, wallOffset: wallOffset)
         log = try directory.openLog(generation: generation)
     } else {
         log = try directory.openLog(generation: appendAt.generation, truncatingTo: loaded.tornTail == nil ? nil : appendAt.length)

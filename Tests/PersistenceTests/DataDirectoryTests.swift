@@ -89,8 +89,7 @@ import Testing
             try append(first, to: log)
             let next = try directory.openLog(generation: 2)
             try append(second, to: next)
-            let written = try SnapshotWriter.write(SnapshotWriter.Job(registry: atSnapshot, generation: 2, directory: directory,
-                                                                      wallOffset: wallOffset))
+            let written = try SnapshotWriter.write(atSnapshot, generation: 2, to: directory, wallOffset: wallOffset)
             #expect(written.instances == atSnapshot.instanceCount)
             // The snapshot replaces log 1.
             #expect(try directory.fileNames() == ["log-000000000002.log", "snapshot-000000000002.snap"])
@@ -108,6 +107,44 @@ import Testing
         #expect(sorted(fromLog) == sorted(original))
         #expect(loaded.lastChangeIndex == original.changeIndex)
         #expect(logLoaded.lastChangeIndex == original.changeIndex)
+    }
+
+    /// The snapshot is handed over in steps while the registry keeps changing; the log begun
+    /// with it makes the result exact.
+    @Test func aSnapshotTakenWhileTheRegistryChangesIsExactWithItsLog() throws {
+        var registry = journaling()
+        let before = churn(&registry, rounds: 0..<60)
+        do {
+            let directory = try DataDirectory.open(path)
+            try append(before, to: try directory.openLog(generation: 1))
+            let log = try directory.openLog(generation: 2)
+            let session = SnapshotSession()
+            _ = session.handle([.begin(directory: directory, generation: 2, changeIndex: registry.changeIndex, wallOffset: wallOffset)])
+            let end = registry.slotCount
+            var cursor = 0
+            var round = 60
+            while cursor < end {
+                _ = session.handle([.states(registry.durableStates(inSlots: cursor..<min(cursor + 7, end)))])
+                cursor += 7
+                // Changes between steps: new instances, updates and removals of instances
+                // already handed over and of ones not yet.
+                try append(churn(&registry, rounds: round..<(round + 5)), to: log)
+                _ = registry.deregister(service: "s\(cursor % 4)", id: "a\(cursor)", now: now)
+                _ = registry.setStatus(service: "s\((cursor + 20) % 4)", id: "a\(cursor + 20)", status: .outOfService, now: now)
+                try append(registry.takeJournal().map(\.entry), to: log)
+                round += 5
+            }
+            let outcomes = session.handle([.finish])
+            guard case .written(let written)? = outcomes.last else {
+                Issue.record("no snapshot written: \(outcomes)")
+                return
+            }
+            #expect(written.generation == 2)
+        }
+        let (restored, loaded, _) = try load()
+        #expect(loaded.snapshot?.generation == 2)
+        #expect(sorted(restored) == sorted(registry))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path).sorted() == ["LOCK", "log-000000000002.log", "snapshot-000000000002.snap"])
     }
 
     @Test func aTornTailIsReportedAndAppendingContinuesBeforeIt() throws {
@@ -171,8 +208,7 @@ import Testing
         do {
             let directory = try DataDirectory.open(path)
             _ = try directory.openLog(generation: 3)
-            _ = try SnapshotWriter.write(SnapshotWriter.Job(registry: original, generation: 3, directory: directory,
-                                                            wallOffset: wallOffset))
+            _ = try SnapshotWriter.write(original, generation: 3, to: directory, wallOffset: wallOffset)
         }
         let name = DataDirectory.snapshotName(3)
         var bytes = try Data(contentsOf: fileURL(name))

@@ -21,9 +21,13 @@ import Registry
 /// - under `always`, asks the sync worker for an fsync and holds the answers until it
 ///   reports: every write that arrives meanwhile joins the next fsync (group commit).
 ///
-/// Snapshots: when the log has grown well past the live state, the flush starts a new log
-/// and hands a copy-on-write copy of the registry to the snapshot worker, which writes it
-/// out while the loop goes on. Neither worker ever touches the loop's registry.
+/// Snapshots: when the log has grown well past the live state, the flush starts a new log,
+/// and from then on the loop hands the snapshot worker the instances a thousand slots at a
+/// time, one step per loop turn, while it goes on serving; the worker encodes and writes
+/// them. The snapshot is fuzzy (an instance changed mid-way may be caught before or after
+/// the change), which the new log makes exact: it holds every change since the snapshot
+/// began, as whole states. Neither worker ever touches the loop's registry, and no step
+/// costs the loop more than copying a thousand instances' fields.
 final class Durability {
     struct Setup {
         let directory: DataDirectory
@@ -51,13 +55,16 @@ final class Durability {
 
     private var log: LogFile
     private let syncWorker = Worker<SyncRequest, SyncOutcome>(handle: SyncWork.perform)
-    private let snapshotWorker = Worker<SnapshotWriter.Job, Result<SnapshotWriter.Written, StorageError>> { jobs in
-        jobs.map { job in Result { () throws(StorageError) in try SnapshotWriter.write(job) } }
-    }
+    private let snapshotWorker: Worker<SnapshotStep, SnapshotProgress> = {
+        let session = SnapshotSession()
+        return Worker { steps in session.handle(steps) }
+    }()
     private var flushEvent: OpaquePointer?
     private var syncReadyEvent: OpaquePointer?
     private var snapshotReadyEvent: OpaquePointer?
     private var everySecondTimer: OpaquePointer?
+    /// Runs the next snapshot step on the next loop turn.
+    private var snapshotStepTimer: OpaquePointer?
 
     /// Bytes appended to logs since start-up, across rotations: the positions that
     /// durability is measured in.
@@ -73,7 +80,12 @@ final class Durability {
     /// Set while appends fail; cleared, with a log line, by the first that works.
     private var writeFailure: String?
     private var failedWrites = 0
-    private var snapshotting: (generation: UInt64, started: Instant)?
+    /// A snapshot being handed over: the next slot to copy, where to stop (slots made later
+    /// hold instances the new log has in full), and steps the worker has not yet taken.
+    private var snapshot: (generation: UInt64, cursor: Int, end: Int, inFlight: Int, finished: Bool)?
+    /// Slots per step, and steps queued for the worker at most (the rest wait in the registry).
+    private static let snapshotChunk = 1000
+    private static let maxStepsInFlight = 16
     private var nextSnapshotAttempt = Instant(nanoseconds: .min)
     private var bytesPerInstance = Durability.assumedBytesPerInstance
 
@@ -101,6 +113,10 @@ final class Durability {
         snapshotReadyEvent = event_new(base, snapshotWorker.readyDescriptor, Int16(EV_READ | EV_PERSIST), { _, _, context in
             guard let context else { return }
             Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().snapshotReported()
+        }, context)
+        snapshotStepTimer = event_new(base, -1, 0, { _, _, context in
+            guard let context else { return }
+            Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().snapshotStep()
         }, context)
         event_add(syncReadyEvent, nil)
         event_add(snapshotReadyEvent, nil)
@@ -226,7 +242,7 @@ final class Durability {
     /// Starts a snapshot when the log is at least `snapshotMinimumLogBytes` long and twice
     /// the size the live state would take.
     private func maybeSnapshot(now: Instant) {
-        guard snapshotting == nil, now >= nextSnapshotAttempt, log.length >= snapshotMinimumLogBytes,
+        guard snapshot == nil, now >= nextSnapshotAttempt, log.length >= snapshotMinimumLogBytes,
               log.length >= 2 * api.registry.instanceCount * bytesPerInstance else { return }
         let generation = log.generation + 1
         let next: LogFile
@@ -242,26 +258,56 @@ final class Durability {
         syncWorker.send(.retire(descriptor: log.descriptor, through: appended, directory: directory.descriptor))
         syncRequested = appended
         log = next
-        snapshotting = (generation, now)
-        // A copy-on-write copy: the loop's next change pays for copying what it touches.
-        snapshotWorker.send(SnapshotWriter.Job(registry: api.registry, generation: generation, directory: directory,
-                                               wallOffset: wallOffset))
+        snapshotWorker.send(.begin(directory: directory, generation: generation, changeIndex: api.changeIndex,
+                                   wallOffset: wallOffset))
+        snapshot = (generation, 0, api.registry.slotCount, 0, false)
+        scheduleSnapshotStep()
+    }
+
+    private func scheduleSnapshotStep() {
+        guard let snapshotStepTimer else { return }
+        var immediately = timeval(tv_sec: 0, tv_usec: 0)
+        event_add(snapshotStepTimer, &immediately)
+    }
+
+    /// Hands the worker the next slots' instances; once all are handed over, the end.
+    private func snapshotStep() {
+        guard var run = snapshot, !run.finished, run.inFlight < Self.maxStepsInFlight else { return }
+        if run.cursor < run.end {
+            let upper = min(run.cursor + Self.snapshotChunk, run.end)
+            snapshotWorker.send(.states(api.registry.durableStates(inSlots: run.cursor..<upper)))
+            run.cursor = upper
+            run.inFlight += 1
+        }
+        if run.cursor >= run.end {
+            snapshotWorker.send(.finish)
+            run.finished = true
+        }
+        snapshot = run
+        if !run.finished && run.inFlight < Self.maxStepsInFlight { scheduleSnapshotStep() }
     }
 
     private func snapshotReported() {
         let now = Clock.monotonicNow()
         for outcome in snapshotWorker.takeOutcomes() {
             switch outcome {
-            case .success(let written):
+            case .consumed(let steps):
+                guard var run = snapshot else { continue }
+                run.inFlight -= steps
+                snapshot = run
+                if !run.finished { scheduleSnapshotStep() }
+            case .written(let written):
                 if written.instances > 0 { bytesPerInstance = max(32, written.bytes / written.instances) }
                 logger.info("snapshot_written generation=\(written.generation) instances=\(written.instances) bytes=\(written.bytes) "
                     + "took_ms=\(written.nanoseconds / 1_000_000)")
-            case .failure(let error):
+                snapshot = nil
+            case .failed(let generation, let error):
                 nextSnapshotAttempt = now + Self.snapshotRetryDelay
-                logger.warn("snapshot_failed error=\(logValue(error.message)) retry_in=\(Self.snapshotRetryDelay.secondsText) "
+                logger.warn("snapshot_failed generation=\(generation) error=\(logValue(error.message)) "
+                    + "retry_in=\(Self.snapshotRetryDelay.secondsText) "
                     + "note=\(logValue("the log keeps every change; recovery does not need the snapshot"))")
+                snapshot = nil
             }
-            snapshotting = nil
         }
         logger.flush()
     }
@@ -271,15 +317,17 @@ final class Durability {
     /// After the loop has ended: waits for a snapshot in progress, makes the log durable
     /// whatever the policy, and closes it.
     func finish() {
+        if let run = snapshot, !run.finished { snapshotWorker.send(.abandon) }
         snapshotWorker.stop()
         syncWorker.stop()
         if fdatasync(log.descriptor) != 0 {
             logger.error("persistence_fsync_failed error=\(logValue(String(cString: strerror(errno)))) at=shutdown")
         }
         log.close()
-        for event in [flushEvent, syncReadyEvent, snapshotReadyEvent, everySecondTimer] {
+        for event in [flushEvent, syncReadyEvent, snapshotReadyEvent, everySecondTimer, snapshotStepTimer] {
             if let event { event_free(event) }
         }
+        snapshotStepTimer = nil
         flushEvent = nil
         syncReadyEvent = nil
         snapshotReadyEvent = nil

@@ -31,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def start(binary, data_dir, fsync):
     log = tempfile.NamedTemporaryFile(prefix="crash-test-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir, "--fsync", fsync, "--log-level", "warn"],
+        [binary, "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir, "--fsync", fsync, "--log-level", "warn",
+         "--shutdown-grace", "0"],
         stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
     while time.time() < deadline:

@@ -332,6 +332,15 @@ public struct Registry: Sendable {
         return services[Int(serviceSlot)].changeIndex
     }
 
+    /// Instances by status across every service (overdue ones not yet removed included).
+    public var instanceCountsByStatus: [InstanceStatus: Int] {
+        var totals: [InstanceStatus: Int] = [:]
+        for slot in serviceSlots.values {
+            for status in InstanceStatus.allCases { totals[status, default: 0] += services[Int(slot)].statusCounts[status] }
+        }
+        return totals
+    }
+
     /// Whether the service has instances, due or not.
     public func contains(service: String) -> Bool {
         serviceSlots[service] != nil

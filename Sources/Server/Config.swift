@@ -26,6 +26,10 @@ struct Config: Equatable {
     /// How long a connection may sit idle, or take to send a request, before it is closed.
     var idleTimeout: Duration = .seconds(60)
     var logLevel: LogLevel = .info
+    var logFormat: Logger.Format = .text
+    /// After a stop signal: how long `/ready` says 503 while everything else is still
+    /// served, so that load balancers stop sending before the listener closes.
+    var shutdownGrace: Duration = .seconds(5)
     var minimumTTL: Duration = .seconds(1)
     var maximumTTL: Duration = .seconds(3600)
     /// Off when nil; see `Registry` for the rule.
@@ -131,6 +135,16 @@ struct Config: Equatable {
             }
             config.logLevel = level
             return nil
+        },
+        Option(flag: "--log-format", variable: "REGISTRY_LOG_FORMAT", valueName: "FORMAT",
+               help: "text (time LEVEL event key=value) or json (one object per line) (default text)") { config, value in
+            guard let format = Logger.Format(rawValue: value.lowercased()) else { return "must be one of text, json" }
+            config.logFormat = format
+            return nil
+        },
+        Option(flag: "--shutdown-grace", variable: "REGISTRY_SHUTDOWN_GRACE", valueName: "SECONDS",
+               help: "after SIGTERM, keep serving this long with /ready answering 503, then close; a second signal closes at once (default 5)") { config, value in
+            assignSeconds(value, minimum: 0, maximum: 3600) { config.shutdownGrace = $0 }
         },
         Option(flag: "--min-ttl", variable: "REGISTRY_MIN_TTL", valueName: "SECONDS",
                help: "smallest ttl_seconds an instance may ask for (default 1)") { config, value in

@@ -21,6 +21,15 @@ final class RegistryAPI {
     /// every discover is then one lookup and one copy, and a filtered or picked one joins
     /// the instances rendered for the tick.
     private var views: [String: ServiceView] = [:]
+
+    /// Set on the first stop signal: `/ready` answers 503 from then on.
+    var isDraining = false
+    /// Renders `/metrics`; the server sets it, since most of what it reports lives there.
+    var metricsExposition: (() -> [UInt8])?
+    /// Counted for `/metrics`.
+    private(set) var registrations: UInt64 = 0
+    private(set) var deregistrations: UInt64 = 0
+    private(set) var expirations: UInt64 = 0
     private var servicesCache: (changeIndex: UInt64, body: [UInt8])?
 
     private final class ServiceView {
@@ -64,6 +73,8 @@ final class RegistryAPI {
         ("GET", "/discover/{service}"), ("HEAD", "/discover/{service}"),
         ("GET", "/services"), ("HEAD", "/services"),
         ("GET", "/health"), ("HEAD", "/health"),
+        ("GET", "/ready"), ("HEAD", "/ready"),
+        ("GET", "/metrics"), ("HEAD", "/metrics"),
         ("GET", "/watch/{service}"), ("HEAD", "/watch/{service}"),
         ("GET", "/watch"), ("HEAD", "/watch"),
     ]
@@ -85,7 +96,7 @@ final class RegistryAPI {
         guard let route = Route(path) else {
             return .respond(.error(404, "no such endpoint: \(method.name) \(String(decoding: path, as: UTF8.self)); "
                 + "the API is POST /register, /heartbeat, /deregister, /status and GET /discover/{service}, "
-                + "/services, /watch, /watch/{service}, /health"))
+                + "/services, /watch, /watch/{service}, /health, /ready, /metrics"))
         }
         switch route {
         case .register, .heartbeat, .deregister, .status:
@@ -106,6 +117,16 @@ final class RegistryAPI {
         case .health:
             guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
             return .respond(health(wallClock: wallClock))
+        case .ready:
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            return .respond(isDraining
+                ? .status(503, "draining", "the registry is shutting down; send requests to another instance")
+                : .status(200, "ready", "serving"))
+        case .metrics:
+            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
+            var response = Response(status: 200, body: metricsExposition?() ?? [])
+            response.contentType = "text/plain; version=0.0.4; charset=utf-8"
+            return .respond(response)
         }
     }
 
@@ -130,7 +151,7 @@ final class RegistryAPI {
     }
 
     private enum Route {
-        case register, heartbeat, deregister, status, services, health, watchAll
+        case register, heartbeat, deregister, status, services, health, ready, metrics, watchAll
 
         static let discoverPrefix = Array("/discover/".utf8)
         static let watchPrefix = Array("/watch/".utf8)
@@ -144,6 +165,8 @@ final class RegistryAPI {
             case "/status": self = .status
             case "/services": self = .services
             case "/health": self = .health
+            case "/ready": self = .ready
+            case "/metrics": self = .metrics
             case "/watch": self = .watchAll
             default: return nil
             }
@@ -168,10 +191,11 @@ final class RegistryAPI {
             let address = request.address
             switch registry.register(service: service, id: request.id, address: address, fields: request.fields, now: now) {
             case .registered:
-                logger.info("registered service=\(logValue(service)) id=\(logValue(request.id ?? address)) address=\(logValue(address))")
+                registrations += 1
+                logger.info("registered", ["service": service, "id": request.id ?? address, "address": address])
                 return .status(201, "registered", "Service \(service) registered at \(address)")
             case .updated(let changed):
-                if changed { logger.info("updated service=\(logValue(service)) id=\(logValue(request.id ?? address))") }
+                if changed { logger.info("updated", ["service": service, "id": request.id ?? address]) }
                 return .status(200, "updated", "Service \(service) at \(address) heartbeat updated")
             case .invalid(let violation):
                 return .error(400, violation.message)
@@ -195,15 +219,16 @@ final class RegistryAPI {
             switch route {
             case .heartbeat:
                 if changed, let status = request.status {
-                    logger.info("status service=\(logValue(service)) id=\(logValue(id)) status=\(status.rawValue)")
+                    logger.info("status", ["service": service, "id": id, "status": status.rawValue])
                 }
                 return Response(status: 200, body: Self.heartbeatRenewedBody)
             case .deregister:
-                logger.info("deregistered service=\(logValue(service)) id=\(logValue(id))")
+                deregistrations += 1
+                logger.info("deregistered", ["service": service, "id": id])
                 return .status(200, "deregistered", "Service \(service) at \(id) deregistered")
             default:
                 let status = request.status ?? .up
-                if changed { logger.info("status service=\(logValue(service)) id=\(logValue(id)) status=\(status.rawValue)") }
+                if changed { logger.info("status", ["service": service, "id": id, "status": status.rawValue]) }
                 return .status(200, "ok", "Status of \(service) at \(id) is now \(status.rawValue)")
             }
         case .unknownService:
@@ -502,13 +527,15 @@ final class RegistryAPI {
             switch event {
             case .expired(let service, let id, let address, let lastHeartbeat):
                 let silence = now.duration(since: lastHeartbeat).wholeNanoseconds / 1_000_000
-                logger.info("expired service=\(logValue(service)) id=\(logValue(id)) address=\(logValue(address)) "
-                    + "last_heartbeat_ms_ago=\(silence)")
+                expirations += 1
+                logger.info("expired", ["service": service, "id": id, "address": address, "last_heartbeat_ms_ago": silence])
             case .protectionStarted(let service, let overdue, let instances):
-                logger.warn("expiry protection on service=\(logValue(service)) overdue=\(overdue) instances=\(instances): "
-                    + "keeping its overdue instances (marked protected) until their heartbeats return")
+                logger.warn("expiry_protection_on", [
+                    "service": service, "overdue": overdue, "instances": instances,
+                    "note": "keeping its overdue instances (marked protected) until their heartbeats return",
+                ])
             case .protectionLifted(let service):
-                logger.info("expiry protection lifted service=\(logValue(service)): heartbeats returned")
+                logger.info("expiry_protection_lifted", ["service": service, "note": "heartbeats returned"])
             }
         }
     }
@@ -520,6 +547,30 @@ final class RegistryAPI {
 
     var changeIndex: UInt64 { registry.changeIndex }
     var nextDeadline: Instant? { registry.nextDeadline }
+
+    /// The label `/metrics` counts a request under: its route's template, so that service
+    /// names never become label values (one series per service would grow without bound).
+    static func routeLabel(_ path: UnsafeBufferPointer<UInt8>) -> StaticString {
+        if path.starts(with: Route.discoverPrefix) { return "/discover/{service}" }
+        if path.starts(with: Route.watchPrefix) { return "/watch/{service}" }
+        switch Route(path) {
+        case .register: return "/register"
+        case .heartbeat: return "/heartbeat"
+        case .deregister: return "/deregister"
+        case .status: return "/status"
+        case .services: return "/services"
+        case .health: return "/health"
+        case .ready: return "/ready"
+        case .metrics: return "/metrics"
+        case .watchAll: return "/watch"
+        case nil: return "other"
+        }
+    }
+
+    /// Instances by status (including any overdue ones not yet removed), for `/metrics`.
+    var instanceCountsByStatus: [InstanceStatus: Int] { registry.instanceCountsByStatus }
+    var instanceCount: Int { registry.instanceCount }
+    var serviceCount: Int { registry.serviceCount }
 
     // MARK: Durability
 

@@ -37,7 +37,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     sigprocmask(SIG_UNBLOCK, &stopSignals, nil)
     Limits.raiseOpenFileLimit()
 
-    let logger = Logger(level: config.logLevel)
+    let logger = Logger(level: config.logLevel, format: config.logFormat)
     var registry = Registry(policy: config.registryPolicy)
     var persistence: Durability.Setup?
     if let path = config.persistenceDirectory {
@@ -65,10 +65,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     } else {
         logger.plain("Persistence: off (--in-memory); a restart forgets every registration")
     }
-    logger.info("listening host=\(config.host) port=\(server.port) max_body_bytes=\(config.maxBodyBytes) "
-        + "max_header_bytes=\(config.maxHeaderBytes) idle_timeout=\(config.idleTimeout.secondsText) "
-        + "min_ttl=\(config.minimumTTL.secondsText) max_ttl=\(config.maximumTTL.secondsText) "
-        + "expiry_protection=\(config.expiryProtection.map { String($0) } ?? "off") log_level=\(config.logLevel.name)")
+    logger.info("listening", [
+        "host": config.host, "port": server.port, "max_body_bytes": config.maxBodyBytes,
+        "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
+        "min_ttl": config.minimumTTL.secondsText, "max_ttl": config.maximumTTL.secondsText,
+        "expiry_protection": config.expiryProtection.map { String($0) } ?? "off", "log_level": config.logLevel.name,
+        "shutdown_grace": config.shutdownGrace.secondsText,
+    ])
     logger.flush()
 
     // Restored instances get their full TTL from now, when the registry serves again.
@@ -89,18 +92,22 @@ private func restore(into registry: inout Registry, from path: String, config: C
     let (loaded, appendAt) = try Recovery.load(directory, into: &registry, now: started, wallOffset: wallOffset,
                                                repair: config.repair)
     if let torn = loaded.tornTail {
-        logger.warn("recovery_torn_tail file=\(logValue(torn.file)) offset=\(torn.offset) dropped_bytes=\(torn.bytes) "
-            + "note=\(logValue("a record the last crash left half written was cut off; it was never acknowledged under --fsync always"))")
+        logger.warn("recovery_torn_tail", [
+            "file": torn.file, "offset": torn.offset, "dropped_bytes": torn.bytes,
+            "note": "a record the last crash left half written was cut off; it was never acknowledged under --fsync always",
+        ])
     }
     for (position, reason) in loaded.skipped.enumerated() where position < 10 {
-        logger.warn("recovery_skipped_record reason=\(logValue(reason)) note=\(logValue("breaks this server's configuration"))")
+        logger.warn("recovery_skipped_record", ["reason": reason, "note": "breaks this server's configuration"])
     }
-    if loaded.skipped.count > 10 { logger.warn("recovery_skipped_records more=\(loaded.skipped.count - 10)") }
+    if loaded.skipped.count > 10 { logger.warn("recovery_skipped_records", ["more": loaded.skipped.count - 10]) }
     let log: LogFile
     if let repaired = loaded.repaired {
-        logger.warn("recovery_repaired file=\(logValue(repaired.file)) offset=\(repaired.offset) reason=\(logValue(repaired.reason)) "
-            + "dropped_bytes=\(repaired.droppedBytes) kept_instances=\(registry.instanceCount) "
-            + "note=\(logValue("the damaged files are kept as *.damaged; a fresh snapshot replaces them"))")
+        logger.warn("recovery_repaired", [
+            "file": repaired.file, "offset": repaired.offset, "reason": repaired.reason, "dropped_bytes": repaired.droppedBytes,
+            "kept_instances": registry.instanceCount,
+            "note": "the damaged files are kept as *.damaged; a fresh snapshot replaces them",
+        ])
         // The damaged generations must never be read again: a snapshot of what was kept
         // replaces them (and deletes them; their copies stay as *.damaged).
         let generation = loaded.lastGeneration + 1
@@ -113,9 +120,11 @@ private func restore(into registry: inout Registry, from path: String, config: C
     }
     let records = loaded.logs.reduce(0) { $0 + $1.records }
     let tookMilliseconds = Clock.monotonicNow().duration(since: started).wholeNanoseconds / 1_000_000
-    logger.info("restored data_dir=\(logValue(directory.path)) instances=\(registry.instanceCount) services=\(registry.serviceCount) "
-        + "snapshot=\(loaded.snapshot.map { String($0.generation) } ?? "none") log_records=\(records) "
-        + "change_index=\(loaded.lastChangeIndex) took_ms=\(tookMilliseconds) fsync=\(config.fsync.rawValue)")
+    logger.info("restored", [
+        "data_dir": directory.path, "instances": registry.instanceCount, "services": registry.serviceCount,
+        "snapshot": loaded.snapshot.map { String($0.generation) } ?? "none", "log_records": records,
+        "change_index": loaded.lastChangeIndex, "took_ms": tookMilliseconds, "fsync": config.fsync.rawValue,
+    ])
     return Durability.Setup(directory: directory, log: log, policy: config.fsync, wallOffset: wallOffset,
                             snapshotMinimumLogBytes: config.snapshotMinimumLogBytes, changeIndexOnDisk: loaded.lastChangeIndex)
 }

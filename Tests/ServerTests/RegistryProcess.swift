@@ -28,17 +28,24 @@ final class RegistryProcess {
         return folder.appendingPathComponent("service-registry")
     }
 
-    /// In memory unless the arguments name a data directory: a default one would be shared.
-    static func withPersistenceDefault(_ arguments: [String], _ environment: [String: String] = [:]) -> [String] {
-        let named = arguments.contains("--data-dir") || arguments.contains("--in-memory") || environment["REGISTRY_DATA_DIR"] != nil
-        return named ? arguments : ["--in-memory"] + arguments
+    /// In memory unless the arguments name a data directory (a default one would be shared),
+    /// and no shutdown grace unless asked for (tests stop registries all the time).
+    static func withTestDefaults(_ arguments: [String], _ environment: [String: String] = [:]) -> [String] {
+        var defaults: [String] = []
+        if !(arguments.contains("--data-dir") || arguments.contains("--in-memory") || environment["REGISTRY_DATA_DIR"] != nil) {
+            defaults.append("--in-memory")
+        }
+        if !arguments.contains("--shutdown-grace") && environment["REGISTRY_SHUTDOWN_GRACE"] == nil {
+            defaults += ["--shutdown-grace", "0"]
+        }
+        return defaults + arguments
     }
 
     /// `wrapper` runs the binary through another command (`prlimit … --`), which must exec it.
     init(_ arguments: [String] = [], environment: [String: String] = [:], wrapper: [String] = []) throws {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let command = ["--host", "127.0.0.1", "--port", "0"] + Self.withPersistenceDefault(arguments, environment)
+        let command = ["--host", "127.0.0.1", "--port", "0"] + Self.withTestDefaults(arguments, environment)
         if let launcher = wrapper.first {
             process.executableURL = URL(fileURLWithPath: launcher)
             process.arguments = Array(wrapper.dropFirst()) + [Self.binaryURL.path] + command
@@ -58,8 +65,9 @@ final class RegistryProcess {
         var found: UInt16?
         while found == nil && Date() < deadline && process.isRunning {
             let log = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
-            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix("Service Registry starting on port ") }) {
-                found = UInt16(line.dropFirst("Service Registry starting on port ".count).dropLast(3))
+            // The banner, alone on its line in text logs, inside a JSON object in JSON ones.
+            if let range = log.range(of: "Service Registry starting on port ") {
+                found = UInt16(log[range.upperBound...].prefix { $0.isNumber })
             } else {
                 usleep(5_000)
             }
@@ -84,7 +92,7 @@ final class RegistryProcess {
     static func runToExit(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
         let process = Process()
         process.executableURL = binaryURL
-        process.arguments = withPersistenceDefault(arguments)
+        process.arguments = withTestDefaults(arguments)
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = Pipe()

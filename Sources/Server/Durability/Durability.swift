@@ -75,7 +75,18 @@ final class Durability {
 
     /// Answers waiting for their change to be written (`through == nil`, this turn) or,
     /// under `always`, to be fsynced (`through` is where their batch ends).
-    private var held: [(request: UnsafeMutablePointer<evhttp_request>, response: Response, through: UInt64?)] = []
+    private var held: [Held] = []
+
+    private struct Held {
+        let request: UnsafeMutablePointer<evhttp_request>
+        var response: Response
+        var through: UInt64?
+        let route: StaticString
+        let method: HTTPMethod
+        let arrived: Instant
+    }
+
+    private let metrics: Metrics
 
     /// Set while appends fail; cleared, with a log line, by the first that works.
     private var writeFailure: String?
@@ -89,7 +100,9 @@ final class Durability {
     private var nextSnapshotAttempt = Instant(nanoseconds: .min)
     private var bytesPerInstance = Durability.assumedBytesPerInstance
 
-    init(setup: Setup, base: OpaquePointer, api: RegistryAPI, logger: Logger, afterRevert: @escaping (Instant) -> Void) {
+    init(setup: Setup, base: OpaquePointer, api: RegistryAPI, logger: Logger, metrics: Metrics,
+         afterRevert: @escaping (Instant) -> Void) {
+        self.metrics = metrics
         self.base = base
         self.api = api
         self.logger = logger
@@ -130,14 +143,37 @@ final class Durability {
         }
     }
 
-    /// Writes waiting for the disk, for the log and tests.
-    var heldCount: Int { held.count }
+    /// What `/metrics` reports.
+    struct Stats {
+        var logBytes: Int
+        var unsyncedBytes: UInt64
+        var heldWrites: Int
+        var writeErrors: UInt64
+        var snapshots: UInt64
+        var snapshotFailures: UInt64
+    }
+
+    private var writeErrors: UInt64 = 0
+    private var snapshotsWritten: UInt64 = 0
+    private var snapshotFailures: UInt64 = 0
+
+    var stats: Stats {
+        Stats(logBytes: log.length, unsyncedBytes: appended - min(appended, durable), heldWrites: held.count,
+              writeErrors: writeErrors, snapshots: snapshotsWritten, snapshotFailures: snapshotFailures)
+    }
 
     // MARK: From the server's callbacks
 
     /// Holds a write's answer until its change is written (or, under `always`, fsynced).
-    func hold(_ request: UnsafeMutablePointer<evhttp_request>, _ response: Response) {
-        held.append((request, response, nil))
+    func hold(_ request: UnsafeMutablePointer<evhttp_request>, _ response: Response, route: StaticString, method: HTTPMethod,
+              arrived: Instant) {
+        held.append(Held(request: request, response: response, through: nil, route: route, method: method, arrived: arrived))
+    }
+
+    private func answer(_ entry: Held, _ response: Response, now: Instant) {
+        PendingRequest.send(entry.request, response)
+        metrics.countRequest(route: entry.route, method: entry.method, status: response.status,
+                             seconds: Double(now.duration(since: entry.arrived).wholeNanoseconds) / 1e9)
     }
 
     /// Schedules a flush for the end of this loop turn when there is something to write:
@@ -166,7 +202,7 @@ final class Durability {
             return
         }
         if let failure = writeFailure {
-            logger.info("persistence_recovered after_failed_writes=\(failedWrites) last_error=\(logValue(failure))")
+            logger.info("persistence_recovered", ["after_failed_writes": failedWrites, "last_error": failure])
             writeFailure = nil
             failedWrites = 0
         }
@@ -185,17 +221,20 @@ final class Durability {
     /// The turn's changes never reached the file: take them back and say so to each writer.
     private func writeFailed(_ error: StorageError, changes: [JournalChange], now: Instant) {
         failedWrites += 1
+        writeErrors += 1
         if writeFailure == nil || failedWrites % 1000 == 0 {
-            logger.error("persistence_write_failed error=\(logValue(error.message)) failed_writes=\(failedWrites) "
-                + "action=\(logValue("changes answered 503 and not applied; reads go on; writes resume by themselves once the disk accepts them"))")
+            logger.error("persistence_write_failed", [
+                "error": error.message, "failed_writes": failedWrites,
+                "action": "changes answered 503 and not applied; reads go on; writes resume by themselves once the disk accepts them",
+            ])
         }
         writeFailure = error.message
         api.revert(changes, now: now)
         let response = Response.error(503, "the change could not be written to the data directory (\(error.message)), "
             + "so it was not applied; free space or fix the disk and retry: writes resume by themselves")
-        var kept: [(request: UnsafeMutablePointer<evhttp_request>, response: Response, through: UInt64?)] = []
+        var kept: [Held] = []
         for entry in held {
-            if entry.through == nil { PendingRequest.send(entry.request, response) } else { kept.append(entry) }
+            if entry.through == nil { answer(entry, response, now: now) } else { kept.append(entry) }
         }
         held = kept
         afterRevert(now)
@@ -203,8 +242,10 @@ final class Durability {
 
     private func releaseHeld(through position: UInt64) {
         var released = 0
+        var now: Instant?
         while released < held.count, let through = held[released].through, through <= position {
-            PendingRequest.send(held[released].request, held[released].response)
+            if now == nil { now = Clock.monotonicNow() }
+            answer(held[released], held[released].response, now: now!)
             released += 1
         }
         if released > 0 { held.removeFirst(released) }
@@ -228,7 +269,9 @@ final class Durability {
                 // write, and a later fsync would not report them: nothing written since the
                 // last good fsync can be vouched for. Stop; a restart reads back exactly what
                 // is on disk, and under `always` every acknowledged change was fsynced first.
-                logger.error("persistence_fsync_failed error=\(logValue(reason)) action=\(logValue("exiting: restart the registry; recovery keeps everything that reached the disk"))")
+                logger.error("persistence_fsync_failed", [
+                    "error": reason, "action": "exiting: restart the registry; recovery keeps everything that reached the disk",
+                ])
                 logger.flush()
                 exit(1)
             }
@@ -249,7 +292,7 @@ final class Durability {
         do {
             next = try directory.openLog(generation: generation)
         } catch {
-            logger.warn("snapshot_skipped error=\(logValue(error.message)) retry_in=\(Self.snapshotRetryDelay.secondsText)")
+            logger.warn("snapshot_skipped", ["error": error.message, "retry_in": Self.snapshotRetryDelay.secondsText])
             nextSnapshotAttempt = now + Self.snapshotRetryDelay
             return
         }
@@ -297,15 +340,20 @@ final class Durability {
                 snapshot = run
                 if !run.finished { scheduleSnapshotStep() }
             case .written(let written):
+                snapshotsWritten += 1
                 if written.instances > 0 { bytesPerInstance = max(32, written.bytes / written.instances) }
-                logger.info("snapshot_written generation=\(written.generation) instances=\(written.instances) bytes=\(written.bytes) "
-                    + "took_ms=\(written.nanoseconds / 1_000_000)")
+                logger.info("snapshot_written", [
+                    "generation": written.generation, "instances": written.instances, "bytes": written.bytes,
+                    "took_ms": written.nanoseconds / 1_000_000,
+                ])
                 snapshot = nil
             case .failed(let generation, let error):
+                snapshotFailures += 1
                 nextSnapshotAttempt = now + Self.snapshotRetryDelay
-                logger.warn("snapshot_failed generation=\(generation) error=\(logValue(error.message)) "
-                    + "retry_in=\(Self.snapshotRetryDelay.secondsText) "
-                    + "note=\(logValue("the log keeps every change; recovery does not need the snapshot"))")
+                logger.warn("snapshot_failed", [
+                    "generation": generation, "error": error.message, "retry_in": Self.snapshotRetryDelay.secondsText,
+                    "note": "the log keeps every change; recovery does not need the snapshot",
+                ])
                 snapshot = nil
             }
         }
@@ -321,7 +369,7 @@ final class Durability {
         snapshotWorker.stop()
         syncWorker.stop()
         if fdatasync(log.descriptor) != 0 {
-            logger.error("persistence_fsync_failed error=\(logValue(String(cString: strerror(errno)))) at=shutdown")
+            logger.error("persistence_fsync_failed", ["error": String(cString: strerror(errno)), "at": "shutdown"])
         }
         log.close()
         for event in [flushEvent, syncReadyEvent, snapshotReadyEvent, everySecondTimer, snapshotStepTimer] {
@@ -332,7 +380,8 @@ final class Durability {
         syncReadyEvent = nil
         snapshotReadyEvent = nil
         everySecondTimer = nil
-        for entry in held { PendingRequest.send(entry.request, .error(503, "the registry stopped before the change was on disk")) }
+        let now = Clock.monotonicNow()
+        for entry in held { answer(entry, .error(503, "the registry stopped before the change was on disk"), now: now) }
         held.removeAll()
     }
 }

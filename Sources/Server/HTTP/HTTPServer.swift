@@ -26,19 +26,27 @@ final class HTTPServer {
     private let http: OpaquePointer
     private var listener: OpaquePointer?
     private var expiryTimer: OpaquePointer?
+    /// Ends the shutdown grace period.
+    private var graceTimer: OpaquePointer?
+    private let shutdownGrace: Duration
     private var signalEvents: [OpaquePointer] = []
     private let api: RegistryAPI
     private let hub: WatchHub
     /// Nil when the registry keeps nothing on disk.
     private var durability: Durability?
+    private let metrics = Metrics()
     private let logger: Logger
     /// The deadline the expiry timer is armed for (monotonic nanoseconds), if armed.
     private var armedDeadline: Int64?
+    /// Set by the first stop signal: `/ready` answers 503 while everything else is served.
+    private(set) var draining = false
+    /// Set when the listener closes: held requests are being answered and the loop ends.
     private(set) var stopping = false
 
     init(config: Config, api: RegistryAPI, logger: Logger, persistence: Durability.Setup? = nil) throws(StartError) {
         self.api = api
         self.logger = logger
+        self.shutdownGrace = config.shutdownGrace
 
         // One thread owns the base, so libevent's internal locking is pure cost.
         let baseConfig = event_config_new()
@@ -98,6 +106,10 @@ final class HTTPServer {
             guard let context else { return }
             Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().expiryTimerFired()
         }, context)
+        graceTimer = CLibevent_evtimer_new(base, { _, _, context in
+            guard let context else { return }
+            Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().close()
+        }, context)
         for signal in [SIGTERM, SIGINT] {
             guard let event = CLibevent_evsignal_new(base, signal, { signal, _, context in
                 guard let context else { return }
@@ -107,9 +119,13 @@ final class HTTPServer {
             signalEvents.append(event)
         }
         if let persistence {
-            durability = Durability(setup: persistence, base: base, api: api, logger: logger) { [unowned self] now in
+            durability = Durability(setup: persistence, base: base, api: api, logger: logger, metrics: metrics) { [unowned self] now in
                 afterCallback(now: now)
             }
+        }
+        api.metricsExposition = { [unowned self] in
+            metrics.exposition(api: api, gauges: Metrics.Gauges(longPolls: hub.pollCount, streams: hub.streamCount,
+                                                                durability: durability?.stats))
         }
     }
 
@@ -117,6 +133,7 @@ final class HTTPServer {
 
     deinit {
         if let expiryTimer { event_free(expiryTimer) }
+        if let graceTimer { event_free(graceTimer) }
         for event in signalEvents { event_free(event) }
         evhttp_free(http)
         hub.releaseEvents()
@@ -131,11 +148,33 @@ final class HTTPServer {
         durability = nil
     }
 
-    /// Stops accepting, lets what is in flight finish for `drainTimeout`, then ends `run()`.
+    /// The first stop signal starts the grace period: `/ready` turns 503 at once (so load
+    /// balancers and Kubernetes stop sending) while every request is still served; when it
+    /// ends, or at a second signal, the registry closes.
     func stop(signal: Int32) {
+        let name = signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : String(signal)
+        guard !draining, shutdownGrace > .zero, let graceTimer else {
+            logger.info("stopping", ["signal": name, "grace": draining ? "cut short" : "none"])
+            close()
+            return
+        }
+        draining = true
+        api.isDraining = true
+        logger.info("draining", ["signal": name, "grace": shutdownGrace.secondsText,
+                                 "note": "/ready answers 503; requests are served until the grace period ends or another signal comes"])
+        logger.flush()
+        var interval = timeval(tv_sec: shutdownGrace.timeval.seconds, tv_usec: shutdownGrace.timeval.microseconds)
+        CLibevent_evtimer_add(graceTimer, &interval)
+    }
+
+    /// Stops accepting, lets what is in flight finish for `drainTimeout`, then ends `run()`.
+    private func close() {
         guard !stopping else { return }
         stopping = true
-        logger.info("stopping signal=\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : String(signal))")
+        draining = true
+        api.isDraining = true
+        if let graceTimer { CLibevent_evtimer_del(graceTimer) }
+        logger.info("closing", ["held_requests": hub.pollCount + hub.streamCount])
         logger.flush()
         if let listener {
             evhttp_del_accept_socket(http, listener)
@@ -166,23 +205,28 @@ final class HTTPServer {
         } ?? .respond(.error(404, "the request URI has no path"))
         if logger.enabled(.debug) {
             let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
-            logger.debug("request method=\(method.name) path=\(logValue(path)) handling=\(handling.summary)")
+            logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
         }
+        let route = request.withPath { RegistryAPI.routeLabel($0) } ?? "other"
         switch handling {
         case .respond(let response):
             if let durability, response.status < 300, api.pendingJournalCount > journalBefore {
                 // A change: acknowledged once it is written (or fsynced), or answered 503.
-                durability.hold(request.park(), response)
+                durability.hold(request.park(), response, route: route, method: method, arrived: now)
             } else {
                 request.reply(response)
+                metrics.countRequest(route: route, method: method, status: response.status,
+                                     seconds: Double(Clock.monotonicNow().duration(since: now).wholeNanoseconds) / 1e9)
             }
         case .park(let target, let wait):
+            metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
             if stopping {
                 request.reply(api.read(target, now: now, wallClock: wallClock))
             } else {
                 hub.park(request.park(), target: target, wait: wait)
             }
         case .stream(let target):
+            metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
             hub.openStream(request.park(), target: target, now: now, wallClock: wallClock)
         }
         afterCallback(now: now)

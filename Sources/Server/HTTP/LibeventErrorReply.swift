@@ -15,6 +15,7 @@ import CLibevent
 public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?, _ status: Int32,
                         _ reason: UnsafePointer<CChar>?) {
     guard let request else { return }
+    Metrics.rejectedByLibevent[status, default: 0] += 1
     let message: String
     switch status {
     case 413:

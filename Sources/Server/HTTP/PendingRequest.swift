@@ -72,7 +72,9 @@ struct PendingRequest: ~Copyable {
     /// Sends `response` on a request taken with `park()`, and gives it back to evhttp.
     static func send(_ raw: UnsafeMutablePointer<evhttp_request>, _ response: Response) {
         let headers = evhttp_request_get_output_headers(raw)
-        evhttp_add_header(headers, "Content-Type", "application/json")
+        response.contentType.withUTF8Buffer { value in
+            value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Content-Type", $0.baseAddress) }
+        }
         if let index = response.index {
             withDecimalCString(index) { _ = evhttp_add_header(headers, "X-Registry-Index", $0) }
         }

@@ -5,6 +5,7 @@ struct Response {
     var body: [UInt8]
     var index: UInt64?
     var allow: StaticString?
+    var contentType: StaticString = "application/json"
 
     init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: StaticString? = nil) {
         self.status = status

@@ -230,7 +230,7 @@ final class WatchHub {
               let output = bufferevent_get_output(evhttp_connection_get_bufferevent(connection)),
               evbuffer_get_length(output) <= Self.maxStreamBacklogBytes
         else {
-            logger.debug("stream dropped: client gone or reading too slowly")
+            logger.debug("stream_dropped", ["reason": "client gone or reading too slowly"])
             finish(watcher, now: now, wallClock: wallClock)
             return
         }

@@ -1,0 +1,227 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Registry
+
+/// Counts requests and renders `/metrics` in the Prometheus text format (version 0.0.4).
+///
+/// Requests are counted by route template, method and status; their handling time goes
+/// into one histogram per route. Requests held on purpose (long-polls, streams) are counted
+/// when admitted but kept out of the histogram, whose figures they would swamp.
+/// Everything else is read when scraped: the registry's counts, the watchers, the
+/// persistence state, and the process's own figures from `/proc`.
+final class Metrics {
+    /// Upper bounds in seconds: from 100 µs (a cached discover) to 2.5 s.
+    static let bucketBounds: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+
+    private struct RequestKey: Hashable {
+        let route: String
+        let method: String
+        let status: Int32
+    }
+
+    private struct Histogram {
+        var buckets = [UInt64](repeating: 0, count: Metrics.bucketBounds.count)
+        var count: UInt64 = 0
+        var sum: Double = 0
+    }
+
+    private var requests: [RequestKey: UInt64] = [:]
+    private var durations: [String: Histogram] = [:]
+    /// Answered by libevent itself before routing (oversized or unparsable requests).
+    nonisolated(unsafe) static var rejectedByLibevent: [Int32: UInt64] = [:]
+    private let startedAt = Double(Clock.wallNow()) / 1e9
+
+    /// What the server knows at scrape time.
+    struct Gauges {
+        var longPolls = 0
+        var streams = 0
+        var durability: Durability.Stats?
+    }
+
+    func countRequest(route: StaticString, method: HTTPMethod, status: Int32, seconds: Double?) {
+        let label = route.description
+        requests[RequestKey(route: label, method: method.name, status: status), default: 0] += 1
+        guard let seconds else { return }
+        var histogram = durations[label] ?? Histogram()
+        if let bucket = Self.bucketBounds.firstIndex(where: { seconds <= $0 }) { histogram.buckets[bucket] += 1 }
+        histogram.count += 1
+        histogram.sum += seconds
+        durations[label] = histogram
+    }
+
+    func exposition(api: RegistryAPI, gauges: Gauges) -> [UInt8] {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        func sample(_ name: String, _ value: String) {
+            out += "\(name) \(value)\n"
+        }
+        func sample(_ name: String, _ labels: [(String, String)], _ value: String) {
+            if labels.isEmpty {
+                out += "\(name) \(value)\n"
+            } else {
+                out += "\(name){" + labels.map { "\($0.0)=\"\(escapeLabel($0.1))\"" }.joined(separator: ",") + "} \(value)\n"
+            }
+        }
+
+        family("registry_http_requests_total", "counter", "HTTP requests answered, by route template, method and status code.")
+        for (key, count) in requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {
+            sample("registry_http_requests_total", [("route", key.route), ("method", key.method), ("code", String(key.status))], String(count))
+        }
+        for (status, count) in Self.rejectedByLibevent.sorted(by: { $0.key < $1.key }) {
+            sample("registry_http_requests_total", [("route", "unparsed"), ("method", "unknown"), ("code", String(status))], String(count))
+        }
+
+        family("registry_http_request_duration_seconds", "histogram",
+               "Time from receiving a request to handing its answer to libevent (held long-polls and streams excluded).")
+        for (route, histogram) in durations.sorted(by: { $0.key < $1.key }) {
+            var cumulative: UInt64 = 0
+            for (index, bound) in Self.bucketBounds.enumerated() {
+                cumulative += histogram.buckets[index]
+                sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", format(bound))], String(cumulative))
+            }
+            sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", "+Inf")], String(histogram.count))
+            sample("registry_http_request_duration_seconds_sum", [("route", route)], format(histogram.sum))
+            sample("registry_http_request_duration_seconds_count", [("route", route)], String(histogram.count))
+        }
+
+        family("registry_instances", "gauge", "Registered instances, by status (overdue ones not yet removed included).")
+        let counts = api.instanceCountsByStatus
+        for status in InstanceStatus.allCases {
+            sample("registry_instances", [("status", status.rawValue)], String(counts[status] ?? 0))
+        }
+        family("registry_services", "gauge", "Services with at least one instance.")
+        sample("registry_services", String(api.serviceCount))
+        family("registry_change_index", "gauge", "The registry's change index (X-Registry-Index of /services).")
+        sample("registry_change_index", String(api.changeIndex))
+        family("registry_registrations_total", "counter", "Instances registered (new ones; re-registrations are updates).")
+        sample("registry_registrations_total", String(api.registrations))
+        family("registry_deregistrations_total", "counter", "Instances deregistered by request.")
+        sample("registry_deregistrations_total", String(api.deregistrations))
+        family("registry_expirations_total", "counter", "Instances removed because their heartbeats stopped.")
+        sample("registry_expirations_total", String(api.expirations))
+
+        family("registry_watchers", "gauge", "Requests held open for changes, by kind.")
+        sample("registry_watchers", [("kind", "long_poll")], String(gauges.longPolls))
+        sample("registry_watchers", [("kind", "stream")], String(gauges.streams))
+        family("registry_open_connections", "gauge", "Client connections open (sockets other than the listener).")
+        sample("registry_open_connections", String(max(0, ProcessFigures.openSockets() - 1)))
+
+        family("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.")
+        sample("registry_persistence_enabled", gauges.durability == nil ? "0" : "1")
+        if let stats = gauges.durability {
+            family("registry_persistence_log_bytes", "gauge", "Length of the current log file.")
+            sample("registry_persistence_log_bytes", String(stats.logBytes))
+            family("registry_persistence_unsynced_bytes", "gauge",
+                   "Bytes written to the log but not yet covered by an fsync: what a machine crash could lose.")
+            sample("registry_persistence_unsynced_bytes", String(stats.unsyncedBytes))
+            family("registry_persistence_held_writes", "gauge", "Writes waiting for their change to reach the disk (--fsync always).")
+            sample("registry_persistence_held_writes", String(stats.heldWrites))
+            family("registry_persistence_write_errors_total", "counter", "Log writes that failed (their changes were answered 503 and not applied).")
+            sample("registry_persistence_write_errors_total", String(stats.writeErrors))
+            family("registry_persistence_snapshots_total", "counter", "Snapshots written.")
+            sample("registry_persistence_snapshots_total", String(stats.snapshots))
+            family("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).")
+            sample("registry_persistence_snapshot_failures_total", String(stats.snapshotFailures))
+        }
+
+        let process = ProcessFigures.read()
+        family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+        sample("process_resident_memory_bytes", String(process.residentBytes))
+        family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+        sample("process_virtual_memory_bytes", String(process.virtualBytes))
+        family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.")
+        sample("process_cpu_seconds_total", format(process.cpuSeconds))
+        family("process_open_fds", "gauge", "Number of open file descriptors.")
+        sample("process_open_fds", String(process.openDescriptors))
+        family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+        sample("process_max_fds", String(process.maxDescriptors))
+        family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
+        sample("process_start_time_seconds", format(startedAt))
+        return Array(out.utf8)
+    }
+
+    private func format(_ value: Double) -> String {
+        value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
+    private func escapeLabel(_ value: String) -> String {
+        var result = ""
+        for character in value {
+            switch character {
+            case "\\": result += "\\\\"
+            case "\"": result += "\\\""
+            case "\n": result += "\\n"
+            default: result.append(character)
+            }
+        }
+        return result
+    }
+}
+
+/// What Linux says about this process, read from `/proc/self` when scraped.
+enum ProcessFigures {
+    struct Figures {
+        var residentBytes = 0
+        var virtualBytes = 0
+        var cpuSeconds = 0.0
+        var openDescriptors = 0
+        var maxDescriptors = 0
+    }
+
+    static func read() -> Figures {
+        var figures = Figures()
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        if let statm = readSmallFile("/proc/self/statm") {
+            let fields = statm.split(separator: " ")
+            if fields.count >= 2 {
+                figures.virtualBytes = (Int(fields[0]) ?? 0) * page
+                figures.residentBytes = (Int(fields[1]) ?? 0) * page
+            }
+        }
+        var usage = rusage()
+        if getrusage(RUSAGE_SELF.rawValue, &usage) == 0 {
+            figures.cpuSeconds = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+                + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        }
+        figures.openDescriptors = countDescriptors { _ in true }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { figures.maxDescriptors = Int(limit.rlim_cur) }
+        return figures
+    }
+
+    /// Descriptors that are sockets (the listener and every client connection).
+    static func openSockets() -> Int {
+        countDescriptors { $0.hasPrefix("socket:") }
+    }
+
+    private static func countDescriptors(where matches: (String) -> Bool) -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var count = 0
+        var target = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard let descriptor = Int32(name), descriptor != own else { continue }
+            let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            guard length > 0 else { continue }
+            let text = target.withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0).prefix(length), as: UTF8.self) }
+            if matches(text) { count += 1 }
+        }
+        return count
+    }
+
+    private static func readSmallFile(_ path: String) -> String? {
+        let file = open(path, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return nil }
+        defer { close(file) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = Glibc.read(file, &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+    }
+}

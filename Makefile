@@ -25,6 +25,7 @@ run: build
 	$(RELEASE_BINARY) --port $(PORT) --data-dir $(DATA_DIR) $(ARGS)
 
 test: deps
+	bash scripts/install-test-tools.sh
 	swift build --build-tests
 	swift test --skip-build
 

@@ -143,6 +143,7 @@ final class HTTPServer {
     /// Runs the loop until a stop signal has been handled and in-flight replies drained,
     /// then makes the log durable and closes it.
     func run() {
+        metrics.ownSockets = ProcessFigures.openSockets()
         event_base_dispatch(base)
         durability?.finish()
         durability = nil

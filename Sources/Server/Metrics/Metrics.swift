@@ -31,6 +31,9 @@ final class Metrics {
     /// Answered by libevent itself before routing (oversized or unparsable requests).
     nonisolated(unsafe) static var rejectedByLibevent: [Int32: UInt64] = [:]
     private let startedAt = Double(Clock.wallNow()) / 1e9
+    /// Sockets the server holds itself (the listener, libevent's signal pair), counted before
+    /// the first client can connect; the rest are client connections.
+    var ownSockets = 0
 
     /// What the server knows at scrape time.
     struct Gauges {
@@ -106,8 +109,8 @@ final class Metrics {
         family("registry_watchers", "gauge", "Requests held open for changes, by kind.")
         sample("registry_watchers", [("kind", "long_poll")], String(gauges.longPolls))
         sample("registry_watchers", [("kind", "stream")], String(gauges.streams))
-        family("registry_open_connections", "gauge", "Client connections open (sockets other than the listener).")
-        sample("registry_open_connections", String(max(0, ProcessFigures.openSockets() - 1)))
+        family("registry_open_connections", "gauge", "Client connections open.")
+        sample("registry_open_connections", String(max(0, ProcessFigures.openSockets() - ownSockets)))
 
         family("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.")
         sample("registry_persistence_enabled", gauges.durability == nil ? "0" : "1")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Registry
+import JSON
 
 /// The HTTP API over the registry: routes a decoded request, calls the core, and renders
 /// the outcome. It does no I/O and reads no clock, so tests drive it with no sockets;

@@ -1,4 +1,5 @@
 import Registry
+import JSON
 
 /// The JSON bodies of the write endpoints, decoded into typed values.
 ///

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Registry
 @testable import Server
+import JSON
 
 /// The API with no sockets: the router, the handlers and their caches, on a fake clock.
 /// A small deterministic generator (SplitMix64), so that random picks are exact in tests.

@@ -1,3 +1,5 @@
+import JSON
+
 /// What the server sends back for one request: a status, a JSON body, the change index
 /// for reads (`X-Registry-Index`) and, for 405, the methods the path does allow.
 struct Response {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Registry
+import JSON
 
 /// Counts requests and renders `/metrics` in the Prometheus text format (version 0.0.4).
 ///

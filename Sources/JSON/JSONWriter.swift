@@ -2,27 +2,27 @@
 ///
 /// Strings are escaped per RFC 8259 (quotes, backslashes and control characters); every
 /// other character passes through as UTF-8.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
 
-    init(capacity: Int = 128) {
+    public init(capacity: Int = 128) {
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func raw(_ text: StaticString) {
+    public mutating func raw(_ text: StaticString) {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// Text known to need no escaping (enum raw values, numbers).
-    mutating func raw(_ text: String) {
+    public mutating func raw(_ text: String) {
         bytes.append(contentsOf: text.utf8)
     }
 
-    mutating func raw(_ other: [UInt8]) {
+    public mutating func raw(_ other: [UInt8]) {
         bytes.append(contentsOf: other)
     }
 
-    mutating func string(_ value: String) {
+    public mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var value = value
         value.withUTF8 { utf8 in
@@ -52,7 +52,7 @@ struct JSONWriter {
         }
     }
 
-    mutating func integer<T: BinaryInteger>(_ value: T) {
+    public mutating func integer<T: BinaryInteger>(_ value: T) {
         if value < 0 {
             bytes.append(UInt8(ascii: "-"))
             unsignedInteger(UInt64(value.magnitude))
@@ -83,7 +83,7 @@ struct JSONWriter {
 
     /// Writes a non-negative number of tenths as a decimal with one place ("45.2").
     /// Negative values (a clock that went backwards) are written as 0.
-    mutating func tenths(_ value: Int64) {
+    public mutating func tenths(_ value: Int64) {
         let clamped = max(0, value)
         unsignedInteger(UInt64(clamped / 10))
         bytes.append(UInt8(ascii: "."))
@@ -94,7 +94,7 @@ struct JSONWriter {
 extension JSONWriter {
     /// Writes `"2026-11-24T20:55:27.287Z"` (UTC, milliseconds) without calling into libc,
     /// since discover bodies carry two timestamps per instance.
-    mutating func timestamp(unixNanoseconds: Int64) {
+    public mutating func timestamp(unixNanoseconds: Int64) {
         let milliseconds = unixNanoseconds / 1_000_000
         var days = milliseconds / 86_400_000
         var dayMilliseconds = milliseconds % 86_400_000
@@ -132,8 +132,8 @@ extension JSONWriter {
     }
 
     /// A non-negative duration in seconds with up to three decimals ("30", "0.5", "2.125").
-    mutating func seconds(_ duration: Duration) {
-        let milliseconds = max(0, duration.wholeNanoseconds / 1_000_000)
+    public mutating func seconds(_ duration: Duration) {
+        let milliseconds = max(0, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         integer(milliseconds / 1000)
         var fraction = milliseconds % 1000
         guard fraction > 0 else { return }

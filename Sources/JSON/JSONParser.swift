@@ -3,13 +3,13 @@
 /// Strict because a registry must not guess: invalid UTF-8, raw control characters in
 /// strings, lone surrogates, duplicate member names, trailing garbage and nesting deeper than
 /// `maxDepth` are all errors, each reported with the byte offset where it was found.
-struct JSONParser {
-    struct Failure: Error, Equatable {
-        let message: String
-        let offset: Int
+public struct JSONParser {
+    public struct Failure: Error, Equatable {
+        public let message: String
+        public let offset: Int
     }
 
-    static let maxDepth = 32
+    public static let maxDepth = 32
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
@@ -19,7 +19,7 @@ struct JSONParser {
     }
 
     /// Parses one JSON text that must fill `bytes` (surrounding white space allowed).
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> JSONValue {
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> JSONValue {
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 1)
@@ -30,7 +30,7 @@ struct JSONParser {
         return value
     }
 
-    static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
+    public static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
         let result: Result<JSONValue, Failure> = bytes.withUnsafeBufferPointer { buffer in
             Result { () throws(Failure) in try parse(buffer) }
         }

@@ -1,6 +1,6 @@
 /// A parsed JSON value. Objects keep their members in document order; duplicate names are
 /// refused by the parser, so a lookup by name is unambiguous.
-indirect enum JSONValue: Equatable {
+public indirect enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -9,14 +9,14 @@ indirect enum JSONValue: Equatable {
     case object([JSONMember])
 
     /// The member named `name` of an object; nil for a missing member or a non-object.
-    subscript(member name: String) -> JSONValue? {
+    public subscript(member name: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         for member in members where member.name == name { return member.value }
         return nil
     }
 
     /// "a string", "a number", … for error messages that say what was found instead.
-    var kindDescription: String {
+    public var kindDescription: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -28,7 +28,12 @@ indirect enum JSONValue: Equatable {
     }
 }
 
-struct JSONMember: Equatable {
-    let name: String
-    let value: JSONValue
+public struct JSONMember: Equatable, Sendable {
+    public let name: String
+    public let value: JSONValue
+
+    public init(name: String, value: JSONValue) {
+        self.name = name
+        self.value = value
+    }
 }

@@ -5,6 +5,7 @@ let package = Package(
     name: "service-registry",
     products: [
         .executable(name: "service-registry", targets: ["Server"]),
+        .executable(name: "registryctl", targets: ["registryctl"]),
     ],
     targets: [
         // libevent's evhttp, from Debian's libevent-dev: a module map and one shim header.
@@ -20,6 +21,8 @@ let package = Package(
         .target(name: "JSON"),
         // The on-disk form of the registry: journal records, frames with CRC-32C, recovery.
         .target(name: "Persistence", dependencies: ["Registry"]),
+        // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
+        .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
@@ -30,6 +33,9 @@ let package = Package(
                 .unsafeFlags(["-Xlinker", "--export-dynamic-symbol=evhttp_send_error"]),
             ]
         ),
+        // registryctl: the registry from the command line and from scripts; `run` joins a
+        // command to the registry for as long as it runs.
+        .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "JSON"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON"]),

@@ -1,0 +1,240 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import JSON
+
+/// One keep-alive HTTP connection to a registry, on libevent's HTTP client.
+///
+/// Two ways to use it:
+/// - `call(_:_:body:)` sends a request and waits for the answer, running a private event
+///   base (for command-line tools);
+/// - `send(_:_:body:completion:)` on a connection made with the caller's event base, whose
+///   loop the caller runs (for services that serve HTTP themselves).
+public final class RegistryConnection {
+    public enum Method: Sendable {
+        case get, post
+
+        var command: evhttp_cmd_type { self == .get ? EVHTTP_REQ_GET : EVHTTP_REQ_POST }
+    }
+
+    /// A complete answer from the registry, whatever its status.
+    public struct Reply: Sendable {
+        public let status: Int
+        public let headers: [(name: String, value: String)]
+        public let body: [UInt8]
+
+        public var text: String { String(decoding: body, as: UTF8.self) }
+        public var json: JSONValue? { try? JSONParser.parse(body) }
+
+        /// The `message` of a JSON answer (every write's and every error's), if any.
+        public var message: String? {
+            if case .string(let message)? = json?[member: "message"] { return message }
+            return nil
+        }
+
+        public func header(_ name: String) -> String? {
+            headers.first { $0.name.lowercased() == name.lowercased() }?.value
+        }
+    }
+
+    /// The request got no answer.
+    public struct Failure: Error, Equatable, Sendable {
+        public enum Kind: Sendable { case unreachable, timedOut, broken }
+        public let kind: Kind
+        public let message: String
+    }
+
+    public let url: RegistryURL
+    private let base: OpaquePointer
+    private let ownsBase: Bool
+    private let timeout: Duration
+    private var connection: OpaquePointer?
+
+    /// A connection with its own event base, for `call` and `follow`.
+    public init(url: RegistryURL, timeout: Duration = .seconds(5)) {
+        self.url = url
+        self.timeout = timeout
+        let config = event_config_new()
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
+        guard let base = event_base_new_with_config(config) else { fatalError("cannot create a libevent event base") }
+        event_config_free(config)
+        self.base = base
+        ownsBase = true
+    }
+
+    /// A connection on the caller's event base, for `send`; the caller runs the loop.
+    public init(url: RegistryURL, base: OpaquePointer, timeout: Duration = .seconds(5)) {
+        self.url = url
+        self.base = base
+        self.timeout = timeout
+        ownsBase = false
+    }
+
+    deinit {
+        if let connection { evhttp_connection_free(connection) }
+        if ownsBase { event_base_free(base) }
+    }
+
+    // MARK: Asynchronous
+
+    /// Sends a request; `completion` runs on the event loop with the answer or the failure.
+    /// With `onChunk`, each piece of the body is handed over as it arrives (a stream) and
+    /// the reply's body stays empty.
+    public func send(_ method: Method, _ path: String, body: [UInt8]? = nil, streaming: Bool = false,
+                     onChunk: (([UInt8]) -> Void)? = nil, completion: @escaping (Result<Reply, Failure>) -> Void) {
+        let call = PendingCall(url: url, completion: completion, onChunk: onChunk)
+        let context = Unmanaged.passRetained(call).toOpaque()
+        guard let request = evhttp_request_new({ request, context in
+            Unmanaged<PendingCall>.fromOpaque(context!).takeRetainedValue().finish(request)
+        }, context) else {
+            Unmanaged<PendingCall>.fromOpaque(context).release()
+            completion(.failure(Failure(kind: .broken, message: "cannot create an HTTP request")))
+            return
+        }
+        evhttp_request_set_error_cb(request) { error, context in
+            Unmanaged<PendingCall>.fromOpaque(context!).takeUnretainedValue().failed(error, errno)
+        }
+        if onChunk != nil {
+            evhttp_request_set_chunked_cb(request) { request, context in
+                guard let request else { return }
+                Unmanaged<PendingCall>.fromOpaque(context!).takeUnretainedValue().chunk(request)
+            }
+        }
+        let headers = evhttp_request_get_output_headers(request)
+        evhttp_add_header(headers, "Host", "\(url.host):\(url.port)")
+        evhttp_add_header(headers, "Accept", streaming ? "text/event-stream" : "application/json")
+        evhttp_add_header(headers, "User-Agent", "registryctl")
+        if let body {
+            evhttp_add_header(headers, "Content-Type", "application/json")
+            body.withUnsafeBytes { _ = evbuffer_add(evhttp_request_get_output_buffer(request), $0.baseAddress, $0.count) }
+        }
+        let connection = connectionForRequests(streaming: streaming)
+        if evhttp_make_request(connection, request, method.command, path) != 0 {
+            // libevent has freed the request (and called nothing): answer here.
+            Unmanaged<PendingCall>.fromOpaque(context).release()
+            completion(.failure(Failure(kind: .unreachable, message: "cannot send a request to the registry at \(url)")))
+        }
+    }
+
+    // MARK: Synchronous
+
+    /// Sends a request and waits for its answer.
+    public func call(_ method: Method, _ path: String, body: [UInt8]? = nil) throws(Failure) -> Reply {
+        precondition(ownsBase, "call(_:_:body:) needs a connection with its own event base")
+        var outcome: Result<Reply, Failure>?
+        send(method, path, body: body) { result in
+            outcome = result
+        }
+        while outcome == nil {
+            if event_base_loop(base, Int32(EVLOOP_ONCE)) != 0 && outcome == nil {
+                throw Failure(kind: .broken, message: "the event loop stopped before the registry answered")
+            }
+        }
+        return try outcome!.get()
+    }
+
+    /// Follows a stream (`GET /watch…`): `onChunk` gets each piece as it arrives, until the
+    /// registry ends the stream or the connection fails.
+    public func follow(_ path: String, onChunk: @escaping ([UInt8]) -> Void) throws(Failure) -> Reply {
+        precondition(ownsBase, "follow(_:onChunk:) needs a connection with its own event base")
+        var outcome: Result<Reply, Failure>?
+        send(.get, path, streaming: true, onChunk: onChunk) { result in
+            outcome = result
+        }
+        while outcome == nil {
+            if event_base_loop(base, Int32(EVLOOP_ONCE)) != 0 && outcome == nil {
+                throw Failure(kind: .broken, message: "the event loop stopped while following the stream")
+            }
+        }
+        return try outcome!.get()
+    }
+
+    /// The keep-alive connection for ordinary requests; a stream gets one of its own with no
+    /// read timeout but the registry's keep-alives.
+    private func connectionForRequests(streaming: Bool) -> OpaquePointer {
+        if !streaming, let connection { return connection }
+        guard let made = evhttp_connection_base_new(base, nil, url.host, url.port) else {
+            fatalError("cannot create an HTTP connection")
+        }
+        let limit = streaming ? Duration.seconds(60) : timeout
+        let (seconds, attoseconds) = limit.components
+        var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        evhttp_connection_set_timeout_tv(made, &interval)
+        evhttp_connection_set_retries(made, 0)
+        if !streaming { connection = made }
+        return made
+    }
+}
+
+/// One request in flight: what to call back, and what libevent said went wrong.
+private final class PendingCall {
+    let url: RegistryURL
+    let completion: (Result<RegistryConnection.Reply, RegistryConnection.Failure>) -> Void
+    let onChunk: (([UInt8]) -> Void)?
+    var error: (kind: evhttp_request_error, errno: Int32)?
+
+    init(url: RegistryURL, completion: @escaping (Result<RegistryConnection.Reply, RegistryConnection.Failure>) -> Void,
+         onChunk: (([UInt8]) -> Void)?) {
+        self.url = url
+        self.completion = completion
+        self.onChunk = onChunk
+    }
+
+    func failed(_ kind: evhttp_request_error, _ code: Int32) {
+        error = (kind, code)
+    }
+
+    func chunk(_ request: UnsafeMutablePointer<evhttp_request>) {
+        guard let buffer = evhttp_request_get_input_buffer(request) else { return }
+        let length = evbuffer_get_length(buffer)
+        guard length > 0 else { return }
+        var bytes = [UInt8](repeating: 0, count: length)
+        evbuffer_remove(buffer, &bytes, length)
+        onChunk?(bytes)
+    }
+
+    func finish(_ request: UnsafeMutablePointer<evhttp_request>?) {
+        guard let request, evhttp_request_get_response_code(request) != 0 else {
+            completion(.failure(describeFailure()))
+            return
+        }
+        var headers: [(name: String, value: String)] = []
+        var header = evhttp_request_get_input_headers(request)?.pointee.tqh_first
+        while let entry = header {
+            headers.append((String(cString: entry.pointee.key), String(cString: entry.pointee.value)))
+            header = entry.pointee.next.tqe_next
+        }
+        var body: [UInt8] = []
+        if let buffer = evhttp_request_get_input_buffer(request) {
+            let length = evbuffer_get_length(buffer)
+            if length > 0 {
+                body = [UInt8](repeating: 0, count: length)
+                evbuffer_remove(buffer, &body, length)
+                if let onChunk {
+                    onChunk(body)
+                    body = []
+                }
+            }
+        }
+        completion(.success(RegistryConnection.Reply(status: Int(evhttp_request_get_response_code(request)),
+                                                     headers: headers, body: body)))
+    }
+
+    private func describeFailure() -> RegistryConnection.Failure {
+        let hint = "is it running there? Point --registry or REGISTRY_URL at it"
+        switch error?.kind {
+        case EVREQ_HTTP_TIMEOUT?:
+            return .init(kind: .timedOut, message: "the registry at \(url) did not answer in time")
+        case EVREQ_HTTP_EOF?:
+            if let code = error?.errno, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ECONNRESET].contains(code) {
+                return .init(kind: .unreachable, message: "cannot reach the registry at \(url) (\(String(cString: strerror(code)))); \(hint)")
+            }
+            return .init(kind: .unreachable, message: "the registry at \(url) closed the connection without answering; \(hint)")
+        case EVREQ_HTTP_INVALID_HEADER?, EVREQ_HTTP_BUFFER_ERROR?, EVREQ_HTTP_DATA_TOO_LONG?:
+            return .init(kind: .broken, message: "the answer from \(url) could not be read as HTTP; is that a registry?")
+        default:
+            return .init(kind: .unreachable, message: "cannot reach the registry at \(url); \(hint)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+/// Where a registry is: `http://HOST:PORT` (or just `HOST:PORT`; the port defaults to 5001).
+public struct RegistryURL: Equatable, Sendable, CustomStringConvertible {
+    public let host: String
+    public let port: UInt16
+
+    public static let defaultPort: UInt16 = 5001
+
+    public struct Invalid: Error, Equatable {
+        public let message: String
+    }
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(parsing text: String) throws(Invalid) {
+        var rest = Substring(text)
+        if rest.hasPrefix("http://") {
+            rest = rest.dropFirst("http://".count)
+        } else if rest.hasPrefix("https://") {
+            throw Invalid(message: "'\(text)': https is not supported; the registry speaks plain HTTP (put TLS in front of it)")
+        } else if rest.contains("://") {
+            throw Invalid(message: "'\(text)' is not an http:// URL")
+        }
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard !rest.contains("/") else {
+            throw Invalid(message: "'\(text)' has a path; give only http://HOST:PORT")
+        }
+        var host = rest
+        var port = Self.defaultPort
+        if rest.hasPrefix("[") {
+            // An IPv6 literal: [::1]:5001
+            guard let close = rest.firstIndex(of: "]") else { throw Invalid(message: "'\(text)': unclosed '[' in the host") }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":"), let parsed = UInt16(after.dropFirst()), parsed > 0 else {
+                    throw Invalid(message: "'\(text)': the port must be a number from 1 to 65535")
+                }
+                port = parsed
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = rest[..<colon]
+            guard let parsed = UInt16(rest[rest.index(after: colon)...]), parsed > 0 else {
+                throw Invalid(message: "'\(text)': the port must be a number from 1 to 65535")
+            }
+            port = parsed
+        }
+        guard !host.isEmpty else { throw Invalid(message: "'\(text)' has no host") }
+        self.init(host: String(host), port: port)
+    }
+
+    public var description: String {
+        host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+    }
+}

@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RegistryClient
+
+let usage = """
+Usage: registryctl [--registry URL] [--json] [--timeout SECONDS] COMMAND …
+
+Talks to a service registry (default http://localhost:5001, or REGISTRY_URL).
+
+Commands:
+  register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z]
+                           [--status S] [--ttl SECONDS]
+  heartbeat SERVICE ADDRESS [--status S]
+  deregister SERVICE ADDRESS
+  status SERVICE ADDRESS UP|STARTING|DOWN|OUT_OF_SERVICE
+  discover SERVICE [--tag T]… [--zone Z] [--meta K=V]… [--status S|any]
+                   [--pick round-robin|random|weighted] [--limit N]
+  services
+  health
+  watch [SERVICE]          follow changes as they happen (Ctrl-C to stop)
+  run --service S --address A [--interval 10s] [register's options] -- COMMAND [ARGS…]
+                           register, run COMMAND, heartbeat while it runs, deregister when
+                           it ends or on SIGTERM/SIGINT (passed on to it); exits with its status
+
+ADDRESS names the instance (it is its id unless --id was given at registration).
+Tables for people by default; --json prints the registry's JSON answer as it is.
+
+Exit status: 0 done; 1 the registry refused the request (4xx, 5xx); 2 bad command line;
+3 the registry could not be reached; 4 no such service or instance (404).
+run exits with the command's status (128+N if signal N killed it), 126 if it cannot be
+executed, 127 if it is not found.
+"""
+
+func main() -> Int32 {
+    var words = Array(CommandLine.arguments.dropFirst())
+    let separator = words.firstIndex(of: "--") ?? words.count
+    var registryText = Environment.value("REGISTRY_URL") ?? "http://localhost:5001"
+    var json = false
+    var timeout: Duration = .seconds(5)
+    // Global options may come anywhere before `--`.
+    var index = 0
+    var end = separator
+    while index < end {
+        let word = words[index]
+        func take() -> String? {
+            if let equals = word.firstIndex(of: "=") { return String(word[word.index(after: equals)...]) }
+            guard index + 1 < end else { return nil }
+            let value = words[index + 1]
+            words.remove(at: index + 1)
+            end -= 1
+            return value
+        }
+        if word == "--json" {
+            json = true
+        } else if word == "-h" || word == "--help" {
+            print(usage)
+            return ExitCode.ok
+        } else if word == "--registry" || word.hasPrefix("--registry=") {
+            guard let value = take() else { printError("registryctl: --registry needs a URL"); return ExitCode.usage }
+            registryText = value
+        } else if word == "--timeout" || word.hasPrefix("--timeout=") {
+            guard let value = take(), let parsed = parseInterval(value) else {
+                printError("registryctl: --timeout takes seconds (5, 2.5, 500ms)")
+                return ExitCode.usage
+            }
+            timeout = parsed
+        } else {
+            index += 1
+            continue
+        }
+        words.remove(at: index)
+        end -= 1
+    }
+    guard let command = words.first, command != "--" else {
+        printError(usage)
+        return ExitCode.usage
+    }
+    let url: RegistryURL
+    do {
+        url = try RegistryURL(parsing: registryText)
+    } catch {
+        printError("registryctl: --registry/REGISTRY_URL: \(error.message)")
+        return ExitCode.usage
+    }
+    let context = Context(connection: RegistryConnection(url: url, timeout: timeout), json: json)
+    let rest = words.dropFirst()
+    do throws(Arguments.Problem) {
+        switch command {
+        case "register": return try register(context, rest)
+        case "heartbeat": return try instanceCommand(context, rest, route: "/heartbeat")
+        case "deregister": return try instanceCommand(context, rest, route: "/deregister")
+        case "status": return try instanceCommand(context, rest, route: "/status")
+        case "discover": return try discover(context, rest)
+        case "services": return try services(context, rest)
+        case "health": return try health(context, rest)
+        case "watch": return try watch(context, rest)
+        case "run": return try runCommand(context, rest)
+        default:
+            printError("registryctl: unknown command '\(command)'; see registryctl --help")
+            return ExitCode.usage
+        }
+    } catch {
+        printError("registryctl \(command): \(error.message)")
+        return ExitCode.usage
+    }
+}
+
+enum Environment {
+    static func value(_ name: String) -> String? {
+        guard let raw = getenv(name) else { return nil }
+        let value = String(cString: raw)
+        return value.isEmpty ? nil : value
+    }
+}
+
+signal(SIGPIPE, SIG_IGN)
+exit(main())

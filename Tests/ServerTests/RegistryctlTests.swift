@@ -1,0 +1,163 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// registryctl against a live registry: output, exit codes, `watch` and `run`.
+@Suite struct RegistryctlTests {
+    let registry: RegistryProcess
+
+    init() throws {
+        registry = try RegistryProcess()
+    }
+
+    static var binaryURL: URL {
+        RegistryProcess.binaryURL.deletingLastPathComponent().appendingPathComponent("registryctl")
+    }
+
+    struct Outcome {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    private func ctl(_ arguments: [String], registryURL: String? = nil) throws -> Outcome {
+        let process = Process()
+        process.executableURL = Self.binaryURL
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["REGISTRY_URL"] = registryURL ?? "http://127.0.0.1:\(registry.port)"
+        process.environment = environment
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    private func discover(_ service: String) throws -> [[String: Any]] {
+        let reply = try registry.client().request("GET", "/discover/\(service)?status=any")
+        return reply.status == 200 ? reply.json["instances"] as? [[String: Any]] ?? [] : []
+    }
+
+    @Test func writesAndReadsWithTablesJSONAndExitCodes() throws {
+        var outcome = try ctl(["register", "api", "http://a:1", "--tag", "v2", "--tag", "canary", "--meta", "region=eu",
+                               "--weight", "7", "--zone", "z1", "--ttl", "90s", "--id", "a-1"])
+        #expect(outcome.status == 0)
+        #expect(outcome.stdout == "Service api registered at http://a:1\n")
+        let instance = try #require(try discover("api").first)
+        #expect(instance["id"] as? String == "a-1")
+        #expect(instance["tags"] as? [String] == ["v2", "canary"])
+        #expect(instance["metadata"] as? [String: String] == ["region": "eu"])
+        #expect(instance["weight"] as? Int == 7)
+        #expect(instance["ttl_seconds"] as? Int == 90)
+
+        outcome = try ctl(["discover", "api"])
+        #expect(outcome.status == 0)
+        let lines = outcome.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("ID") == true && lines.first?.contains("ADDRESS") == true)
+        #expect(lines.count == 2 && lines[1].hasPrefix("a-1"))
+        outcome = try ctl(["--json", "discover", "api", "--tag", "canary", "--pick", "round-robin", "--limit", "1"])
+        #expect(outcome.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any]
+        #expect(json?["count"] as? Int == 1)
+
+        #expect(try ctl(["heartbeat", "api", "a-1"]).status == 0)
+        #expect(try ctl(["status", "api", "a-1", "out_of_service"]).status == 0)
+        #expect(try discover("api").first?["status"] as? String == "OUT_OF_SERVICE")
+        outcome = try ctl(["services"])
+        #expect(outcome.stdout.contains("SERVICE") && outcome.stdout.contains("\napi "))
+        outcome = try ctl(["health"])
+        #expect(outcome.status == 0 && outcome.stdout.hasPrefix("healthy"))
+
+        // Exit codes that scripts branch on.
+        outcome = try ctl(["heartbeat", "api", "nobody"])
+        #expect(outcome.status == 4)
+        #expect(outcome.stderr.contains("has no instance at nobody"))
+        outcome = try ctl(["register", "api", "x", "--weight", "0"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("weight must be an integer from 1 to 1000"))
+        #expect(try ctl(["register", "api"]).status == 2)
+        #expect(try ctl(["frobnicate"]).status == 2)
+        outcome = try ctl(["health"], registryURL: "http://127.0.0.1:1")
+        #expect(outcome.status == 3)
+        #expect(outcome.stderr.contains("cannot reach the registry at http://127.0.0.1:1"))
+        #expect(try ctl(["deregister", "api", "a-1"]).status == 0)
+        #expect(try ctl(["deregister", "api", "a-1"]).status == 4)
+    }
+
+    @Test func watchPrintsEachChange() throws {
+        let process = Process()
+        process.executableURL = Self.binaryURL
+        process.arguments = ["--registry", "http://127.0.0.1:\(registry.port)", "watch", "web"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        usleep(300_000)
+        #expect(try ctl(["register", "web", "w:1"]).status == 0)
+        #expect(try ctl(["register", "web", "w:2"]).status == 0)
+        var seen = ""
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && !seen.contains("2 instances") {
+            let data = out.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            seen += String(decoding: data, as: UTF8.self)
+        }
+        #expect(seen.contains("web: 0 instances"), "\(seen)")
+        #expect(seen.contains("web: 1 instance (1 UP) w:1"), "\(seen)")
+        #expect(seen.contains("web: 2 instances (2 UP) w:1 w:2"), "\(seen)")
+    }
+
+    @Test func runPassesTheExitCodeOnAndDeregisters() throws {
+        let outcome = try ctl(["run", "--service", "job", "--address", "j:1", "--", "sh", "-c", "exit 3"])
+        #expect(outcome.status == 3)
+        #expect(outcome.stderr.contains("Service job registered at j:1"))
+        #expect(outcome.stderr.contains("deregistered"))
+        #expect(try discover("job").isEmpty)
+        #expect(try ctl(["run", "--service", "job", "--address", "j:1", "--", "/no/such/program"]).status == 127)
+        #expect(try ctl(["run", "--service", "job", "--address", "j:1", "--", "sh", "-c", "kill -KILL $$"]).status == 128 + 9)
+    }
+
+    @Test func runDeregistersOnSIGTERMAndPassesTheSignalOn() throws {
+        let process = Process()
+        process.executableURL = Self.binaryURL
+        process.arguments = ["--registry", "http://127.0.0.1:\(registry.port)", "run", "--service", "svc", "--address", "s:1",
+                             "--interval", "0.2s", "--", "sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.05; done"]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let listed = Date().addingTimeInterval(5)
+        while try discover("svc").isEmpty && Date() < listed { usleep(50_000) }
+        #expect(try discover("svc").count == 1)
+
+        // The registry forgets it (as after an expiry): the next heartbeat registers it again.
+        #expect(try registry.client().request("POST", "/deregister", body: #"{"service":"svc","address":"s:1"}"#).status == 200)
+        let back = Date().addingTimeInterval(5)
+        while try discover("svc").isEmpty && Date() < back { usleep(50_000) }
+        #expect(try discover("svc").count == 1, "not registered again")
+
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 7)
+        #expect(try discover("svc").isEmpty)
+        // Out of discovery first, then the signal passed on.
+        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let deregistered = try #require(log.range(of: "Service svc at s:1 deregistered"), "\(log)")
+        let passed = try #require(log.range(of: "passing SIGTERM to sh"), "\(log)")
+        #expect(deregistered.lowerBound < passed.lowerBound)
+        #expect(log.contains("registering again"))
+    }
+
+    @Test func runStartsTheCommandEvenWhenTheRegistryIsDown() throws {
+        let outcome = try ctl(["--timeout", "1", "run", "--service", "job", "--address", "j:2", "--", "sh", "-c", "exit 5"],
+                              registryURL: "http://127.0.0.1:1")
+        #expect(outcome.status == 5)
+        #expect(outcome.stderr.contains("the command runs anyway"))
+    }
+}

@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .executable(name: "service-registry", targets: ["Server"]),
         .executable(name: "registryctl", targets: ["registryctl"]),
+        .executable(name: "example-service", targets: ["example-service"]),
     ],
     targets: [
         // libevent's evhttp, from Debian's libevent-dev: a module map and one shim header.
@@ -36,6 +37,8 @@ let package = Package(
         // registryctl: the registry from the command line and from scripts; `run` joins a
         // command to the registry for as long as it runs.
         .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "JSON"]),
+        // The seed's example service, for real: serves HTTP, registers, heartbeats, deregisters.
+        .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "JSON"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON"]),

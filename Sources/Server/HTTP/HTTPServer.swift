@@ -20,6 +20,8 @@ final class HTTPServer {
     static let expiryBatch = 1_000
     /// How long in-flight replies get to drain after a stop signal before the loop exits.
     static let drainTimeout: Duration = .milliseconds(250)
+    /// NUL-terminated, as every StaticString literal is.
+    private static let defaultContentType: StaticString = "application/json"
 
     let port: UInt16
     private let base: OpaquePointer
@@ -69,7 +71,10 @@ final class HTTPServer {
         evhttp_set_max_headers_size(http, Int(config.maxHeaderBytes))
         var idle = timeval(tv_sec: config.idleTimeout.timeval.seconds, tv_usec: config.idleTimeout.timeval.microseconds)
         evhttp_set_timeout_tv(http, &idle)
-        evhttp_set_default_content_type(http, "application/json")
+        // libevent keeps the pointer, not a copy: it must point at static storage.
+        Self.defaultContentType.withUTF8Buffer { text in
+            text.withMemoryRebound(to: CChar.self) { evhttp_set_default_content_type(http, $0.baseAddress) }
+        }
         // Accept every method evhttp parses, so the router answers 405 with Allow (evhttp
         // would answer 501 for a method outside this set).
         let methods = EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_POST.rawValue

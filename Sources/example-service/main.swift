@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import JSON
+import RegistryClient
+
+let usage = """
+Usage: example-service NAME PORT     serve on PORT and join the registry as NAME
+       example-service demo          show the registry's health, its services and where each resolves
+
+Environment:
+  REGISTRY_URL        the registry (default http://localhost:5001)
+  SERVICE_ADDRESS     the address to register (default http://localhost:PORT; in Kubernetes,
+                      http://$(POD_IP):PORT)
+  HEARTBEAT_INTERVAL  seconds between heartbeats (default 10)
+"""
+
+func environment(_ name: String) -> String? {
+    guard let raw = getenv(name) else { return nil }
+    let value = String(cString: raw)
+    return value.isEmpty ? nil : value
+}
+
+func printError(_ message: String) {
+    let line = message + "\n"
+    _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+}
+
+func text(_ value: JSONValue?) -> String {
+    switch value {
+    case .string(let text)?: return text
+    case .number(let number)?: return number.rounded() == number ? String(Int64(number)) : String(number)
+    default: return "-"
+    }
+}
+
+/// The seed's `example_service.py demo`: health, services, and one round-robin pick for each.
+func demo(_ url: RegistryURL) -> Int32 {
+    let connection = RegistryConnection(url: url)
+    do {
+        let health = try connection.call(.get, "/health")
+        print("Registry at \(url): \(text(health.json?[member: "status"]))")
+        let services = try connection.call(.get, "/services")
+        guard case .object(let listing)? = services.json?[member: "services"] else {
+            printError("example-service: unexpected /services answer: \(services.text)")
+            return 1
+        }
+        print("Services: \(listing.count)")
+        for service in listing {
+            let picked = try connection.call(.get, Requests.path("/discover", service: service.name,
+                                                                 query: [("pick", "round-robin"), ("limit", "1")]))
+            var address = "(no instance up)"
+            if case .array(let instances)? = picked.json?[member: "instances"], let first = instances.first {
+                address = text(first[member: "address"])
+            }
+            print("  \(service.name): \(text(service.value[member: "total_instances"])) instance(s), next → \(address)")
+        }
+        return 0
+    } catch {
+        printError("example-service: \(error.message)")
+        return 3
+    }
+}
+
+func main() -> Int32 {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    let url: RegistryURL
+    do {
+        url = try RegistryURL(parsing: environment("REGISTRY_URL") ?? "http://localhost:5001")
+    } catch {
+        printError("example-service: REGISTRY_URL: \(error.message)")
+        return 2
+    }
+    if arguments == ["demo"] { return demo(url) }
+    guard arguments.count == 2, let port = UInt16(arguments[1]), port > 0 else {
+        printError(arguments.contains("-h") || arguments.contains("--help") ? usage : "example-service: expected NAME PORT or demo\n\n" + usage)
+        return arguments.contains("-h") || arguments.contains("--help") ? 0 : 2
+    }
+    let interval = environment("HEARTBEAT_INTERVAL").flatMap(Double.init).map { Duration.nanoseconds(Int64($0 * 1e9)) } ?? .seconds(10)
+    do {
+        let service = try ExampleService(name: arguments[0], port: port,
+                                         address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",
+                                         registryURL: url, interval: interval)
+        service.run()
+        return 0
+    } catch {
+        printError("example-service: \(error.message)")
+        return 1
+    }
+}
+
+signal(SIGPIPE, SIG_IGN)
+// A parent may have started us with the stop signals blocked (spawn inherits the mask);
+// the loop must still see them.
+var stopSignals = sigset_t()
+sigemptyset(&stopSignals)
+sigaddset(&stopSignals, SIGTERM)
+sigaddset(&stopSignals, SIGINT)
+sigprocmask(SIG_UNBLOCK, &stopSignals, nil)
+exit(main())

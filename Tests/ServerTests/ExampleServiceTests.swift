@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The example service against a live registry: it serves, registers, heartbeats, registers
+/// again when forgotten, and deregisters on SIGTERM; `demo` resolves every service.
+@Suite struct ExampleServiceTests {
+    static var binaryURL: URL {
+        RegistryProcess.binaryURL.deletingLastPathComponent().appendingPathComponent("example-service")
+    }
+
+    /// A port nothing listens on now (bound to 0 and released).
+    static func freePort() throws -> UInt16 {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(socket, pointer, length) == 0 && getsockname(socket, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw TestHTTPClient.Failure.connect(errno) }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    @Test func joinsServesRejoinsAndLeaves() throws {
+        let registry = try RegistryProcess()
+        let port = try Self.freePort()
+        let process = Process()
+        process.executableURL = Self.binaryURL
+        process.arguments = ["orders", String(port)]
+        var environment = ProcessInfo.processInfo.environment
+        environment["REGISTRY_URL"] = "http://127.0.0.1:\(registry.port)"
+        environment["HEARTBEAT_INTERVAL"] = "0.2"
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        func listed() throws -> [[String: Any]] {
+            let reply = try registry.client().request("GET", "/discover/orders")
+            return reply.status == 200 ? reply.json["instances"] as? [[String: Any]] ?? [] : []
+        }
+        var deadline = Date().addingTimeInterval(5)
+        while try listed().isEmpty && Date() < deadline { usleep(50_000) }
+        let instance = try #require(try listed().first)
+        #expect(instance["address"] as? String == "http://localhost:\(port)")
+        #expect(instance["tags"] as? [String] == ["example"])
+
+        let own = try TestHTTPClient(port: port).request("GET", "/")
+        #expect(own.status == 200)
+        #expect(own.json["message"] as? String == "Hello from orders")
+
+        #expect(try registry.client().request("POST", "/deregister", body: #"{"service":"orders","address":"http://localhost:\#(port)"}"#).status == 200)
+        deadline = Date().addingTimeInterval(5)
+        while try listed().isEmpty && Date() < deadline { usleep(50_000) }
+        #expect(try listed().count == 1, "not registered again")
+
+        let demo = Process()
+        demo.executableURL = Self.binaryURL
+        demo.arguments = ["demo"]
+        demo.environment = environment
+        let demoOut = Pipe()
+        demo.standardOutput = demoOut
+        try demo.run()
+        let shown = String(decoding: demoOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        demo.waitUntilExit()
+        #expect(demo.terminationStatus == 0)
+        #expect(shown.contains("healthy"))
+        #expect(shown.contains("orders: 1 instance(s), next → http://localhost:\(port)"), "\(shown)")
+
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(try listed().isEmpty)
+        let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("unknown_to_registry"))
+        #expect(log.contains("deregistered: Service orders at http://localhost:\(port) deregistered"))
+    }
+}

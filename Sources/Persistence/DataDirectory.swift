@@ -52,7 +52,12 @@ public final class DataDirectory: Sendable {
         let lockPath = path + "/LOCK"
         let lock = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lock >= 0 else {
-            let failure = StorageError.system("cannot create \(lockPath)")
+            let code = errno
+            var failure = StorageError.system("cannot create \(lockPath)", code: code)
+            if code == EACCES || code == EROFS {
+                failure = StorageError(failure.message + "; the registry writes its data there: make it writable for uid \(getuid()), "
+                    + "or choose another --data-dir (or --in-memory)", code: code)
+            }
             close(directory)
             throw failure
         }

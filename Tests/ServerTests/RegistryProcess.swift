@@ -42,10 +42,14 @@ final class RegistryProcess {
     }
 
     /// `wrapper` runs the binary through another command (`prlimit … --`), which must exec it.
-    init(_ arguments: [String] = [], environment: [String: String] = [:], wrapper: [String] = []) throws {
+    /// `bare` runs the binary with exactly `arguments` (no test flags or defaults), as a
+    /// container would; `directory` is its working directory.
+    init(_ arguments: [String] = [], environment: [String: String] = [:], wrapper: [String] = [], bare: Bool = false,
+         directory: URL? = nil) throws {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let command = ["--host", "127.0.0.1", "--port", "0"] + Self.withTestDefaults(arguments, environment)
+        let command = bare ? arguments : ["--host", "127.0.0.1", "--port", "0"] + Self.withTestDefaults(arguments, environment)
+        if let directory { process.currentDirectoryURL = directory }
         if let launcher = wrapper.first {
             process.executableURL = URL(fileURLWithPath: launcher)
             process.arguments = Array(wrapper.dropFirst()) + [Self.binaryURL.path] + command

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The binary run the way the image and the StatefulSet run it: no flags, the manifest's
+/// environment, a non-root user, a working directory it cannot write, and its data in a
+/// separate directory. (No container engine runs on the build machines.)
+@Suite final class LiveContainerTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let scratch: URL
+
+    init() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("registry-container-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    /// The registry container's `env` entries and `runAsUser` from docker/k8s/registry.yaml.
+    static func manifest() throws -> (environment: [String: String], user: Int) {
+        let text = try String(contentsOf: repository.appendingPathComponent("docker/k8s/registry.yaml"), encoding: .utf8)
+        var environment: [String: String] = [:]
+        var user = 0
+        var pendingName: String?
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("- name: REGISTRY_") {
+                pendingName = String(line.dropFirst("- name: ".count))
+            } else if let name = pendingName, line.hasPrefix("value: ") {
+                environment[name] = line.dropFirst("value: ".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                pendingName = nil
+            } else if line.hasPrefix("runAsUser: "), user == 0 {
+                user = Int(line.dropFirst("runAsUser: ".count)) ?? 0
+            }
+        }
+        return (environment, user)
+    }
+
+    /// Starts the registry as the StatefulSet would, on loopback and a free port instead of
+    /// 0.0.0.0:5001, with its data in `data`.
+    private func start(data: URL, environment extra: [String: String] = [:]) throws -> RegistryProcess {
+        let (manifestEnvironment, user) = try Self.manifest()
+        #expect(manifestEnvironment["REGISTRY_DATA_DIR"] == "/data")
+        #expect(user == 10001)
+        var environment = manifestEnvironment
+        environment["REGISTRY_DATA_DIR"] = data.path
+        environment["REGISTRY_HOST"] = "127.0.0.1"
+        environment["REGISTRY_PORT"] = "0"
+        environment.merge(extra) { $1 }
+        // A working directory nobody may write, as under readOnlyRootFilesystem.
+        let workingDirectory = scratch.appendingPathComponent("root")
+        try FileManager.default.createDirectory(at: workingDirectory, withIntermediateDirectories: true)
+        chmod(workingDirectory.path, 0o555)
+        var wrapper: [String] = []
+        if getuid() == 0 {
+            // As the image's user: setpriv drops to it (and every capability) before exec.
+            chown(data.path, uid_t(user), gid_t(user))
+            chmod(scratch.path, 0o755)
+            wrapper = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--inh-caps=-all", "--"]
+        }
+        return try RegistryProcess([], environment: environment, wrapper: wrapper, bare: true, directory: workingDirectory)
+    }
+
+    @Test func runsAsTheManifestSaysAndKeepsItsData() throws {
+        let data = scratch.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        do {
+            let registry = try start(data: data)
+            let http = try registry.client()
+            #expect(try http.request("GET", "/ready").status == 200)
+            #expect(try http.request("POST", "/register", body: #"{"service":"orders","address":"http://10.0.0.7:8080"}"#).status == 201)
+            #expect(try http.request("GET", "/metrics").text.contains("registry_persistence_enabled 1"))
+            // Every log line is JSON, as REGISTRY_LOG_FORMAT=json asks.
+            for line in registry.log.split(separator: "\n") {
+                #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "\(line)")
+            }
+            if getuid() == 0 {
+                var status = stat()
+                stat(data.appendingPathComponent("LOCK").path, &status)
+                #expect(status.st_uid == 10001, "the data was written as the image's user")
+            }
+            // Kubernetes' SIGTERM: /ready turns 503 for the manifest's grace, then a clean exit.
+            kill(registry.process.processIdentifier, SIGTERM)
+            #expect(registry.waitForLog { $0.contains("\"event\":\"draining\"") })
+            #expect(try http.request("GET", "/ready").status == 503)
+            #expect(registry.stop(signal: 0, timeout: 10) == 0)
+        }
+        let again = try start(data: data)
+        let listed = try again.client().request("GET", "/discover/orders")
+        #expect(listed.status == 200)
+        #expect(listed.text.contains("http://10.0.0.7:8080"))
+    }
+
+    @Test func anUnwritableDataDirectoryIsAClearError() throws {
+        let data = scratch.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        chmod(data.path, 0o555)
+        guard getuid() == 0 || access(data.path, W_OK) != 0 else { return }
+        let (environment, user) = try Self.manifest()
+        var merged = environment
+        merged["REGISTRY_DATA_DIR"] = data.path
+        merged["REGISTRY_HOST"] = "127.0.0.1"
+        merged["REGISTRY_PORT"] = "0"
+        let process = Process()
+        if getuid() == 0 {
+            chown(data.path, 0, 0)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--", RegistryProcess.binaryURL.path]
+        } else {
+            process.executableURL = RegistryProcess.binaryURL
+        }
+        process.environment = merged
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(message.contains("cannot create \(data.path)/LOCK: Permission denied"), "\(message)")
+        #expect(message.contains("make it writable for uid \(getuid() == 0 ? user : Int(getuid()))"), "\(message)")
+    }
+}

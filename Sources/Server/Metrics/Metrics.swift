@@ -62,6 +62,11 @@ final class Metrics {
         func sample(_ name: String, _ value: String) {
             out += "\(name) \(value)\n"
         }
+        /// A family of one sample without labels.
+        func single(_ name: String, _ type: String, _ help: String, _ value: String) {
+            family(name, type, help)
+            sample(name, value)
+        }
         func sample(_ name: String, _ labels: [(String, String)], _ value: String) {
             if labels.isEmpty {
                 out += "\(name) \(value)\n"
@@ -96,54 +101,34 @@ final class Metrics {
         for status in InstanceStatus.allCases {
             sample("registry_instances", [("status", status.rawValue)], String(counts[status] ?? 0))
         }
-        family("registry_services", "gauge", "Services with at least one instance.")
-        sample("registry_services", String(api.serviceCount))
-        family("registry_change_index", "gauge", "The registry's change index (X-Registry-Index of /services).")
-        sample("registry_change_index", String(api.changeIndex))
-        family("registry_registrations_total", "counter", "Instances registered (new ones; re-registrations are updates).")
-        sample("registry_registrations_total", String(api.registrations))
-        family("registry_deregistrations_total", "counter", "Instances deregistered by request.")
-        sample("registry_deregistrations_total", String(api.deregistrations))
-        family("registry_expirations_total", "counter", "Instances removed because their heartbeats stopped.")
-        sample("registry_expirations_total", String(api.expirations))
+        single("registry_services", "gauge", "Services with at least one instance.", String(api.serviceCount))
+        single("registry_change_index", "gauge", "The registry's change index (X-Registry-Index of /services).", String(api.changeIndex))
+        single("registry_registrations_total", "counter", "Instances registered (new ones; re-registrations are updates).", String(api.registrations))
+        single("registry_deregistrations_total", "counter", "Instances deregistered by request.", String(api.deregistrations))
+        single("registry_expirations_total", "counter", "Instances removed because their heartbeats stopped.", String(api.expirations))
 
         family("registry_watchers", "gauge", "Requests held open for changes, by kind.")
         sample("registry_watchers", [("kind", "long_poll")], String(gauges.longPolls))
         sample("registry_watchers", [("kind", "stream")], String(gauges.streams))
-        family("registry_open_connections", "gauge", "Client connections open.")
-        sample("registry_open_connections", String(max(0, ProcessFigures.openSockets() - ownSockets)))
+        single("registry_open_connections", "gauge", "Client connections open.", String(max(0, ProcessFigures.openSockets() - ownSockets)))
 
-        family("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.")
-        sample("registry_persistence_enabled", gauges.durability == nil ? "0" : "1")
+        single("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.", gauges.durability == nil ? "0" : "1")
         if let stats = gauges.durability {
-            family("registry_persistence_log_bytes", "gauge", "Length of the current log file.")
-            sample("registry_persistence_log_bytes", String(stats.logBytes))
-            family("registry_persistence_unsynced_bytes", "gauge",
-                   "Bytes written to the log but not yet covered by an fsync: what a machine crash could lose.")
-            sample("registry_persistence_unsynced_bytes", String(stats.unsyncedBytes))
-            family("registry_persistence_held_writes", "gauge", "Writes waiting for their change to reach the disk (--fsync always).")
-            sample("registry_persistence_held_writes", String(stats.heldWrites))
-            family("registry_persistence_write_errors_total", "counter", "Log writes that failed (their changes were answered 503 and not applied).")
-            sample("registry_persistence_write_errors_total", String(stats.writeErrors))
-            family("registry_persistence_snapshots_total", "counter", "Snapshots written.")
-            sample("registry_persistence_snapshots_total", String(stats.snapshots))
-            family("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).")
-            sample("registry_persistence_snapshot_failures_total", String(stats.snapshotFailures))
+            single("registry_persistence_log_bytes", "gauge", "Length of the current log file.", String(stats.logBytes))
+            single("registry_persistence_unsynced_bytes", "gauge", "Bytes written to the log but not yet covered by an fsync: what a machine crash could lose.", String(stats.unsyncedBytes))
+            single("registry_persistence_held_writes", "gauge", "Writes waiting for their change to reach the disk (--fsync always).", String(stats.heldWrites))
+            single("registry_persistence_write_errors_total", "counter", "Log writes that failed (their changes were answered 503 and not applied).", String(stats.writeErrors))
+            single("registry_persistence_snapshots_total", "counter", "Snapshots written.", String(stats.snapshots))
+            single("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).", String(stats.snapshotFailures))
         }
 
         let process = ProcessFigures.read()
-        family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-        sample("process_resident_memory_bytes", String(process.residentBytes))
-        family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
-        sample("process_virtual_memory_bytes", String(process.virtualBytes))
-        family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.")
-        sample("process_cpu_seconds_total", format(process.cpuSeconds))
-        family("process_open_fds", "gauge", "Number of open file descriptors.")
-        sample("process_open_fds", String(process.openDescriptors))
-        family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
-        sample("process_max_fds", String(process.maxDescriptors))
-        family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
-        sample("process_start_time_seconds", format(startedAt))
+        single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", String(process.residentBytes))
+        single("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", String(process.virtualBytes))
+        single("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.", format(process.cpuSeconds))
+        single("process_open_fds", "gauge", "Number of open file descriptors.", String(process.openDescriptors))
+        single("process_max_fds", "gauge", "Maximum number of open file descriptors.", String(process.maxDescriptors))
+        single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", format(startedAt))
         return Array(out.utf8)
     }
 

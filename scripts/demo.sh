@@ -6,7 +6,9 @@
 #   scripts/demo.sh --yes    runs straight through (CI runs it this way)
 #
 # It builds what it needs (swift build), runs a registry of its own on a free port with a
-# 3 s heartbeat timeout and a throwaway data directory, and stops it at the end.
+# throwaway data directory, and stops it at the end. payment-service registers with a 3 s
+# TTL, so that it expires during the demo; the rest keep the default 30 s, however long the
+# pauses between steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +40,8 @@ cleanup() {
 trap cleanup EXIT
 ctl() { "$BIN/registryctl" "$@"; }
 
-step "Start the registry (heartbeat timeout 3 s)"
-"$BIN/service-registry" --host 127.0.0.1 --port "$PORT" --heartbeat-timeout 3 --data-dir "$DATA/data" \
+step "Start the registry"
+"$BIN/service-registry" --host 127.0.0.1 --port "$PORT" --data-dir "$DATA/data" \
     --shutdown-grace 0 >"$LOG" 2>&1 &
 REGISTRY_PID=$!
 for _ in $(seq 1 100); do ctl health >/dev/null 2>&1 && break; sleep 0.05; done
@@ -48,7 +50,7 @@ show ctl health
 step "Register two services (the seed's user-service and payment-service)"
 show ctl register user-service http://localhost:8001 --tag v1
 show ctl register user-service http://localhost:8011 --tag v2 --weight 50
-show ctl register payment-service http://localhost:8002
+show ctl register payment-service http://localhost:8002 --ttl 3
 
 step "List all services"
 show ctl services
@@ -65,7 +67,7 @@ for _ in 1 2 3 4; do
     sleep 1
 done
 
-step "payment-service missed its heartbeats: it has expired"
+step "payment-service missed its heartbeats (3 s TTL): it has expired"
 show ctl services
 if ctl discover payment-service; then
     echo "demo: payment-service should have expired" >&2
@@ -82,7 +84,7 @@ show ctl discover user-service
 step "Restart the registry: registrations survive (heartbeat times do not; each gets a fresh TTL)"
 kill "$REGISTRY_PID"
 wait "$REGISTRY_PID" || true
-"$BIN/service-registry" --host 127.0.0.1 --port "$PORT" --heartbeat-timeout 3 --data-dir "$DATA/data" \
+"$BIN/service-registry" --host 127.0.0.1 --port "$PORT" --data-dir "$DATA/data" \
     --shutdown-grace 0 >>"$LOG" 2>&1 &
 REGISTRY_PID=$!
 for _ in $(seq 1 100); do ctl health >/dev/null 2>&1 && break; sleep 0.05; done

@@ -54,34 +54,64 @@ enum Frames {
     static func scan(_ bytes: [UInt8]) -> Scan {
         var payloads: [ArraySlice<UInt8>] = []
         var offset = 0
+        /// A bad frame is a torn tail only when nothing valid follows it: the length field is
+        /// not covered by the checksum, so a damaged length in mid-file can point past the
+        /// end and would otherwise pass for a torn tail, taking every record after it along.
+        func badFrame(_ reason: String) -> Scan {
+            let remaining = bytes.count - offset
+            if let later = validFrame(in: bytes, after: offset) {
+                return Scan(payloads: payloads, validLength: offset,
+                            ending: .damaged(offset: offset, reason: "\(reason), with a valid record after it at byte \(later)"))
+            }
+            return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
+        }
         while offset < bytes.count {
             let remaining = bytes.count - offset
-            if remaining < headerBytes {
-                return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
-            }
+            if remaining < headerBytes { return badFrame("an incomplete frame header") }
             var header = ByteReader(bytes[offset..<(offset + headerBytes)])
             let length = Int(header.u32() ?? 0)
             let expected = header.u32() ?? 0
-            if length > maxPayloadBytes {
-                return Scan(payloads: payloads, validLength: offset,
-                            ending: .damaged(offset: offset, reason: "a frame claims \(length) bytes"))
+            if length == 0 {
+                // No record is empty; zeros are what a file system can leave past the last
+                // write after a power loss: a torn tail if only zeros follow.
+                if bytes[offset...].allSatisfy({ $0 == 0 }) {
+                    return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
+                }
+                return Scan(payloads: payloads, validLength: offset, ending: .damaged(offset: offset, reason: "an empty frame"))
             }
+            if length > maxPayloadBytes { return badFrame("a frame claims \(length) bytes") }
             let end = offset + headerBytes + length
-            if end > bytes.count {
-                return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
-            }
+            if end > bytes.count { return badFrame("a frame runs past the end of the file") }
             let payload = bytes[(offset + headerBytes)..<end]
             let actual = payload.withUnsafeBytes { CRC32C.checksum($0) }
             if actual != expected {
                 // Only the very last frame can be torn; a bad frame with more after it is damage.
-                let ending: Ending = end == bytes.count
-                    ? .tornTail(offset: offset, droppedBytes: remaining)
-                    : .damaged(offset: offset, reason: "checksum mismatch")
-                return Scan(payloads: payloads, validLength: offset, ending: ending)
+                if end == bytes.count { return badFrame("checksum mismatch") }
+                return Scan(payloads: payloads, validLength: offset, ending: .damaged(offset: offset, reason: "checksum mismatch"))
             }
             payloads.append(payload)
             offset = end
         }
         return Scan(payloads: payloads, validLength: offset, ending: .clean)
+    }
+
+    /// The offset of the first whole frame with a matching checksum that starts after
+    /// `start`, if any. Only recovery's rare bad-tail case pays for this search.
+    static func validFrame(in bytes: [UInt8], after start: Int) -> Int? {
+        var candidate = start + 1
+        return bytes.withUnsafeBytes { raw in
+            while candidate + headerBytes < bytes.count {
+                let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: candidate, as: UInt32.self)))
+                let end = candidate + headerBytes + length
+                if length > 0, length <= maxPayloadBytes, end <= bytes.count {
+                    let expected = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 4, as: UInt32.self))
+                    if CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[(candidate + headerBytes)..<end])) == expected {
+                        return candidate
+                    }
+                }
+                candidate += 1
+            }
+            return nil
+        }
     }
 }

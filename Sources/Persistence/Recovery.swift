@@ -84,8 +84,11 @@ extension Recovery {
         public var logs: [(generation: UInt64, records: Int)] = []
         /// Records that broke a rule of this server's configuration and were left out.
         public var skipped: [String] = []
-        /// A record a crash left half written at the end of the last log, now cut off.
-        public var tornTail: (file: String, offset: Int, bytes: Int)?
+        /// Records a crash left half written at the end of a log, to be cut off: normally the
+        /// last log's; an older log's too when the machine went down while the logs were
+        /// rotating (the old log's last fsync had not finished, and the new log's first
+        /// records were never acknowledged under `always`).
+        public var tornTails: [(generation: UInt64, file: String, offset: Int, bytes: Int)] = []
         /// Damage that `repair` worked around: where it was, why, and how many bytes were
         /// dropped from there on (the rest of that file and every later log). The damaged
         /// files are kept beside the others with `.damaged` appended.
@@ -157,7 +160,6 @@ extension Recovery {
             for (position, generation) in replayed.enumerated() {
                 let name = DataDirectory.logName(generation)
                 let bytes = try directory.read(name)
-                let isLast = position == replayed.count - 1
                 let later = replayed[(position + 1)...].reduce(0) { $0 + directory.size(of: DataDirectory.logName($1)) }
                 let report: Report
                 do {
@@ -172,11 +174,7 @@ extension Recovery {
                 loaded.skipped += report.skipped
                 loaded.lastChangeIndex = max(loaded.lastChangeIndex, report.lastChangeIndex)
                 if report.tornTailBytes > 0 {
-                    guard isLast else {
-                        try damage(name, bytes, at: report.validLength, "an incomplete record before the last log", laterBytes: later)
-                        break
-                    }
-                    loaded.tornTail = ("\(directory.path)/\(name)", report.validLength, report.tornTailBytes)
+                    loaded.tornTails.append((generation, "\(directory.path)/\(name)", report.validLength, report.tornTailBytes))
                 }
                 appendAt = (generation, report.validLength)
             }

@@ -26,7 +26,8 @@ public final class SnapshotWriter {
     private let started: Int64
     private let name: String
     private let temporary: String
-    private let file: Int32
+    /// -1 once closed: a descriptor number is reused at once, so it must never be closed twice.
+    private var file: Int32
     private var buffer = ByteWriter()
     private var total = 0
     private var count = 0
@@ -61,6 +62,7 @@ public final class SnapshotWriter {
         try flush()
         guard fsync(file) == 0 else { throw .system("cannot fsync \(directory.path)/\(temporary)") }
         close(file)
+        file = -1
         try directory.rename(temporary, to: name)
         try directory.sync()
         try directory.removeGenerations(below: generation)
@@ -69,7 +71,8 @@ public final class SnapshotWriter {
 
     /// Gives up: the temporary file goes (start-up would remove it anyway).
     public func abandon() {
-        close(file)
+        if file >= 0 { close(file) }
+        file = -1
         _ = try? directory.remove(temporary)
     }
 

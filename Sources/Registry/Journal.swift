@@ -63,9 +63,12 @@ public enum JournalEntry: Equatable, Sendable {
 public struct JournalChange: Sendable {
     public let entry: JournalEntry
     public let prior: InstanceState?
+    /// A removal because heartbeats stopped, which `Registry.revert(_:now:)` leaves alone.
+    public let isExpiry: Bool
 
-    public init(_ entry: JournalEntry, prior: InstanceState?) {
+    public init(_ entry: JournalEntry, prior: InstanceState?, isExpiry: Bool = false) {
         self.entry = entry
         self.prior = prior
+        self.isExpiry = isExpiry
     }
 }

@@ -229,9 +229,13 @@ public struct Registry: Sendable {
     /// visible change (readers may have seen what is taken back), so the change index
     /// moves on and watchers are told; nothing is journaled, because the durable state
     /// never held the changes. An instance put back gets a full TTL from `now`.
+    ///
+    /// Expiries are not taken back: no client asked for them, and putting a dead instance
+    /// back with a fresh TTL on every failed write would keep it in discovery for as long as
+    /// the disk fails. The caller keeps their records and writes them later.
     public mutating func revert(_ changes: [JournalChange], now: Instant) {
         let pendingEvents = events
-        for change in changes.reversed() {
+        for change in changes.reversed() where !change.isExpiry {
             switch change.entry {
             case .upsert(let state, _):
                 if let prior = change.prior {
@@ -621,17 +625,17 @@ public struct Registry: Sendable {
         let instance = instances[Int(slot)]
         events.append(.expired(service: services[Int(instance.service)].name, id: instance.id,
                                address: instance.address, lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat)))
-        remove(slot)
+        remove(slot, expired: true)
     }
 
     /// Removes an instance, and its service when it was the last one; one visible change.
-    private mutating func remove(_ slot: Int32) {
+    private mutating func remove(_ slot: Int32, expired: Bool = false) {
         let instance = instances[Int(slot)]
         let serviceSlot = Int(instance.service)
         noteChange(ofService: instance.service)
         if policy.journaling {
             journal.append(JournalChange(.remove(service: services[serviceSlot].name, id: instance.id, changeIndex: changeIndex),
-                                         prior: state(of: instance)))
+                                         prior: state(of: instance), isExpiry: expired))
         }
         if instance.isProtected {
             services[serviceSlot].protectedCount -= 1

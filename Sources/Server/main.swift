@@ -76,10 +76,11 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     // Restored instances get their full TTL from now, when the registry serves again.
     if let persistence { api.finishRestore(changeIndex: persistence.changeIndexOnDisk, now: Clock.monotonicNow()) }
-    server.run()
+    let synced = server.run()
     logger.info("stopped")
     logger.flush()
-    return 0
+    // A failed last fsync means acknowledged changes may not be on disk: say so with the status.
+    return synced ? 0 : 1
 }
 
 /// Opens and locks the data directory, rebuilds the registry from it, and returns what the
@@ -91,7 +92,7 @@ private func restore(into registry: inout Registry, from path: String, config: C
     let directory = try DataDirectory.open(absolutePath(path))
     let (loaded, appendAt) = try Recovery.load(directory, into: &registry, now: started, wallOffset: wallOffset,
                                                repair: config.repair)
-    if let torn = loaded.tornTail {
+    for torn in loaded.tornTails {
         logger.warn("recovery_torn_tail", [
             "file": torn.file, "offset": torn.offset, "dropped_bytes": torn.bytes,
             "note": "a record the last crash left half written was cut off; it was never acknowledged under --fsync always",
@@ -114,7 +115,11 @@ private func restore(into registry: inout Registry, from path: String, config: C
         _ = try SnapshotWriter.write(registry, generation: generation, to: directory, wallOffset: wallOffset)
         log = try directory.openLog(generation: generation)
     } else {
-        log = try directory.openLog(generation: appendAt.generation, truncatingTo: loaded.tornTail == nil ? nil : appendAt.length)
+        for torn in loaded.tornTails where torn.generation != appendAt.generation {
+            try directory.openLog(generation: torn.generation, truncatingTo: torn.offset).close()
+        }
+        let lastIsTorn = loaded.tornTails.contains { $0.generation == appendAt.generation }
+        log = try directory.openLog(generation: appendAt.generation, truncatingTo: lastIsTorn ? appendAt.length : nil)
         // Generations older than the snapshot, and a snapshot a crash left unfinished.
         try directory.removeGenerations(below: loaded.snapshot?.generation ?? 0)
     }

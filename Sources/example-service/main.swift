@@ -76,7 +76,14 @@ func main() -> Int32 {
         printError(arguments.contains("-h") || arguments.contains("--help") ? usage : "example-service: expected NAME PORT or demo\n\n" + usage)
         return arguments.contains("-h") || arguments.contains("--help") ? 0 : 2
     }
-    let interval = environment("HEARTBEAT_INTERVAL").flatMap(Double.init).map { Duration.nanoseconds(Int64($0 * 1e9)) } ?? .seconds(10)
+    var interval: Duration = .seconds(10)
+    if let text = environment("HEARTBEAT_INTERVAL") {
+        guard let seconds = Double(text), seconds.isFinite, seconds >= 0.01, seconds <= 86_400 else {
+            printError("example-service: HEARTBEAT_INTERVAL must be a number of seconds from 0.01 to 86400, got '\(text)'")
+            return 2
+        }
+        interval = .nanoseconds(Int64(seconds * 1e9))
+    }
     do {
         let service = try ExampleService(name: arguments[0], port: port,
                                          address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",

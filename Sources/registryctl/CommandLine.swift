@@ -57,13 +57,13 @@ struct Arguments {
     }
 }
 
-/// Parses "10s", "500ms", "2m" or plain seconds.
+/// Parses "10s", "500ms", "2m" or plain seconds: above 0 and at most a day.
 func parseInterval(_ text: String) -> Duration? {
     let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-    for (suffix, scale) in units where text.hasSuffix(suffix) {
-        guard let number = Double(text.dropLast(suffix.count)), number.isFinite, number > 0 else { return nil }
-        return .nanoseconds(Int64(number * scale * 1e9))
+    var seconds = Double(text)
+    for (suffix, scale) in units where seconds == nil && text.hasSuffix(suffix) {
+        seconds = Double(text.dropLast(suffix.count)).map { $0 * scale }
     }
-    guard let seconds = Double(text), seconds.isFinite, seconds > 0 else { return nil }
+    guard let seconds, seconds.isFinite, seconds > 0, seconds <= 86_400 else { return nil }
     return .nanoseconds(Int64(seconds * 1e9))
 }

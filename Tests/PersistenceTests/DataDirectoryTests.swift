@@ -157,7 +157,7 @@ import Testing
             try log.append(Array(whole.dropLast(5)))
         }
         let (registry, loaded, appendAt) = try load()
-        let torn = try #require(loaded.tornTail)
+        let torn = try #require(loaded.tornTails.first)
         #expect(torn.file.hasSuffix("log-000000000001.log"))
         #expect(appendAt.length == Recovery.frame(Array(entries.dropLast()), wallOffset: wallOffset).count)
         #expect(torn.offset == appendAt.length)
@@ -169,6 +169,24 @@ import Testing
         try append([entries.last!], to: log)
         log.close()
         _ = directory
+    }
+
+    /// The machine went down while the logs rotated: the old log's last records were not yet
+    /// on disk while the new log's first ones were. Both tails are cut, nothing is refused.
+    @Test func aTornTailInAnOlderLogIsCutToo() throws {
+        var original = journaling()
+        let first = churn(&original, rounds: 0..<10)
+        let second = churn(&original, rounds: 10..<20)
+        do {
+            let directory = try DataDirectory.open(path)
+            try directory.openLog(generation: 1).append(Array(Recovery.frame(first, wallOffset: wallOffset).dropLast(7)))
+            try append(second, to: try directory.openLog(generation: 2))
+        }
+        let (_, loaded, appendAt) = try load()
+        #expect(loaded.tornTails.map(\.generation) == [1])
+        #expect(loaded.repaired == nil)
+        #expect(appendAt.generation == 2)
+        #expect(loaded.logs.map(\.records) == [first.count - 1, second.count])
     }
 
     @Test func damageIsRefusedWithFileAndOffsetThenRepaired() throws {

@@ -115,6 +115,32 @@ import Testing
         #expect(repaired.instanceCount == 1)
     }
 
+    @Test func aDamagedLengthInMidFileIsDamageNotATornTail() throws {
+        let (_, journal) = history()
+        var bytes = Recovery.frame(journal, wallOffset: wallOffset)
+        let third = Recovery.frame(Array(journal.prefix(2)), wallOffset: wallOffset).count
+        // The length now points past the end of the file; the checksum does not cover it.
+        bytes[third + 2] = 0x05
+        var restored = Registry(heartbeatTimeout: .seconds(30))
+        #expect(throws: Recovery.Damage.self) {
+            try Recovery.replay(bytes, into: &restored, now: now, wallOffset: wallOffset, repair: false)
+        }
+    }
+
+    @Test func zerosAfterTheLastRecordAreATornTailZerosBeforeOneAreDamage() throws {
+        let (_, journal) = history()
+        let clean = Recovery.frame(journal, wallOffset: wallOffset)
+        var restored = Registry(heartbeatTimeout: .seconds(30))
+        let report = try Recovery.replay(clean + [UInt8](repeating: 0, count: 4096), into: &restored, now: now,
+                                         wallOffset: wallOffset, repair: false)
+        #expect(report.applied == journal.count)
+        #expect(report.tornTailBytes == 4096)
+        var again = Registry(heartbeatTimeout: .seconds(30))
+        #expect(throws: Recovery.Damage.self) {
+            try Recovery.replay([UInt8](repeating: 0, count: 16) + clean, into: &again, now: now, wallOffset: wallOffset, repair: false)
+        }
+    }
+
     @Test func aFlippedByteInTheLastRecordIsATornTail() throws {
         let (_, journal) = history()
         var bytes = Recovery.frame(journal, wallOffset: wallOffset)

@@ -88,6 +88,10 @@ final class Durability {
 
     private let metrics: Metrics
 
+    /// Records a failed write owes the log, written first by the next write that works:
+    /// expiries (they stay done in the registry), and, when a finished snapshot may hold
+    /// changes that were then taken back, records that take them back on disk too.
+    private var owedRecords: [JournalEntry] = []
     /// Set while appends fail; cleared, with a log line, by the first that works.
     private var writeFailure: String?
     private var failedWrites = 0
@@ -133,14 +137,19 @@ final class Durability {
         }, context)
         event_add(syncReadyEvent, nil)
         event_add(snapshotReadyEvent, nil)
-        if policy == .everysec {
-            everySecondTimer = event_new(base, -1, Int16(EV_PERSIST), { _, _, context in
-                guard let context else { return }
-                Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().requestSync()
-            }, context)
-            var second = timeval(tv_sec: 1, tv_usec: 0)
-            event_add(everySecondTimer, &second)
-        }
+        everySecondTimer = event_new(base, -1, Int16(EV_PERSIST), { _, _, context in
+            guard let context else { return }
+            Unmanaged<Durability>.fromOpaque(context).takeUnretainedValue().everySecond()
+        }, context)
+        var second = timeval(tv_sec: 1, tv_usec: 0)
+        event_add(everySecondTimer, &second)
+    }
+
+    /// The fsync of `everysec`, and a retry of records a failed write still owes the log
+    /// (whatever the policy) even when no new change comes to carry them.
+    private func everySecond() {
+        if !owedRecords.isEmpty, let flushEvent { event_active(flushEvent, 0, 0) }
+        if policy == .everysec { requestSync() }
     }
 
     /// What `/metrics` reports.
@@ -180,7 +189,8 @@ final class Durability {
     /// journal entries, or a change index that moved without one (expiry protection).
     func noteActivity() {
         let indexMoved = api.changeIndex > lastIndexWritten && writeFailure == nil
-        guard api.pendingJournalCount > 0 || indexMoved, let flushEvent else { return }
+        guard api.pendingJournalCount > 0 || indexMoved || (!owedRecords.isEmpty && writeFailure == nil),
+              let flushEvent else { return }
         event_active(flushEvent, 0, 0)
     }
 
@@ -189,7 +199,7 @@ final class Durability {
     private func flush() {
         let now = Clock.monotonicNow()
         let changes = api.takeJournal()
-        var entries = changes.map(\.entry)
+        var entries = owedRecords + changes.map(\.entry)
         if api.changeIndex > max(lastIndexWritten, entries.last?.changeIndex ?? 0) {
             entries.append(.indexAdvanced(to: api.changeIndex))
         }
@@ -206,6 +216,7 @@ final class Durability {
             writeFailure = nil
             failedWrites = 0
         }
+        owedRecords.removeAll()
         appended += UInt64(bytes.count)
         lastIndexWritten = max(lastIndexWritten, entries.last?.changeIndex ?? 0)
         for position in held.indices where held[position].through == nil { held[position].through = appended }
@@ -230,6 +241,27 @@ final class Durability {
         }
         writeFailure = error.message
         api.revert(changes, now: now)
+        owedRecords += changes.filter(\.isExpiry).map(\.entry)
+        // A snapshot being taken may already hold some of the changes just taken back, and
+        // must not bring them back after a restart. One still being handed over is
+        // abandoned (and retried later); one already complete gets records that undo them,
+        // in the log that is replayed after it.
+        if let run = snapshot {
+            if run.finished {
+                let index = api.changeIndex
+                for change in changes.reversed() where !change.isExpiry {
+                    if let prior = change.prior {
+                        owedRecords.append(.upsert(prior, changeIndex: index))
+                    } else if case .upsert(let state, _) = change.entry {
+                        owedRecords.append(.remove(service: state.service, id: state.id, changeIndex: index))
+                    }
+                }
+            } else {
+                snapshotWorker.send(.abandon)
+                snapshot = nil
+                nextSnapshotAttempt = now + Self.snapshotRetryDelay
+            }
+        }
         let response = Response.error(503, "the change could not be written to the data directory (\(error.message)), "
             + "so it was not applied; free space or fix the disk and retry: writes resume by themselves")
         var kept: [Held] = []
@@ -362,13 +394,22 @@ final class Durability {
 
     // MARK: Stopping
 
+    /// When the server starts its drain: an fsync now, so that writes held under `always`
+    /// (and everything else) are answered while the loop still runs.
+    func prepareToStop() {
+        requestSync()
+    }
+
     /// After the loop has ended: waits for a snapshot in progress, makes the log durable
-    /// whatever the policy, and closes it.
-    func finish() {
+    /// whatever the policy, and closes it. Returns false when that last fsync failed (the
+    /// process should then exit non-zero: acknowledged changes may not be on disk).
+    func finish() -> Bool {
         if let run = snapshot, !run.finished { snapshotWorker.send(.abandon) }
         snapshotWorker.stop()
         syncWorker.stop()
+        var synced = true
         if fdatasync(log.descriptor) != 0 {
+            synced = false
             logger.error("persistence_fsync_failed", ["error": String(cString: strerror(errno)), "at": "shutdown"])
         }
         log.close()
@@ -380,8 +421,14 @@ final class Durability {
         syncReadyEvent = nil
         snapshotReadyEvent = nil
         everySecondTimer = nil
-        let now = Clock.monotonicNow()
-        for entry in held { answer(entry, .error(503, "the registry stopped before the change was on disk"), now: now) }
-        held.removeAll()
+        // Writes still held when the drain ended cannot be answered any more (the loop is
+        // over, and their connections close). Their changes are in the log, which the fsync
+        // above made durable; the writers, told nothing, will retry.
+        if !held.isEmpty {
+            logger.warn("unanswered_writes_at_exit", ["count": held.count, "on_disk": synced])
+            for entry in held { metrics.countRequest(route: entry.route, method: entry.method, status: 0, seconds: nil) }
+            held.removeAll()
+        }
+        return synced
     }
 }

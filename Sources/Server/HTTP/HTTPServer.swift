@@ -147,11 +147,14 @@ final class HTTPServer {
 
     /// Runs the loop until a stop signal has been handled and in-flight replies drained,
     /// then makes the log durable and closes it.
-    func run() {
+    /// Returns false when the log's last fsync failed.
+    @discardableResult
+    func run() -> Bool {
         metrics.ownSockets = ProcessFigures.openSockets()
         event_base_dispatch(base)
-        durability?.finish()
+        let synced = durability?.finish() ?? true
         durability = nil
+        return synced
     }
 
     /// The first stop signal starts the grace period: `/ready` turns 503 at once (so load
@@ -182,6 +185,7 @@ final class HTTPServer {
         if let graceTimer { CLibevent_evtimer_del(graceTimer) }
         logger.info("closing", ["held_requests": hub.pollCount + hub.streamCount])
         logger.flush()
+        durability?.prepareToStop()
         if let listener {
             evhttp_del_accept_socket(http, listener)
             self.listener = nil
@@ -216,7 +220,7 @@ final class HTTPServer {
         let route = request.withPath { RegistryAPI.routeLabel($0) } ?? "other"
         switch handling {
         case .respond(let response):
-            if let durability, response.status < 300, api.pendingJournalCount > journalBefore {
+            if let durability, method == .post, response.status < 300, api.pendingJournalCount > journalBefore {
                 // A change: acknowledged once it is written (or fsynced), or answered 503.
                 durability.hold(request.park(), response, route: route, method: method, arrived: now)
             } else {

@@ -551,20 +551,20 @@ final class RegistryAPI {
 
     /// The label `/metrics` counts a request under: its route's template, so that service
     /// names never become label values (one series per service would grow without bound).
-    static func routeLabel(_ path: UnsafeBufferPointer<UInt8>) -> StaticString {
-        if path.starts(with: Route.discoverPrefix) { return "/discover/{service}" }
-        if path.starts(with: Route.watchPrefix) { return "/watch/{service}" }
+    static func routeLabel(_ path: UnsafeBufferPointer<UInt8>) -> RouteLabel {
+        if path.starts(with: Route.discoverPrefix) { return .discover }
+        if path.starts(with: Route.watchPrefix) { return .watch }
         switch Route(path) {
-        case .register: return "/register"
-        case .heartbeat: return "/heartbeat"
-        case .deregister: return "/deregister"
-        case .status: return "/status"
-        case .services: return "/services"
-        case .health: return "/health"
-        case .ready: return "/ready"
-        case .metrics: return "/metrics"
-        case .watchAll: return "/watch"
-        case nil: return "other"
+        case .register: return .register
+        case .heartbeat: return .heartbeat
+        case .deregister: return .deregister
+        case .status: return .status
+        case .services: return .services
+        case .health: return .health
+        case .ready: return .ready
+        case .metrics: return .metrics
+        case .watchAll: return .watchAll
+        case nil: return .other
         }
     }
 
@@ -589,6 +589,28 @@ final class RegistryAPI {
     /// Takes back changes that could not be written (see `Registry.revert`).
     func revert(_ changes: [JournalChange], now: Instant) {
         registry.revert(changes, now: now)
+    }
+}
+
+/// The route a request is counted under in `/metrics`.
+enum RouteLabel: Int, CaseIterable {
+    case register, heartbeat, deregister, status, discover, services, health, ready, metrics, watch, watchAll, other
+
+    var template: String {
+        switch self {
+        case .register: return "/register"
+        case .heartbeat: return "/heartbeat"
+        case .deregister: return "/deregister"
+        case .status: return "/status"
+        case .discover: return "/discover/{service}"
+        case .services: return "/services"
+        case .health: return "/health"
+        case .ready: return "/ready"
+        case .metrics: return "/metrics"
+        case .watch: return "/watch/{service}"
+        case .watchAll: return "/watch"
+        case .other: return "other"
+        }
     }
 }
 

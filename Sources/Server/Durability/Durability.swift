@@ -81,7 +81,7 @@ final class Durability {
         let request: UnsafeMutablePointer<evhttp_request>
         var response: Response
         var through: UInt64?
-        let route: StaticString
+        let route: RouteLabel
         let method: HTTPMethod
         let arrived: Instant
     }
@@ -174,7 +174,7 @@ final class Durability {
     // MARK: From the server's callbacks
 
     /// Holds a write's answer until its change is written (or, under `always`, fsynced).
-    func hold(_ request: UnsafeMutablePointer<evhttp_request>, _ response: Response, route: StaticString, method: HTTPMethod,
+    func hold(_ request: UnsafeMutablePointer<evhttp_request>, _ response: Response, route: RouteLabel, method: HTTPMethod,
               arrived: Instant) {
         held.append(Held(request: request, response: response, through: nil, route: route, method: method, arrived: arrived))
     }
@@ -426,7 +426,6 @@ final class Durability {
         // above made durable; the writers, told nothing, will retry.
         if !held.isEmpty {
             logger.warn("unanswered_writes_at_exit", ["count": held.count, "on_disk": synced])
-            for entry in held { metrics.countRequest(route: entry.route, method: entry.method, status: 0, seconds: nil) }
             held.removeAll()
         }
         return synced

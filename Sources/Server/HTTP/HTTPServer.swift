@@ -217,7 +217,7 @@ final class HTTPServer {
             let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
             logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
         }
-        let route = request.withPath { RegistryAPI.routeLabel($0) } ?? "other"
+        let route = request.withPath { RegistryAPI.routeLabel($0) } ?? .other
         switch handling {
         case .respond(let response):
             if let durability, method == .post, response.status < 300, api.pendingJournalCount > journalBefore {

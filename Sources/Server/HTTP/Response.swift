@@ -43,7 +43,7 @@ struct Response {
 
 /// The request methods evhttp can parse. evhttp is told to accept all of them, so that a
 /// method a path does not serve gets the router's 405 with `Allow`, not evhttp's 501.
-enum HTTPMethod: Equatable {
+enum HTTPMethod: Int, Equatable, CaseIterable {
     case get, head, post, put, delete, options, patch, trace, connect
 
     var name: String {

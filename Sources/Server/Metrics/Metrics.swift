@@ -15,20 +15,13 @@ final class Metrics {
     /// Upper bounds in seconds: from 100 µs (a cached discover) to 2.5 s.
     static let bucketBounds: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
-    private struct RequestKey: Hashable {
-        let route: String
-        let method: String
-        let status: Int32
-    }
-
-    private struct Histogram {
-        var buckets = [UInt64](repeating: 0, count: Metrics.bucketBounds.count)
-        var count: UInt64 = 0
-        var sum: Double = 0
-    }
-
-    private var requests: [RequestKey: UInt64] = [:]
-    private var durations: [String: Histogram] = [:]
+    /// Counts by route, method and status, packed into one integer key: the hot path hashes
+    /// one `Int` per request and allocates nothing.
+    private var requests: [Int: UInt64] = [:]
+    /// Per route: histogram buckets (the last is +Inf), count and sum, updated in place.
+    private var buckets = [[UInt64]](repeating: [UInt64](repeating: 0, count: Metrics.bucketBounds.count + 1),
+                                     count: RouteLabel.allCases.count)
+    private var durationSums = [Double](repeating: 0, count: RouteLabel.allCases.count)
     /// Answered by libevent itself before routing (oversized or unparsable requests).
     nonisolated(unsafe) static var rejectedByLibevent: [Int32: UInt64] = [:]
     private let startedAt = Double(Clock.wallNow()) / 1e9
@@ -43,15 +36,16 @@ final class Metrics {
         var durability: Durability.Stats?
     }
 
-    func countRequest(route: StaticString, method: HTTPMethod, status: Int32, seconds: Double?) {
-        let label = route.description
-        requests[RequestKey(route: label, method: method.name, status: status), default: 0] += 1
+    private static func key(_ route: RouteLabel, _ method: HTTPMethod, _ status: Int32) -> Int {
+        (route.rawValue * 16 + method.rawValue) * 1000 + Int(status)
+    }
+
+    func countRequest(route: RouteLabel, method: HTTPMethod, status: Int32, seconds: Double?) {
+        requests[Self.key(route, method, status), default: 0] += 1
         guard let seconds else { return }
-        var histogram = durations[label] ?? Histogram()
-        if let bucket = Self.bucketBounds.firstIndex(where: { seconds <= $0 }) { histogram.buckets[bucket] += 1 }
-        histogram.count += 1
-        histogram.sum += seconds
-        durations[label] = histogram
+        let bucket = Self.bucketBounds.firstIndex { seconds <= $0 } ?? Self.bucketBounds.count
+        buckets[route.rawValue][bucket] += 1
+        durationSums[route.rawValue] += seconds
     }
 
     func exposition(api: RegistryAPI, gauges: Gauges) -> [UInt8] {
@@ -76,8 +70,12 @@ final class Metrics {
         }
 
         family("registry_http_requests_total", "counter", "HTTP requests answered, by route template, method and status code.")
-        for (key, count) in requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {
-            sample("registry_http_requests_total", [("route", key.route), ("method", key.method), ("code", String(key.status))], String(count))
+        for (key, count) in requests.sorted(by: { $0.key < $1.key }) {
+            let status = key % 1000
+            let route = RouteLabel(rawValue: key / 1000 / 16) ?? .other
+            let method = HTTPMethod(rawValue: key / 1000 % 16) ?? .get
+            sample("registry_http_requests_total", [("route", route.template), ("method", method.name), ("code", String(status))],
+                   String(count))
         }
         for (status, count) in Self.rejectedByLibevent.sorted(by: { $0.key < $1.key }) {
             sample("registry_http_requests_total", [("route", "unparsed"), ("method", "unknown"), ("code", String(status))], String(count))
@@ -85,15 +83,19 @@ final class Metrics {
 
         family("registry_http_request_duration_seconds", "histogram",
                "Time from receiving a request to handing its answer to libevent (held long-polls and streams excluded).")
-        for (route, histogram) in durations.sorted(by: { $0.key < $1.key }) {
+        for route in RouteLabel.allCases {
+            let counts = buckets[route.rawValue]
+            let total = counts.reduce(0, +)
+            guard total > 0 else { continue }
             var cumulative: UInt64 = 0
             for (index, bound) in Self.bucketBounds.enumerated() {
-                cumulative += histogram.buckets[index]
-                sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", format(bound))], String(cumulative))
+                cumulative += counts[index]
+                sample("registry_http_request_duration_seconds_bucket", [("route", route.template), ("le", format(bound))],
+                       String(cumulative))
             }
-            sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", "+Inf")], String(histogram.count))
-            sample("registry_http_request_duration_seconds_sum", [("route", route)], format(histogram.sum))
-            sample("registry_http_request_duration_seconds_count", [("route", route)], String(histogram.count))
+            sample("registry_http_request_duration_seconds_bucket", [("route", route.template), ("le", "+Inf")], String(total))
+            sample("registry_http_request_duration_seconds_sum", [("route", route.template)], format(durationSums[route.rawValue]))
+            sample("registry_http_request_duration_seconds_count", [("route", route.template)], String(total))
         }
 
         family("registry_instances", "gauge", "Registered instances, by status (overdue ones not yet removed included).")

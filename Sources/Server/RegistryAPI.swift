@@ -83,23 +83,21 @@ final class RegistryAPI {
     // MARK: Routing
 
     /// Decides what to do with one request. `path` is the raw (still percent-encoded) path
-    /// of the URI, `query` its raw query string, `body` the whole request body.
-    func handle(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
+    /// of the URI, `route` what `routeLabel(_:)` made of it (the server needs it for its
+    /// metrics too, so it is worked out once), `query` the raw query string, `body` the whole
+    /// request body.
+    func handle(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, route: RouteLabel, query: UnsafeBufferPointer<UInt8>?,
                 body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64) -> Handling {
-        if let encodedName = Route.segment(after: Route.discoverPrefix, in: path) {
+        switch route {
+        case .discover, .watch:
             guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
-            return read(encodedName: encodedName, query: query, stream: false, now: now, wallClock: wallClock)
-        }
-        if let encodedName = Route.segment(after: Route.watchPrefix, in: path) {
-            guard method == .get || method == .head else { return .respond(methodNotAllowed(method, path, allow: "GET, HEAD")) }
-            return read(encodedName: encodedName, query: query, stream: true, now: now, wallClock: wallClock)
-        }
-        guard let route = Route(path) else {
+            let prefix = route == .discover ? Self.discoverPrefix.count : Self.watchPrefix.count
+            return read(encodedName: UnsafeBufferPointer(rebasing: path[prefix...]), query: query, stream: route == .watch,
+                        now: now, wallClock: wallClock)
+        case .other:
             return .respond(.error(404, "no such endpoint: \(method.name) \(String(decoding: path, as: UTF8.self)); "
                 + "the API is POST /register, /heartbeat, /deregister, /status and GET /discover/{service}, "
                 + "/services, /watch, /watch/{service}, /health, /ready, /metrics"))
-        }
-        switch route {
         case .register, .heartbeat, .deregister, .status:
             guard method == .post else { return .respond(methodNotAllowed(method, path, allow: "POST")) }
             return .respond(write(route, body: body, now: now))
@@ -140,8 +138,8 @@ final class RegistryAPI {
         return path.withUTF8 { pathBytes in
             query.withUTF8 { queryBytes in
                 body.withUTF8 { bodyBytes in
-                    handle(method: method, path: pathBytes, query: parts.count > 1 ? queryBytes : nil, body: bodyBytes,
-                           now: now, wallClock: wallClock)
+                    handle(method: method, path: pathBytes, route: Self.routeLabel(pathBytes), query: parts.count > 1 ? queryBytes : nil,
+                           body: bodyBytes, now: now, wallClock: wallClock)
                 }
             }
         }
@@ -151,37 +149,12 @@ final class RegistryAPI {
         .error(405, "method \(method.name) is not allowed on \(String(decoding: path, as: UTF8.self)); use \(allow)", allow: allow)
     }
 
-    private enum Route {
-        case register, heartbeat, deregister, status, services, health, ready, metrics, watchAll
-
-        static let discoverPrefix = Array("/discover/".utf8)
-        static let watchPrefix = Array("/watch/".utf8)
-
-        init?(_ path: UnsafeBufferPointer<UInt8>) {
-            // Every fixed path is at most 15 bytes, so this String needs no allocation.
-            switch String(decoding: path, as: UTF8.self) {
-            case "/register": self = .register
-            case "/heartbeat": self = .heartbeat
-            case "/deregister": self = .deregister
-            case "/status": self = .status
-            case "/services": self = .services
-            case "/health": self = .health
-            case "/ready": self = .ready
-            case "/metrics": self = .metrics
-            case "/watch": self = .watchAll
-            default: return nil
-            }
-        }
-
-        static func segment(after prefix: [UInt8], in path: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
-            guard path.starts(with: prefix) else { return nil }
-            return UnsafeBufferPointer(rebasing: path[prefix.count...])
-        }
-    }
+    private static let discoverPrefix = Array("/discover/".utf8)
+    private static let watchPrefix = Array("/watch/".utf8)
 
     // MARK: Writes
 
-    private func write(_ route: Route, body: UnsafeBufferPointer<UInt8>, now: Instant) -> Response {
+    private func write(_ route: RouteLabel, body: UnsafeBufferPointer<UInt8>, now: Instant) -> Response {
         if route == .register {
             let request: RegistrationBody
             switch RegistrationBody.decode(body) {
@@ -552,19 +525,20 @@ final class RegistryAPI {
     /// The label `/metrics` counts a request under: its route's template, so that service
     /// names never become label values (one series per service would grow without bound).
     static func routeLabel(_ path: UnsafeBufferPointer<UInt8>) -> RouteLabel {
-        if path.starts(with: Route.discoverPrefix) { return .discover }
-        if path.starts(with: Route.watchPrefix) { return .watch }
-        switch Route(path) {
-        case .register: return .register
-        case .heartbeat: return .heartbeat
-        case .deregister: return .deregister
-        case .status: return .status
-        case .services: return .services
-        case .health: return .health
-        case .ready: return .ready
-        case .metrics: return .metrics
-        case .watchAll: return .watchAll
-        case nil: return .other
+        if path.starts(with: discoverPrefix) { return .discover }
+        if path.starts(with: watchPrefix) { return .watch }
+        // Every fixed path is at most 15 bytes, so this String needs no allocation.
+        switch String(decoding: path, as: UTF8.self) {
+        case "/register": return .register
+        case "/heartbeat": return .heartbeat
+        case "/deregister": return .deregister
+        case "/status": return .status
+        case "/services": return .services
+        case "/health": return .health
+        case "/ready": return .ready
+        case "/metrics": return .metrics
+        case "/watch": return .watchAll
+        default: return .other
         }
     }
 

@@ -206,10 +206,13 @@ final class HTTPServer {
             request.reply(.error(501, "method not implemented"))
             return
         }
-        let handling = request.withBody { body in
+        var route = RouteLabel.other
+        let handling: Handling = request.withBody { body in
             request.withQuery { query in
-                request.withPath { path in
-                    api.handle(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock)
+                request.withPath { path -> Handling in
+                    route = RegistryAPI.routeLabel(path)
+                    return api.handle(method: method, path: path, route: route, query: query, body: body, now: now,
+                                      wallClock: wallClock)
                 }
             }
         } ?? .respond(.error(404, "the request URI has no path"))
@@ -217,7 +220,6 @@ final class HTTPServer {
             let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
             logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
         }
-        let route = request.withPath { RegistryAPI.routeLabel($0) } ?? .other
         switch handling {
         case .respond(let response):
             if let durability, method == .post, response.status < 300, api.pendingJournalCount > journalBefore {

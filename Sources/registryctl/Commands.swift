@@ -38,7 +38,17 @@ struct Context {
         do {
             return .success(try connection.call(method, path, body: body))
         } catch {
-            return .failure(CommandFailure(code: error.kind == .broken ? ExitCode.unreachable : ExitCode.unreachable, message: error.message))
+            return .failure(CommandFailure(code: ExitCode.unreachable, message: error.message))
+        }
+    }
+
+    /// Sends a request and ends the command: prints the answer (through `success` for people)
+    /// or the failure, and returns the exit code.
+    func perform(_ method: RegistryConnection.Method, _ path: String, body: [UInt8]? = nil,
+                 printing success: (RegistryConnection.Reply) -> String?) -> Int32 {
+        switch call(method, path, body: body) {
+        case .failure(let failure): return fail(failure.message, failure.code)
+        case .success(let reply): return finish(reply, printing: success)
         }
     }
 
@@ -108,10 +118,7 @@ func register(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
     let arguments = try Arguments(words, valued: registrationOptions)
     try arguments.expectPositionals(2, usage: "registryctl register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z] [--status S] [--ttl SECONDS]")
     let spec = try registration(service: arguments.positionals[0], address: arguments.positionals[1], from: arguments)
-    switch context.call(.post, "/register", body: spec.body) {
-    case .failure(let failure): return context.fail(failure.message, failure.code)
-    case .success(let reply): return context.finish(reply) { $0.message }
-    }
+    return context.perform(.post, "/register", body: spec.body) { $0.message }
 }
 
 /// `heartbeat`, `deregister` and `status`: one instance by service and address (or id).
@@ -126,10 +133,7 @@ func instanceCommand(_ context: Context, _ words: ArraySlice<String>, route: Str
         status = arguments.value("status")?.uppercased()
     }
     let body = Requests.instanceReference(service: arguments.positionals[0], address: arguments.positionals[1], status: status)
-    switch context.call(.post, route, body: body) {
-    case .failure(let failure): return context.fail(failure.message, failure.code)
-    case .success(let reply): return context.finish(reply) { $0.message }
-    }
+    return context.perform(.post, route, body: body) { $0.message }
 }
 
 // MARK: Reads
@@ -149,10 +153,7 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
         if let value = arguments.value(name) { query.append((name, value)) }
     }
     let path = Requests.path("/discover", service: arguments.positionals[0], query: query)
-    switch context.call(.get, path) {
-    case .failure(let failure): return context.fail(failure.message, failure.code)
-    case .success(let reply): return context.finish(reply) { instanceTable($0.json) }
-    }
+    return context.perform(.get, path) { instanceTable($0.json) }
 }
 
 func instanceTable(_ json: JSONValue?) -> String {
@@ -171,10 +172,7 @@ func instanceTable(_ json: JSONValue?) -> String {
 func services(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Problem) -> Int32 {
     let arguments = try Arguments(words, valued: [])
     try arguments.expectPositionals(0, usage: "registryctl services")
-    switch context.call(.get, "/services") {
-    case .failure(let failure): return context.fail(failure.message, failure.code)
-    case .success(let reply): return context.finish(reply) { serviceTable($0.json) }
-    }
+    return context.perform(.get, "/services") { serviceTable($0.json) }
 }
 
 func serviceTable(_ json: JSONValue?) -> String {
@@ -191,10 +189,8 @@ func serviceTable(_ json: JSONValue?) -> String {
 func health(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Problem) -> Int32 {
     let arguments = try Arguments(words, valued: [])
     try arguments.expectPositionals(0, usage: "registryctl health")
-    switch context.call(.get, "/health") {
-    case .failure(let failure): return context.fail(failure.message, failure.code)
-    case .success(let reply):
-        return context.finish(reply) { "\(text($0.json?[member: "status"])) (\(context.connection.url), \(text($0.json?[member: "timestamp"])))" }
+    return context.perform(.get, "/health") {
+        "\(text($0.json?[member: "status"])) (\(context.connection.url), \(text($0.json?[member: "timestamp"])))"
     }
 }
 

@@ -106,22 +106,13 @@ import Glibc
         merged["REGISTRY_DATA_DIR"] = data.path
         merged["REGISTRY_HOST"] = "127.0.0.1"
         merged["REGISTRY_PORT"] = "0"
-        let process = Process()
+        var wrapper: [String] = []
         if getuid() == 0 {
             chown(data.path, 0, 0)
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--", RegistryProcess.binaryURL.path]
-        } else {
-            process.executableURL = RegistryProcess.binaryURL
+            wrapper = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"]
         }
-        process.environment = merged
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        try process.run()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 1)
+        let (status, message) = try RegistryProcess.runToExit([], environment: merged, wrapper: wrapper, bare: true)
+        #expect(status == 1)
         #expect(message.contains("cannot create \(data.path)/LOCK: Permission denied"), "\(message)")
         #expect(message.contains("make it writable for uid \(getuid() == 0 ? user : Int(getuid()))"), "\(message)")
     }

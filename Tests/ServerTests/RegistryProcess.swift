@@ -92,11 +92,20 @@ final class RegistryProcess {
     }
 
     /// Runs the binary with `arguments` to its exit (a start-up failure, `--help`) and
-    /// returns its status and its stderr.
-    static func runToExit(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    /// returns its status and its stderr. `environment` and `wrapper` as for `init`; with
+    /// `bare`, exactly `arguments` and `environment`, as a container would run it.
+    static func runToExit(_ arguments: [String], environment: [String: String]? = nil, wrapper: [String] = [],
+                          bare: Bool = false) throws -> (status: Int32, stderr: String) {
         let process = Process()
-        process.executableURL = binaryURL
-        process.arguments = withTestDefaults(arguments)
+        let command = bare ? arguments : withTestDefaults(arguments)
+        if let launcher = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(wrapper.dropFirst()) + [binaryURL.path] + command
+        } else {
+            process.executableURL = binaryURL
+            process.arguments = command
+        }
+        if let environment { process.environment = environment }
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = Pipe()

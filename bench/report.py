@@ -314,8 +314,17 @@ def watcher_rows(records, verdicts, notes):
             failures.append(f"p99 {fmt_plain_ms(r['p99_ms'])}")
         if not parking["parked"]:
             failures.append("not all parked before the change")
+        details = []
+        floors = [f for f in by_kind["fanout-floor"] if f["watchers"] == total]
+        if floors:
+            floor_p99 = statistics.median(f["p99_ms"] for f in floors)
+            measured += (f". Floor (bench/fanout_floor.c: the same {floors[0]['bytes']}-byte answer, one write() "
+                         f"per connection, same cores): p99 {fmt_plain_ms(floor_p99)}, median of {len(floors)} "
+                         f"round(s); the registry's p99 is {r['p99_ms'] / floor_p99:.2f}× the floor")
+            if floor_p99 > MAX_FANOUT_P99_MS:
+                details.append(f"the floor itself is {fmt_plain_ms(floor_p99)}")
         rows.append(["watch-fanout", measured, f"all {total:,} get it; p99 ≤ {MAX_FANOUT_P99_MS} ms",
-                     verdicts.render("watch-fanout", failures)])
+                     verdicts.render("watch-fanout", failures, details=details if failures else ())])
 
         per_watcher = (r["rss_parked"] - r["rss_before"]) / total / 1024
         measured = (f"{per_watcher:.2f} KiB per parked watcher: RSS {mib(r['rss_before'])} before, "

@@ -26,6 +26,8 @@
 #   open with bench/watchers.py, one connection each, and read the registry's
 #   memory and descriptors from /proc.  Their delivery latency is taken from
 #   kernel receive timestamps, so the one-core Python client does not count.
+#   watch-fanout's baseline is bench/fanout_floor.c: the same answer written
+#   with one plain write() per connection, the least one core can do.
 # - The scenarios above run the registry with --in-memory: they measure the
 #   server against servers that keep nothing.  The durable-* scenarios measure
 #   what persistence costs: the same load on registries that differ only in
@@ -630,7 +632,20 @@ scenario_watch_fanout() {
     log "watch-fanout: $WATCH_POLLS long-polls and $WATCH_STREAMS streams on one service, one change"
     start_registry "$LONG_HEARTBEAT_TIMEOUT"
     run_watchers fanout --polls "$WATCH_POLLS" --streams "$WATCH_STREAMS" --wait 60s
+    # The floor writes the registry's own long-poll answer (head and body, as
+    # curl received it) to as many connections as there were watchers.
+    curl -s -i -o "$TMP/fanout-answer" "http://127.0.0.1:$REG_PORT/discover/watched?index=0" ||
+        die "could not fetch a long-poll answer for the fan-out floor"
     stop_scenario_servers
+    log "watch-fanout: the floor, one write() per connection to $((WATCH_POLLS + WATCH_STREAMS)) connections"
+    "$TMP/fanout_floor" -n "$((WATCH_POLLS + WATCH_STREAMS))" -f "$TMP/fanout-answer" -r "$ROUNDS" \
+        --writer-cpu "$SERVER_CPU" --reader-cpu "$CLIENT_CPU" >"$TMP/fanout-floor.jsonl" ||
+        die "fanout_floor failed"
+    python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    record["kind"] = "fanout-floor"
+    print(json.dumps(record))' "$TMP/fanout-floor.jsonl" >>"$RESULTS"
 }
 
 # discover-3's load on two identical registries, one of them holding every
@@ -751,6 +766,7 @@ main() {
     TMP=$(mktemp -d /tmp/registry-bench.XXXXXX)
     RESULTS=$TMP/results.jsonl
     cc -O2 -Wall "$BENCH/bare_evhttp.c" -levent -o "$TMP/bare_evhttp"
+    cc -O2 -Wall "$BENCH/fanout_floor.c" -o "$TMP/fanout_floor"
     mkdir -p "$ROOT/.build"
     DATA_ROOT=$(mktemp -d "$ROOT/.build/bench-data.XXXXXX")
 

@@ -33,8 +33,13 @@ final class TestHTTPClient {
     private let socket: Int32
     private var buffer = Data()
 
-    init(port: UInt16, timeout: Double = 5) throws {
+    /// `receiveBufferBytes` shrinks the socket's receive buffer before connecting (which is
+    /// when TCP fixes its window), so that a large reply cannot be written in one go.
+    init(port: UInt16, timeout: Double = 5, receiveBufferBytes: Int32? = nil) throws {
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var bytes = receiveBufferBytes {
+            setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -110,6 +115,14 @@ final class TestHTTPClient {
     /// Whatever bytes arrive next (buffered first), for streams that are not one response.
     func receiveSome() throws -> Data {
         if buffer.isEmpty { try fill() }
+        defer { buffer = Data() }
+        return buffer
+    }
+
+    /// Everything the server sends until it closes the connection, or nil if it does not
+    /// close before `timeout` passes: for replies delimited by the close (HTTP/1.0).
+    func readUntilClose() -> Data? {
+        guard waitForClose() else { return nil }
         defer { buffer = Data() }
         return buffer
     }

@@ -11,7 +11,9 @@
  * the registry sets, because libevent's defaults are unlimited and a baseline
  * that skips the checks would flatter itself.
  *
- * usage: bare_evhttp [-a ADDRESS] [-p PORT] (-b BODY | -f BODY_FILE)
+ * usage: bare_evhttp [-a ADDRESS] [-p PORT] [-w] (-b BODY | -f BODY_FILE)
+ * -w writes each reply at once and batches epoll changes, as the registry does;
+ * the benchmark's baseline runs without it.
  * With -p 0 (the default) the kernel picks the port.  Once listening it prints
  * "bare_evhttp listening on ADDRESS:PORT" on stdout.  SIGINT and SIGTERM stop
  * it cleanly.
@@ -30,6 +32,7 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -47,6 +50,37 @@ struct reply {
 	size_t length;
 };
 
+/* -w: the two changes the registry makes to how evhttp sends (see
+ * writeQueuedReply in Sources/Server/HTTP/PendingRequest.swift), so that the
+ * registry can also be compared with an evhttp server that makes them. */
+static int write_at_once;
+
+/* Writes the reply evhttp has just queued at once, and finishes the request as
+ * the bufferevent would once its output has drained. */
+static void
+write_queued_reply(struct evhttp_connection *connection)
+{
+	struct bufferevent *bev;
+	struct evbuffer *output;
+	bufferevent_data_cb write_cb;
+	void *context;
+	int written;
+
+	if (connection == NULL || (bev = evhttp_connection_get_bufferevent(connection)) == NULL)
+		return;
+	output = bufferevent_get_output(bev);
+	if (evbuffer_get_length(output) == 0)
+		return;
+	evbuffer_unfreeze(output, 1);
+	written = evbuffer_write(output, bufferevent_getfd(bev));
+	evbuffer_freeze(output, 1);
+	if (written <= 0 || evbuffer_get_length(output) != 0)
+		return;
+	bufferevent_getcb(bev, NULL, &write_cb, NULL, &context);
+	if (write_cb != NULL)
+		write_cb(bev, context);
+}
+
 /* Every request gets the same bytes.  evbuffer_add_reference hands libevent a
  * pointer to the body instead of a copy; the body lives until exit. */
 static void
@@ -54,12 +88,15 @@ answer_cb(struct evhttp_request *req, void *arg)
 {
 	const struct reply *reply = arg;
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	struct evhttp_connection *connection = evhttp_request_get_connection(req);
 
 	if (evbuffer_add_reference(out, reply->body, reply->length, NULL, NULL) != 0) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
 	evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+	if (write_at_once)
+		write_queued_reply(connection);
 }
 
 static void
@@ -99,7 +136,7 @@ read_body_file(const char *path, struct reply *reply)
 static void
 usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-a ADDRESS] [-p PORT] (-b BODY | -f BODY_FILE)\n", prog);
+	fprintf(stderr, "usage: %s [-a ADDRESS] [-p PORT] [-w] (-b BODY | -f BODY_FILE)\n", prog);
 	exit(2);
 }
 
@@ -111,9 +148,10 @@ main(int argc, char **argv)
 	struct reply reply = { NULL, 0 };
 	int opt;
 
-	while ((opt = getopt(argc, argv, "a:p:b:f:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:b:f:w")) != -1) {
 		switch (opt) {
 		case 'a': address = optarg; break;
+		case 'w': write_at_once = 1; break;
 		case 'p': port = atoi(optarg); break;
 		case 'b':
 			reply.body = optarg;
@@ -139,6 +177,8 @@ main(int argc, char **argv)
 	if (cfg == NULL)
 		return 1;
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+	if (write_at_once)
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	struct event_base *base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	if (base == NULL) {

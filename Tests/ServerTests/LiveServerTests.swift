@@ -203,11 +203,19 @@ import Glibc
 
     @Test func headIsAnsweredWithoutBody() throws {
         let http = try registry.client()
-        let reply = try http.request("HEAD", "/health")
-        #expect(reply.status == 200)
-        #expect(reply.body.isEmpty)
-        // The connection is still in step: the next request gets its own answer.
-        #expect(try http.request("GET", "/health").status == 200)
+        _ = try http.request("POST", "/register", body: body("api", "10.0.0.1:80"))
+        for path in ["/health", "/discover/api", "/services", "/discover/nobody"] {
+            let get = try http.request("GET", path)
+            let head = try http.request("HEAD", path)
+            #expect(head.status == get.status, "\(path)")
+            #expect(head.body.isEmpty)
+            // The length a GET would carry, as HTTP asks of a HEAD answer.
+            #expect(head.header("Content-Length") == String(get.body.count), "\(path)")
+            // The connection is still in step: the next answer starts with its own status
+            // line, not with a body sent after the HEAD answer.
+            let next = try http.request("GET", "/health")
+            #expect(next.statusLine == "HTTP/1.1 200 OK", "\(path)")
+        }
     }
 
     @Test func unknownPathGets404() throws {

@@ -10,6 +10,9 @@ final class TestHTTPClient {
         let status: Int
         let headers: [String: String]
         let body: Data
+        /// The status line as received: anything before `HTTP/` is a previous reply's
+        /// stray bytes.
+        let statusLine: String
 
         var text: String { String(decoding: body, as: UTF8.self) }
         var json: [String: Any] {
@@ -98,7 +101,8 @@ final class TestHTTPClient {
         let head = String(decoding: buffer[buffer.startIndex..<headEnd!.lowerBound], as: UTF8.self)
         buffer = Data(buffer[headEnd!.upperBound...])
         var lines = head.components(separatedBy: "\r\n")
-        let statusLine = lines.removeFirst().split(separator: " ")
+        let firstLine = lines.removeFirst()
+        let statusLine = firstLine.split(separator: " ")
         guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw Failure.malformed(head) }
         var headers: [String: String] = [:]
         for line in lines {
@@ -109,7 +113,7 @@ final class TestHTTPClient {
         while buffer.count < length { try fill() }
         let body = Data(buffer.prefix(length))
         buffer = Data(buffer.dropFirst(length))
-        return Reply(status: status, headers: headers, body: body)
+        return Reply(status: status, headers: headers, body: body, statusLine: firstLine)
     }
 
     /// Whatever bytes arrive next (buffered first), for streams that are not one response.

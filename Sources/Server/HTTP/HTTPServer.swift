@@ -55,8 +55,9 @@ final class HTTPServer {
         event_config_set_flag(baseConfig, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
         // Batch epoll interest changes until the loop next polls, so that a change undone in
         // the same turn (a reply's write interest, added and dropped when it is written at
-        // once) costs no system call. libevent warns that this is unsafe with descriptors
-        // cloned by dup(); the server never dups one.
+        // once) costs no system call. libevent warns that this is unsafe when a closed socket's
+        // file stays open elsewhere (dup, fork, descriptors passed to another process): epoll
+        // would keep watching it. The server does none of these; keep it that way.
         event_config_set_flag(baseConfig, Int32(EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST.rawValue))
         guard let base = event_base_new_with_config(baseConfig) else {
             event_config_free(baseConfig)

@@ -83,7 +83,14 @@ struct PendingRequest: ~Copyable {
                 value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
             }
         }
-        addBody(response.body, to: evhttp_request_get_output_buffer(raw))
+        if evhttp_request_get_command(raw) == EVHTTP_REQ_HEAD {
+            // evhttp 2.1 sends whatever is in the output buffer even for HEAD, which would put
+            // the client out of step, and adds no Content-Length: the server gives the length
+            // a GET would carry and no body.
+            withDecimalCString(UInt64(response.body.count)) { _ = evhttp_add_header(headers, "Content-Length", $0) }
+        } else {
+            addBody(response.body, to: evhttp_request_get_output_buffer(raw))
+        }
         let connection = evhttp_request_get_connection(raw)
         evhttp_send_reply(raw, response.status, nil, nil)
         if let connection { writeQueuedReply(on: connection) }

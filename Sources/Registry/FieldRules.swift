@@ -6,6 +6,7 @@ public enum Violation: Error, Equatable, Sendable {
     case emptyServiceName
     case serviceNameTooLong(length: Int)
     case serviceNameCharacter(Unicode.Scalar)
+    case serviceNameOnlyDots
     case emptyAddress
     case addressTooLong(length: Int)
     case addressControlCharacter(Unicode.Scalar)
@@ -24,7 +25,9 @@ public enum Violation: Error, Equatable, Sendable {
 
     public static let maxServiceNameLength = 253
     public static let maxAddressLength = 1024
-    public static let maxIDLength = 256
+    /// The same as an address's: an instance registered without an id is named by its
+    /// address, and must stay reachable by heartbeat, status and deregistration.
+    public static let maxIDLength = maxAddressLength
     public static let maxTags = 64
     public static let maxTagLength = 128
     public static let maxMetadataEntries = 64
@@ -42,43 +45,45 @@ public enum Violation: Error, Equatable, Sendable {
             return "service name is \(length) characters long; the limit is \(Self.maxServiceNameLength)"
         case .serviceNameCharacter(let scalar):
             return "service name contains \(scalar.forMessage); only letters, digits, '.', '_' and '-' are allowed"
+        case .serviceNameOnlyDots:
+            return "service name must not be made of dots only ('.' and '..' mean something else in a path)"
         case .emptyAddress:
             return "address must not be empty"
         case .addressTooLong(let length):
             return "address is \(length) characters long; the limit is \(Self.maxAddressLength)"
         case .addressControlCharacter(let scalar):
-            return "address contains the control character \(scalar.forMessage); only printable characters are allowed"
+            return "address contains \(scalar.forMessage), a control or format character; only printable characters are allowed"
         case .emptyID:
             return "id must not be empty (leave it out to use the address)"
         case .idTooLong(let length):
             return "id is \(length) characters long; the limit is \(Self.maxIDLength)"
         case .idControlCharacter(let scalar):
-            return "id contains the control character \(scalar.forMessage); only printable characters are allowed"
+            return "id contains \(scalar.forMessage), a control or format character; only printable characters are allowed"
         case .tooManyTags(let count):
             return "tags has \(count) entries; the limit is \(Self.maxTags)"
         case .badTag(let tag, let reason):
-            return "tag \"\(tag.prefix(40))\" \(reason)"
+            return "tag \(Self.quoted(tag)) \(reason)"
         case .duplicateTag(let tag):
-            return "tag \"\(tag.prefix(40))\" appears twice in tags"
+            return "tag \(Self.quoted(tag)) appears twice in tags"
         case .tooManyMetadataEntries(let count):
             return "metadata has \(count) entries; the limit is \(Self.maxMetadataEntries)"
         case .badMetadataKey(let key, let reason):
-            return "metadata key \"\(key.prefix(40))\" \(reason)"
+            return "metadata key \(Self.quoted(key)) \(reason)"
         case .badMetadataValue(let key, let reason):
-            return "metadata value of \"\(key.prefix(40))\" \(reason)"
+            return "metadata value of \(Self.quoted(key)) \(reason)"
         case .weightOutOfRange(let weight):
             return "weight must be an integer from \(Self.weightRange.lowerBound) to \(Self.weightRange.upperBound), got \(weight)"
         case .badZone(let zone, let reason):
-            return "zone \"\(zone.prefix(40))\" \(reason)"
+            return "zone \(Self.quoted(zone)) \(reason)"
         case .ttlOutOfRange(let seconds, let minimum, let maximum):
-            return "ttl_seconds must be from \(minimum.secondsText) to \(maximum.secondsText) on this server, got \(seconds.rounded() == seconds ? String(Int64(seconds)) : String(seconds))"
+            return "ttl_seconds must be from \(minimum.secondsText) to \(maximum.secondsText) on this server, got \(Self.numberText(seconds))"
         }
     }
 
-    /// Returns nil when `name` is 1–253 ASCII letters, digits, '.', '_' or '-'.
+    /// Returns nil when `name` is 1–253 ASCII letters, digits, '.', '_' or '-', not all dots.
     public static func checkServiceName(_ name: String) -> Violation? {
         switch checkToken(name, maxLength: maxServiceNameLength) {
-        case nil: return nil
+        case nil: return name.utf8.allSatisfy({ $0 == UInt8(ascii: ".") }) ? .serviceNameOnlyDots : nil
         case .empty?: return .emptyServiceName
         case .tooLong(let length)?: return .serviceNameTooLong(length: length)
         case .character(let scalar)?: return .serviceNameCharacter(scalar)
@@ -149,7 +154,7 @@ public enum Violation: Error, Equatable, Sendable {
             case .tooLong(let length): return "is \(length) characters long; the limit is \(maxLength)"
             case .character(let scalar) where token:
                 return "contains \(scalar.forMessage); only letters, digits, '.', '_' and '-' are allowed"
-            case .character(let scalar): return "contains the control character \(scalar.forMessage)"
+            case .character(let scalar): return "contains \(scalar.forMessage), a control or format character"
             }
         }
     }
@@ -168,15 +173,57 @@ public enum Violation: Error, Equatable, Sendable {
         return length > maxLength ? .tooLong(length) : nil
     }
 
-    /// 1–maxLength Unicode scalars, none of them a control character (C0, DEL, C1).
+    /// 1–maxLength Unicode scalars, none of them a control character (C0, DEL, C1), an
+    /// invisible format character (bidi overrides and isolates, zero-width joiners, BOM) or a
+    /// line or paragraph separator: text that would reorder, hide or split what a log line or
+    /// a terminal shows.
     static func checkPrintable(_ text: String, maxLength: Int) -> TextProblem? {
         var length = 0
         for scalar in text.unicodeScalars {
             length += 1
-            if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F) { return .character(scalar) }
+            if scalar.value >= 0x20 && scalar.value < 0x7F { continue }
+            if isHidden(scalar) { return .character(scalar) }
         }
         if length == 0 { return .empty }
         return length > maxLength ? .tooLong(length) : nil
+    }
+
+    /// Control (Cc), format (Cf) and line or paragraph separator (Zl, Zp) characters.
+    public static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F) { return true }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
+    }
+
+    /// Client text as a message quotes it: its first 40 characters in double quotes, with
+    /// every hidden character written as `U+XXXX`, so that the message cannot carry what the
+    /// rule refused.
+    public static func quoted<Text: StringProtocol>(_ text: Text) -> String {
+        "\"" + shown(text) + "\""
+    }
+
+    /// The same without the quotes.
+    public static func shown<Text: StringProtocol>(_ text: Text) -> String {
+        var result = ""
+        for (position, scalar) in text.unicodeScalars.enumerated() {
+            if position == 40 {
+                result += "…"
+                break
+            }
+            if isHidden(scalar) { result += scalar.forMessage } else { result.unicodeScalars.append(scalar) }
+        }
+        return result
+    }
+
+    /// A number as a message shows it: integers without a fraction, anything else (huge,
+    /// tiny, negative zero) in Swift's shortest round-trip form, never through a conversion
+    /// that could trap.
+    public static func numberText(_ value: Double) -> String {
+        if value == 0 { return "0" }
+        if value.rounded() == value && abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
     }
 }
 

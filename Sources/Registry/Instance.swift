@@ -8,10 +8,25 @@ public enum InstanceStatus: String, CaseIterable, Sendable {
     case outOfService = "OUT_OF_SERVICE"
 }
 
+/// A per-instance heartbeat timeout as a client asked for it.
+public enum TTLRequest: Equatable, Sendable {
+    /// Back to the server's heartbeat timeout.
+    case serverDefault
+    /// This many seconds, exactly as sent. The core checks it against the policy's bounds
+    /// before it becomes a `Duration`, so no number a client can send (`-1e10`, `1e300`)
+    /// reaches a conversion that traps, and a refusal reports the number that was sent.
+    case seconds(Double)
+
+    /// The same request for a `Duration` (restoring, tools, tests).
+    public static func duration(_ duration: Duration) -> TTLRequest {
+        .seconds(Double(duration.wholeNanoseconds) / 1e9)
+    }
+}
+
 /// The optional fields of a registration. `nil` means "not given": a new instance takes the
 /// default and an existing one keeps its value, so a client that re-registers as a
-/// heartbeat (as the seed's did) does not undo an operator's `OUT_OF_SERVICE`. `zone` and
-/// `ttl` can also be cleared explicitly (`.some(nil)`).
+/// heartbeat (as the seed's did) does not undo an operator's `OUT_OF_SERVICE`. `zone` can
+/// also be cleared explicitly (`.some(nil)`), and `ttl` set back to `.serverDefault`.
 public struct InstanceFields: Equatable, Sendable {
     public var tags: [String]?
     /// Sorted by key and unique: the order they are stored and listed in.
@@ -19,11 +34,11 @@ public struct InstanceFields: Equatable, Sendable {
     public var weight: Int?
     public var zone: String??
     public var status: InstanceStatus?
-    /// This instance's heartbeat timeout; `.some(nil)` returns to the server's default.
-    public var ttl: Duration??
+    /// This instance's heartbeat timeout.
+    public var ttl: TTLRequest?
 
     public init(tags: [String]? = nil, metadata: [(key: String, value: String)]? = nil, weight: Int? = nil,
-                zone: String?? = nil, status: InstanceStatus? = nil, ttl: Duration?? = nil) {
+                zone: String?? = nil, status: InstanceStatus? = nil, ttl: TTLRequest? = nil) {
         self.tags = tags
         self.metadata = metadata
         self.weight = weight

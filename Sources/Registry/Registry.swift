@@ -94,7 +94,7 @@ public struct Registry: Sendable {
     private mutating func insert(service: String, id: String, address: String, fields: InstanceFields,
                                  registeredAt: Instant, now: Instant, journaling: Bool = true) {
         let serviceSlot = serviceSlots[service] ?? makeService(named: service)
-        let customTTL = fields.ttl.flatMap { $0 }?.wholeNanoseconds ?? 0
+        let customTTL = fields.ttl.map(ttlNanoseconds) ?? 0
         let deadline = now.nanoseconds &+ (customTTL > 0 ? customTTL : defaultTTLNanos)
         let record = InstanceRecord(
             id: id, address: address, tags: fields.tags ?? [], metadata: fields.metadata ?? [],
@@ -419,10 +419,25 @@ public struct Registry: Sendable {
         if let metadata = fields.metadata, let violation = Violation.checkMetadata(metadata) { return violation }
         if let weight = fields.weight, let violation = Violation.checkWeight(weight) { return violation }
         if let zone = fields.zone.flatMap({ $0 }), let violation = Violation.checkZone(zone) { return violation }
-        if let ttl = fields.ttl.flatMap({ $0 }), ttl < policy.minimumTTL || ttl > policy.maximumTTL {
-            return .ttlOutOfRange(seconds: Double(ttl.wholeNanoseconds) / 1e9, minimum: policy.minimumTTL, maximum: policy.maximumTTL)
+        if case .seconds(let seconds) = fields.ttl {
+            // Compared as numbers of seconds, before any conversion: NaN fails both tests.
+            let minimum = Double(policy.minimumTTL.wholeNanoseconds) / 1e9
+            let maximum = Double(policy.maximumTTL.wholeNanoseconds) / 1e9
+            if !(seconds >= minimum && seconds <= maximum) {
+                return .ttlOutOfRange(seconds: seconds, minimum: policy.minimumTTL, maximum: policy.maximumTTL)
+            }
         }
         return nil
+    }
+
+    /// The nanoseconds a checked TTL request stands for; 0 means the server's timeout.
+    /// Only called after `check(_:)`, so the seconds are within the policy's bounds (at most
+    /// days) and the conversion cannot overflow.
+    private func ttlNanoseconds(_ request: TTLRequest) -> Int64 {
+        switch request {
+        case .serverDefault: return 0
+        case .seconds(let seconds): return Int64((seconds * 1e9).rounded())
+        }
     }
 
     private enum InstanceLookup {
@@ -457,7 +472,7 @@ public struct Registry: Sendable {
         if let weight = fields.weight { record.weight = Int32(weight) }
         if let zone = fields.zone { record.zone = zone }
         if let status = fields.status { record.status = status }
-        if let ttl = fields.ttl { record.customTTL = ttl?.wholeNanoseconds ?? 0 }
+        if let ttl = fields.ttl { record.customTTL = ttlNanoseconds(ttl) }
         guard !record.sameVisibleFields(as: before) else { return nil }
         instances[Int(slot)] = record
         services[Int(record.service)].replace(before, with: record)
@@ -505,7 +520,7 @@ public struct Registry: Sendable {
     @discardableResult
     private mutating func restoreInstance(_ state: InstanceState, now: Instant) -> Violation? {
         let fields = InstanceFields(tags: state.tags, metadata: state.metadata, weight: state.weight, zone: .some(state.zone),
-                                    status: state.status, ttl: .some(state.ttl))
+                                    status: state.status, ttl: state.ttl.map(TTLRequest.duration) ?? .serverDefault)
         let isNew = serviceSlots[state.service].map { instanceSlots[InstanceKey(service: $0, id: state.id)] == nil } ?? true
         if isNew {
             // The common case of a recovery, taken directly: the rules, then one insert.

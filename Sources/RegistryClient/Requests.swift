@@ -69,7 +69,7 @@ public struct InstanceRegistration: Sendable {
         }
         if let ttlSeconds {
             json.raw(",\"ttl_seconds\":")
-            json.raw(ttlSeconds.rounded() == ttlSeconds ? String(Int(ttlSeconds)) : String(ttlSeconds))
+            json.raw(ttlSeconds.rounded() == ttlSeconds && abs(ttlSeconds) < 1e15 ? String(Int64(ttlSeconds)) : String(ttlSeconds))
         }
         json.raw("}")
         return json.bytes

@@ -100,8 +100,8 @@ struct Config: Equatable {
         },
         Option(flag: "--port", variable: "REGISTRY_PORT", valueName: "PORT",
                help: "TCP port; 0 picks a free one (default 5001)") { config, value in
-            guard let port = UInt16(value) else { return "must be an integer from 0 to 65535" }
-            config.port = port
+            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+            config.port = UInt16(port)
             return nil
         },
         Option(flag: "--heartbeat-timeout", variable: "REGISTRY_HEARTBEAT_TIMEOUT", valueName: "SECONDS",
@@ -110,7 +110,7 @@ struct Config: Equatable {
         },
         Option(flag: "--max-body-bytes", variable: "REGISTRY_MAX_BODY_BYTES", valueName: "BYTES",
                help: "largest request body accepted; larger ones get 413 (default 65536)") { config, value in
-            guard let bytes = Int(value), bytes >= 64, bytes <= 64 * 1024 * 1024 else {
+            guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 64, bytes <= 64 * 1024 * 1024 else {
                 return "must be an integer from 64 to 67108864"
             }
             config.maxBodyBytes = bytes
@@ -118,7 +118,7 @@ struct Config: Equatable {
         },
         Option(flag: "--max-header-bytes", variable: "REGISTRY_MAX_HEADER_BYTES", valueName: "BYTES",
                help: "largest request line plus headers accepted; larger ones get 400 (default 8192)") { config, value in
-            guard let bytes = Int(value), bytes >= 256, bytes <= 1024 * 1024 else {
+            guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 256, bytes <= 1024 * 1024 else {
                 return "must be an integer from 256 to 1048576"
             }
             config.maxHeaderBytes = bytes
@@ -160,7 +160,7 @@ struct Config: Equatable {
                 config.expiryProtection = nil
                 return nil
             }
-            guard let ratio = Double(value), ratio > 0, ratio < 1 else { return "must be a number above 0 and below 1, or off" }
+            guard let ratio = DecimalText.number(value), ratio > 0, ratio < 1 else { return "must be a number above 0 and below 1, or off" }
             config.expiryProtection = ratio
             return nil
         },
@@ -191,7 +191,7 @@ struct Config: Equatable {
         },
         Option(flag: "--snapshot-min-log-bytes", variable: "REGISTRY_SNAPSHOT_MIN_LOG_BYTES", valueName: "BYTES",
                help: "snapshot once the log is this long and twice the live state (default 8388608)") { config, value in
-            guard let bytes = Int(value), bytes >= 1024, bytes <= 1 << 40 else { return "must be an integer from 1024 to 1099511627776" }
+            guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 1024, bytes <= 1 << 40 else { return "must be an integer from 1024 to 1099511627776" }
             config.snapshotMinimumLogBytes = bytes
             return nil
         },
@@ -281,7 +281,7 @@ struct Config: Equatable {
 
     /// Parses a decimal number of seconds ("30", "0.5") within bounds.
     static func parseSeconds(_ text: String, minimum: Double, maximum: Double) -> Duration? {
-        guard let seconds = Double(text), seconds.isFinite, seconds >= minimum, seconds <= maximum else { return nil }
+        guard let seconds = DecimalText.number(text), seconds >= minimum, seconds <= maximum else { return nil }
         return .nanoseconds(Int64((seconds * 1_000_000_000).rounded()))
     }
 }

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
-import JSON
 #endif
+import JSON
+import Registry
 
 /// Writes log events to stdout, one line each.
 ///
@@ -143,9 +144,12 @@ extension Bool: LogValue {
 }
 
 /// Formats a value for a `key=value` log field: quoted when it has spaces, quotes or
-/// control characters, so that one event is always one line.
+/// hidden characters, which are escaped (control and format characters, line and
+/// paragraph separators), so that one event is always one line and reads as it is.
 func logValue(_ value: String) -> String {
-    let needsQuotes = value.isEmpty || value.unicodeScalars.contains { $0.value <= 0x20 || $0 == "\"" || $0.value == 0x7F }
+    let needsQuotes = value.isEmpty || value.unicodeScalars.contains {
+        $0.value <= 0x20 || $0 == "\"" || ($0.value >= 0x7F && Violation.isHidden($0))
+    }
     guard needsQuotes else { return value }
     var quoted = "\""
     for scalar in value.unicodeScalars {
@@ -156,6 +160,8 @@ func logValue(_ value: String) -> String {
         default:
             if scalar.value < 0x20 || scalar.value == 0x7F {
                 quoted += "\\x" + String(scalar.value, radix: 16)
+            } else if scalar.value > 0x7F && Violation.isHidden(scalar) {
+                quoted += "\\u{" + String(scalar.value, radix: 16) + "}"
             } else {
                 quoted.unicodeScalars.append(scalar)
             }

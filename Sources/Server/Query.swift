@@ -63,11 +63,13 @@ struct ReadQuery: Equatable {
     private mutating func apply(name: String, value: String, scope: Scope) throws(BodyProblem) {
         switch (name, scope) {
         case ("index", _):
-            guard let index = UInt64(value) else { throw BodyProblem(message: "query parameter 'index' must be a non-negative integer, got \"\(value.prefix(40))\"") }
+            guard let index = DecimalText.unsigned(value) else {
+                throw BodyProblem(message: "query parameter 'index' must be a non-negative integer of at most 18 digits, got \(Violation.quoted(value))")
+            }
             self.index = index
         case ("wait", _):
             guard let wait = Self.parseWait(value) else {
-                throw BodyProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \"\(value.prefix(40))\"")
+                throw BodyProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \(Violation.quoted(value))")
             }
             self.wait = min(wait, Self.maximumWait)
         case ("tag", .instances):
@@ -80,27 +82,28 @@ struct ReadQuery: Equatable {
             } else if let parsed = InstanceStatus(rawValue: value.uppercased()) {
                 status = .only(parsed)
             } else {
-                throw BodyProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \"\(value.prefix(40))\"")
+                throw BodyProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \(Violation.quoted(value))")
             }
         case ("pick", .instances):
             guard let parsed = Pick(rawValue: value) else {
-                throw BodyProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \"\(value.prefix(40))\"")
+                throw BodyProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \(Violation.quoted(value))")
             }
             pick = parsed
         case ("limit", .instances):
-            guard let parsed = Int(value), parsed >= 1 else {
-                throw BodyProblem(message: "query parameter 'limit' must be a positive integer, got \"\(value.prefix(40))\"")
+            guard let parsed = DecimalText.unsigned(value).map(Int.init), parsed >= 1 else {
+                throw BodyProblem(message: "query parameter 'limit' must be a positive integer, got \(Violation.quoted(value))")
             }
             limit = parsed
         case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
             metadata.append((String(name.dropFirst(5)), value))
         default:
             let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
-            throw BodyProblem(message: "unknown query parameter '\(name.prefix(40))'; this endpoint takes \(known)")
+            throw BodyProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")
         }
     }
 
-    /// "500ms", "30s", "5m", "1h" or plain seconds ("2.5").
+    /// "500ms", "30s", "5m", "1h" or plain seconds ("2.5"): a decimal number (no sign,
+    /// exponent or hex) and an optional unit.
     static func parseWait(_ text: String) -> Duration? {
         let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         var number = Substring(text)
@@ -110,7 +113,7 @@ struct ReadQuery: Equatable {
             scale = unit.seconds
             break
         }
-        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
+        guard let value = DecimalText.number(number) else { return nil }
         return .nanoseconds(Int64((min(value * scale, 86_400) * 1e9).rounded()))
     }
 

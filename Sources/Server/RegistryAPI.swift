@@ -95,7 +95,7 @@ final class RegistryAPI {
             return read(encodedName: UnsafeBufferPointer(rebasing: path[prefix...]), query: query, stream: route == .watch,
                         now: now, wallClock: wallClock)
         case .other:
-            return .respond(.error(404, "no such endpoint: \(method.name) \(String(decoding: path, as: UTF8.self)); "
+            return .respond(.error(404, "no such endpoint: \(method.name) \(Self.shown(path)); "
                 + "the API is POST /register, /heartbeat, /deregister, /status and GET /discover/{service}, "
                 + "/services, /watch, /watch/{service}, /health, /ready, /metrics"))
         case .register, .heartbeat, .deregister, .status:
@@ -146,7 +146,18 @@ final class RegistryAPI {
     }
 
     private func methodNotAllowed(_ method: HTTPMethod, _ path: UnsafeBufferPointer<UInt8>, allow: StaticString) -> Response {
-        .error(405, "method \(method.name) is not allowed on \(String(decoding: path, as: UTF8.self)); use \(allow)", allow: allow)
+        .error(405, "method \(method.name) is not allowed on \(Self.shown(path)); use \(allow)", allow: allow)
+    }
+
+    /// A path as an error message quotes it: at most 100 bytes (a client may send 8 KB), and
+    /// never a broken UTF-8 sequence.
+    static func shown(_ path: UnsafeBufferPointer<UInt8>) -> String {
+        let limit = 100
+        guard path.count > limit else { return String(decoding: path, as: UTF8.self) }
+        var end = limit
+        // Back off to a character boundary: continuation bytes are 10xxxxxx.
+        while end > 0 && path[end] & 0xC0 == 0x80 { end -= 1 }
+        return String(decoding: UnsafeBufferPointer(rebasing: path[..<end]), as: UTF8.self) + "… (\(path.count) bytes)"
     }
 
     private static let discoverPrefix = Array("/discover/".utf8)

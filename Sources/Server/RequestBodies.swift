@@ -29,9 +29,8 @@ struct RegistrationBody: Equatable {
             if object.has("zone") { fields.zone = .some(try object.nullableString("zone")) }
             fields.status = try object.optionalStatus("status")
             if object.has("ttl_seconds") {
-                fields.ttl = .some(try object.nullableNumber("ttl_seconds").map { seconds in
-                    .nanoseconds(Int64((min(seconds, 1e9) * 1e9).rounded()))
-                })
+                // The number goes to the core as it was sent; it checks the bounds first.
+                fields.ttl = try object.nullableNumber("ttl_seconds").map(TTLRequest.seconds) ?? .serverDefault
             }
             return RegistrationBody(service: try object.string("service"), id: try object.optionalString("id"),
                                     address: try object.string("address"), fields: fields)
@@ -118,7 +117,7 @@ private struct BodyObject {
         guard let member = value[member: name] else { return nil }
         guard case .number(let number) = member else { throw wrongType(name, "an integer", member) }
         guard number.rounded() == number, abs(number) < 1e15 else {
-            throw BodyProblem(message: "field '\(name)' must be an integer, got \(number)")
+            throw BodyProblem(message: "field '\(name)' must be an integer, got \(Violation.numberText(number))")
         }
         return Int(number)
     }
@@ -132,7 +131,7 @@ private struct BodyObject {
     func optionalStatus(_ name: String) throws(BodyProblem) -> InstanceStatus? {
         guard let text = try optionalString(name) else { return nil }
         guard let status = InstanceStatus(rawValue: text.uppercased()) else {
-            throw BodyProblem(message: "field '\(name)' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(text.prefix(40))\"")
+            throw BodyProblem(message: "field '\(name)' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")), got \(Violation.quoted(text))")
         }
         return status
     }
@@ -159,7 +158,7 @@ private struct BodyObject {
         result.reserveCapacity(members.count)
         for entry in members {
             guard case .string(let text) = entry.value else {
-                throw BodyProblem(message: "field '\(name)' must be an object of strings; \"\(entry.name.prefix(40))\" is \(entry.value.kindDescription)")
+                throw BodyProblem(message: "field '\(name)' must be an object of strings; \(Violation.quoted(entry.name)) is \(entry.value.kindDescription)")
             }
             result.append((entry.name, text))
         }

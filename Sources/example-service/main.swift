@@ -29,7 +29,7 @@ func printError(_ message: String) {
 func text(_ value: JSONValue?) -> String {
     switch value {
     case .string(let text)?: return text
-    case .number(let number)?: return number.rounded() == number ? String(Int64(number)) : String(number)
+    case .number(let number)?: return number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
     default: return "-"
     }
 }

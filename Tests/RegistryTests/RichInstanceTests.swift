@@ -33,7 +33,7 @@ import Testing
         #expect(instance.tags == ["v2", "canary"])
 
         // Present fields replace; an explicit null clears the zone and the TTL.
-        let update = InstanceFields(tags: [], weight: 100, zone: .some(nil), status: .up, ttl: .some(nil))
+        let update = InstanceFields(tags: [], weight: 100, zone: .some(nil), status: .up, ttl: .serverDefault)
         #expect(registry.register(service: "api", id: "i-1", address: "http://b", fields: update, now: clock.now) == .updated(changed: true))
         #expect(registry.changeIndex == index + 1)
         instance = try #require(only(registry, "api"))
@@ -52,9 +52,9 @@ import Testing
             (InstanceFields(tags: [""]), .badTag("", reason: "must not be empty")),
             (InstanceFields(tags: Array(repeating: "t", count: 65).enumerated().map { "\($0.offset)" }), .tooManyTags(count: 65)),
             (InstanceFields(metadata: [("bad key", "v")]), .badMetadataKey("bad key", reason: "contains a space; only letters, digits, '.', '_' and '-' are allowed")),
-            (InstanceFields(metadata: [("k", "a\u{1}")]), .badMetadataValue(key: "k", reason: "contains the control character U+0001")),
+            (InstanceFields(metadata: [("k", "a\u{1}")]), .badMetadataValue(key: "k", reason: "contains U+0001, a control or format character")),
             (InstanceFields(zone: "eu west"), .badZone("eu west", reason: "contains a space; only letters, digits, '.', '_' and '-' are allowed")),
-            (InstanceFields(ttl: .milliseconds(500)), .ttlOutOfRange(seconds: 0.5, minimum: .seconds(1), maximum: .seconds(600))),
+            (InstanceFields(ttl: .seconds(0.5)), .ttlOutOfRange(seconds: 0.5, minimum: .seconds(1), maximum: .seconds(600))),
             (InstanceFields(ttl: .seconds(601)), .ttlOutOfRange(seconds: 601, minimum: .seconds(1), maximum: .seconds(600))),
         ]
         for (fields, violation) in cases {

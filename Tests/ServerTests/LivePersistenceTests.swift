@@ -164,12 +164,17 @@ import Glibc
             case 503:
                 refused.append(index)
                 #expect(reply.json["status"] as? String == "error")
-                #expect((reply.json["message"] as? String ?? "").contains("could not be written to the data directory"))
+                let message = reply.json["message"] as? String ?? ""
+                #expect(message.contains("could not be written to the registry's disk"))
+                // The data directory's path is for the log, not for clients.
+                #expect(!message.contains("/"), "the 503 names a path: \(message)")
             default:
                 Issue.record("unexpected status \(reply.status)")
             }
         }
         #expect(!accepted.isEmpty && !refused.isEmpty)
+        // The operator's log has the reason with the file's path.
+        #expect(registry.waitForLog { $0.contains("persistence_write_failed") && $0.contains(".log") })
         // Reads go on and show only what was written.
         let listed = try durableView(http, "api").compactMap { $0["address"] as? String }
         #expect(Set(listed) == Set(accepted.map { "http://a:\($0)" }))

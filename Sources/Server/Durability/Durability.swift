@@ -262,8 +262,9 @@ final class Durability {
                 nextSnapshotAttempt = now + Self.snapshotRetryDelay
             }
         }
-        let response = Response.error(503, "the change could not be written to the data directory (\(error.message)), "
-            + "so it was not applied; free space or fix the disk and retry: writes resume by themselves")
+        // The reason, with its paths, is in the log line above; the client learns what it can act on.
+        let response = Response.error(503, "the change could not be written to the registry's disk, so it was not applied; "
+            + "retry later: writes resume by themselves once the disk accepts them (the registry's log says why: persistence_write_failed)")
         var kept: [Held] = []
         for entry in held {
             if entry.through == nil { answer(entry, response, now: now) } else { kept.append(entry) }

@@ -214,16 +214,14 @@ final class HTTPServer {
         }
         var route = RouteLabel.other
         let handling: Handling = request.withBody { body in
-            request.withQuery { query in
-                request.withPath { path -> Handling in
-                    route = RegistryAPI.routeLabel(path)
-                    return api.handle(method: method, path: path, route: route, query: query, body: body, now: now,
-                                      wallClock: wallClock)
-                }
+            request.withTarget { path, query -> Handling in
+                route = RegistryAPI.routeLabel(path)
+                return api.handle(method: method, path: path, route: route, query: query, body: body, now: now,
+                                  wallClock: wallClock)
             }
-        } ?? .respond(.error(404, "the request URI has no path"))
+        }
         if logger.enabled(.debug) {
-            let path = request.withPath { String(decoding: $0, as: UTF8.self) } ?? "?"
+            let path = request.withTarget { path, _ in String(decoding: path, as: UTF8.self) }
             logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
         }
         switch handling {

@@ -31,12 +31,37 @@ struct PendingRequest: ~Copyable {
         }
     }
 
-    /// The raw path of the request URI (percent-encoding intact, no query), or nil when
-    /// evhttp kept no path (an absolute-form URI without one, `*`).
-    func withPath<T>(_ body: (UnsafeBufferPointer<UInt8>) -> T) -> T? {
-        guard let uri = evhttp_request_get_evhttp_uri(raw), let path = evhttp_uri_get_path(uri) else { return nil }
-        let length = strlen(path)
-        return path.withMemoryRebound(to: UInt8.self, capacity: length) { body(UnsafeBufferPointer(start: $0, count: length)) }
+    /// The raw path and query of the request target, split at the first `?`, with their
+    /// percent-encoding intact. Read from the request line as sent rather than from evhttp's
+    /// parsed URI, which takes `//health` for an authority: an origin-form target is used as
+    /// it is; an absolute-form one (`http://host/path`, which RFC 9112 makes servers accept)
+    /// loses its scheme and authority; anything else (`*`) is passed whole as the path, which
+    /// no route matches.
+    func withTarget<T>(_ body: (_ path: UnsafeBufferPointer<UInt8>, _ query: UnsafeBufferPointer<UInt8>?) -> T) -> T {
+        guard let uri = evhttp_request_get_uri(raw) else { return body(UnsafeBufferPointer(start: nil, count: 0), nil) }
+        let length = strlen(uri)
+        return uri.withMemoryRebound(to: UInt8.self, capacity: length) { start in
+            let target = UnsafeBufferPointer(start: start, count: length)
+            var pathStart = 0
+            if length > 0, target[0] != UInt8(ascii: "/"), let schemeEnd = Self.authorityStart(target) {
+                pathStart = schemeEnd
+                while pathStart < length, target[pathStart] != UInt8(ascii: "/"), target[pathStart] != UInt8(ascii: "?") { pathStart += 1 }
+            }
+            var queryStart = pathStart
+            while queryStart < length, target[queryStart] != UInt8(ascii: "?") { queryStart += 1 }
+            let path = UnsafeBufferPointer(rebasing: target[pathStart..<queryStart])
+            let query = queryStart < length ? UnsafeBufferPointer(rebasing: target[(queryStart + 1)...]) : nil
+            return body(path, query)
+        }
+    }
+
+    /// Where the authority of an absolute-form target (`http://` or `https://`, any case)
+    /// begins; nil for any other target.
+    private static func authorityStart(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
+        for scheme in ["http://", "https://"] where target.count >= scheme.utf8.count {
+            if zip(target, scheme.utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) { return scheme.utf8.count }
+        }
+        return nil
     }
 
     /// The whole request body, made contiguous in evhttp's buffer (no copy when it already is).
@@ -47,13 +72,6 @@ struct PendingRequest: ~Copyable {
             return body(UnsafeBufferPointer(start: nil, count: 0))
         }
         return body(UnsafeBufferPointer(start: bytes, count: length))
-    }
-
-    /// The raw query string of the request URI, if it has one.
-    func withQuery<T>(_ body: (UnsafeBufferPointer<UInt8>?) -> T) -> T {
-        guard let uri = evhttp_request_get_evhttp_uri(raw), let query = evhttp_uri_get_query(uri) else { return body(nil) }
-        let length = strlen(query)
-        return query.withMemoryRebound(to: UInt8.self, capacity: length) { body(UnsafeBufferPointer(start: $0, count: length)) }
     }
 
     consuming func reply(_ response: Response) {

@@ -1,0 +1,122 @@
+import Testing
+@testable import Registry
+
+/// The field rules as classes: every number a client can send, every hidden character,
+/// and the promise that whatever can be registered can be reached again.
+@Suite struct FieldRuleTests {
+    var clock = FakeClock()
+    var registry = Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), minimumTTL: .seconds(1),
+                                                   maximumTTL: .seconds(600)))
+
+    /// Every extreme a JSON number can hold reaches the core unconverted and is refused
+    /// with the number that was sent; none traps, none changes anything.
+    @Test(arguments: [
+        (-1e10, "-10000000000"), (1e300, "1e+300"), (-1e300, "-1e+300"), (-0.0, "0"), (0, "0"),
+        (1e-300, "1e-300"), (Double.nan, "nan"), (Double.infinity, "inf"), (-Double.infinity, "-inf"),
+        (9.3e18, "9.3e+18"), (-9.3e18, "-9.3e+18"), (0.999, "0.999"), (600.0001, "600.0001"),
+    ])
+    mutating func everyTTLOutsideTheBoundsIsRefusedWithTheNumberSent(seconds: Double, shown: String) {
+        let outcome = registry.register(service: "api", address: "a", fields: InstanceFields(ttl: .seconds(seconds)), now: clock.now)
+        guard case .invalid(let violation) = outcome else {
+            Issue.record("ttl \(seconds) was accepted: \(outcome)")
+            return
+        }
+        #expect(violation.message == "ttl_seconds must be from 1s to 600s on this server, got \(shown)")
+        #expect(registry.instanceCount == 0)
+        #expect(registry.changeIndex == 1)
+    }
+
+    @Test mutating func ttlsAtTheBoundsAreKeptExactly() {
+        #expect(registry.register(service: "api", address: "a", fields: InstanceFields(ttl: .seconds(1)), now: clock.now) == .registered)
+        #expect(registry.register(service: "api", address: "b", fields: InstanceFields(ttl: .seconds(600)), now: clock.now) == .registered)
+        #expect(registry.register(service: "api", address: "c", fields: InstanceFields(ttl: .seconds(1.000000001)), now: clock.now) == .registered)
+        _ = registry.serviceChangeIndex("api", now: clock.now)
+        #expect(registry.instances(ofService: "api").map(\.ttl) == [.seconds(1), .seconds(600), .nanoseconds(1_000_000_001)])
+    }
+
+    @Test(arguments: [
+        "\u{2028}", "\u{2029}", "\u{202E}", "\u{202A}", "\u{2066}", "\u{2069}", "\u{200B}", "\u{200D}", "\u{FEFF}",
+        "\u{00AD}", "\u{0000}", "\u{001B}", "\u{007F}", "\u{0085}", "\u{009F}", "\u{061C}", "\u{E0001}",
+    ])
+    mutating func hiddenCharactersAreRefusedInEveryFreeTextField(hidden: String) {
+        let text = "a\(hidden)b"
+        let attempts: [RegisterOutcome] = [
+            registry.register(service: "api", address: text, now: clock.now),
+            registry.register(service: "api", id: text, address: "a", now: clock.now),
+            registry.register(service: "api", address: "a", fields: InstanceFields(tags: [text]), now: clock.now),
+            registry.register(service: "api", address: "a", fields: InstanceFields(metadata: [("k", text)]), now: clock.now),
+        ]
+        for outcome in attempts {
+            guard case .invalid(let violation) = outcome else {
+                Issue.record("\(hidden.unicodeScalars.map { String($0.value, radix: 16) }) was accepted")
+                continue
+            }
+            #expect(violation.message.contains("a control or format character"))
+            // The message itself names the character without containing it.
+            #expect(!violation.message.unicodeScalars.contains { Violation.isHidden($0) })
+        }
+        #expect(registry.instanceCount == 0)
+    }
+
+    @Test mutating func visibleUnicodeIsWelcome() {
+        for text in ["café", "東京", "🙂", "a b", "tab\tless? no"] where !text.contains("\t") {
+            #expect(registry.register(service: "api", address: text, fields: InstanceFields(tags: [text], metadata: [("k", text)]),
+                                      now: clock.now) == .registered)
+        }
+    }
+
+    @Test(arguments: [".", "..", "...", "...."])
+    mutating func serviceNamesOfDotsOnlyAreRefused(name: String) {
+        #expect(registry.register(service: name, address: "a", now: clock.now) == .invalid(.serviceNameOnlyDots))
+        #expect(registry.heartbeat(service: name, id: "a", now: clock.now) == .invalid(.serviceNameOnlyDots))
+    }
+
+    @Test mutating func dotsWithinANameAreFine() {
+        for name in [".a", "a.", "a..b", "_", "-"] {
+            #expect(registry.register(service: name, address: "a", now: clock.now) == .registered, "\(name)")
+        }
+    }
+
+    /// Whatever the rules let in can be heartbeated, updated and deregistered by the name it
+    /// was registered under: the address stands in for a missing id, so their rules agree.
+    @Test mutating func everythingRegistrableCanBeReachedAgain() {
+        var random = SeededRandom(seed: 7)
+        for round in 0..<400 {
+            let address = random.text(length: Int.random(in: 1...Violation.maxAddressLength, using: &random))
+            let id: String? = Bool.random(using: &random) ? random.text(length: Int.random(in: 1...Violation.maxIDLength, using: &random)) : nil
+            let service = "s\(round % 7)"
+            guard registry.register(service: service, id: id, address: address, now: clock.now) == .registered else {
+                Issue.record("round \(round): a generated instance was refused")
+                continue
+            }
+            let name = id ?? address
+            #expect(registry.heartbeat(service: service, id: name, now: clock.now) == .done(changed: false))
+            #expect(registry.setStatus(service: service, id: name, status: .down, now: clock.now) == .done(changed: true))
+            #expect(registry.deregister(service: service, id: name, now: clock.now) == .done(changed: true))
+        }
+        #expect(registry.instanceCount == 0)
+    }
+}
+
+/// SplitMix64 with text helpers: reproducible inputs for the property tests.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// `length` visible characters: printable ASCII mostly, with some of two, three and
+    /// four UTF-8 bytes.
+    mutating func text(length: Int) -> String {
+        let alphabet: [Unicode.Scalar] = (0x21...0x7E).map { Unicode.Scalar($0)! } + ["é", "ß", "東", "京", "🙂", "€", " "]
+        var result = String.UnicodeScalarView()
+        for _ in 0..<length { result.append(alphabet[Int.random(in: 0..<alphabet.count, using: &self)]) }
+        return String(result)
+    }
+}

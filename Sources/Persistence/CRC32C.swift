@@ -21,7 +21,14 @@ enum CRC32C {
     }()
 
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
+        update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
+    }
+
+    /// The register after `bytes`, starting from `state`, without the final inversion: the
+    /// part of the CRC that is linear over GF(2), so that the checksum of any slice can be
+    /// worked out from two prefix states (see `FrameSearch`).
+    static func update(_ state: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc = state
         tables.withUnsafeBufferPointer { t in
             var index = 0
             let count = bytes.count
@@ -39,7 +46,56 @@ enum CRC32C {
                 index += 1
             }
         }
-        return crc ^ 0xFFFF_FFFF
+        return crc
+    }
+
+    /// One byte through the register: `state` multiplied by x⁸ when `byte` is 0.
+    static func step(_ state: UInt32, _ byte: UInt8) -> UInt32 {
+        tables[Int((state ^ UInt32(byte)) & 0xFF)] ^ (state >> 8)
+    }
+
+    /// The register, started at 0, before each byte of `bytes` and after the last:
+    /// `states[i]` covers `bytes[..<i]`. Replaces what `states` held.
+    static func prefixStates(_ bytes: UnsafeRawBufferPointer, into states: inout [UInt32]) {
+        states.removeAll(keepingCapacity: true)
+        states.reserveCapacity(bytes.count + 1)
+        tables.withUnsafeBufferPointer { t in
+            var state: UInt32 = 0
+            states.append(state)
+            for byte in bytes {
+                state = t[Int((state ^ UInt32(byte)) & 0xFF)] ^ (state >> 8)
+                states.append(state)
+            }
+        }
+    }
+
+    /// `a · b` modulo the CRC polynomial, both in the register's (reflected) bit order,
+    /// where x⁰ is the top bit: what zlib's `crc32_combine` builds on.
+    static func multiply(_ a: UInt32, _ b: UInt32) -> UInt32 {
+        var mask: UInt32 = 1 << 31
+        var product: UInt32 = 0
+        var b = b
+        while mask != 0 {
+            if a & mask != 0 {
+                product ^= b
+                if a & (mask - 1) == 0 { break }
+            }
+            mask >>= 1
+            b = b & 1 != 0 ? (b >> 1) ^ 0x82F6_3B78 : b >> 1
+        }
+        return product
+    }
+
+    /// x^(8n) modulo the polynomial for n in `0..<count`: multiplying a register state by
+    /// entry n moves it past n bytes of zeros.
+    static func byteShifts(count: Int) -> [UInt32] {
+        var shifts = [UInt32](repeating: 0, count: count)
+        var power: UInt32 = 1 << 31
+        for n in 0..<count {
+            shifts[n] = power
+            power = step(power, 0)
+        }
+        return shifts
     }
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 {

@@ -2,13 +2,18 @@
 /// `[payload length: u32 LE][CRC-32C of payload: u32 LE][payload]`.
 ///
 /// A crash can leave the last frame half written; anything else that fails its length or
-/// checksum is damage. `scan` tells the two apart, because they call for different answers:
-/// a torn tail is cut off with a warning, damage stops start-up unless the operator asks for
-/// a repair.
+/// checksum is damage. The two call for different answers: a torn tail is cut off with a
+/// warning, damage stops start-up unless the operator asks for a repair. So a torn tail is
+/// defined narrowly, as what a crash during one append can leave and nothing more: after the
+/// last valid frame, at most one partial frame, no longer than the longest frame the server
+/// can write, and then only zero bytes (what a file system can leave past the last write
+/// after a power loss). Anything else, however it ends, is damage.
 enum Frames {
     static let headerBytes = 8
-    /// No single record is anywhere near this; a length above it is damage, not a record.
-    static let maxPayloadBytes = 16 << 20
+    /// The longest payload the server can write, worked out from the field rules: a frame
+    /// that claims more is damage, not a record.
+    static var maxPayloadBytes: Int { JournalCodec.maxPayloadBytes }
+    static var maxFrameBytes: Int { headerBytes + maxPayloadBytes }
 
     /// Appends one frame whose payload `encode` writes in place; the header is filled in after.
     static func appendFrame(to writer: inout ByteWriter, _ encode: (inout ByteWriter) -> Void) {
@@ -25,22 +30,15 @@ enum Frames {
         }
     }
 
-    static func append(_ payload: [UInt8], to output: inout [UInt8]) {
-        var header = ByteWriter()
-        header.u32(UInt32(payload.count))
-        header.u32(CRC32C.checksum(payload))
-        output.append(contentsOf: header.bytes)
-        output.append(contentsOf: payload)
-    }
-
     enum Ending: Equatable {
         /// Every byte belongs to a whole, valid frame.
         case clean
-        /// The last frame is incomplete or fails its checksum with nothing after it: what a
-        /// crash mid-write leaves. `offset` is where it starts; bytes from there are dropped.
+        /// What a crash mid-append leaves: `offset` is where it starts; the bytes from there
+        /// (a partial frame, then zeros) are to be dropped.
         case tornTail(offset: Int, droppedBytes: Int)
-        /// A frame before the end fails its length or checksum.
-        case damaged(offset: Int, reason: String)
+        /// A bad frame that cannot be a torn tail. `nextValid` is where the next whole, valid
+        /// record starts, if one does.
+        case damaged(offset: Int, reason: String, nextValid: Int?)
     }
 
     struct Scan {
@@ -51,67 +49,108 @@ enum Frames {
         var ending: Ending
     }
 
-    static func scan(_ bytes: [UInt8]) -> Scan {
+    /// A stretch of a file that holds no valid record.
+    struct DamagedRegion: Equatable {
+        let offset: Int
+        let length: Int
+        let reason: String
+    }
+
+    /// Reads valid frames from the start and stops at the first bad one, saying whether it is
+    /// a torn tail or damage. `isRecord` tells a payload this server can read from bytes that
+    /// only happen to carry a matching checksum; it is asked only while looking for a valid
+    /// record past a bad frame. Linear in the file's length.
+    static func scan(_ bytes: [UInt8], isRecord: (ArraySlice<UInt8>) -> Bool) -> Scan {
         var payloads: [ArraySlice<UInt8>] = []
         var offset = 0
-        /// A bad frame is a torn tail only when nothing valid follows it: the length field is
-        /// not covered by the checksum, so a damaged length in mid-file can point past the
-        /// end and would otherwise pass for a torn tail, taking every record after it along.
-        func badFrame(_ reason: String) -> Scan {
-            let remaining = bytes.count - offset
-            if let later = validFrame(in: bytes, after: offset) {
-                return Scan(payloads: payloads, validLength: offset,
-                            ending: .damaged(offset: offset, reason: "\(reason), with a valid record after it at byte \(later)"))
-            }
-            return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
-        }
         while offset < bytes.count {
-            let remaining = bytes.count - offset
-            if remaining < headerBytes { return badFrame("an incomplete frame header") }
-            var header = ByteReader(bytes[offset..<(offset + headerBytes)])
-            let length = Int(header.u32() ?? 0)
-            let expected = header.u32() ?? 0
-            if length == 0 {
-                // No record is empty; zeros are what a file system can leave past the last
-                // write after a power loss: a torn tail if only zeros follow.
-                if bytes[offset...].allSatisfy({ $0 == 0 }) {
-                    return Scan(payloads: payloads, validLength: offset, ending: .tornTail(offset: offset, droppedBytes: remaining))
-                }
-                return Scan(payloads: payloads, validLength: offset, ending: .damaged(offset: offset, reason: "an empty frame"))
+            switch frame(in: bytes, at: offset) {
+            case .valid(let payload):
+                payloads.append(payload)
+                offset = payload.endIndex
+            case .bad(let reason):
+                return Scan(payloads: payloads, validLength: offset, ending: judge(bytes, badFrameAt: offset, reason, isRecord))
             }
-            if length > maxPayloadBytes { return badFrame("a frame claims \(length) bytes") }
-            let end = offset + headerBytes + length
-            if end > bytes.count { return badFrame("a frame runs past the end of the file") }
-            let payload = bytes[(offset + headerBytes)..<end]
-            let actual = payload.withUnsafeBytes { CRC32C.checksum($0) }
-            if actual != expected {
-                // Only the very last frame can be torn; a bad frame with more after it is damage.
-                if end == bytes.count { return badFrame("checksum mismatch") }
-                return Scan(payloads: payloads, validLength: offset, ending: .damaged(offset: offset, reason: "checksum mismatch"))
-            }
-            payloads.append(payload)
-            offset = end
         }
         return Scan(payloads: payloads, validLength: offset, ending: .clean)
     }
 
-    /// The offset of the first whole frame with a matching checksum that starts after
-    /// `start`, if any. Only recovery's rare bad-tail case pays for this search.
-    static func validFrame(in bytes: [UInt8], after start: Int) -> Int? {
-        var candidate = start + 1
-        return bytes.withUnsafeBytes { raw in
-            while candidate + headerBytes < bytes.count {
-                let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: candidate, as: UInt32.self)))
-                let end = candidate + headerBytes + length
-                if length > 0, length <= maxPayloadBytes, end <= bytes.count {
-                    let expected = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 4, as: UInt32.self))
-                    if CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[(candidate + headerBytes)..<end])) == expected {
-                        return candidate
-                    }
-                }
-                candidate += 1
+    /// Every valid frame of the file, wherever it is: after damage, the search goes on from
+    /// the next valid record instead of giving up on the rest. What `--repair` keeps.
+    /// A torn tail at the end is not counted as damage. Linear in the file's length.
+    static func salvage(_ bytes: [UInt8], isRecord: (ArraySlice<UInt8>) -> Bool) -> (payloads: [ArraySlice<UInt8>], damaged: [DamagedRegion], tornTail: Int) {
+        var payloads: [ArraySlice<UInt8>] = []
+        var damaged: [DamagedRegion] = []
+        var offset = 0
+        while offset < bytes.count {
+            let reason: String
+            switch frame(in: bytes, at: offset) {
+            case .valid(let payload) where isRecord(payload):
+                payloads.append(payload)
+                offset = payload.endIndex
+                continue
+            case .valid(let payload):
+                damaged.append(DamagedRegion(offset: offset, length: payload.endIndex - offset, reason: "a record this server cannot read"))
+                offset = payload.endIndex
+                continue
+            case .bad(let why):
+                reason = why
             }
-            return nil
+            switch judge(bytes, badFrameAt: offset, reason, isRecord) {
+            case .clean:
+                return (payloads, damaged, 0)
+            case .tornTail(_, let dropped):
+                return (payloads, damaged, dropped)
+            case .damaged(_, let reason, let next):
+                let end = next ?? bytes.count
+                damaged.append(DamagedRegion(offset: offset, length: end - offset, reason: reason))
+                offset = end
+            }
         }
+        return (payloads, damaged, 0)
+    }
+
+    private enum Frame {
+        case valid(ArraySlice<UInt8>)
+        case bad(String)
+    }
+
+    private static func frame(in bytes: [UInt8], at offset: Int) -> Frame {
+        let remaining = bytes.count - offset
+        if remaining < headerBytes { return .bad("an incomplete frame header") }
+        let length = Int(load(bytes, at: offset))
+        if length == 0 { return .bad("an empty frame") }
+        if length > maxPayloadBytes { return .bad("a frame claims \(length) bytes, more than any record") }
+        let end = offset + headerBytes + length
+        if end > bytes.count { return .bad("a frame runs past the end of the file") }
+        let payload = bytes[(offset + headerBytes)..<end]
+        let actual = payload.withUnsafeBytes { CRC32C.checksum($0) }
+        return actual == load(bytes, at: offset + 4) ? .valid(payload) : .bad("checksum mismatch")
+    }
+
+    /// Decides what a bad frame at `offset`, with every frame before it valid, is.
+    private static func judge(_ bytes: [UInt8], badFrameAt offset: Int, _ reason: String,
+                              _ isRecord: (ArraySlice<UInt8>) -> Bool) -> Ending {
+        // The partial frame ends at the last non-zero byte; zeros after it are what a power
+        // loss can leave past the last write.
+        var end = bytes.count
+        while end > offset && bytes[end - 1] == 0 { end -= 1 }
+        let partial = end - offset
+        if partial == 0 { return .tornTail(offset: offset, droppedBytes: bytes.count - offset) }
+        var couldBeTorn = partial <= maxFrameBytes
+        if couldBeTorn && partial >= 4 {
+            let length = Int(load(bytes, at: offset))
+            couldBeTorn = length > 0 && length <= maxPayloadBytes && partial <= headerBytes + length
+        }
+        // Even a short bad stretch is damage when a valid record follows it: a crash tears
+        // only the last append.
+        let next = FrameSearch.nextValidFrame(in: bytes, from: offset + 1, before: couldBeTorn ? end : bytes.count,
+                                              isRecord: isRecord)
+        if couldBeTorn && next == nil { return .tornTail(offset: offset, droppedBytes: bytes.count - offset) }
+        return .damaged(offset: offset, reason: reason, nextValid: next)
+    }
+
+    static func load(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+        bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
     }
 }

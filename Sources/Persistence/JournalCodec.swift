@@ -21,6 +21,32 @@ public enum JournalCodec {
 
     private static let snapshotTrailerKind: UInt8 = 0x54
 
+    /// The longest payload `encode` can write for an instance the field rules allow: every
+    /// string at its limit and every character four bytes long in UTF-8. Recovery uses it to
+    /// tell a torn last record from damage, since nothing longer was ever written; keep it
+    /// in step with `encode`.
+    public static let maxPayloadBytes: Int = {
+        let string = 4
+        let upsert = 1 + 8
+            + string + Violation.maxServiceNameLength
+            + string + Violation.maxIDLength * 4
+            + string + Violation.maxAddressLength * 4
+            + 4 + Violation.maxTags * (string + Violation.maxTagLength * 4)
+            + 4 + Violation.maxMetadataEntries * (string + Violation.maxMetadataKeyLength + string + Violation.maxMetadataValueLength * 4)
+            + 4
+            + string + Violation.maxZoneLength
+            + string + InstanceStatus.allCases.map(\.rawValue.utf8.count).max()!
+            + 8 + 8
+        return upsert
+    }()
+
+    /// Whether `payload` is a record this server can read (a journal entry, or a snapshot's
+    /// header or trailer): what the search for valid records after damage accepts.
+    static func isRecord(_ payload: ArraySlice<UInt8>) -> Bool {
+        if decodeSnapshotHeader(payload) != nil || decodeSnapshotTrailer(payload) != nil { return true }
+        return (try? decode(payload, wallOffset: 0)) != nil
+    }
+
     static func encodeSnapshotHeader(changeIndex: UInt64, into writer: inout ByteWriter) {
         writer.u8(snapshotHeaderKind)
         writer.u64(changeIndex)

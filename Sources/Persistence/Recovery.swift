@@ -5,17 +5,25 @@ import Registry
 
 /// Rebuilds a registry from journal bytes (a snapshot's records, then the log's).
 public enum Recovery {
+    /// A stretch of a file with no valid record in it, which `--repair` skipped.
+    public struct SkippedRegion: Equatable, Sendable {
+        public let offset: Int
+        public let length: Int
+        public let reason: String
+    }
+
     public struct Report: Equatable {
         /// Records applied.
         public var applied = 0
         /// Records that decoded but break a rule of this server (for example a TTL above
         /// today's --max-ttl): skipped, with the reason, so that start-up can say so.
         public var skipped: [String] = []
-        /// Bytes cut off at the end: a record a crash left half written.
+        /// Bytes to cut off at the end: what a crash left of the last append.
         public var tornTailBytes = 0
-        /// Bytes dropped by `--repair` from the first damaged record on.
-        public var repairedBytes = 0
-        /// The length of the valid prefix: where appending may continue.
+        /// Stretches with no valid record that a repair skipped, in file order.
+        public var skippedRegions: [SkippedRegion] = []
+        /// The length of the valid prefix: where appending may continue (after a repair,
+        /// where the last valid record ends).
         public var validLength = 0
         /// The highest change index seen.
         public var lastChangeIndex: UInt64 = 0
@@ -24,25 +32,28 @@ public enum Recovery {
     public struct Damage: Error, Equatable {
         public let offset: Int
         public let reason: String
+        /// Where the next valid record starts, if one does.
+        public let nextValid: Int?
     }
 
-    /// Applies every valid record of `bytes` to `registry`. A torn last record is cut off
-    /// (and counted); damage before the end throws, unless `repair` is set, which keeps
-    /// everything before the damage and counts what was dropped.
+    /// Applies every valid record of `bytes` to `registry`.
+    ///
+    /// Without `repair`, records are applied from the start up to the first bad frame: a torn
+    /// tail is reported for cutting off; damage throws, saying where the next valid record
+    /// is. With `repair`, every valid record in the file is applied, wherever it is, and the
+    /// stretches between them are reported as skipped.
     public static func replay(_ bytes: [UInt8], into registry: inout Registry, now: Instant, wallOffset: Int64,
                               repair: Bool) throws(Damage) -> Report {
         var report = Report()
-        let scan = Frames.scan(bytes)
-        for payload in scan.payloads {
+        func apply(_ payload: ArraySlice<UInt8>) throws(Damage) {
             let entry: JournalEntry
             do {
                 entry = try JournalCodec.decode(payload, wallOffset: wallOffset)
             } catch {
                 let offset = payload.startIndex - Frames.headerBytes
-                guard repair else { throw Damage(offset: offset, reason: error.reason) }
-                report.repairedBytes = bytes.count - offset
-                report.validLength = offset
-                return report
+                throw Damage(offset: offset, reason: "a record this server cannot read (\(error.reason))",
+                             nextValid: FrameSearch.nextValidFrame(in: bytes, from: offset + 1, before: bytes.count,
+                                                                   isRecord: JournalCodec.isRecord))
             }
             if let violation = registry.restore(entry, now: now) {
                 report.skipped.append(violation.message)
@@ -51,15 +62,24 @@ public enum Recovery {
             }
             report.lastChangeIndex = max(report.lastChangeIndex, entry.changeIndex)
         }
+        if repair {
+            let salvaged = Frames.salvage(bytes, isRecord: JournalCodec.isRecord)
+            for payload in salvaged.payloads { try apply(payload) }
+            report.skippedRegions = salvaged.damaged.map { SkippedRegion(offset: $0.offset, length: $0.length, reason: $0.reason) }
+            report.tornTailBytes = salvaged.tornTail
+            report.validLength = salvaged.payloads.last?.endIndex ?? 0
+            return report
+        }
+        let scan = Frames.scan(bytes, isRecord: JournalCodec.isRecord)
+        for payload in scan.payloads { try apply(payload) }
         report.validLength = scan.validLength
         switch scan.ending {
         case .clean:
             break
         case .tornTail(_, let dropped):
             report.tornTailBytes = dropped
-        case .damaged(let offset, let reason):
-            guard repair else { throw Damage(offset: offset, reason: reason) }
-            report.repairedBytes = bytes.count - offset
+        case .damaged(let offset, let reason, let next):
+            throw Damage(offset: offset, reason: reason, nextValid: next)
         }
         return report
     }
@@ -76,6 +96,28 @@ public enum Recovery {
 }
 
 extension Recovery {
+    /// A torn last append, to be cut off: where, how much, and the copy of what is cut.
+    public struct TornTail {
+        public let generation: UInt64
+        public let file: String
+        public let offset: Int
+        public let bytes: Int
+        /// The cut bytes, kept beside the log as `<log>.torn-<offset>.damaged`.
+        public let keptAs: String
+    }
+
+    /// What `--repair` did to one damaged file.
+    public struct FileRepair {
+        public let file: String
+        /// Valid records kept from the file.
+        public let keptRecords: Int
+        public let skippedRegions: [SkippedRegion]
+        /// Where the damaged file's copy was written.
+        public let keptAs: String
+
+        public var skippedBytes: Int { skippedRegions.reduce(0) { $0 + $1.length } }
+    }
+
     /// What start-up found in the data directory and did about it.
     public struct Loaded {
         /// The snapshot the state started from, if any.
@@ -84,15 +126,14 @@ extension Recovery {
         public var logs: [(generation: UInt64, records: Int)] = []
         /// Records that broke a rule of this server's configuration and were left out.
         public var skipped: [String] = []
-        /// Records a crash left half written at the end of a log, to be cut off: normally the
+        /// What crashes left half written at the end of a log, to be cut off: normally the
         /// last log's; an older log's too when the machine went down while the logs were
-        /// rotating (the old log's last fsync had not finished, and the new log's first
-        /// records were never acknowledged under `always`).
-        public var tornTails: [(generation: UInt64, file: String, offset: Int, bytes: Int)] = []
-        /// Damage that `repair` worked around: where it was, why, and how many bytes were
-        /// dropped from there on (the rest of that file and every later log). The damaged
-        /// files are kept beside the others with `.damaged` appended.
-        public var repaired: (file: String, offset: Int, reason: String, droppedBytes: Int)?
+        /// rotating.
+        public var tornTails: [TornTail] = []
+        /// The damaged files a repair salvaged, in the order they were read. When this is not
+        /// empty, the caller must write a fresh snapshot: the damaged generations must not be
+        /// read again.
+        public var repairs: [FileRepair] = []
         /// The highest change index on disk.
         public var lastChangeIndex: UInt64 = 0
         /// The newest generation found (0 when the directory was empty).
@@ -101,12 +142,13 @@ extension Recovery {
 
     /// Rebuilds `registry` from the newest snapshot and the logs after it.
     ///
-    /// A torn last record is tolerated and reported; the caller cuts it off with
-    /// `DataDirectory.openLog(generation:truncatingTo:)`. Damage anywhere else is an error that
-    /// names the file and offset, unless `repair` is set: then everything before the damage is
-    /// kept, the damaged files are copied aside, and the caller must write a fresh snapshot
-    /// (the damaged generations must not be read again). Returns, besides the report, where
-    /// appending continues: the last log's generation and valid length.
+    /// A torn last append is tolerated and reported (a copy of its bytes is kept); the caller
+    /// cuts it off with `DataDirectory.openLog(generation:truncatingTo:)`. Any other damage
+    /// is an error that names the file, the offset and where the next valid record is,
+    /// unless `repair` is set: then every valid record of every file is kept, the damaged
+    /// files are copied aside as `*.damaged`, and the caller must write a fresh snapshot.
+    /// Returns, besides the report, where appending continues: the last log's generation and
+    /// valid length.
     public static func load(_ directory: DataDirectory, into registry: inout Registry, now: Instant, wallOffset: Int64,
                             repair: Bool) throws(StorageError) -> (loaded: Loaded, appendAt: (generation: UInt64, length: Int)) {
         var loaded = Loaded()
@@ -126,73 +168,84 @@ extension Recovery {
         registry.reserveCapacity(instances: min(estimate / 100, 50_000_000))
         loaded.lastGeneration = max(base ?? 0, logs.max() ?? 0)
         let replayed = logs.filter { $0 >= (base ?? 0) }.sorted()
-        var damagedFiles: [(name: String, bytes: [UInt8])] = []
 
-        func damage(_ name: String, _ bytes: [UInt8], at offset: Int, _ reason: String, laterBytes: Int) throws(StorageError) {
-            guard repair else {
-                throw StorageError("\(directory.path)/\(name) is damaged at byte \(offset) (\(reason)); everything before it is "
-                    + "intact. Start once with --repair to keep that and drop the \(bytes.count - offset + laterBytes) bytes from "
-                    + "there on (the damaged files are kept as *.damaged), or restore the directory from a backup")
-            }
-            loaded.repaired = (file: "\(directory.path)/\(name)", offset: offset, reason: reason,
-                               droppedBytes: bytes.count - offset + laterBytes)
-            damagedFiles.append((name, bytes))
+        func refuse(_ name: String, _ damage: Damage, size: Int) -> StorageError {
+            let next = damage.nextValid.map { "the next valid record starts at byte \($0), \($0 - damage.offset) bytes later" }
+                ?? "no valid record follows it"
+            return StorageError("\(directory.path)/\(name) is damaged at byte \(damage.offset) of \(size) (\(damage.reason)); \(next). "
+                + "Everything before byte \(damage.offset) is intact. Start once with --repair to keep every valid record of "
+                + "every file and skip only the damaged bytes (a copy of each damaged file is kept as *.damaged), "
+                + "or restore the directory from a backup")
         }
 
         if let generation = base {
             let name = DataDirectory.snapshotName(generation)
             let bytes = try directory.read(name)
-            let laterBytes = replayed.reduce(0) { $0 + directory.size(of: DataDirectory.logName($1)) }
             switch replaySnapshot(bytes, into: &registry, now: now, wallOffset: wallOffset) {
             case .success(let result):
                 loaded.snapshot = (generation, result.instances)
                 loaded.skipped += result.skipped
                 loaded.lastChangeIndex = result.changeIndex
-            case .failure(let problem):
-                // A snapshot is renamed into place only once whole and fsynced: any flaw
-                // is damage, and the logs after it describe changes to a state we lack.
-                try damage(name, bytes, at: problem.offset, problem.reason, laterBytes: laterBytes)
+            case .failure(let damage):
+                // A snapshot is renamed into place only once whole and fsynced: any flaw is
+                // damage, torn or not.
+                guard repair else { throw refuse(name, damage, size: bytes.count) }
+                var salvaged = Registry(policy: registry.policy)
+                let report = salvageSnapshot(bytes, into: &salvaged, now: now, wallOffset: wallOffset)
+                registry = salvaged
                 loaded.snapshot = (generation, registry.instanceCount)
+                loaded.skipped += report.skipped
+                loaded.lastChangeIndex = report.lastChangeIndex
+                loaded.repairs.append(FileRepair(file: "\(directory.path)/\(name)", keptRecords: report.applied,
+                                                 skippedRegions: report.skippedRegions, keptAs: "\(directory.path)/\(name).damaged"))
+                try preserve(bytes[...], as: name + ".damaged", in: directory)
             }
         }
         var appendAt = (generation: replayed.last ?? max(base ?? 1, 1), length: 0)
-        if loaded.repaired == nil {
-            for (position, generation) in replayed.enumerated() {
-                let name = DataDirectory.logName(generation)
-                let bytes = try directory.read(name)
-                let later = replayed[(position + 1)...].reduce(0) { $0 + directory.size(of: DataDirectory.logName($1)) }
-                let report: Report
+        for generation in replayed {
+            let name = DataDirectory.logName(generation)
+            let bytes = try directory.read(name)
+            var report: Report
+            do {
+                report = try replay(bytes, into: &registry, now: now, wallOffset: wallOffset, repair: false)
+            } catch {
+                guard repair else { throw refuse(name, error, size: bytes.count) }
+                // Start the file over, keeping every valid record wherever it is. Replaying
+                // the records before the damage again is harmless: each is a whole state or
+                // a removal, applied in order.
                 do {
-                    report = try replay(bytes, into: &registry, now: now, wallOffset: wallOffset, repair: false)
+                    report = try replay(bytes, into: &registry, now: now, wallOffset: wallOffset, repair: true)
                 } catch {
-                    try damage(name, bytes, at: error.offset, error.reason, laterBytes: later)
-                    // Keep what precedes the damage.
-                    _ = try? replay(Array(bytes[..<error.offset]), into: &registry, now: now, wallOffset: wallOffset, repair: false)
-                    break
+                    // Unreachable: a salvage applies only records that decode.
+                    throw StorageError("\(directory.path)/\(name): \(error.reason)")
                 }
-                loaded.logs.append((generation, report.applied))
-                loaded.skipped += report.skipped
-                loaded.lastChangeIndex = max(loaded.lastChangeIndex, report.lastChangeIndex)
-                if report.tornTailBytes > 0 {
-                    loaded.tornTails.append((generation, "\(directory.path)/\(name)", report.validLength, report.tornTailBytes))
-                }
-                appendAt = (generation, report.validLength)
+                loaded.repairs.append(FileRepair(file: "\(directory.path)/\(name)", keptRecords: report.applied,
+                                                 skippedRegions: report.skippedRegions, keptAs: "\(directory.path)/\(name).damaged"))
+                try preserve(bytes[...], as: name + ".damaged", in: directory)
             }
+            loaded.logs.append((generation, report.applied))
+            loaded.skipped += report.skipped
+            loaded.lastChangeIndex = max(loaded.lastChangeIndex, report.lastChangeIndex)
+            if report.tornTailBytes > 0 {
+                let keptAs = "\(name).torn-\(report.validLength).damaged"
+                try preserve(bytes[report.validLength...], as: keptAs, in: directory)
+                loaded.tornTails.append(TornTail(generation: generation, file: "\(directory.path)/\(name)", offset: report.validLength,
+                                                 bytes: report.tornTailBytes, keptAs: "\(directory.path)/\(keptAs)"))
+            }
+            appendAt = (generation, report.validLength)
         }
-        for file in damagedFiles { try preserve(file.bytes, as: file.name + ".damaged", in: directory) }
         return (loaded, appendAt)
     }
 
-    private struct SnapshotProblem: Error {
-        let offset: Int
-        let reason: String
-    }
-
     private static func replaySnapshot(_ bytes: [UInt8], into registry: inout Registry, now: Instant,
-                                       wallOffset: Int64) -> Result<(instances: Int, changeIndex: UInt64, skipped: [String]), SnapshotProblem> {
-        let scan = Frames.scan(bytes)
+                                       wallOffset: Int64) -> Result<(instances: Int, changeIndex: UInt64, skipped: [String]), Damage> {
+        let scan = Frames.scan(bytes, isRecord: JournalCodec.isRecord)
+        func damage(_ offset: Int, _ reason: String) -> Damage {
+            Damage(offset: offset, reason: reason,
+                   nextValid: FrameSearch.nextValidFrame(in: bytes, from: offset + 1, before: bytes.count, isRecord: JournalCodec.isRecord))
+        }
         guard let first = scan.payloads.first, let changeIndex = JournalCodec.decodeSnapshotHeader(first) else {
-            return .failure(SnapshotProblem(offset: 0, reason: "no snapshot header"))
+            return .failure(damage(0, "no snapshot header"))
         }
         var skipped: [String] = []
         var instances = 0
@@ -207,7 +260,7 @@ extension Recovery {
             do {
                 entry = try JournalCodec.decode(payload, wallOffset: wallOffset)
             } catch {
-                return .failure(SnapshotProblem(offset: payload.startIndex - Frames.headerBytes, reason: error.reason))
+                return .failure(damage(payload.startIndex - Frames.headerBytes, "a record this server cannot read (\(error.reason))"))
             }
             records += 1
             if let violation = registry.restore(entry, now: now) { skipped.append(violation.message) } else { instances += 1 }
@@ -217,18 +270,45 @@ extension Recovery {
         case .clean:
             break
         case .tornTail(let offset, _):
-            return .failure(SnapshotProblem(offset: offset, reason: "the snapshot ends in an incomplete record"))
-        case .damaged(let offset, let reason):
-            return .failure(SnapshotProblem(offset: offset, reason: reason))
+            return .failure(damage(offset, "the snapshot ends in an incomplete record"))
+        case .damaged(let offset, let reason, let next):
+            return .failure(Damage(offset: offset, reason: reason, nextValid: next))
         }
         guard let count = trailerCount, count == records, records + 2 == scan.payloads.count else {
-            return .failure(SnapshotProblem(offset: scan.validLength, reason: trailerCount == nil
+            return .failure(damage(scan.validLength, trailerCount == nil
                 ? "the snapshot ends without its trailer" : "the trailer counts \(trailerCount!) records, the file holds \(records)"))
         }
         return .success((instances, changeIndex, skipped))
     }
 
-    private static func preserve(_ bytes: [UInt8], as name: String, in directory: DataDirectory) throws(StorageError) {
+    /// Every valid instance record of a damaged snapshot: header and trailer are used when
+    /// found and not required. Its records are whole states, so any subset is a consistent
+    /// (if incomplete) registry, which the logs after it then bring forward.
+    private static func salvageSnapshot(_ bytes: [UInt8], into registry: inout Registry, now: Instant,
+                                        wallOffset: Int64) -> Report {
+        var report = Report()
+        let salvaged = Frames.salvage(bytes, isRecord: JournalCodec.isRecord)
+        for payload in salvaged.payloads {
+            if let index = JournalCodec.decodeSnapshotHeader(payload) {
+                report.lastChangeIndex = max(report.lastChangeIndex, index)
+                continue
+            }
+            if JournalCodec.decodeSnapshotTrailer(payload) != nil { continue }
+            guard let entry = try? JournalCodec.decode(payload, wallOffset: wallOffset) else { continue }
+            if let violation = registry.restore(entry, now: now) { report.skipped.append(violation.message) } else { report.applied += 1 }
+            report.lastChangeIndex = max(report.lastChangeIndex, entry.changeIndex)
+        }
+        registry.restore(.indexAdvanced(to: report.lastChangeIndex), now: now)
+        report.skippedRegions = salvaged.damaged.map { SkippedRegion(offset: $0.offset, length: $0.length, reason: $0.reason) }
+        if salvaged.tornTail > 0 {
+            report.skippedRegions.append(SkippedRegion(offset: bytes.count - salvaged.tornTail, length: salvaged.tornTail,
+                                                       reason: "an incomplete record at the end"))
+        }
+        return report
+    }
+
+    /// Writes `bytes` to a new file `name` in the directory, durably.
+    private static func preserve(_ bytes: ArraySlice<UInt8>, as name: String, in directory: DataDirectory) throws(StorageError) {
         let path = directory.path + "/" + name
         let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard file >= 0 else { throw .system("cannot create \(path)") }

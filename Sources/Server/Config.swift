@@ -40,7 +40,7 @@ struct Config: Equatable {
     /// Keep nothing on disk (`--in-memory`).
     var inMemory = false
     var fsync: FsyncPolicy = .everysec
-    /// Start even though the data is damaged, keeping what precedes the damage.
+    /// Start even though the data is damaged, keeping every valid record.
     var repair = false
     /// The log is snapshotted once it is at least this long and twice the live state.
     var snapshotMinimumLogBytes = 8 << 20
@@ -186,7 +186,7 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--repair", variable: "REGISTRY_REPAIR", valueName: "",
-               help: "start even if the data directory is damaged, keeping what precedes the damage") { config, value in
+               help: "start even if the data directory is damaged: keep every valid record, skip the damaged bytes (copies kept as *.damaged)") { config, value in
             assignSwitch(value) { config.repair = $0 }
         },
         Option(flag: "--snapshot-min-log-bytes", variable: "REGISTRY_SNAPSHOT_MIN_LOG_BYTES", valueName: "BYTES",

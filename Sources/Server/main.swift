@@ -94,21 +94,29 @@ private func restore(into registry: inout Registry, from path: String, config: C
                                                repair: config.repair)
     for torn in loaded.tornTails {
         logger.warn("recovery_torn_tail", [
-            "file": torn.file, "offset": torn.offset, "dropped_bytes": torn.bytes,
-            "note": "a record the last crash left half written was cut off; it was never acknowledged under --fsync always",
+            "file": torn.file, "offset": torn.offset, "dropped_bytes": torn.bytes, "kept_as": torn.keptAs,
+            "note": "the last crash left an append half written; it is cut off and its bytes kept aside. Under --fsync always "
+                + "its changes were never acknowledged; under everysec or never they may have been",
         ])
     }
     for (position, reason) in loaded.skipped.enumerated() where position < 10 {
         logger.warn("recovery_skipped_record", ["reason": reason, "note": "breaks this server's configuration"])
     }
     if loaded.skipped.count > 10 { logger.warn("recovery_skipped_records", ["more": loaded.skipped.count - 10]) }
-    let log: LogFile
-    if let repaired = loaded.repaired {
+    for repair in loaded.repairs {
         logger.warn("recovery_repaired", [
-            "file": repaired.file, "offset": repaired.offset, "reason": repaired.reason, "dropped_bytes": repaired.droppedBytes,
-            "kept_instances": registry.instanceCount,
-            "note": "the damaged files are kept as *.damaged; a fresh snapshot replaces them",
+            "file": repair.file, "kept_records": repair.keptRecords, "skipped_regions": repair.skippedRegions.count,
+            "skipped_bytes": repair.skippedBytes, "kept_as": repair.keptAs,
+            "note": "every valid record was kept; what the skipped bytes held is lost (a lost deregistration brings its "
+                + "instance back until its TTL runs out; a lost registration or change must be made again)",
         ])
+        for region in repair.skippedRegions.prefix(10) {
+            logger.warn("recovery_skipped_region", ["file": repair.file, "offset": region.offset, "bytes": region.length,
+                                                    "reason": region.reason])
+        }
+    }
+    let log: LogFile
+    if !loaded.repairs.isEmpty {
         // The damaged generations must never be read again: a snapshot of what was kept
         // replaces them (and deletes them; their copies stay as *.damaged).
         let generation = loaded.lastGeneration + 1

@@ -162,6 +162,9 @@ import Testing
         #expect(appendAt.length == Recovery.frame(Array(entries.dropLast()), wallOffset: wallOffset).count)
         #expect(torn.offset == appendAt.length)
         #expect(registry.changeIndex == entries.dropLast().last?.changeIndex)
+        // The bytes that are cut off are kept.
+        #expect(torn.keptAs.hasSuffix("log-000000000001.log.torn-\(appendAt.length).damaged"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: torn.keptAs)) == Data(whole[appendAt.length..<(whole.count - 5)]))
         // Cutting the tail and appending gives a clean log again.
         let directory = try DataDirectory.open(path)
         let log = try directory.openLog(generation: 1, truncatingTo: appendAt.length)
@@ -184,7 +187,7 @@ import Testing
         }
         let (_, loaded, appendAt) = try load()
         #expect(loaded.tornTails.map(\.generation) == [1])
-        #expect(loaded.repaired == nil)
+        #expect(loaded.repairs.isEmpty)
         #expect(appendAt.generation == 2)
         #expect(loaded.logs.map(\.records) == [first.count - 1, second.count])
     }
@@ -202,19 +205,27 @@ import Testing
             let later = try directory.openLog(generation: 2)
             try append(churn(&original, rounds: 20..<25), to: later)
         }
+        let nextRecord = Recovery.frame(Array(entries.prefix(6)), wallOffset: wallOffset).count
         do {
             _ = try load()
             Issue.record("damage was not refused")
         } catch let error as StorageError {
-            #expect(error.message.contains("log-000000000001.log is damaged at byte \(offset) (checksum mismatch)"))
+            #expect(error.message.contains("log-000000000001.log is damaged at byte \(offset) of \(bytes.count) (checksum mismatch); "
+                + "the next valid record starts at byte \(nextRecord), \(nextRecord - offset) bytes later"))
             #expect(error.message.contains("--repair"))
         }
         let (repaired, loaded, _) = try load(repair: true)
-        let report = try #require(loaded.repaired)
-        #expect(report.offset == offset)
-        #expect(report.droppedBytes == bytes.count - offset + FileManager.default.contentsOfFile(fileURL("log-000000000002.log")))
+        let report = try #require(loaded.repairs.first)
+        #expect(loaded.repairs.count == 1)
+        #expect(report.file.hasSuffix("log-000000000001.log"))
+        #expect(report.keptRecords == entries.count - 1)
+        #expect(report.skippedRegions == [Recovery.SkippedRegion(offset: offset, length: nextRecord - offset, reason: "checksum mismatch")])
+        // Everything but the damaged record, and the later log in full.
         var expected = Registry(heartbeatTimeout: .seconds(30))
-        _ = try Recovery.replay(Recovery.frame(Array(entries.prefix(5)), wallOffset: wallOffset), into: &expected, now: now,
+        let surviving = Array(entries.prefix(5)) + Array(entries.dropFirst(6))
+        _ = try Recovery.replay(Recovery.frame(surviving, wallOffset: wallOffset), into: &expected, now: now,
+                                wallOffset: wallOffset, repair: false)
+        _ = try Recovery.replay(try Array(Data(contentsOf: fileURL("log-000000000002.log"))), into: &expected, now: now,
                                 wallOffset: wallOffset, repair: false)
         #expect(sorted(repaired) == sorted(expected))
         #expect(FileManager.default.fileExists(atPath: fileURL("log-000000000001.log.damaged").path))
@@ -234,7 +245,7 @@ import Testing
         try bytes.write(to: fileURL(name))
         #expect(throws: StorageError.self) { try load() }
         let (repaired, loaded, _) = try load(repair: true)
-        #expect(loaded.repaired != nil)
+        #expect(loaded.repairs.first?.file.hasSuffix(name) == true)
         #expect(repaired.instanceCount < original.instanceCount)
         #expect(repaired.instanceCount > 0)
     }

@@ -15,6 +15,7 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 
 // Function-like macros are invisible to Swift; these are their typed equivalents.

@@ -23,8 +23,15 @@ struct Config: Equatable {
     var heartbeatTimeout: Duration = .seconds(30)
     var maxBodyBytes = 64 * 1024
     var maxHeaderBytes = 8 * 1024
-    /// How long a connection may sit idle, or take to send a request, before it is closed.
+    /// How long a connection may sit idle between requests, or a write stall, before it is
+    /// closed.
     var idleTimeout: Duration = .seconds(60)
+    /// How long a request's line and headers may take to arrive, from their first byte.
+    var headerTimeout: Duration = .seconds(10)
+    /// How long a request's body may take to arrive, from the end of its headers.
+    var bodyTimeout: Duration = .seconds(10)
+    /// Client connections open at once; nil means sized to the descriptor limit at start.
+    var maxConnections: Int?
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
     /// After a stop signal: how long `/ready` says 503 while everything else is still
@@ -127,6 +134,22 @@ struct Config: Equatable {
         Option(flag: "--idle-timeout", variable: "REGISTRY_IDLE_TIMEOUT", valueName: "SECONDS",
                help: "close connections idle or stalled this long; fractions allowed (default 60)") { config, value in
             assignSeconds(value, minimum: 0.01, maximum: 86_400) { config.idleTimeout = $0 }
+        },
+        Option(flag: "--header-timeout", variable: "REGISTRY_HEADER_TIMEOUT", valueName: "SECONDS",
+               help: "a request's line and headers must arrive within this long of their first byte, or 408 and close (default 10)") { config, value in
+            assignSeconds(value, minimum: 0.01, maximum: 3600) { config.headerTimeout = $0 }
+        },
+        Option(flag: "--body-timeout", variable: "REGISTRY_BODY_TIMEOUT", valueName: "SECONDS",
+               help: "a request's body must arrive within this long of its headers, or 408 and close (default 10)") { config, value in
+            assignSeconds(value, minimum: 0.01, maximum: 3600) { config.bodyTimeout = $0 }
+        },
+        Option(flag: "--max-connections", variable: "REGISTRY_MAX_CONNECTIONS", valueName: "COUNT",
+               help: "client connections open at once; one more is answered 503 and closed (default: the descriptor limit less 5 %, at least 64 spare)") { config, value in
+            guard let count = DecimalText.unsigned(value).map(Int.init), count >= 1, count <= 10_000_000 else {
+                return "must be an integer from 1 to 10000000"
+            }
+            config.maxConnections = count
+            return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
                help: "debug (logs every request), info, warn or error (default info)") { config, value in

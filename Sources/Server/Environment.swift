@@ -28,6 +28,21 @@ enum Limits {
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
+
+    /// The open-file limit in force (after `raiseOpenFileLimit`).
+    static var openFiles: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(min(limit.rlim_cur, 1 << 30))
+    }
+
+    /// The default connection limit: the descriptor limit less 5 % (at least 64), which the
+    /// log, the data directory, the listener, the helper threads' pipes and the descriptor a
+    /// refused connection briefly takes need.
+    static var defaultMaxConnections: Int {
+        let descriptors = openFiles
+        return max(1, descriptors - max(64, descriptors / 20))
+    }
 }
 
 /// Writes one line to stderr, for failures before logging starts.

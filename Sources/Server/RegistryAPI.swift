@@ -129,6 +129,17 @@ final class RegistryAPI {
         }
     }
 
+    /// The methods a path serves, for the `Allow` header of a 405 given before routing (the
+    /// transport refuses methods evhttp does not know); a path no route serves lists the
+    /// methods the API uses anywhere.
+    static func allowedMethods(_ path: UnsafeBufferPointer<UInt8>) -> StaticString {
+        switch routeLabel(path) {
+        case .register, .heartbeat, .deregister, .status: return "POST"
+        case .discover, .watch, .services, .health, .ready, .metrics, .watchAll: return "GET, HEAD"
+        case .other: return "GET, HEAD, POST"
+        }
+    }
+
     /// Convenience for tests and tools: the same with Swift strings; a query follows `?`.
     func handle(method: HTTPMethod, path target: String, body: String = "", now: Instant, wallClock: Int64 = 0) -> Handling {
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)

@@ -68,6 +68,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     logger.info("listening", [
         "host": config.host, "port": server.port, "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
+        "header_timeout": config.headerTimeout.secondsText, "body_timeout": config.bodyTimeout.secondsText,
+        "max_connections": config.maxConnections ?? Limits.defaultMaxConnections,
         "min_ttl": config.minimumTTL.secondsText, "max_ttl": config.maximumTTL.secondsText,
         "expiry_protection": config.expiryProtection.map { String($0) } ?? "off", "log_level": config.logLevel.name,
         "shutdown_grace": config.shutdownGrace.secondsText,

@@ -34,6 +34,7 @@ final class HTTPServer {
     private var signalEvents: [OpaquePointer] = []
     private let api: RegistryAPI
     private let hub: WatchHub
+    private let transport: Transport
     /// Nil when the registry keeps nothing on disk.
     private var durability: Durability?
     private let metrics = Metrics()
@@ -72,9 +73,10 @@ final class HTTPServer {
         }
         self.http = http
 
-        // Every limit explicitly: libevent's defaults are unlimited.
+        // Every limit explicitly: libevent's defaults are unlimited. The transport enforces the
+        // header limit (with 414 and 431) before evhttp sees a byte; evhttp's own is a backstop.
         evhttp_set_max_body_size(http, Int(config.maxBodyBytes))
-        evhttp_set_max_headers_size(http, Int(config.maxHeaderBytes))
+        evhttp_set_max_headers_size(http, Int(config.maxHeaderBytes) + 64)
         var idle = timeval(tv_sec: config.idleTimeout.timeval.seconds, tv_usec: config.idleTimeout.timeval.microseconds)
         evhttp_set_timeout_tv(http, &idle)
         // libevent keeps the pointer, not a copy: it must point at static storage.
@@ -91,6 +93,19 @@ final class HTTPServer {
         // still sending, reads the answer instead of a connection reset.
         evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE)
 
+        let maxConnections = config.maxConnections ?? Limits.defaultMaxConnections
+        transport = Transport(base: base, limits: Transport.Limits(
+            maxConnections: maxConnections, maxHeadBytes: config.maxHeaderBytes,
+            headerTimeout: config.headerTimeout, bodyTimeout: config.bodyTimeout, idleTimeout: config.idleTimeout),
+            logger: logger, allowedMethods: RegistryAPI.allowedMethods)
+        transport.install(on: http)
+        if maxConnections > Limits.openFiles {
+            logger.warn("max_connections_above_descriptor_limit", [
+                "max_connections": maxConnections, "descriptor_limit": Limits.openFiles,
+                "note": "accepts will fail (and pause) before the limit is reached; raise ulimit -n",
+            ])
+        }
+
         guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
             let reason = String(cString: strerror(errno))
             evhttp_free(http)
@@ -99,6 +114,7 @@ final class HTTPServer {
                 + "is another registry running there? Choose another --port or --host")
         }
         listener = bound
+        transport.watch(bound)
         let listeningSocket = evhttp_bound_socket_get_fd(bound)
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, a
         // reply larger than one write (a big discover) waits on Nagle's algorithm and the
@@ -136,7 +152,7 @@ final class HTTPServer {
         }
         api.metricsExposition = { [unowned self] in
             metrics.exposition(api: api, gauges: Metrics.Gauges(longPolls: hub.pollCount, streams: hub.streamCount,
-                                                                durability: durability?.stats))
+                                                                durability: durability?.stats, transport: transport.stats))
         }
     }
 
@@ -148,6 +164,7 @@ final class HTTPServer {
         for event in signalEvents { event_free(event) }
         evhttp_free(http)
         hub.releaseEvents()
+        transport.releaseEvents()
         event_base_free(base)
     }
 
@@ -156,7 +173,6 @@ final class HTTPServer {
     /// Returns false when the log's last fsync failed.
     @discardableResult
     func run() -> Bool {
-        metrics.ownSockets = ProcessFigures.openSockets()
         event_base_dispatch(base)
         let synced = durability?.finish() ?? true
         durability = nil
@@ -193,6 +209,7 @@ final class HTTPServer {
         logger.flush()
         durability?.prepareToStop()
         if let listener {
+            transport.forgetListener()
             evhttp_del_accept_socket(http, listener)
             self.listener = nil
         }

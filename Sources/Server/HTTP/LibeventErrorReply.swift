@@ -15,8 +15,19 @@ import CLibevent
 public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?, _ status: Int32,
                         _ reason: UnsafePointer<CChar>?) {
     guard let request else { return }
-    Metrics.rejectedByLibevent[status, default: 0] += 1
+    var status = status
     let message: String
+    var allow: StaticString?
+    if let broken = Transport.connection(of: request)?.rejectionBeingAnswered() {
+        // evhttp is refusing the transport's poison: answer with the rule that was broken.
+        status = broken.status
+        message = broken.message
+        allow = broken.allow
+        Metrics.rejectedByLibevent[status, default: 0] += 1
+        send(request, status: status, message: message, allow: allow)
+        return
+    }
+    Metrics.rejectedByLibevent[status, default: 0] += 1
     switch status {
     case 413:
         message = "request body is over the server's limit (--max-body-bytes)"
@@ -28,15 +39,26 @@ public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?,
     default:
         message = reason.map { String(cString: $0) } ?? "request failed"
     }
+    send(request, status: status, message: message, allow: allow)
+}
+
+private func send(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32, message: String, allow: StaticString?) {
     CLibevent_evhttp_request_default_version(request)
     let headers = evhttp_request_get_output_headers(request)
     evhttp_clear_headers(headers)
     evhttp_add_header(headers, "Content-Type", "application/json")
+    if let allow {
+        allow.withUTF8Buffer { value in
+            value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
+        }
+    }
     // After a protocol error the connection's state is unknown: close it, as evhttp would.
     evhttp_add_header(headers, "Connection", "close")
     let body = Response.errorBody(message)
     body.withUnsafeBytes { bytes in
         _ = evbuffer_add(evhttp_request_get_output_buffer(request), bytes.baseAddress, bytes.count)
     }
-    evhttp_send_reply(request, status, reason, nil)
+    // A refusal's status may differ from the one evhttp meant; evhttp supplies the phrase
+    // (from its table, or the one given for statuses its table lacks).
+    sendReply(request, status)
 }

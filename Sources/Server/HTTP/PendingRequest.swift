@@ -109,41 +109,12 @@ struct PendingRequest: ~Copyable {
         } else {
             addBody(response.body, to: evhttp_request_get_output_buffer(raw))
         }
-        let connection = evhttp_request_get_connection(raw)
-        evhttp_send_reply(raw, response.status, nil, nil)
-        if let connection { writeQueuedReply(on: connection) }
-    }
-
-    /// Writes the reply evhttp has just queued on `connection` to the socket now, instead of
-    /// on the loop's next turn.
-    ///
-    /// evhttp queues a reply in the connection's bufferevent and turns its write event on;
-    /// the loop then needs another epoll round trip before the bytes leave, and two
-    /// `epoll_ctl` calls to add and drop the write interest. Writing here, and then running
-    /// the bufferevent's write callback exactly as the bufferevent does once its output has
-    /// drained (evhttp then finishes the request and starts reading the next), saves both:
-    /// with the base's change list the write interest is added and dropped in the same turn,
-    /// so it never reaches the kernel. This matters most for a fan-out to thousands of
-    /// watchers, where the reply is the whole cost. Nothing may touch the request after
-    /// this: it is freed, and the connection too when it is not kept alive.
-    ///
-    /// A reply the socket cannot take whole stays queued, and the write event sends the rest
-    /// and finishes the request as before; a write error is likewise left to the write event,
-    /// which meets it again and closes the connection through evhttp's error path.
-    private static func writeQueuedReply(on connection: OpaquePointer) {
-        guard let bufferEvent = evhttp_connection_get_bufferevent(connection),
-              let output = bufferevent_get_output(bufferEvent) else { return }
-        let socket = bufferevent_getfd(bufferEvent)
-        guard socket >= 0, evbuffer_get_length(output) > 0 else { return }
-        // A socket bufferevent keeps its output's front frozen so that only it drains it.
-        evbuffer_unfreeze(output, 1)
-        let written = evbuffer_write(output, socket)
-        evbuffer_freeze(output, 1)
-        guard written > 0, evbuffer_get_length(output) == 0 else { return }
-        var writeCallback: bufferevent_data_cb?
-        var context: UnsafeMutableRawPointer?
-        bufferevent_getcb(bufferEvent, nil, &writeCallback, nil, &context)
-        writeCallback?(bufferEvent, context)
+        // A filtered connection writes the reply at once (see `Transport`); nothing may touch
+        // the request after `endReply`, which can finish it and free the connection.
+        let connection = Transport.connection(of: raw)
+        connection?.beginReply()
+        sendReply(raw, response.status)
+        connection?.endReply()
     }
 
     deinit {

@@ -1,3 +1,4 @@
+import CLibevent
 import JSON
 
 /// What the server sends back for one request: a status, a JSON body, the change index
@@ -92,5 +93,25 @@ enum WatchTarget {
     var serviceName: String? {
         if case .service(let name, _) = self { return name }
         return nil
+    }
+}
+
+/// `evhttp_send_reply` with the reason phrase for statuses libevent 2.1's table lacks: it
+/// knows 400–417 and 500–505, and would send "Client Error" for a 429 or a 431.
+func sendReply(_ request: UnsafeMutablePointer<evhttp_request>, _ status: Int32) {
+    let reason: StaticString?
+    switch status {
+    case 422: reason = "Unprocessable Content"
+    case 428: reason = "Precondition Required"
+    case 429: reason = "Too Many Requests"
+    case 431: reason = "Request Header Fields Too Large"
+    default: reason = nil
+    }
+    guard let reason else {
+        evhttp_send_reply(request, status, nil, nil)
+        return
+    }
+    reason.withUTF8Buffer { text in
+        text.withMemoryRebound(to: CChar.self) { evhttp_send_reply(request, status, $0.baseAddress, nil) }
     }
 }

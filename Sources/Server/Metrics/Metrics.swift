@@ -25,15 +25,12 @@ final class Metrics {
     /// Answered by libevent itself before routing (oversized or unparsable requests).
     nonisolated(unsafe) static var rejectedByLibevent: [Int32: UInt64] = [:]
     private let startedAt = Double(Clock.wallNow()) / 1e9
-    /// Sockets the server holds itself (the listener, libevent's signal pair), counted before
-    /// the first client can connect; the rest are client connections.
-    var ownSockets = 0
-
     /// What the server knows at scrape time.
     struct Gauges {
         var longPolls = 0
         var streams = 0
         var durability: Durability.Stats?
+        var transport = Transport.Stats()
     }
 
     private static func key(_ route: RouteLabel, _ method: HTTPMethod, _ status: Int32) -> Int {
@@ -112,7 +109,14 @@ final class Metrics {
         family("registry_watchers", "gauge", "Requests held open for changes, by kind.")
         sample("registry_watchers", [("kind", "long_poll")], String(gauges.longPolls))
         sample("registry_watchers", [("kind", "stream")], String(gauges.streams))
-        single("registry_open_connections", "gauge", "Client connections open.", String(max(0, ProcessFigures.openSockets() - ownSockets)))
+        let transport = gauges.transport
+        single("registry_open_connections", "gauge", "Client connections open.", String(transport.openConnections))
+        single("registry_connections_refused_total", "counter", "Connections answered 503 and closed because --max-connections were open.", String(transport.refusedConnections))
+        single("registry_accept_errors_total", "counter", "accept() failures, most often out of file descriptors (accepting pauses briefly after each).", String(transport.acceptErrors))
+        single("registry_http_framing_refusals_total", "counter", "Requests refused for breaking HTTP/1.1 framing rules before routing (smuggling attempts, bad headers, chunked bodies).", String(transport.refusedRequests))
+        family("registry_http_timeouts_total", "counter", "Connections closed because a request's head or body did not arrive in time.")
+        sample("registry_http_timeouts_total", [("phase", "header")], String(transport.headerTimeouts))
+        sample("registry_http_timeouts_total", [("phase", "body")], String(transport.bodyTimeouts))
 
         single("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.", gauges.durability == nil ? "0" : "1")
         if let stats = gauges.durability {
@@ -181,11 +185,6 @@ enum ProcessFigures {
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { figures.maxDescriptors = Int(limit.rlim_cur) }
         return figures
-    }
-
-    /// Descriptors that are sockets (the listener and every client connection).
-    static func openSockets() -> Int {
-        countDescriptors { $0.hasPrefix("socket:") }
     }
 
     private static func countDescriptors(where matches: (String) -> Bool) -> Int {

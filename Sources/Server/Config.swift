@@ -32,6 +32,9 @@ struct Config: Equatable {
     var bodyTimeout: Duration = .seconds(10)
     /// Client connections open at once; nil means sized to the descriptor limit at start.
     var maxConnections: Int?
+    /// Long-polls and streams held at once, in total and per client address (0: no limit).
+    var maxWatchers = 50_000
+    var maxWatchersPerClient = 0
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
     /// After a stop signal: how long `/ready` says 503 while everything else is still
@@ -149,6 +152,22 @@ struct Config: Equatable {
                 return "must be an integer from 1 to 10000000"
             }
             config.maxConnections = count
+            return nil
+        },
+        Option(flag: "--max-watchers", variable: "REGISTRY_MAX_WATCHERS", valueName: "COUNT",
+               help: "long-polls and streams held at once; one more is answered 503 (default 50000)") { config, value in
+            guard let count = DecimalText.unsigned(value).map(Int.init), count >= 1, count <= 10_000_000 else {
+                return "must be an integer from 1 to 10000000"
+            }
+            config.maxWatchers = count
+            return nil
+        },
+        Option(flag: "--max-watchers-per-client", variable: "REGISTRY_MAX_WATCHERS_PER_CLIENT", valueName: "COUNT",
+               help: "long-polls and streams one client address may hold; one more is answered 429; 0 for no limit (default 0)") { config, value in
+            guard let count = DecimalText.unsigned(value).map(Int.init), count <= 10_000_000 else {
+                return "must be an integer from 0 to 10000000"
+            }
+            config.maxWatchersPerClient = count
             return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",

@@ -29,6 +29,17 @@ struct ReadQuery: Equatable {
     static let defaultWait: Duration = .seconds(300)
     static let maximumWait: Duration = .seconds(600)
 
+    /// The filter, canonically: two queries with the same key list the same instances in the
+    /// same order (when neither picks), whatever their `index` and `wait`.
+    var filterKey: String {
+        var key = "s=" + (status == .any ? "any" : { if case .only(let only) = status { return only.rawValue }; return "" }())
+        if !tags.isEmpty { key += "|t=" + tags.joined(separator: "\u{1}") }
+        if let zone { key += "|z=" + zone }
+        for entry in metadata { key += "|m=" + entry.key + "\u{1}" + entry.value }
+        if let limit { key += "|l=\(limit)" }
+        return key
+    }
+
     /// True when the answer is the plain, cacheable one: UP instances, no filter, no pick.
     var isDefaultListing: Bool {
         tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && pick == nil && limit == nil

@@ -283,6 +283,14 @@ final class RegistryAPI {
         return true
     }
 
+    /// The change index a read of `target` would carry now, without rendering it.
+    func currentIndex(_ target: WatchTarget, now: Instant) -> UInt64 {
+        switch target {
+        case .service(let name, _): return registry.serviceChangeIndex(name, now: now) ?? 0
+        case .services: return registry.changeIndex
+        }
+    }
+
     /// The current answer for a watch target: what a parked request gets when it wakes,
     /// and the data of each stream event.
     func read(_ target: WatchTarget, now: Instant, wallClock: Int64) -> Response {

@@ -122,7 +122,8 @@ final class HTTPServer {
         var noDelay: Int32 = 1
         setsockopt(listeningSocket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
         port = Self.localPort(of: listeningSocket) ?? config.port
-        hub = WatchHub(base: base, api: api, logger: logger, idleTimeout: config.idleTimeout)
+        hub = WatchHub(base: base, api: api, logger: logger, idleTimeout: config.idleTimeout,
+                       limits: WatchHub.Limits(maxWatchers: config.maxWatchers, maxWatchersPerClient: config.maxWatchersPerClient))
 
         let context = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, context in
@@ -252,15 +253,26 @@ final class HTTPServer {
                                      seconds: Double(Clock.monotonicNow().duration(since: now).wholeNanoseconds) / 1e9)
             }
         case .park(let target, let wait):
-            metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
-            if stopping {
+            let admission = request.inspect { hub.admission(for: $0) }
+            if let refusal = admission.refusal {
+                request.reply(refusal)
+                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+            } else if stopping {
                 request.reply(api.read(target, now: now, wallClock: wallClock))
+                metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
             } else {
-                hub.park(request.park(), target: target, wait: wait)
+                metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
+                hub.park(request.park(), target: target, wait: wait, client: admission.client)
             }
         case .stream(let target):
-            metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
-            hub.openStream(request.park(), target: target, now: now, wallClock: wallClock)
+            let admission = request.inspect { hub.admission(for: $0) }
+            if let refusal = admission.refusal {
+                request.reply(refusal)
+                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+            } else {
+                metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
+                hub.openStream(request.park(), target: target, now: now, wallClock: wallClock, client: admission.client)
+            }
         }
         afterCallback(now: now)
     }

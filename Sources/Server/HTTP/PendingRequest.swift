@@ -74,6 +74,11 @@ struct PendingRequest: ~Copyable {
         return body(UnsafeBufferPointer(start: bytes, count: length))
     }
 
+    /// Lets `body` look at the raw request (its connection, its peer) without answering it.
+    func inspect<T>(_ body: (UnsafeMutablePointer<evhttp_request>) -> T) -> T {
+        body(raw)
+    }
+
     consuming func reply(_ response: Response) {
         Self.send(raw, response)
         discard self
@@ -95,6 +100,9 @@ struct PendingRequest: ~Copyable {
         }
         if let index = response.index {
             withDecimalCString(index) { _ = evhttp_add_header(headers, "X-Registry-Index", $0) }
+        }
+        if let retryAfter = response.retryAfter {
+            withDecimalCString(UInt64(max(0, retryAfter))) { _ = evhttp_add_header(headers, "Retry-After", $0) }
         }
         if let allow = response.allow {
             allow.withUTF8Buffer { value in

@@ -9,6 +9,8 @@ struct Response {
     var index: UInt64?
     var allow: StaticString?
     var contentType: StaticString = "application/json"
+    /// Seconds for a `Retry-After` header (429, 503).
+    var retryAfter: Int?
 
     init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: StaticString? = nil) {
         self.status = status
@@ -93,6 +95,15 @@ enum WatchTarget {
     var serviceName: String? {
         if case .service(let name, _) = self { return name }
         return nil
+    }
+
+    /// What streams of this target may share: their events are the same bytes. Nil when each
+    /// read differs (a pick rotates or shuffles per read).
+    var sharingKey: String? {
+        switch self {
+        case .services: return "*"
+        case .service(let name, let query): return query.pick == nil ? name + "|" + query.filterKey : nil
+        }
     }
 }
 

@@ -277,6 +277,9 @@ final class Connection {
     /// Set while the server makes a reply (`PendingRequest.send`), which writes at once.
     fileprivate var isReplying = false
     fileprivate(set) var isClosed = false
+    /// Called when everything evhttp queued has been written (set by a stream's watcher, to
+    /// send the latest state it held back from a slow reader).
+    var onDrained: (() -> Void)?
 
     private static let poison = Array("!\r\n".utf8)
 
@@ -299,6 +302,7 @@ final class Connection {
     /// evhttp freed the connection (libevent finalized its filter).
     fileprivate func closed() {
         isClosed = true
+        onDrained = nil
         if descriptor >= 0, Int(descriptor) < Transport.byDescriptor.count, Transport.byDescriptor[Int(descriptor)] === self {
             Transport.byDescriptor[Int(descriptor)] = nil
         }
@@ -478,6 +482,13 @@ final class Connection {
             }
         }
         bufferevent_trigger(filter, Int16(EV_WRITE), 0)
+        onDrained?()
+    }
+
+    /// Bytes evhttp queued that the socket has not taken yet: what a slow reader holds.
+    var pendingOutputBytes: Int {
+        guard let filter, !isClosed else { return 0 }
+        return evbuffer_get_length(bufferevent_get_output(filter))
     }
 
     /// Tells evhttp the socket refused a write, as the socket's bufferevent would: evhttp

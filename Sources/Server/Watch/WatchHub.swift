@@ -16,11 +16,24 @@ import Registry
 /// unnoticed until a write failed. Each watcher therefore has its own read event on the
 /// socket: readable with nothing to read is the client closing (`MSG_PEEK` sees 0 bytes),
 /// and the watcher is finished at once instead of lingering until its wait ends.
+///
+/// Memory stays proportional to the state, not to the watchers times the state: streams of
+/// the same target share one rendered copy of each event (added to each connection by
+/// reference), and a stream whose client reads slower than the changes come is coalesced:
+/// while its last event is still unwritten, newer states are not queued behind it; the
+/// latest is sent once it drains. So a slow stream holds at most one event, shared. One
+/// that stops reading altogether is closed by evhttp's write timeout (`--idle-timeout`).
+/// Held requests are capped in total and, optionally, per client address.
 final class WatchHub {
-    /// Streams whose client reads slower than this much pending output are dropped.
-    static let maxStreamBacklogBytes = 1 << 20
     /// Watchers answered per callback before the loop gets a turn.
     static let wakeBatch = 256
+
+    struct Limits {
+        /// Long-polls and streams held at once; one more is answered 503.
+        var maxWatchers: Int
+        /// Per client address; 0 for no limit. One more is answered 429.
+        var maxWatchersPerClient: Int
+    }
 
     final class Watcher {
         enum Kind {
@@ -32,15 +45,34 @@ final class WatchHub {
         let target: WatchTarget
         var kind: Kind
         var socketEvent: OpaquePointer?
+        /// The transport's side of the connection, for its backlog and drain notices.
+        let connection: Connection?
+        /// The client's address, when watchers are counted per client.
+        let client: String?
+        /// A newer state was held back while the last event was still unwritten.
+        var stale = false
         unowned let hub: WatchHub
 
-        init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, hub: WatchHub) {
+        init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, client: String?, hub: WatchHub) {
             self.request = request
             self.target = target
             self.kind = kind
+            self.connection = Transport.connection(of: request)
+            self.client = client
             self.hub = hub
         }
     }
+
+    /// Bytes shared by reference among the connections they are queued on.
+    final class SharedBytes: Sendable {
+        let bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+    }
+
+    /// The last event rendered per sharing key (see `WatchTarget.sharingKey`).
+    private var sharedEvents: [String: (index: UInt64, event: SharedBytes)] = [:]
+    private var watchersByClient: [String: Int] = [:]
+    let limits: Limits
 
     private let base: OpaquePointer
     private let api: RegistryAPI
@@ -63,8 +95,9 @@ final class WatchHub {
     /// Every 15 s, or often enough that a quiet stream never reaches the idle timeout.
     let keepAliveInterval: Duration
 
-    init(base: OpaquePointer, api: RegistryAPI, logger: Logger, idleTimeout: Duration) {
+    init(base: OpaquePointer, api: RegistryAPI, logger: Logger, idleTimeout: Duration, limits: Limits) {
         self.base = base
+        self.limits = limits
         self.api = api
         self.logger = logger
         keepAliveInterval = min(.seconds(15), idleTimeout / 2)
@@ -90,14 +123,39 @@ final class WatchHub {
         keepAliveTimer = nil
     }
 
-    var isEmpty: Bool { watchers.isEmpty }
-
     // MARK: Entering
+
+    /// Whether one more request may be held for this client; the refusal otherwise.
+    func admission(for request: UnsafeMutablePointer<evhttp_request>) -> (client: String?, refusal: Response?) {
+        if watchers.count >= limits.maxWatchers {
+            var refusal = Response.error(503, "the registry holds \(watchers.count) long-polls and streams, its limit "
+                + "(--max-watchers); retry shortly, or poll without index")
+            refusal.retryAfter = 1
+            return (nil, refusal)
+        }
+        guard limits.maxWatchersPerClient > 0 else { return (nil, nil) }
+        let client = Self.clientAddress(of: request)
+        if watchersByClient[client, default: 0] >= limits.maxWatchersPerClient {
+            var refusal = Response.error(429, "this client holds \(limits.maxWatchersPerClient) long-polls and streams, the "
+                + "limit per client address (--max-watchers-per-client); close some, or retry shortly")
+            refusal.retryAfter = 1
+            return (client, refusal)
+        }
+        return (client, nil)
+    }
+
+    private static func clientAddress(of request: UnsafeMutablePointer<evhttp_request>) -> String {
+        guard let connection = evhttp_request_get_connection(request) else { return "?" }
+        var address: UnsafeMutablePointer<CChar>?
+        var port: UInt16 = 0
+        evhttp_connection_get_peer(connection, &address, &port)
+        return address.map { String(cString: $0) } ?? "?"
+    }
 
     /// Holds a blocking query until its target changes or `wait` (plus up to 1/16 of it
     /// in jitter, so that watchers started together do not all return together) passes.
-    func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration) {
-        let watcher = Watcher(request: request, target: target, kind: .poll, hub: self)
+    func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration, client: String?) {
+        let watcher = Watcher(request: request, target: target, kind: .poll, client: client, hub: self)
         let jitterLimit = max(1, wait.wholeNanoseconds / 16)
         let total = wait.wholeNanoseconds + Int64.random(in: 0..<jitterLimit, using: &random)
         var timeout = timeval(tv_sec: Int(total / 1_000_000_000), tv_usec: Int(total % 1_000_000_000 / 1000))
@@ -107,17 +165,22 @@ final class WatchHub {
     }
 
     /// Starts a Server-Sent Events stream: headers, then the current state as the first event.
-    func openStream(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, now: Instant, wallClock: Int64) {
+    func openStream(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, now: Instant, wallClock: Int64,
+                    client: String?) {
         let headers = evhttp_request_get_output_headers(request)
-        let state = api.read(target, now: now, wallClock: wallClock)
-        evhttp_add_header(headers, "X-Registry-Index", String(state.index ?? 0))
+        evhttp_add_header(headers, "X-Registry-Index", String(api.currentIndex(target, now: now)))
         evhttp_add_header(headers, "Content-Type", "text/event-stream; charset=utf-8")
         evhttp_add_header(headers, "Cache-Control", "no-cache")
         // Proxies such as nginx would otherwise buffer the stream.
         evhttp_add_header(headers, "X-Accel-Buffering", "no")
         evhttp_send_reply_start(request, 200, "OK")
-        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), hub: self)
+        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), client: client, hub: self)
         add(watcher, events: Int16(EV_READ | EV_PERSIST), timeout: nil)
+        watcher.connection?.onDrained = { [unowned self, unowned watcher] in
+            if watcher.stale, watchers[ObjectIdentifier(watcher)] != nil {
+                sendState(to: watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow())
+            }
+        }
         streamCount += 1
         if evhttp_request_get_command(request) == EVHTTP_REQ_HEAD {
             finish(watcher, now: now, wallClock: wallClock)
@@ -129,6 +192,7 @@ final class WatchHub {
     private func add(_ watcher: Watcher, events: Int16, timeout: UnsafePointer<timeval>?) {
         let key = ObjectIdentifier(watcher)
         watchers[key] = watcher
+        if let client = watcher.client { watchersByClient[client, default: 0] += 1 }
         if let name = watcher.target.serviceName {
             byService[name, default: []].insert(key)
         } else {
@@ -206,36 +270,70 @@ final class WatchHub {
 
     private func sendState(to watcher: Watcher, now: Instant, wallClock: Int64) {
         guard case .stream(let lastIndex) = watcher.kind else { return }
-        let state = api.read(watcher.target, now: now, wallClock: wallClock)
-        let index = state.index ?? 0
-        if lastIndex == index { return }
+        // A slow reader: its last event is still unwritten. Queue nothing more behind it; the
+        // latest state goes out when it drains.
+        if let connection = watcher.connection, connection.pendingOutputBytes > 0 {
+            watcher.stale = true
+            return
+        }
+        let index = api.currentIndex(watcher.target, now: now)
+        if lastIndex == index {
+            watcher.stale = false
+            return
+        }
+        let event = self.event(for: watcher.target, index: index, now: now, wallClock: wallClock)
         watcher.kind = .stream(lastIndex: index)
-        var event = Array("id: \(index)\nevent: state\ndata: ".utf8)
-        event.append(contentsOf: state.body)
-        event.append(contentsOf: "\n\n".utf8)
+        watcher.stale = false
         write(event, to: watcher, now: now, wallClock: wallClock)
     }
 
+    /// The event for `target` at `index`, rendered once and shared by every stream of the
+    /// same target.
+    private func event(for target: WatchTarget, index: UInt64, now: Instant, wallClock: Int64) -> SharedBytes {
+        let key = target.sharingKey
+        if let key, let shared = sharedEvents[key], shared.index == index { return shared.event }
+        let state = api.read(target, now: now, wallClock: wallClock)
+        var bytes = Array("id: \(state.index ?? index)\nevent: state\ndata: ".utf8)
+        bytes.reserveCapacity(bytes.count + state.body.count + 2)
+        bytes.append(contentsOf: state.body)
+        bytes.append(contentsOf: "\n\n".utf8)
+        let event = SharedBytes(bytes)
+        if let key { sharedEvents[key] = (index, event) }
+        return event
+    }
+
+    private static let keepAlive = SharedBytes(Array(": keep-alive\n\n".utf8))
+
     private func sendKeepAlives() {
-        let comment = Array(": keep-alive\n\n".utf8)
         let now = Clock.monotonicNow()
         let wallClock = Clock.wallNow()
         for watcher in watchers.values {
-            if case .stream = watcher.kind { write(comment, to: watcher, now: now, wallClock: wallClock) }
+            guard case .stream = watcher.kind else { continue }
+            // One with output still queued needs no comment to show it is alive; if it stays
+            // stuck, evhttp's write timeout closes it.
+            if let connection = watcher.connection, connection.pendingOutputBytes > 0 { continue }
+            write(Self.keepAlive, to: watcher, now: now, wallClock: wallClock)
         }
     }
 
-    private func write(_ bytes: [UInt8], to watcher: Watcher, now: Instant, wallClock: Int64) {
-        guard let connection = evhttp_request_get_connection(watcher.request),
-              let output = bufferevent_get_output(evhttp_connection_get_bufferevent(connection)),
-              evbuffer_get_length(output) <= Self.maxStreamBacklogBytes
-        else {
-            logger.debug("stream_dropped", ["reason": "client gone or reading too slowly"])
+    /// Queues `shared` on the watcher's connection by reference: one copy in memory for all.
+    private func write(_ shared: SharedBytes, to watcher: Watcher, now: Instant, wallClock: Int64) {
+        guard evhttp_request_get_connection(watcher.request) != nil, let chunk = evbuffer_new() else {
+            logger.debug("stream_dropped", ["reason": "client gone"])
             finish(watcher, now: now, wallClock: wallClock)
             return
         }
-        guard let chunk = evbuffer_new() else { return }
-        bytes.withUnsafeBytes { _ = evbuffer_add(chunk, $0.baseAddress, $0.count) }
+        let context = Unmanaged.passRetained(shared).toOpaque()
+        let added = shared.bytes.withUnsafeBytes { bytes in
+            evbuffer_add_reference(chunk, bytes.baseAddress, bytes.count, { _, _, context in
+                guard let context else { return }
+                Unmanaged<SharedBytes>.fromOpaque(context).release()
+            }, context)
+        }
+        if added != 0 {
+            Unmanaged<SharedBytes>.fromOpaque(context).release()
+            shared.bytes.withUnsafeBytes { _ = evbuffer_add(chunk, $0.baseAddress, $0.count) }
+        }
         evhttp_send_reply_chunk(watcher.request, chunk)
         evbuffer_free(chunk)
     }
@@ -289,11 +387,21 @@ final class WatchHub {
     private func forget(_ watcher: Watcher) {
         let key = ObjectIdentifier(watcher)
         guard watchers.removeValue(forKey: key) != nil else { return }
+        watcher.connection?.onDrained = nil
+        if let client = watcher.client {
+            let left = watchersByClient[client, default: 1] - 1
+            watchersByClient[client] = left > 0 ? left : nil
+        }
         if let name = watcher.target.serviceName {
             byService[name]?.remove(key)
-            if byService[name]?.isEmpty == true { byService[name] = nil }
+            if byService[name]?.isEmpty == true {
+                byService[name] = nil
+                // No stream of this service is left to share its events.
+                sharedEvents = sharedEvents.filter { !$0.key.hasPrefix(name + "|") }
+            }
         } else {
             allServices.remove(key)
+            if allServices.isEmpty { sharedEvents["*"] = nil }
         }
         if let socketEvent = watcher.socketEvent {
             event_free(socketEvent)

@@ -58,6 +58,8 @@ public struct Registry: Sendable {
     /// cycle has removed yet.
     public var instanceCount: Int { instanceSlots.count }
     public var serviceCount: Int { serviceSlots.count }
+    /// Every service with an instance, due or not, in no particular order.
+    public var serviceNames: [String] { Array(serviceSlots.keys) }
 
     /// The earliest moment at which some instance may be due. It can be earlier than any
     /// real deadline (heartbeats move deadlines without touching the index), never later.
@@ -80,7 +82,7 @@ public struct Registry: Sendable {
             let before = update(slot, address: address, fields: fields)
             let changed = before != nil
             let unprotected = renew(slot, now: now)
-            if changed || unprotected { noteChange(ofService: instances[Int(slot)].service) }
+            if changed || unprotected { noteChange(ofInstance: slot) }
             if let before { journalUpsert(slot, prior: before) }
             if unprotected { liftProtection(ofService: instances[Int(slot)].service, now: now) }
             return .updated(changed: changed || unprotected)
@@ -114,7 +116,7 @@ public struct Registry: Sendable {
         instanceSlots[InstanceKey(service: serviceSlot, id: id)] = slot
         deadlines.insert(slot, key: deadline)
         services[Int(serviceSlot)].add(record, slot: slot)
-        noteChange(ofService: serviceSlot)
+        noteChange(ofInstance: slot)
         if journaling { journalUpsert(slot, prior: nil) }
     }
 
@@ -127,7 +129,7 @@ public struct Registry: Sendable {
             let before = status.flatMap { setStatus(slot, $0) }
             let changed = before != nil
             let unprotected = renew(slot, now: now)
-            if changed || unprotected { noteChange(ofService: serviceSlot) }
+            if changed || unprotected { noteChange(ofInstance: slot) }
             if let before { journalUpsert(slot, prior: before) }
             if unprotected { liftProtection(ofService: serviceSlot, now: now) }
             return .done(changed: changed || unprotected)
@@ -142,7 +144,7 @@ public struct Registry: Sendable {
         switch findLiveInstance(service: service, id: id, now: now) {
         case .found(let slot):
             guard let before = setStatus(slot, status) else { return .done(changed: false) }
-            noteChange(ofService: instances[Int(slot)].service)
+            noteChange(ofInstance: slot)
             journalUpsert(slot, prior: before)
             return .done(changed: true)
         case .noService: return .unknownService
@@ -358,17 +360,39 @@ public struct Registry: Sendable {
         var result: [InstanceSnapshot] = []
         result.reserveCapacity(record.liveCount)
         for slot in record.order where slot >= 0 {
-            let instance = instances[Int(slot)]
-            result.append(InstanceSnapshot(
-                id: instance.id, address: instance.address, tags: instance.tags, metadata: instance.metadata,
-                weight: Int(instance.weight), zone: instance.zone, status: instance.status,
-                registeredAt: Instant(nanoseconds: instance.registeredAt),
-                lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat),
-                deadline: Instant(nanoseconds: instance.deadline),
-                ttl: .nanoseconds(instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos),
-                isProtected: instance.isProtected))
+            result.append(snapshot(of: instances[Int(slot)]))
         }
         return result
+    }
+
+    private func snapshot(of instance: InstanceRecord) -> InstanceSnapshot {
+        InstanceSnapshot(
+            id: instance.id, address: instance.address, tags: instance.tags, metadata: instance.metadata,
+            weight: Int(instance.weight), zone: instance.zone, status: instance.status,
+            registeredAt: Instant(nanoseconds: instance.registeredAt),
+            lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat),
+            deadline: Instant(nanoseconds: instance.deadline),
+            ttl: .nanoseconds(instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos),
+            isProtected: instance.isProtected)
+    }
+
+    /// The slot and version of each of the service's instances, in registration order: what
+    /// a reader compares with what it rendered before, to re-render only what changed (see
+    /// `instance(inSlot:)`). Same precondition as `instances(ofService:)`.
+    public func instanceVersions(ofService service: String) -> [(slot: Int32, version: UInt64)] {
+        guard let serviceSlot = serviceSlots[service] else { return [] }
+        var result: [(slot: Int32, version: UInt64)] = []
+        result.reserveCapacity(services[Int(serviceSlot)].liveCount)
+        for slot in services[Int(serviceSlot)].order where slot >= 0 {
+            result.append((slot, instances[Int(slot)].version))
+        }
+        return result
+    }
+
+    /// The instance in `slot`, as `instances(ofService:)` lists it. `slot` must come from
+    /// `instanceVersions(ofService:)` in the same turn.
+    public func instance(inSlot slot: Int32) -> InstanceSnapshot {
+        snapshot(of: instances[Int(slot)])
     }
 
     /// The last heartbeat of each of the service's instances, in the order of
@@ -387,29 +411,43 @@ public struct Registry: Sendable {
     /// protection keeps), sorted by name. Due instances are left out without being removed,
     /// so the work beyond the listing itself is proportional to the number of due instances.
     public func serviceSummaries(now: Instant) -> [ServiceSummary] {
-        var due: [Int32: [InstanceStatus: Int]] = [:]
-        deadlines.forEach(keyAtMost: now.nanoseconds) { slot in
-            let instance = instances[Int(slot)]
-            if instance.deadline <= now.nanoseconds {
-                due[instance.service, default: [:]][instance.status, default: 0] += 1
-            }
-        }
+        let due = dueInstanceCounts(now: now)
         var result: [ServiceSummary] = []
         result.reserveCapacity(serviceSlots.count)
-        for (name, slot) in serviceSlots {
-            let record = services[Int(slot)]
-            var counts = record.statusCounts.nonZero
-            if let dueCounts = due[slot] {
-                for (status, count) in dueCounts { counts[status, default: 0] -= count }
-            }
-            counts = counts.filter { $0.value > 0 }
-            let live = counts.values.reduce(0, +)
-            guard live > 0 else { continue }
-            result.append(ServiceSummary(name: name, instanceCount: live, countsByStatus: counts,
-                                         tags: record.tagCounts.keys.sorted(), changeIndex: record.changeIndex))
+        for name in serviceSlots.keys {
+            if let summary = summary(ofService: name, leavingOut: due[name]) { result.append(summary) }
         }
         result.sort { $0.name < $1.name }
         return result
+    }
+
+    /// One service's summary as stored, less `leavingOut` (its due instances, by status); nil
+    /// when nothing is left.
+    public func summary(ofService name: String, leavingOut due: [InstanceStatus: Int]? = nil) -> ServiceSummary? {
+        guard let slot = serviceSlots[name] else { return nil }
+        let record = services[Int(slot)]
+        var counts = record.statusCounts.nonZero
+        if let due {
+            for (status, count) in due { counts[status, default: 0] -= count }
+            counts = counts.filter { $0.value > 0 }
+        }
+        let live = counts.values.reduce(0, +)
+        guard live > 0 else { return nil }
+        return ServiceSummary(name: name, instanceCount: live, countsByStatus: counts,
+                              tags: record.tagCounts.keys.sorted(), changeIndex: record.changeIndex)
+    }
+
+    /// Instances whose deadline has passed but that no read or expiry has removed yet, by
+    /// service and status. Costs what is due (the index is walked up to `now` only).
+    public func dueInstanceCounts(now: Instant) -> [String: [InstanceStatus: Int]] {
+        var due: [String: [InstanceStatus: Int]] = [:]
+        deadlines.forEach(keyAtMost: now.nanoseconds) { slot in
+            let instance = instances[Int(slot)]
+            if instance.deadline <= now.nanoseconds {
+                due[services[Int(instance.service)].name, default: [:]][instance.status, default: 0] += 1
+            }
+        }
+        return due
     }
 
     // MARK: Internals
@@ -570,6 +608,13 @@ public struct Registry: Sendable {
         return slot
     }
 
+    /// A visible change of one instance: its service changes, and the instance's version
+    /// records the index, so that readers can re-render only the instances that changed.
+    private mutating func noteChange(ofInstance slot: Int32) {
+        noteChange(ofService: instances[Int(slot)].service)
+        instances[Int(slot)].version = changeIndex
+    }
+
     private mutating func noteChange(ofService serviceSlot: Int32) {
         changeIndex += 1
         services[Int(serviceSlot)].changeIndex = changeIndex
@@ -612,7 +657,7 @@ public struct Registry: Sendable {
             instances[Int(slot)].isProtected = true
             services[serviceSlot].protectedCount += 1
             deadlines.remove(slot)
-            noteChange(ofService: Int32(serviceSlot))
+            noteChange(ofInstance: slot)
             return false
         }
         services[serviceSlot].recentExpiries.append(now.nanoseconds)
@@ -627,13 +672,14 @@ public struct Registry: Sendable {
         services[Int(serviceSlot)].isProtected = false
         services[Int(serviceSlot)].recentExpiries.removeAll()
         events.append(.protectionLifted(service: services[Int(serviceSlot)].name))
+        noteChange(ofService: serviceSlot)
         for slot in services[Int(serviceSlot)].order where slot >= 0 && instances[Int(slot)].isProtected {
             instances[Int(slot)].isProtected = false
+            instances[Int(slot)].version = changeIndex
             deadlines.insert(slot, key: now.nanoseconds)
         }
         services[Int(serviceSlot)].protectedCount = 0
         services[Int(serviceSlot)].earliestDeadline = now.nanoseconds
-        noteChange(ofService: serviceSlot)
     }
 
     private mutating func expire(_ slot: Int32, now: Instant) {
@@ -698,6 +744,8 @@ private struct InstanceRecord {
     var registeredAt: Int64
     var lastHeartbeat: Int64
     var deadline: Int64
+    /// The change index of this instance's last visible change.
+    var version: UInt64 = 0
 
     static let vacant = InstanceRecord(
         id: "", address: "", tags: [], metadata: [], zone: nil, service: -1, orderPosition: -1, weight: 0,

@@ -14,14 +14,12 @@ final class RegistryAPI {
     /// Source of `pick=random|weighted`; injectable so that tests can be exact.
     private var random: RandomSource
 
-    /// Per service, what its discover answers are made of. The parts of each instance that
-    /// only a change can alter are rendered once per change index; uptime (reported in
-    /// tenths, as the seed showed them) and the last heartbeat are filled in once per 100 ms
-    /// tick, so that a service asked for a few dozen times a second is rebuilt only a few
-    /// times a second. Under load nearly
-    /// every discover is then one lookup and one copy, and a filtered or picked one joins
-    /// the instances rendered for the tick.
+    /// Per service, what its discover answers are made of (see `ServiceView`).
     private var views: [String: ServiceView] = [:]
+    /// The `/services` answer, kept up to date change by change.
+    private let listing = ServicesListing()
+    /// Services changed since the server last asked (see `takeChangedServices`).
+    private var changedServices: [String] = []
 
     /// Set on the first stop signal: `/ready` answers 503 from then on.
     var isDraining = false
@@ -31,33 +29,8 @@ final class RegistryAPI {
     private(set) var registrations: UInt64 = 0
     private(set) var deregistrations: UInt64 = 0
     private(set) var expirations: UInt64 = 0
-    private var servicesCache: (changeIndex: UInt64, body: [UInt8])?
 
-    private final class ServiceView {
-        let changeIndex: UInt64
-        let instances: [InstanceSnapshot]
-        /// `{"address":…,"uptime_seconds":`, then `,"id":…,"last_heartbeat":`, then the rest.
-        let heads: [[UInt8]]
-        let middles: [[UInt8]]
-        let tails: [[UInt8]]
-        /// The last heartbeat each instance had when its text was made, and that text.
-        var heartbeatTexts: [(at: Int64, text: [UInt8])]
-        var tick: Int64 = .min
-        var plainBody: [UInt8] = []
-        /// Each instance's whole object for `tick`, made only when a filtered read asks.
-        var rendered: [[UInt8]]?
-
-        init(changeIndex: UInt64, instances: [InstanceSnapshot], heads: [[UInt8]], middles: [[UInt8]], tails: [[UInt8]]) {
-            self.changeIndex = changeIndex
-            self.instances = instances
-            self.heads = heads
-            self.middles = middles
-            self.tails = tails
-            heartbeatTexts = Array(repeating: (.min, []), count: instances.count)
-        }
-    }
-
-    private static let tickNanoseconds: Int64 = 100_000_000
+    private static let tickNanoseconds = ServiceView.tickNanoseconds
     /// The answer to nearly every heartbeat, built once: the hot path allocates nothing for it.
     private static let heartbeatRenewedBody = Response.status(200, "ok", "Heartbeat updated").body
 
@@ -309,131 +282,23 @@ final class RegistryAPI {
             json.raw(",\"instances\":[],\"message\":\"Service not found\"}")
             return Response(status: 404, body: json.bytes, index: 0)
         }
-        let tick = now.nanoseconds / Self.tickNanoseconds
+        let wallOffset = wallClock - now.nanoseconds
         let view: ServiceView
-        if let cached = views[name], cached.changeIndex == changeIndex {
-            view = cached
+        if let known = views[name] {
+            view = known
         } else {
-            view = makeView(name, changeIndex: changeIndex, wallOffset: wallClock - now.nanoseconds)
+            view = ServiceView(name: name)
             if views.count > 2 * registry.serviceCount + 1024 { views = views.filter { registry.contains(service: $0.key) } }
             views[name] = view
         }
-        if view.tick != tick { refresh(view, name, tick: tick, wallOffset: wallClock - now.nanoseconds) }
+        view.update(from: registry, changeIndex: changeIndex, wallOffset: wallOffset)
+        view.refresh(from: registry, tick: now.nanoseconds / Self.tickNanoseconds, wallOffset: wallOffset)
         if query.isDefaultListing { return Response(status: 200, body: view.plainBody, index: changeIndex) }
-        let rendered = view.rendered ?? view.instances.indices.map { render(view, $0) }
-        view.rendered = rendered
-        var chosen = view.instances.indices.filter { matches(view.instances[$0], query) }
-        if let pick = query.pick { chosen = order(chosen, by: pick, instances: view.instances, service: name) }
+        // Filter and pick first, then render only what is listed.
+        var chosen = view.entries.indices.filter { matches(view.entries[$0].instance, query) }
+        if let pick = query.pick { chosen = order(chosen, by: pick, entries: view.entries, service: name) }
         if let limit = query.limit, chosen.count > limit { chosen.removeLast(chosen.count - limit) }
-        return Response(status: 200, body: listing(name, chosen.map { rendered[$0] }), index: changeIndex)
-    }
-
-    /// Renders what only a change can alter, once per change index.
-    private func makeView(_ name: String, changeIndex: UInt64, wallOffset: Int64) -> ServiceView {
-        let instances = registry.instances(ofService: name)
-        var heads: [[UInt8]] = []
-        var middles: [[UInt8]] = []
-        var tails: [[UInt8]] = []
-        heads.reserveCapacity(instances.count)
-        middles.reserveCapacity(instances.count)
-        tails.reserveCapacity(instances.count)
-        for instance in instances {
-            var head = JSONWriter(capacity: 64)
-            head.raw("{\"address\":")
-            head.string(instance.address)
-            head.raw(",\"uptime_seconds\":")
-            heads.append(head.bytes)
-
-            var json = JSONWriter(capacity: 256)
-            json.raw(",\"id\":")
-            json.string(instance.id)
-            json.raw(",\"tags\":[")
-            for (position, tag) in instance.tags.enumerated() {
-                if position > 0 { json.raw(",") }
-                json.string(tag)
-            }
-            json.raw("],\"metadata\":{")
-            for (position, entry) in instance.metadata.enumerated() {
-                if position > 0 { json.raw(",") }
-                json.string(entry.key)
-                json.raw(":")
-                json.string(entry.value)
-            }
-            json.raw("},\"weight\":")
-            json.integer(instance.weight)
-            json.raw(",\"zone\":")
-            if let zone = instance.zone { json.string(zone) } else { json.raw("null") }
-            json.raw(",\"status\":\"")
-            json.raw(instance.status.rawValue)
-            json.raw("\",\"registered_at\":")
-            json.timestamp(unixNanoseconds: instance.registeredAt.nanoseconds + wallOffset)
-            json.raw(",\"last_heartbeat\":")
-            middles.append(json.bytes)
-
-            var tail = JSONWriter(capacity: 48)
-            tail.raw(",\"ttl_seconds\":")
-            tail.seconds(instance.ttl)
-            tail.raw(instance.isProtected ? ",\"protected\":true}" : ",\"protected\":false}")
-            tails.append(tail.bytes)
-        }
-        return ServiceView(changeIndex: changeIndex, instances: instances, heads: heads, middles: middles, tails: tails)
-    }
-
-    /// Fills in uptimes and last heartbeats for a new tick and rebuilds the plain listing.
-    private func refresh(_ view: ServiceView, _ name: String, tick: Int64, wallOffset: Int64) {
-        view.tick = tick
-        view.rendered = nil
-        let heartbeats = registry.lastHeartbeats(ofService: name)
-        var json = JSONWriter(capacity: view.plainBody.count + 64)
-        json.raw("{\"service\":")
-        json.string(name)
-        json.raw(",\"instances\":[")
-        var count = 0
-        for index in view.instances.indices {
-            let heartbeat = index < heartbeats.count ? heartbeats[index].nanoseconds : view.instances[index].lastHeartbeat.nanoseconds
-            if view.heartbeatTexts[index].at != heartbeat {
-                var text = JSONWriter(capacity: 26)
-                text.timestamp(unixNanoseconds: heartbeat + wallOffset)
-                view.heartbeatTexts[index] = (heartbeat, text.bytes)
-            }
-            guard view.instances[index].status == .up else { continue }
-            if count > 0 { json.raw(",") }
-            count += 1
-            append(view, index, to: &json)
-        }
-        json.raw("],\"count\":")
-        json.integer(count)
-        json.raw("}")
-        view.plainBody = json.bytes
-    }
-
-    private func append(_ view: ServiceView, _ index: Int, to json: inout JSONWriter) {
-        json.raw(view.heads[index])
-        json.tenths((view.tick * Self.tickNanoseconds - view.instances[index].registeredAt.nanoseconds) / Self.tickNanoseconds)
-        json.raw(view.middles[index])
-        json.raw(view.heartbeatTexts[index].text)
-        json.raw(view.tails[index])
-    }
-
-    private func render(_ view: ServiceView, _ index: Int) -> [UInt8] {
-        var json = JSONWriter(capacity: view.heads[index].count + view.middles[index].count + 64)
-        append(view, index, to: &json)
-        return json.bytes
-    }
-
-    private func listing(_ name: String, _ parts: [[UInt8]]) -> [UInt8] {
-        var json = JSONWriter(capacity: 64 + parts.reduce(0) { $0 + $1.count + 1 })
-        json.raw("{\"service\":")
-        json.string(name)
-        json.raw(",\"instances\":[")
-        for (position, part) in parts.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.raw(part)
-        }
-        json.raw("],\"count\":")
-        json.integer(parts.count)
-        json.raw("}")
-        return json.bytes
+        return Response(status: 200, body: view.listing(chosen), index: changeIndex)
     }
 
     private func matches(_ instance: InstanceSnapshot, _ query: ReadQuery) -> Bool {
@@ -449,7 +314,7 @@ final class RegistryAPI {
     /// Orders the chosen instances for a pick: round-robin starts one further along for
     /// each call on the service; random shuffles; weighted draws without replacement with
     /// probability proportional to weight (Efraimidis–Spirakis keys u^(1/w)).
-    private func order(_ chosen: [Int], by pick: ReadQuery.Pick, instances: [InstanceSnapshot], service: String) -> [Int] {
+    private func order(_ chosen: [Int], by pick: ReadQuery.Pick, entries: [ServiceView.Entry], service: String) -> [Int] {
         guard chosen.count > 1 else { return chosen }
         switch pick {
         case .roundRobin:
@@ -460,54 +325,15 @@ final class RegistryAPI {
         case .weighted:
             let keyed = chosen.map { index -> (index: Int, key: Double) in
                 let unit = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &random)
-                return (index, pow(unit, 1 / Double(instances[index].weight)))
+                return (index, pow(unit, 1 / Double(entries[index].instance.weight)))
             }
             return keyed.sorted { $0.key > $1.key }.map { $0.index }
         }
     }
 
     private func services(now: Instant) -> Response {
-        // The listing is cached by the global change index, but only while nothing can be
-        // due: otherwise due instances must be left out, which the core does fresh.
-        let nothingDue = registry.nextDeadline.map { now < $0 } ?? true
-        if nothingDue, let cached = servicesCache, cached.changeIndex == registry.changeIndex {
-            return Response(status: 200, body: cached.body, index: registry.changeIndex)
-        }
-        let summaries = registry.serviceSummaries(now: now)
-        var json = JSONWriter(capacity: 32 + summaries.count * 128)
-        json.raw("{\"services\":{")
-        for (position, summary) in summaries.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.string(summary.name)
-            json.raw(":{\"total_instances\":")
-            json.integer(summary.instanceCount)
-            json.raw(",\"active_instances\":")
-            json.integer(summary.countsByStatus[.up] ?? 0)
-            json.raw(",\"instances_by_status\":{")
-            var first = true
-            for status in InstanceStatus.allCases {
-                guard let count = summary.countsByStatus[status] else { continue }
-                if !first { json.raw(",") }
-                first = false
-                json.raw("\"")
-                json.raw(status.rawValue)
-                json.raw("\":")
-                json.integer(count)
-            }
-            json.raw("},\"tags\":[")
-            for (tagPosition, tag) in summary.tags.enumerated() {
-                if tagPosition > 0 { json.raw(",") }
-                json.string(tag)
-            }
-            json.raw("],\"index\":")
-            json.integer(summary.changeIndex)
-            json.raw("}")
-        }
-        json.raw("},\"total_services\":")
-        json.integer(summaries.count)
-        json.raw("}")
-        if nothingDue { servicesCache = (registry.changeIndex, json.bytes) }
-        return Response(status: 200, body: json.bytes, index: registry.changeIndex)
+        pullChanges()
+        return Response(status: 200, body: listing.answer(registry, now: now), index: registry.changeIndex)
     }
 
     private func health(wallClock: Int64) -> Response {
@@ -546,7 +372,18 @@ final class RegistryAPI {
 
     /// The services whose visible state changed since the last call; see `Registry`.
     func takeChangedServices() -> [String] {
-        registry.takeChangedServices()
+        pullChanges()
+        defer { changedServices.removeAll(keepingCapacity: true) }
+        return changedServices
+    }
+
+    /// Takes the registry's changed services for the `/services` listing and for the next
+    /// `takeChangedServices`, so that a listing made before the server asks is up to date.
+    private func pullChanges() {
+        let changed = registry.takeChangedServices()
+        guard !changed.isEmpty else { return }
+        listing.noteChanged(changed)
+        changedServices += changed
     }
 
     var changeIndex: UInt64 { registry.changeIndex }

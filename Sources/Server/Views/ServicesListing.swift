@@ -1,0 +1,190 @@
+import Registry
+import JSON
+
+/// The `/services` answer for a registry of any size, kept up to date change by change.
+///
+/// Rendering 200,000 services from scratch takes 400 ms, and a registration between two
+/// listings would make every listing pay it again, stalling the loop. Instead each service's
+/// entry is rendered once per change of that service, the entries are kept sorted in blocks
+/// of a few hundred, and each block keeps its joined text: a change re-renders one entry and
+/// one block, and an answer joins the blocks. Instances whose deadline has passed but that
+/// no expiry has removed yet must not be counted: their services' entries are rendered
+/// afresh for that answer (the registry finds them in its deadline index, at a cost
+/// proportional to what is due).
+final class ServicesListing {
+    /// A block holds up to twice this many services before it splits.
+    static let blockSize = 256
+
+    private final class Block {
+        var names: [String] = []
+        var entries: [[UInt8]] = []
+        /// The entries joined by commas; nil after a change.
+        var joined: [UInt8]?
+    }
+
+    private var blocks: [Block] = []
+    private var seeded = false
+    /// Services changed since the last answer.
+    private var changed: Set<String> = []
+    /// The last answer, while nothing is due: valid until the change index moves.
+    private var cached: (changeIndex: UInt64, body: [UInt8])?
+
+    /// Notes services whose state changed (including ones that are gone).
+    func noteChanged(_ names: [String]) {
+        guard seeded else { return }
+        changed.formUnion(names)
+    }
+
+    /// The answer for the registry's current state at `now`.
+    func answer(_ registry: Registry, now: Instant) -> [UInt8] {
+        if !seeded { seed(registry) }
+        for name in changed {
+            if let summary = registry.summary(ofService: name) { upsert(name, Self.entry(summary)) } else { remove(name) }
+        }
+        changed.removeAll(keepingCapacity: true)
+        let due = registry.dueInstanceCounts(now: now)
+        if due.isEmpty, let cached, cached.changeIndex == registry.changeIndex { return cached.body }
+
+        var json = JSONWriter(capacity: (cached?.body.count ?? 1024) + 1024)
+        json.raw("{\"services\":{")
+        var count = 0
+        for block in blocks where !block.names.isEmpty {
+            let touched = !due.isEmpty && block.names.contains { due[$0] != nil }
+            if !touched {
+                if count > 0 { json.raw(",") }
+                json.raw(joined(block))
+                count += block.names.count
+                continue
+            }
+            for (position, name) in block.names.enumerated() {
+                let entry: [UInt8]
+                if let dueCounts = due[name] {
+                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts) else { continue }
+                    entry = Self.entry(summary)
+                } else {
+                    entry = block.entries[position]
+                }
+                if count > 0 { json.raw(",") }
+                json.raw(entry)
+                count += 1
+            }
+        }
+        json.raw("},\"total_services\":")
+        json.integer(count)
+        json.raw("}")
+        let body = json.bytes
+        cached = due.isEmpty ? (registry.changeIndex, body) : nil
+        return body
+    }
+
+    private func seed(_ registry: Registry) {
+        seeded = true
+        var block = Block()
+        for name in registry.serviceNames.sorted() {
+            guard let summary = registry.summary(ofService: name) else { continue }
+            if block.names.count == Self.blockSize {
+                blocks.append(block)
+                block = Block()
+            }
+            block.names.append(name)
+            block.entries.append(Self.entry(summary))
+        }
+        blocks.append(block)
+    }
+
+    private func joined(_ block: Block) -> [UInt8] {
+        if let joined = block.joined { return joined }
+        var json = JSONWriter(capacity: block.entries.reduce(0) { $0 + $1.count + 1 })
+        for (position, entry) in block.entries.enumerated() {
+            if position > 0 { json.raw(",") }
+            json.raw(entry)
+        }
+        block.joined = json.bytes
+        return json.bytes
+    }
+
+    /// The block that holds `name`, or would: the first whose last name is not below it.
+    private func blockIndex(for name: String) -> Int {
+        var low = 0
+        var high = blocks.count - 1
+        while low < high {
+            let middle = (low + high) / 2
+            if let last = blocks[middle].names.last, last < name { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    private func upsert(_ name: String, _ entry: [UInt8]) {
+        if blocks.isEmpty { blocks.append(Block()) }
+        let index = blockIndex(for: name)
+        let block = blocks[index]
+        let position = Self.insertionPoint(of: name, in: block.names)
+        block.joined = nil
+        if position < block.names.count && block.names[position] == name {
+            block.entries[position] = entry
+            return
+        }
+        block.names.insert(name, at: position)
+        block.entries.insert(entry, at: position)
+        if block.names.count > 2 * Self.blockSize {
+            let upper = Block()
+            upper.names = Array(block.names[Self.blockSize...])
+            upper.entries = Array(block.entries[Self.blockSize...])
+            block.names.removeSubrange(Self.blockSize...)
+            block.entries.removeSubrange(Self.blockSize...)
+            blocks.insert(upper, at: index + 1)
+        }
+    }
+
+    private func remove(_ name: String) {
+        guard !blocks.isEmpty else { return }
+        let index = blockIndex(for: name)
+        let block = blocks[index]
+        let position = Self.insertionPoint(of: name, in: block.names)
+        guard position < block.names.count, block.names[position] == name else { return }
+        block.names.remove(at: position)
+        block.entries.remove(at: position)
+        block.joined = nil
+        if block.names.isEmpty && blocks.count > 1 { blocks.remove(at: index) }
+    }
+
+    private static func insertionPoint(of name: String, in names: [String]) -> Int {
+        var low = 0
+        var high = names.count
+        while low < high {
+            let middle = (low + high) / 2
+            if names[middle] < name { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// `"name":{"total_instances":…,"index":…}`.
+    static func entry(_ summary: ServiceSummary) -> [UInt8] {
+        var json = JSONWriter(capacity: 128 + summary.name.utf8.count)
+        json.string(summary.name)
+        json.raw(":{\"total_instances\":")
+        json.integer(summary.instanceCount)
+        json.raw(",\"active_instances\":")
+        json.integer(summary.countsByStatus[.up] ?? 0)
+        json.raw(",\"instances_by_status\":{")
+        var first = true
+        for status in InstanceStatus.allCases {
+            guard let count = summary.countsByStatus[status] else { continue }
+            if !first { json.raw(",") }
+            first = false
+            json.raw("\"")
+            json.raw(status.rawValue)
+            json.raw("\":")
+            json.integer(count)
+        }
+        json.raw("},\"tags\":[")
+        for (position, tag) in summary.tags.enumerated() {
+            if position > 0 { json.raw(",") }
+            json.string(tag)
+        }
+        json.raw("],\"index\":")
+        json.integer(summary.changeIndex)
+        json.raw("}")
+        return json.bytes
+    }
+}

@@ -411,6 +411,38 @@ def watcher_rows(records, verdicts, notes):
     return rows
 
 
+# Large state (bench/largestate.py): /health p99 while large answers are made and sent.
+MAX_LARGE_STATE_HEALTH_P99_MS = 20
+# slow-streams: RSS with the non-reading streams over the idle registry's.
+MAX_SLOW_STREAM_GROWTH_BYTES = 64 * 2**20
+
+
+def large_state_rows(records, verdicts):
+    rows = []
+    for r in records:
+        if r["kind"] != "large-state":
+            continue
+        idle, loaded = r["idle"], r["loaded"]
+        health = (f"/health p99 {loaded['p99_ms']} ms, max {loaded['max_ms']} ms "
+                  f"(idle registry: p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms)")
+        failures = []
+        if loaded["p99_ms"] is None or loaded["p99_ms"] > MAX_LARGE_STATE_HEALTH_P99_MS or loaded.get("failures"):
+            failures.append("/health p99")
+        target = f"/health p99 ≤ {MAX_LARGE_STATE_HEALTH_P99_MS} ms"
+        if r["scenario"] == "slow-streams":
+            growth = r["rss_peak"] - r["rss_idle"]
+            measured = (f"{r['streams']} streams that never read, {r['changes']} changes: RSS {mib(r['rss_idle'])} idle, "
+                        f"peak {mib(r['rss_peak'])}; {health}")
+            if growth > MAX_SLOW_STREAM_GROWTH_BYTES:
+                failures.append("memory")
+            target += f"; RSS ≤ idle + {MAX_SLOW_STREAM_GROWTH_BYTES >> 20} MiB"
+        else:
+            measured = (f"{r['changes']:,} changes, each followed by a read of {r['answer_bytes'] / 2**20:,.1f} MiB; "
+                        f"{health}; RSS {mib(r['rss'])}")
+        rows.append([r["scenario"], measured, target, verdicts.render(r["scenario"], failures)])
+    return rows
+
+
 def fmt_plain_ms(value):
     return f"{value:,.1f} ms" if value is not None else "—"
 
@@ -460,6 +492,10 @@ def main():
     if watchers:
         out += ["## Watchers", "",
                 table(["scenario", "measured", "target", "result"], watchers), ""]
+    large = large_state_rows(records, verdicts)
+    if large:
+        out += ["## Large state", "",
+                table(["scenario", "measured", "target", "result"], large), ""]
     if notes:
         out += ["## Runs with errors", ""] + [f"- {n}" for n in notes] + [""]
     if not args.check_targets:

@@ -69,6 +69,8 @@ if [[ $MODE == full ]]; then
     STARTUP_RUNS=5
     WATCH_POLLS=10000 WATCH_STREAMS=1000            # 11,000 watchers on one service
     LEAK_ROUNDS=100 LEAK_CONNS=1000
+    LARGE_SERVICES=200000 LARGE_INSTANCES=50000 LARGE_SECONDS=10
+    SLOW_SERVICES=2000 SLOW_STREAMS=300
 else
     ROUNDS=1 DURATION=1
     MEMORY_SERVICES=10 MEMORY_INSTANCES=100
@@ -77,6 +79,8 @@ else
     STARTUP_RUNS=1
     WATCH_POLLS=500 WATCH_STREAMS=50
     LEAK_ROUNDS=5 LEAK_CONNS=200
+    LARGE_SERVICES=2000 LARGE_INSTANCES=2000 LARGE_SECONDS=2
+    SLOW_SERVICES=200 SLOW_STREAMS=20
 fi
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 DURATION=${BENCH_SECONDS:-$DURATION}
@@ -104,7 +108,8 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup
-    watch-fanout watch-discover watch-leak durable-churn durable-register recover-1m)
+    watch-fanout watch-discover watch-leak large-services large-service slow-streams
+    durable-churn durable-register recover-1m)
 wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 for name in ${ONLY//,/ }; do
     [[ " ${SCENARIOS[*]} " == *" $name "* ]] || die "unknown scenario $name (known: ${SCENARIOS[*]})"
@@ -707,6 +712,50 @@ scenario_watch_leak() {
     stop_scenario_servers
 }
 
+# ------------------------------------------------------------ large state
+
+# largestate PROBE ARGS...: bench/largestate.py on the client CPU against the
+# registry just started; its JSON line goes into the results.
+largestate() {
+    local result
+    result=$(taskset -c "$CLIENT_CPU" python3 "$BENCH/largestate.py" "$@" --port "$REG_PORT" --pid "$REG_PID") ||
+        die "largestate.py $1 failed (registry log: $TMP/registry-$REG_PORT.log)"
+    echo "$result" >>"$RESULTS"
+    log "  $result"
+}
+
+# /health while many services change and are listed in full, one after the
+# other: the loop must never stall on a large answer.
+scenario_large_services() {
+    ((BASELINES_ONLY)) && return 0
+    log "large-services: $LARGE_SERVICES services, each change followed by GET /services"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate registry --port "$REG_PORT" --services "$LARGE_SERVICES" --instances 1 --timeout 600
+    largestate services --scenario large-services --seconds "$LARGE_SECONDS"
+    stop_scenario_servers
+}
+
+# The same for one service of many instances, each change followed by a discover.
+scenario_large_service() {
+    ((BASELINES_ONLY)) && return 0
+    log "large-service: one service of $LARGE_INSTANCES instances, each change followed by GET /discover"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate registry --port "$REG_PORT" --services 1 --instances "$LARGE_INSTANCES" --timeout 600
+    largestate service --scenario large-service --service svc-0 --instances "$LARGE_INSTANCES" --seconds "$LARGE_SECONDS"
+    stop_scenario_servers
+}
+
+# Streams of everything whose clients never read, while the state changes:
+# memory must stay near the idle registry's, and /health prompt.
+scenario_slow_streams() {
+    ((BASELINES_ONLY)) && return 0
+    log "slow-streams: $SLOW_STREAMS non-reading streams of /watch over $SLOW_SERVICES services"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate registry --port "$REG_PORT" --services "$SLOW_SERVICES" --instances 1
+    largestate slow-streams --scenario slow-streams --streams "$SLOW_STREAMS" --seconds "$LARGE_SECONDS"
+    stop_scenario_servers
+}
+
 # ------------------------------------------------------------- durability
 
 # durable_rounds SCENARIO SCRIPT POLICY...: one registry per policy, all
@@ -787,6 +836,9 @@ main() {
     if wanted watch-fanout; then scenario_watch_fanout; fi
     if wanted watch-discover; then scenario_watch_discover; fi
     if wanted watch-leak; then scenario_watch_leak; fi
+    if wanted large-services; then scenario_large_services; fi
+    if wanted large-service; then scenario_large_service; fi
+    if wanted slow-streams; then scenario_slow_streams; fi
     if wanted durable-churn; then durable_rounds durable-churn churn.lua in-memory everysec never always; fi
     if wanted durable-register; then durable_rounds durable-register register.lua in-memory everysec always; fi
     if wanted recover-1m; then scenario_recover; fi

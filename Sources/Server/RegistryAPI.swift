@@ -293,7 +293,11 @@ final class RegistryAPI {
         }
         view.update(from: registry, changeIndex: changeIndex, wallOffset: wallOffset)
         view.refresh(from: registry, tick: now.nanoseconds / Self.tickNanoseconds, wallOffset: wallOffset)
-        if query.isDefaultListing { return Response(status: 200, body: view.plainBody, index: changeIndex) }
+        if query.isDefaultListing {
+            var response = Response(status: 200, body: view.plainParts.first ?? [], index: changeIndex)
+            response.segments = Array(view.plainParts.dropFirst())
+            return response
+        }
         // Filter and pick first, then render only what is listed.
         var chosen = view.entries.indices.filter { matches(view.entries[$0].instance, query) }
         if let pick = query.pick { chosen = order(chosen, by: pick, entries: view.entries, service: name) }
@@ -333,7 +337,10 @@ final class RegistryAPI {
 
     private func services(now: Instant) -> Response {
         pullChanges()
-        return Response(status: 200, body: listing.answer(registry, now: now), index: registry.changeIndex)
+        let parts = listing.answer(registry, now: now)
+        var response = Response(status: 200, body: parts.first ?? [], index: registry.changeIndex)
+        response.segments = Array(parts.dropFirst())
+        return response
     }
 
     private func health(wallClock: Int64) -> Response {
@@ -375,6 +382,17 @@ final class RegistryAPI {
         pullChanges()
         defer { changedServices.removeAll(keepingCapacity: true) }
         return changedServices
+    }
+
+    /// Renders the `/services` listing of what is registered now (see `ServicesListing`).
+    func prepareListing() {
+        listing.prepare(registry)
+    }
+
+    /// Applies a bounded number of changes to the `/services` listing; see `ServicesListing`.
+    func maintainListing() {
+        pullChanges()
+        listing.maintain(registry, limit: 1024)
     }
 
     /// Takes the registry's changed services for the `/services` listing and for the next

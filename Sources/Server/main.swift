@@ -78,6 +78,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     // Restored instances get their full TTL from now, when the registry serves again.
     if let persistence { api.finishRestore(changeIndex: persistence.changeIndexOnDisk, now: Clock.monotonicNow()) }
+    // Before serving: from here on the /services listing is kept up to date change by change.
+    api.prepareListing()
     let synced = server.run()
     logger.info("stopped")
     logger.flush()

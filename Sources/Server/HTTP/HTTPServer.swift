@@ -293,6 +293,7 @@ final class HTTPServer {
     private func afterCallback(now: Instant) {
         api.logEvents(now: now)
         hub.noteChanges(api.takeChangedServices())
+        api.maintainListing()
         durability?.noteActivity()
         logger.flush()
         guard let next = api.nextDeadline?.nanoseconds else { return }

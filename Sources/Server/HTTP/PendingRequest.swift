@@ -113,9 +113,11 @@ struct PendingRequest: ~Copyable {
             // evhttp 2.1 sends whatever is in the output buffer even for HEAD, which would put
             // the client out of step, and adds no Content-Length: the server gives the length
             // a GET would carry and no body.
-            withDecimalCString(UInt64(response.body.count)) { _ = evhttp_add_header(headers, "Content-Length", $0) }
+            withDecimalCString(UInt64(response.byteCount)) { _ = evhttp_add_header(headers, "Content-Length", $0) }
         } else {
-            addBody(response.body, to: evhttp_request_get_output_buffer(raw))
+            let output = evhttp_request_get_output_buffer(raw)
+            addBody(response.body, to: output)
+            for segment in response.segments { addBody(segment, to: output) }
         }
         // A filtered connection writes the reply at once (see `Transport`); nothing may touch
         // the request after `endReply`, which can finish it and free the connection.

@@ -3,9 +3,14 @@ import JSON
 
 /// What the server sends back for one request: a status, a JSON body, the change index
 /// for reads (`X-Registry-Index`) and, for 405, the methods the path does allow.
+///
+/// A large body may come in parts (`segments`, sent in order after `body`): a listing of
+/// thousands of instances is then a list of cached blocks, each sent by reference, instead
+/// of a copy of all of them joined.
 struct Response {
     var status: Int32
     var body: [UInt8]
+    var segments: [[UInt8]] = []
     var index: UInt64?
     var allow: StaticString?
     var contentType: StaticString = "application/json"
@@ -18,6 +23,13 @@ struct Response {
         self.index = index
         self.allow = allow
     }
+
+    /// Every byte of the body, joined (tests, and stream events made once per state).
+    var bytes: [UInt8] {
+        segments.isEmpty ? body : segments.reduce(into: body) { $0 += $1 }
+    }
+
+    var byteCount: Int { segments.reduce(body.count) { $0 + $1.count } }
 
     /// `{"status":"error","message":…}`: the one shape of every error this server sends.
     static func error(_ status: Int32, _ message: String, allow: StaticString? = nil) -> Response {

@@ -282,6 +282,7 @@ final class Connection {
     var onDrained: (() -> Void)?
 
     private static let poison = Array("!\r\n".utf8)
+    private static let writeSliceBytes = 256 * 1024
 
     fileprivate init(transport: Transport) {
         self.transport = transport
@@ -462,7 +463,10 @@ final class Connection {
         guard let filter, !isClosed, bufferevent_get_enabled(filter) & Int16(EV_WRITE) != 0 else { return }
         let output = bufferevent_get_output(filter)
         if evbuffer_get_length(output) > 0 {
-            let written = evbuffer_write(output, descriptor)
+            // At most a slice per call: a client whose socket takes megabytes at once (a
+            // 13 MB discover) would otherwise hold the loop for the whole copy; what is left
+            // goes out when the socket is next writable, after other clients had their turn.
+            let written = evbuffer_write_atmost(output, descriptor, Self.writeSliceBytes)
             if written < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
                     waitForWritable()

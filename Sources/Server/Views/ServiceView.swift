@@ -13,7 +13,9 @@ import JSON
 /// (UP instances, no filter) is joined once per tick, so that a service asked for many times
 /// a second is rebuilt a few times a second.
 final class ServiceView {
-    struct Entry {
+    /// One instance's parts. A class, so that carrying 50,000 entries from one version of
+    /// the view to the next costs one reference count each, not one per field.
+    final class Entry {
         let slot: Int32
         let version: UInt64
         let instance: InstanceSnapshot
@@ -23,16 +25,39 @@ final class ServiceView {
         /// The last heartbeat this entry's text was made for, and that text.
         var heartbeatAt: Int64 = .min
         var heartbeatText: [UInt8] = []
+
+        init(slot: Int32, version: UInt64, instance: InstanceSnapshot, head: [UInt8], middle: [UInt8], tail: [UInt8]) {
+            self.slot = slot
+            self.version = version
+            self.instance = instance
+            self.head = head
+            self.middle = middle
+            self.tail = tail
+        }
     }
 
     static let tickNanoseconds: Int64 = 100_000_000
+    /// Entries per block of the plain listing: within a tick, a change re-joins one block.
+    static let blockSize = 256
+
+    /// A stretch of the plain listing: its UP entries joined, for one tick.
+    private final class Block {
+        var tick: Int64 = .min
+        /// The entries it was made from, by slot and version: a changed entry makes it stale.
+        /// (Not by object identity: a freed entry's address can come back for another.)
+        var members: [(slot: Int32, version: UInt64)] = []
+        var text: [UInt8] = []
+        var count = 0
+    }
 
     let name: String
     private(set) var changeIndex: UInt64 = 0
     private(set) var entries: [Entry] = []
     private(set) var tick: Int64 = .min
-    /// UP instances, as the default read lists them, for `tick`.
-    private(set) var plainBody: [UInt8] = []
+    private var blocks: [Block] = []
+    /// UP instances, as the default read lists them, for `tick`: one piece for a service of
+    /// one block, else the opening, the blocks (and the commas between them) and the close.
+    private(set) var plainParts: [[UInt8]] = []
 
     init(name: String) {
         self.name = name
@@ -45,6 +70,18 @@ final class ServiceView {
     func update(from registry: Registry, changeIndex: UInt64, wallOffset: Int64) {
         guard changeIndex != self.changeIndex else { return }
         let versions = registry.instanceVersions(ofService: name)
+        defer {
+            self.changeIndex = changeIndex
+            tick = .min
+        }
+        // The common change: the same instances, one or a few of them changed. Replaced in
+        // place, with no new array.
+        if versions.count == entries.count && zip(versions, entries).allSatisfy({ $0.slot == $1.slot }) {
+            for (position, (slot, version)) in versions.enumerated() where entries[position].version != version {
+                entries[position] = Self.render(registry.instance(inSlot: slot), slot: slot, version: version, wallOffset: wallOffset)
+            }
+            return
+        }
         var updated: [Entry] = []
         updated.reserveCapacity(versions.count)
         var old = 0
@@ -61,37 +98,74 @@ final class ServiceView {
             updated.append(Self.render(registry.instance(inSlot: slot), slot: slot, version: version, wallOffset: wallOffset))
         }
         entries = updated
-        self.changeIndex = changeIndex
-        tick = .min
     }
 
-    /// Fills in heartbeats for a new tick and joins the plain listing.
+    /// Fills in heartbeats for a new tick, or after a change, and brings the plain listing
+    /// up to date: blocks whose entries and tick are unchanged are kept.
     func refresh(from registry: Registry, tick: Int64, wallOffset: Int64) {
         guard tick != self.tick else { return }
         self.tick = tick
         let heartbeats = registry.lastHeartbeats(ofService: name)
-        var json = JSONWriter(capacity: plainBody.count + 64)
+        let blockCount = (entries.count + Self.blockSize - 1) / Self.blockSize
+        if blocks.count > blockCount { blocks.removeLast(blocks.count - blockCount) }
+        while blocks.count < blockCount { blocks.append(Block()) }
+        var parts: [[UInt8]] = []
+        parts.reserveCapacity(2 * blockCount + 2)
+        var json = JSONWriter(capacity: 64)
         json.raw("{\"service\":")
         json.string(name)
         json.raw(",\"instances\":[")
+        parts.append(json.bytes)
         var count = 0
-        for index in entries.indices {
-            let heartbeat = index < heartbeats.count ? heartbeats[index].nanoseconds : entries[index].instance.lastHeartbeat.nanoseconds
-            if entries[index].heartbeatAt != heartbeat {
-                var text = JSONWriter(capacity: 26)
-                text.timestamp(unixNanoseconds: heartbeat + wallOffset)
-                entries[index].heartbeatAt = heartbeat
-                entries[index].heartbeatText = text.bytes
+        for (number, block) in blocks.enumerated() {
+            let range = (number * Self.blockSize)..<min(entries.count, (number + 1) * Self.blockSize)
+            var stale = block.tick != tick || block.members.count != range.count
+            for index in range {
+                let entry = entries[index]
+                let heartbeat = index < heartbeats.count ? heartbeats[index].nanoseconds : entry.instance.lastHeartbeat.nanoseconds
+                if entry.heartbeatAt != heartbeat {
+                    var text = JSONWriter(capacity: 26)
+                    text.timestamp(unixNanoseconds: heartbeat + wallOffset)
+                    entry.heartbeatAt = heartbeat
+                    entry.heartbeatText = text.bytes
+                    stale = true
+                }
+                if !stale {
+                    let member = block.members[index - range.lowerBound]
+                    if member.slot != entry.slot || member.version != entry.version { stale = true }
+                }
             }
-            guard entries[index].instance.status == .up else { continue }
-            if count > 0 { json.raw(",") }
-            count += 1
-            append(index, to: &json)
+            if stale { render(block, range) }
+            guard block.count > 0 else { continue }
+            if count > 0 { parts.append(Self.comma) }
+            parts.append(block.text)
+            count += block.count
         }
+        json = JSONWriter(capacity: 24)
         json.raw("],\"count\":")
         json.integer(count)
         json.raw("}")
-        plainBody = json.bytes
+        parts.append(json.bytes)
+        plainParts = parts.count <= 3 ? [parts.reduce(into: []) { $0 += $1 }] : parts
+    }
+
+    private static let comma: [UInt8] = [UInt8(ascii: ",")]
+
+    private func render(_ block: Block, _ range: Range<Int>) {
+        var json = JSONWriter(capacity: max(block.text.count, 64))
+        var count = 0
+        block.members.removeAll(keepingCapacity: true)
+        for index in range {
+            let entry = entries[index]
+            block.members.append((entry.slot, entry.version))
+            guard entry.instance.status == .up else { continue }
+            if count > 0 { json.raw(",") }
+            count += 1
+            append(entry, to: &json)
+        }
+        block.text = json.bytes
+        block.count = count
+        block.tick = tick
     }
 
     /// The listing of the entries at `chosen`, in that order, for `tick`.
@@ -102,7 +176,7 @@ final class ServiceView {
         json.raw(",\"instances\":[")
         for (position, index) in chosen.enumerated() {
             if position > 0 { json.raw(",") }
-            append(index, to: &json)
+            append(entries[index], to: &json)
         }
         json.raw("],\"count\":")
         json.integer(chosen.count)
@@ -110,8 +184,7 @@ final class ServiceView {
         return json.bytes
     }
 
-    private func append(_ index: Int, to json: inout JSONWriter) {
-        let entry = entries[index]
+    private func append(_ entry: Entry, to json: inout JSONWriter) {
         json.raw(entry.head)
         json.tenths((tick * Self.tickNanoseconds - entry.instance.registeredAt.nanoseconds) / Self.tickNanoseconds)
         json.raw(entry.middle)

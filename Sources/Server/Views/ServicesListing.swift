@@ -27,7 +27,9 @@ final class ServicesListing {
     /// Services changed since the last answer.
     private var changed: Set<String> = []
     /// The last answer, while nothing is due: valid until the change index moves.
-    private var cached: (changeIndex: UInt64, body: [UInt8])?
+    private var cached: (changeIndex: UInt64, parts: [[UInt8]])?
+    private static let opening = Array("{\"services\":{".utf8)
+    private static let comma: [UInt8] = [UInt8(ascii: ",")]
 
     /// Notes services whose state changed (including ones that are gone).
     func noteChanged(_ names: [String]) {
@@ -35,27 +37,51 @@ final class ServicesListing {
         changed.formUnion(names)
     }
 
-    /// The answer for the registry's current state at `now`.
-    func answer(_ registry: Registry, now: Instant) -> [UInt8] {
+    /// Renders every service's entry: at start, before the loop serves, so that no request
+    /// ever pays for a whole registry (about 0.25 s for 200,000 services).
+    func prepare(_ registry: Registry) {
         if !seeded { seed(registry) }
-        for name in changed {
-            if let summary = registry.summary(ofService: name) { upsert(name, Self.entry(summary)) } else { remove(name) }
+    }
+
+    /// Brings up to `limit` changed services' entries up to date: called at the end of every
+    /// loop callback, so that changes are applied as they come, a few at a time, and an
+    /// answer never has a backlog of them to work through.
+    func maintain(_ registry: Registry, limit: Int) {
+        guard seeded, !changed.isEmpty else { return }
+        var done = 0
+        while done < limit, let name = changed.popFirst() {
+            apply(name, registry)
+            done += 1
         }
+    }
+
+    private func apply(_ name: String, _ registry: Registry) {
+        if let summary = registry.summary(ofService: name) { upsert(name, Self.entry(summary)) } else { remove(name) }
+    }
+
+    /// The answer for the registry's current state at `now`, in parts to be sent in order:
+    /// the blocks are sent by reference, not joined into one 22 MB copy.
+    func answer(_ registry: Registry, now: Instant) -> [[UInt8]] {
+        if !seeded { seed(registry) }
+        for name in changed { apply(name, registry) }
         changed.removeAll(keepingCapacity: true)
         let due = registry.dueInstanceCounts(now: now)
-        if due.isEmpty, let cached, cached.changeIndex == registry.changeIndex { return cached.body }
+        if due.isEmpty, let cached, cached.changeIndex == registry.changeIndex { return cached.parts }
 
-        var json = JSONWriter(capacity: (cached?.body.count ?? 1024) + 1024)
-        json.raw("{\"services\":{")
+        var parts: [[UInt8]] = [Self.opening]
+        parts.reserveCapacity(2 * blocks.count + 2)
         var count = 0
         for block in blocks where !block.names.isEmpty {
             let touched = !due.isEmpty && block.names.contains { due[$0] != nil }
             if !touched {
-                if count > 0 { json.raw(",") }
-                json.raw(joined(block))
+                if count > 0 { parts.append(Self.comma) }
+                parts.append(joined(block))
                 count += block.names.count
                 continue
             }
+            // A block with due instances is joined afresh for this answer only.
+            var json = JSONWriter(capacity: block.joined?.count ?? 1024)
+            var listed = 0
             for (position, name) in block.names.enumerated() {
                 let entry: [UInt8]
                 if let dueCounts = due[name] {
@@ -64,17 +90,24 @@ final class ServicesListing {
                 } else {
                     entry = block.entries[position]
                 }
-                if count > 0 { json.raw(",") }
+                if listed > 0 { json.raw(",") }
                 json.raw(entry)
-                count += 1
+                listed += 1
             }
+            guard listed > 0 else { continue }
+            if count > 0 { parts.append(Self.comma) }
+            parts.append(json.bytes)
+            count += listed
         }
-        json.raw("},\"total_services\":")
-        json.integer(count)
-        json.raw("}")
-        let body = json.bytes
-        cached = due.isEmpty ? (registry.changeIndex, body) : nil
-        return body
+        var tail = JSONWriter(capacity: 32)
+        tail.raw("},\"total_services\":")
+        tail.integer(count)
+        tail.raw("}")
+        parts.append(tail.bytes)
+        // A small listing goes out as one piece.
+        if parts.count <= 3 { parts = [parts.reduce(into: []) { $0 += $1 }] }
+        cached = due.isEmpty ? (registry.changeIndex, parts) : nil
+        return parts
     }
 
     private func seed(_ registry: Registry) {

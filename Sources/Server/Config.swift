@@ -32,6 +32,8 @@ struct Config: Equatable {
     var bodyTimeout: Duration = .seconds(10)
     /// Client connections open at once; nil means sized to the descriptor limit at start.
     var maxConnections: Int?
+    /// Web origins whose pages may write to the registry and read its answers (CORS).
+    var allowedOrigins: [String] = []
     /// Long-polls and streams held at once, in total and per client address (0: no limit).
     var maxWatchers = 50_000
     var maxWatchersPerClient = 0
@@ -168,6 +170,15 @@ struct Config: Equatable {
                 return "must be an integer from 0 to 10000000"
             }
             config.maxWatchersPerClient = count
+            return nil
+        },
+        Option(flag: "--allowed-origins", variable: "REGISTRY_ALLOWED_ORIGINS", valueName: "ORIGINS",
+               help: "comma-separated origins (http://host:port) whose web pages may write to the registry and read it; others' writes get 403 (default none)") { config, value in
+            let origins = value.split(separator: ",").map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }.filter { !$0.isEmpty }
+            for origin in origins where OriginPolicy.normalized(origin) == nil {
+                return "must list origins like http://dashboard.example:8080 (scheme, host and optional port; no path), got \(Violation.quoted(origin))"
+            }
+            config.allowedOrigins = origins
             return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",

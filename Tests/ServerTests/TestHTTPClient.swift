@@ -34,11 +34,13 @@ final class TestHTTPClient {
     }
 
     private let socket: Int32
+    private let port: UInt16
     private var buffer = Data()
 
     /// `receiveBufferBytes` shrinks the socket's receive buffer before connecting (which is
     /// when TCP fixes its window), so that a large reply cannot be written in one go.
     init(port: UInt16, timeout: Double = 5, receiveBufferBytes: Int32? = nil) throws {
+        self.port = port
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var bytes = receiveBufferBytes {
             setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
@@ -82,7 +84,7 @@ final class TestHTTPClient {
 
     /// Sends one well-formed request and reads its reply.
     func request(_ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]) throws -> Reply {
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if let body { head += "Content-Length: \(body.utf8.count)\r\n" }
         head += "\r\n"

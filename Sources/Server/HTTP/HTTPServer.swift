@@ -35,6 +35,7 @@ final class HTTPServer {
     private let api: RegistryAPI
     private let hub: WatchHub
     private let transport: Transport
+    private let originPolicy: OriginPolicy
     /// Nil when the registry keeps nothing on disk.
     private var durability: Durability?
     private let metrics = Metrics()
@@ -50,6 +51,7 @@ final class HTTPServer {
         self.api = api
         self.logger = logger
         self.shutdownGrace = config.shutdownGrace
+        self.originPolicy = OriginPolicy(allowed: config.allowedOrigins)
 
         // One thread owns the base, so libevent's internal locking is pure cost.
         let baseConfig = event_config_new()
@@ -230,6 +232,39 @@ final class HTTPServer {
             request.reply(.error(501, "method not implemented"))
             return
         }
+        // Writes from other sites' pages are refused; listed origins get CORS answers. Reads
+        // need no check unless origins are listed, which keeps them free of header lookups.
+        var allowedOrigin: String?
+        if method.isWrite || !originPolicy.allowed.isEmpty {
+            let origin = request.header("Origin")
+            switch originPolicy.judge(isWrite: method.isWrite, origin: origin, host: request.header("Host"),
+                                      fetchSite: method.isWrite ? request.header("Sec-Fetch-Site") : nil) {
+            case .proceed:
+                break
+            case .refused(let message):
+                let route = request.withTarget { path, _ in RegistryAPI.routeLabel(path) }
+                request.reply(.error(403, message))
+                metrics.countRequest(route: route, method: method, status: 403, seconds: nil)
+                logger.info("cross_origin_write_refused", ["origin": origin ?? "-", "method": method.name])
+                afterCallback(now: now)
+                return
+            case .allowed(let origin):
+                allowedOrigin = origin
+                if method == .options, request.header("Access-Control-Request-Method") != nil {
+                    let allow = request.withTarget { path, _ in RegistryAPI.allowedMethods(path) }
+                    var preflight = Response(status: 204, body: [])
+                    preflight.extraHeaders = [
+                        ("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+                        ("Access-Control-Allow-Methods", "\(allow)"),
+                        ("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Registry-Token"),
+                        ("Access-Control-Max-Age", "600"),
+                    ]
+                    request.reply(preflight)
+                    afterCallback(now: now)
+                    return
+                }
+            }
+        }
         var route = RouteLabel.other
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in
@@ -243,7 +278,11 @@ final class HTTPServer {
             logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
         }
         switch handling {
-        case .respond(let response):
+        case .respond(var response):
+            if let allowedOrigin {
+                response.extraHeaders += [("Access-Control-Allow-Origin", allowedOrigin), ("Vary", "Origin"),
+                                          ("Access-Control-Expose-Headers", "X-Registry-Index")]
+            }
             if let durability, method == .post, response.status < 300, api.pendingJournalCount > journalBefore {
                 // A change: acknowledged once it is written (or fsynced), or answered 503.
                 durability.hold(request.park(), response, route: route, method: method, arrived: now)
@@ -253,6 +292,7 @@ final class HTTPServer {
                                      seconds: Double(Clock.monotonicNow().duration(since: now).wholeNanoseconds) / 1e9)
             }
         case .park(let target, let wait):
+            if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
             let admission = request.inspect { hub.admission(for: $0) }
             if let refusal = admission.refusal {
                 request.reply(refusal)
@@ -265,6 +305,7 @@ final class HTTPServer {
                 hub.park(request.park(), target: target, wait: wait, client: admission.client)
             }
         case .stream(let target):
+            if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
             let admission = request.inspect { hub.admission(for: $0) }
             if let refusal = admission.refusal {
                 request.reply(refusal)

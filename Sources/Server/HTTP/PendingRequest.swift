@@ -74,6 +74,19 @@ struct PendingRequest: ~Copyable {
         return body(UnsafeBufferPointer(start: bytes, count: length))
     }
 
+    /// The value of a request header (the first, if it repeats).
+    func header(_ name: String) -> String? {
+        evhttp_find_header(evhttp_request_get_input_headers(raw), name).map { String(cString: $0) }
+    }
+
+    /// CORS headers for an answer made later (a held request, a stream).
+    func addCORSHeaders(origin: String) {
+        let headers = evhttp_request_get_output_headers(raw)
+        evhttp_add_header(headers, "Access-Control-Allow-Origin", origin)
+        evhttp_add_header(headers, "Vary", "Origin")
+        evhttp_add_header(headers, "Access-Control-Expose-Headers", "X-Registry-Index")
+    }
+
     /// Lets `body` look at the raw request (its connection, its peer) without answering it.
     func inspect<T>(_ body: (UnsafeMutablePointer<evhttp_request>) -> T) -> T {
         body(raw)
@@ -101,6 +114,7 @@ struct PendingRequest: ~Copyable {
         if let index = response.index {
             withDecimalCString(index) { _ = evhttp_add_header(headers, "X-Registry-Index", $0) }
         }
+        for header in response.extraHeaders { evhttp_add_header(headers, header.name, header.value) }
         if let retryAfter = response.retryAfter {
             withDecimalCString(UInt64(max(0, retryAfter))) { _ = evhttp_add_header(headers, "Retry-After", $0) }
         }

@@ -16,6 +16,8 @@ struct Response {
     var contentType: StaticString = "application/json"
     /// Seconds for a `Retry-After` header (429, 503).
     var retryAfter: Int?
+    /// Headers few answers carry (CORS), as name and value.
+    var extraHeaders: [(name: String, value: String)] = []
 
     init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: StaticString? = nil) {
         self.status = status
@@ -60,6 +62,9 @@ struct Response {
 /// method a path does not serve gets the router's 405 with `Allow`, not evhttp's 501.
 enum HTTPMethod: Int, Equatable, CaseIterable {
     case get, head, post, put, delete, options, patch, trace, connect
+
+    /// Whether a request with this method can change state.
+    var isWrite: Bool { self == .post || self == .put || self == .delete || self == .patch }
 
     var name: String {
         switch self {

@@ -1,0 +1,70 @@
+import Registry
+
+/// Which web pages may change the registry, and read its answers, from a browser.
+///
+/// Bodies are read as JSON whatever their Content-Type, so a page on any site could `POST`
+/// a `text/plain` body (a "simple" request, sent without a CORS preflight) and deregister
+/// instances from a visitor's browser. Browsers say where such a request comes from:
+/// `Origin` on every cross-site POST, and `Sec-Fetch-Site`. A write is refused (403) when
+/// either names another site than the registry's own origin (the `Host` the request came
+/// to, where the dashboard to come is served) and the origin is not listed in
+/// `--allowed-origins`. Requests without them, as curl, scripts and service clients send
+/// them, are not affected. Listed origins also get CORS answers (`Access-Control-Allow-*`),
+/// so that their pages can read the registry and send it JSON.
+struct OriginPolicy: Equatable {
+    /// Normalized origins (`scheme://host[:port]`, lower case, default ports dropped), and
+    /// `null` when listed.
+    let allowed: Set<String>
+
+    init(allowed origins: [String] = []) {
+        allowed = Set(origins.compactMap { Self.normalized($0) })
+    }
+
+    enum Verdict: Equatable {
+        /// Not from a browser page of another site: proceed as usual.
+        case proceed
+        /// From a listed origin: proceed, and answer with its CORS headers.
+        case allowed(origin: String)
+        case refused(String)
+    }
+
+    /// Judges a request: `origin`, `host` and `fetchSite` are its `Origin`, `Host` and
+    /// `Sec-Fetch-Site` headers; `isWrite` whether it can change anything.
+    func judge(isWrite: Bool, origin: String?, host: String?, fetchSite: String?) -> Verdict {
+        if let origin {
+            if let normalized = Self.normalized(origin), allowed.contains(normalized) { return .allowed(origin: origin) }
+            guard isWrite else { return .proceed }
+            if let host, Self.isSameOrigin(origin, host: host) { return .proceed }
+            return .refused("a write from the web page at \(Violation.quoted(origin)) was refused: it is neither this "
+                + "registry's own origin nor listed in --allowed-origins")
+        }
+        if isWrite, fetchSite?.lowercased() == "cross-site" {
+            return .refused("a cross-site write from a web page was refused (Sec-Fetch-Site: cross-site); list the page's "
+                + "origin in --allowed-origins to allow it")
+        }
+        return .proceed
+    }
+
+    /// `scheme://host[:port]` in lower case without a default port, `null`, or nil when the
+    /// text is not an origin.
+    static func normalized(_ text: String) -> String? {
+        let lowered = text.lowercased()
+        if lowered == "null" { return "null" }
+        for (scheme, port) in [("http://", ":80"), ("https://", ":443")] where lowered.hasPrefix(scheme) {
+            var authority = String(lowered.dropFirst(scheme.count))
+            guard !authority.isEmpty, !authority.contains("/"), !authority.contains("@"), !authority.contains("?") else { return nil }
+            if authority.hasSuffix(port) { authority.removeLast(port.count) }
+            return scheme + authority
+        }
+        return nil
+    }
+
+    /// Whether `origin` is the registry as this request reached it: same host and port, on
+    /// plain HTTP (the only scheme this listener speaks).
+    static func isSameOrigin(_ origin: String, host: String) -> Bool {
+        guard let normalized = normalized(origin), normalized.hasPrefix("http://") else { return false }
+        var authority = host.lowercased()
+        if authority.hasSuffix(":80") { authority.removeLast(3) }
+        return normalized == "http://" + authority
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import Server
+
+/// Cross-site writes from browsers: refused unless same-origin or listed; CORS for listed.
+@Suite struct OriginPolicyTests {
+    let policy = OriginPolicy(allowed: ["http://dash.example:8080", "HTTPS://Ops.Example:443"])
+
+    @Test func writesFromAnotherSiteAreRefused() {
+        if case .refused = policy.judge(isWrite: true, origin: "http://evil.example", host: "registry:5001", fetchSite: "cross-site") {} else {
+            Issue.record("a cross-site write was not refused")
+        }
+        if case .refused = policy.judge(isWrite: true, origin: "null", host: "registry:5001", fetchSite: nil) {} else {
+            Issue.record("a write from an opaque origin was not refused")
+        }
+        if case .refused = policy.judge(isWrite: true, origin: nil, host: "registry:5001", fetchSite: "cross-site") {} else {
+            Issue.record("a cross-site write without Origin was not refused")
+        }
+    }
+
+    @Test func sameOriginListedOriginsAndNonBrowsersProceed() {
+        #expect(policy.judge(isWrite: true, origin: "http://registry:5001", host: "registry:5001", fetchSite: "same-origin") == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "http://REGISTRY", host: "registry:80", fetchSite: nil) == .proceed)
+        #expect(policy.judge(isWrite: true, origin: nil, host: "registry:5001", fetchSite: nil) == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "http://dash.example:8080", host: "registry:5001", fetchSite: "cross-site")
+                == .allowed(origin: "http://dash.example:8080"))
+        #expect(policy.judge(isWrite: true, origin: "https://ops.example", host: "registry:5001", fetchSite: nil)
+                == .allowed(origin: "https://ops.example"))
+        // Reads from other sites proceed, without CORS headers: the browser keeps the answer
+        // from the page.
+        #expect(policy.judge(isWrite: false, origin: "http://evil.example", host: "registry:5001", fetchSite: "cross-site") == .proceed)
+    }
+
+    @Test func originsAreNormalized() {
+        #expect(OriginPolicy.normalized("HTTP://Host:80") == "http://host")
+        #expect(OriginPolicy.normalized("https://h:8443") == "https://h:8443")
+        #expect(OriginPolicy.normalized("http://h/path") == nil)
+        #expect(OriginPolicy.normalized("ftp://h") == nil)
+        #expect(OriginPolicy.normalized("http://") == nil)
+    }
+}
+
+@Suite struct LiveOriginTests {
+    @Test func browsersOfOtherSitesCannotWrite() throws {
+        let registry = try RegistryProcess(["--allowed-origins", "http://dash.example:8080"])
+        let http = try registry.client()
+        let body = #"{"service":"api","address":"a"}"#
+        let evil = try http.request("POST", "/register", body: body, headers: ["Origin": "http://evil.example", "Content-Type": "text/plain"])
+        #expect(evil.status == 403)
+        #expect((evil.json["message"] as? String)?.contains("--allowed-origins") == true)
+        #expect(try registry.client().request("GET", "/discover/api").status == 404)
+        let sneaky = try registry.client().request("POST", "/register", body: body, headers: ["Sec-Fetch-Site": "cross-site"])
+        #expect(sneaky.status == 403)
+        // The registry's own origin, and clients that send no Origin, write as always.
+        let own = try registry.client().request("POST", "/register", body: body, headers: ["Origin": "http://127.0.0.1:\(registry.port)"])
+        #expect(own.status == 201)
+        #expect(try registry.client().request("POST", "/heartbeat", body: body).status == 200)
+        // A listed origin may write, and gets CORS headers; so do its reads.
+        let listed = try registry.client().request("POST", "/deregister", body: body, headers: ["Origin": "http://dash.example:8080"])
+        #expect(listed.status == 200)
+        #expect(listed.header("Access-Control-Allow-Origin") == "http://dash.example:8080")
+        let read = try registry.client().request("GET", "/services", headers: ["Origin": "http://dash.example:8080"])
+        #expect(read.header("Access-Control-Allow-Origin") == "http://dash.example:8080")
+        #expect(read.header("Access-Control-Expose-Headers") == "X-Registry-Index")
+        let unlisted = try registry.client().request("GET", "/services", headers: ["Origin": "http://evil.example"])
+        #expect(unlisted.status == 200)
+        #expect(unlisted.header("Access-Control-Allow-Origin") == nil)
+        // The preflight a browser sends before a JSON POST.
+        let preflight = try registry.client().request("OPTIONS", "/register", headers: [
+            "Origin": "http://dash.example:8080", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        ])
+        #expect(preflight.status == 204)
+        #expect(preflight.header("Access-Control-Allow-Methods") == "POST")
+        #expect(preflight.header("Access-Control-Allow-Headers")?.contains("Content-Type") == true)
+        #expect(registry.log.contains("cross_origin_write_refused"))
+    }
+
+    @Test func aBadOriginListIsRefusedAtStart() throws {
+        let (status, stderr) = try RegistryProcess.runToExit(["--allowed-origins", "http://ok.example,dash.example/path"])
+        #expect(status == 2)
+        #expect(stderr.contains("--allowed-origins must list origins like"))
+    }
+}

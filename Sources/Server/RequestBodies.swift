@@ -57,9 +57,9 @@ struct InstanceReferenceBody: Equatable {
             guard let reference = id ?? address else {
                 throw BodyProblem(message: "missing field 'address' (or 'id'); send a JSON object like \(example)")
             }
-            // The address stands in for the id: judge it by the address rules, which the
-            // client knows it sent.
-            if id == nil, let violation = Violation.checkAddress(reference) {
+            // An address is judged by the address rules whether or not an id comes with it (the
+            // id names the instance then): nothing malformed is accepted for being unused.
+            if let address, let violation = Violation.checkAddress(address) {
                 throw BodyProblem(message: violation.message)
             }
             let status = try object.optionalStatus("status")

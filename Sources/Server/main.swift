@@ -49,7 +49,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             return 1
         }
     }
-    let api = RegistryAPI(registry: registry, logger: logger)
+    let api = RegistryAPI(registry: registry, logger: logger, maximumWait: config.maxWait)
     let server: HTTPServer
     do {
         server = try HTTPServer(config: config, api: api, logger: logger, persistence: persistence)

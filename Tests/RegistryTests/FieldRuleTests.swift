@@ -36,7 +36,7 @@ import Testing
 
     @Test(arguments: [
         "\u{2028}", "\u{2029}", "\u{202E}", "\u{202A}", "\u{2066}", "\u{2069}", "\u{200B}", "\u{200D}", "\u{FEFF}",
-        "\u{00AD}", "\u{0000}", "\u{001B}", "\u{007F}", "\u{0085}", "\u{009F}", "\u{061C}", "\u{E0001}",
+        "\u{00AD}", "\u{0000}", "\u{001B}", "\u{007F}", "\u{0085}", "\u{009F}", "\u{061C}", "\u{FFF9}", "\u{180E}",
     ])
     mutating func hiddenCharactersAreRefusedInEveryFreeTextField(hidden: String) {
         let text = "a\(hidden)b"
@@ -58,8 +58,19 @@ import Testing
         #expect(registry.instanceCount == 0)
     }
 
+    /// The fixed table agrees with the standard library's categories on the whole BMP.
+    @Test func theHiddenTableIsTheBMPsControlFormatAndSeparators() {
+        for value in UInt32(0)...0xFFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let category = scalar.properties.generalCategory
+            let expected = category == .control || category == .format || category == .lineSeparator || category == .paragraphSeparator
+            #expect(Violation.isHidden(scalar) == expected, "U+\(String(value, radix: 16))")
+        }
+    }
+
     @Test mutating func visibleUnicodeIsWelcome() {
-        for text in ["café", "東京", "🙂", "a b", "tab\tless? no"] where !text.contains("\t") {
+        // Emoji tag sequences (a subdivision flag) are format characters beyond the BMP: allowed.
+        for text in ["café", "東京", "🙂", "a b", "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}"] {
             #expect(registry.register(service: "api", address: text, fields: InstanceFields(tags: [text], metadata: [("k", text)]),
                                       now: clock.now) == .registered)
         }

@@ -206,6 +206,15 @@ extension Handling {
             return
         }
         #expect(wait == .seconds(600))
+        // --max-wait lowers the cut.
+        let impatient = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30))),
+                                    logger: Logger(level: .error), maximumWait: .seconds(2))
+        guard case .park(_, let short) = impatient.handle(method: .get, path: "/services?index=5&wait=1h", now: now),
+              case .park(_, let defaulted) = impatient.handle(method: .get, path: "/services?index=5", now: now) else {
+            Issue.record("a blocking query with a short --max-wait must park")
+            return
+        }
+        #expect(short == .seconds(2) && defaulted == .seconds(2))
     }
 
     @Test func errorsHaveOneShape() {

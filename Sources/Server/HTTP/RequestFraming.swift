@@ -80,6 +80,9 @@ struct RequestFraming {
         var contentLengths = 0
         var contentLength = 0
         var transferEncoding: String?
+        /// The methods the target allows, for a refusal at the end of the head.
+        var allow: StaticString = "GET, HEAD, POST"
+        var methodName = ""
     }
 
     private enum Method: Equatable {
@@ -211,6 +214,8 @@ struct RequestFraming {
             return Rejection(status: 405, message: "method \(Violation.shown(String(decoding: method, as: UTF8.self))) is not "
                 + "allowed here; use \(allowedMethods(path))", allow: allowedMethods(path))
         }
+        head.allow = allowedMethods(Self.path(of: target))
+        head.methodName = String(decoding: method, as: UTF8.self)
         if target[0] != UInt8(ascii: "/") && !Self.isAbsoluteForm(target) && !(head.method == .options && target.count == 1 && target[0] == UInt8(ascii: "*")) {
             return Rejection(status: 400, message: "the request target must be a path starting with '/'")
         }
@@ -269,7 +274,13 @@ struct RequestFraming {
         } else if head.contentLengths > 1 {
             rejection = Rejection(status: 400, message: "the request has \(head.contentLengths) Content-Length headers; send one")
         } else if head.contentLength > 0 && !head.method.hasBody {
-            rejection = Rejection(status: 400, message: "this method takes no body, and the request has Content-Length \(head.contentLength)")
+            // The body cannot be let through (evhttp would parse it as the next request). A
+            // method the target does not serve anyway is told so; one it serves, that it
+            // takes no body.
+            let allowed = "\(head.allow)".split(separator: ",").map { $0.trimmingPrefix(" ") }.contains { $0 == head.methodName }
+            rejection = allowed
+                ? Rejection(status: 400, message: "\(head.methodName) takes no body, and the request has Content-Length \(head.contentLength)")
+                : Rejection(status: 405, message: "method \(head.methodName) is not allowed here; use \(head.allow)", allow: head.allow)
         } else {
             rejection = nil
         }

@@ -39,9 +39,11 @@ let package = Package(
         .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "JSON"]),
         // The seed's example service, for real: serves HTTP, registers, heartbeats, deregisters.
         .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "JSON"]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
-        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON"]),
+        // What the test targets share: a seeded generator for reproducible random inputs.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -102,59 +102,48 @@ def idle_health(port, seconds):
     return finish(health_probe(port, seconds))
 
 
-def run_services(args):
+def change_then_read(args, change, read_path):
+    """`change(conn, serial)` then GET `read_path`, back to back for args.seconds, with
+    /health probed from another process; the same probe first on the idle registry."""
     idle = idle_health(args.port, args.seconds / 2)
     conn = Connection(args.port)
     probe = health_probe(args.port, args.seconds)
     deadline = time.monotonic() + args.seconds
-    lists = changes = 0
+    changes = 0
     size = 0
-    serial = 0
     while time.monotonic() < deadline:
+        change(conn, changes)
+        changes += 1
+        status, size = conn.request("GET", read_path)
+        if status != 200:
+            raise SystemExit(f"{read_path} answered {status}")
+    loaded = finish(probe)
+    conn.close()
+    return {"kind": "large-state", "scenario": args.scenario, "idle": idle, "loaded": loaded,
+            "changes": changes, "reads": changes, "answer_bytes": size, "rss": rss_bytes(args.pid)}
+
+
+def run_services(args):
+    def change(conn, serial):
         # A new service, then its removal: each moves the index and the listing.
-        name = f"churn-{serial % 64}"
         path = "/register" if serial % 128 < 64 else "/deregister"
-        body = json.dumps({"service": name, "address": "127.0.0.1:1"}).encode()
+        body = json.dumps({"service": f"churn-{serial % 64}", "address": "127.0.0.1:1"}).encode()
         status, _ = conn.request("POST", path, body)
         if status >= 300 and status != 404:
             raise SystemExit(f"{path} answered {status}")
-        changes += 1
-        serial += 1
-        status, size = conn.request("GET", "/services")
-        if status != 200:
-            raise SystemExit(f"/services answered {status}")
-        lists += 1
-    loaded = finish(probe)
-    conn.close()
-    return {"kind": "large-state", "scenario": args.scenario, "idle": idle, "loaded": loaded,
-            "changes": changes, "reads": lists, "answer_bytes": size, "rss": rss_bytes(args.pid)}
+    return change_then_read(args, change, "/services")
 
 
 def run_service(args):
-    idle = idle_health(args.port, args.seconds / 2)
-    conn = Connection(args.port)
-    probe = health_probe(args.port, args.seconds)
-    deadline = time.monotonic() + args.seconds
-    reads = changes = 0
-    size = 0
     rng = random.Random(7)
-    statuses = ["UP", "OUT_OF_SERVICE"]
-    while time.monotonic() < deadline:
-        instance = rng.randrange(args.instances)
-        body = json.dumps({"service": args.service, "address": f"127.0.0.1:{20000 + instance}",
-                           "status": statuses[changes % 2]}).encode()
+
+    def change(conn, serial):
+        body = json.dumps({"service": args.service, "address": f"127.0.0.1:{20000 + rng.randrange(args.instances)}",
+                           "status": ["UP", "OUT_OF_SERVICE"][serial % 2]}).encode()
         status, _ = conn.request("POST", "/status", body)
         if status != 200:
             raise SystemExit(f"/status answered {status}")
-        changes += 1
-        status, size = conn.request("GET", f"/discover/{args.service}")
-        if status != 200:
-            raise SystemExit(f"/discover answered {status}")
-        reads += 1
-    loaded = finish(probe)
-    conn.close()
-    return {"kind": "large-state", "scenario": args.scenario, "idle": idle, "loaded": loaded,
-            "changes": changes, "reads": reads, "answer_bytes": size, "rss": rss_bytes(args.pid)}
+    return change_then_read(args, change, f"/discover/{args.service}")
 
 
 def run_slow_streams(args):

@@ -152,27 +152,15 @@ struct Config: Equatable {
         },
         Option(flag: "--max-connections", variable: "REGISTRY_MAX_CONNECTIONS", valueName: "COUNT",
                help: "client connections open at once; one more is answered 503 and closed (default: the descriptor limit less 5 %, at least 64 spare)") { config, value in
-            guard let count = DecimalText.unsigned(value).map(Int.init), count >= 1, count <= 10_000_000 else {
-                return "must be an integer from 1 to 10000000"
-            }
-            config.maxConnections = count
-            return nil
+            assignCount(value, minimum: 1, maximum: 10_000_000) { config.maxConnections = $0 }
         },
         Option(flag: "--max-watchers", variable: "REGISTRY_MAX_WATCHERS", valueName: "COUNT",
                help: "long-polls and streams held at once; one more is answered 503 (default 50000)") { config, value in
-            guard let count = DecimalText.unsigned(value).map(Int.init), count >= 1, count <= 10_000_000 else {
-                return "must be an integer from 1 to 10000000"
-            }
-            config.maxWatchers = count
-            return nil
+            assignCount(value, minimum: 1, maximum: 10_000_000) { config.maxWatchers = $0 }
         },
         Option(flag: "--max-watchers-per-client", variable: "REGISTRY_MAX_WATCHERS_PER_CLIENT", valueName: "COUNT",
                help: "long-polls and streams one client address may hold; one more is answered 429; 0 for no limit (default 0)") { config, value in
-            guard let count = DecimalText.unsigned(value).map(Int.init), count <= 10_000_000 else {
-                return "must be an integer from 0 to 10000000"
-            }
-            config.maxWatchersPerClient = count
-            return nil
+            assignCount(value, minimum: 0, maximum: 10_000_000) { config.maxWatchersPerClient = $0 }
         },
         Option(flag: "--max-wait", variable: "REGISTRY_MAX_WAIT", valueName: "SECONDS",
                help: "the longest a blocking query (index=…) is held; longer waits are cut to it (default 600)") { config, value in
@@ -322,6 +310,16 @@ struct Config: Equatable {
         }
         lines.append("  -h, --help".padding(toLength: 36) + "show this help and exit")
         return lines.joined(separator: "\n")
+    }
+
+    /// Parses `value` as a decimal count within bounds and hands it to `assign`; returns the
+    /// problem, if any, in the options' "must be …" form.
+    private static func assignCount(_ value: String, minimum: Int, maximum: Int, _ assign: (Int) -> Void) -> String? {
+        guard let count = DecimalText.unsigned(value).map(Int.init), count >= minimum, count <= maximum else {
+            return "must be an integer from \(minimum) to \(maximum)"
+        }
+        assign(count)
+        return nil
     }
 
     /// Parses `value` as seconds within bounds and hands it to `assign`; returns the

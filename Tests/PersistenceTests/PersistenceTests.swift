@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Persistence
 @testable import Registry
 
@@ -153,7 +154,7 @@ import Testing
     func largeGarbageIsDamageNeverATornTail(validRecords: Int) throws {
         let (_, journal) = history()
         let valid = Recovery.frame(Array(journal.prefix(validRecords)), wallOffset: wallOffset)
-        var random = SeededBytes(seed: 3)
+        var random = SplitMix64(state: 3)
         for size in [3_000_000, 9_000_000] {
             let bytes = valid + random.bytes(size)
             var restored = Registry(heartbeatTimeout: .seconds(30))
@@ -185,7 +186,7 @@ import Testing
                 return "damaged"
             }
         }
-        var random = SeededBytes(seed: 11)
+        var random = SplitMix64(state: 11)
         let partialOfLongest = header(Frames.maxPayloadBytes) + random.bytes(longest - 8 - 1)
         #expect(ending(partialOfLongest) == "torn")
         #expect(ending(partialOfLongest + [UInt8](repeating: 0, count: 1 << 20)) == "torn")
@@ -202,12 +203,12 @@ import Testing
     }
 
     @Test func theChecksumOfAnySliceComesFromTwoPrefixStates() {
-        var random = SeededBytes(seed: 5)
+        var random = SplitMix64(state: 5)
         let bytes = random.bytes(4096)
         var states: [UInt32] = []
         bytes.withUnsafeBytes { CRC32C.prefixStates($0, into: &states) }
         let shifts = CRC32C.byteShifts(count: 4097)
-        var generator = SeededBytes(seed: 6)
+        var generator = SplitMix64(state: 6)
         for _ in 0..<500 {
             let a = Int(generator.next() % 4096)
             let b = a + Int(generator.next() % UInt64(4096 - a + 1))
@@ -279,33 +280,5 @@ import Testing
         var plain = Registry(heartbeatTimeout: .seconds(30))
         _ = plain.register(service: "api", address: "a", now: now)
         #expect(plain.takeJournal().isEmpty)
-    }
-}
-
-/// SplitMix64 bytes: reproducible garbage.
-struct SeededBytes {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        var result = [UInt8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            var word = next()
-            for _ in 0..<8 where index < count {
-                result[index] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                index += 1
-            }
-        }
-        return result
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Registry
 
 /// The field rules as classes: every number a client can send, every hidden character,
@@ -91,7 +92,7 @@ import Testing
     /// Whatever the rules let in can be heartbeated, updated and deregistered by the name it
     /// was registered under: the address stands in for a missing id, so their rules agree.
     @Test mutating func everythingRegistrableCanBeReachedAgain() {
-        var random = SeededRandom(seed: 7)
+        var random = SplitMix64(state: 7)
         for round in 0..<400 {
             let address = random.text(length: Int.random(in: 1...Violation.maxAddressLength, using: &random))
             let id: String? = Bool.random(using: &random) ? random.text(length: Int.random(in: 1...Violation.maxIDLength, using: &random)) : nil
@@ -106,28 +107,5 @@ import Testing
             #expect(registry.deregister(service: service, id: name, now: clock.now) == .done(changed: true))
         }
         #expect(registry.instanceCount == 0)
-    }
-}
-
-/// SplitMix64 with text helpers: reproducible inputs for the property tests.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `length` visible characters: printable ASCII mostly, with some of two, three and
-    /// four UTF-8 bytes.
-    mutating func text(length: Int) -> String {
-        let alphabet: [Unicode.Scalar] = (0x21...0x7E).map { Unicode.Scalar($0)! } + ["é", "ß", "東", "京", "🙂", "€", " "]
-        var result = String.UnicodeScalarView()
-        for _ in 0..<length { result.append(alphabet[Int.random(in: 0..<alphabet.count, using: &self)]) }
-        return String(result)
     }
 }

@@ -3,6 +3,7 @@ import Testing
 import Registry
 @testable import Server
 import JSON
+import TestSupport
 
 /// Hostile input through the router, as classes: every numeric field and parameter with
 /// every extreme a client can write, and bodies from a generator. Nothing may trap, and a

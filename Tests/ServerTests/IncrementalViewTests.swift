@@ -3,6 +3,7 @@ import Testing
 @testable import Registry
 @testable import Server
 import JSON
+import TestSupport
 
 /// The incrementally kept answers (`/services` in blocks, `/discover` per instance version)
 /// against answers made from scratch, through random changes: they must never differ.

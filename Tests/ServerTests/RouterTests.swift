@@ -3,19 +3,7 @@ import Testing
 import Registry
 @testable import Server
 import JSON
-
-/// The API with no sockets: the router, the handlers and their caches, on a fake clock.
-/// A small deterministic generator (SplitMix64), so that random picks are exact in tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 extension Handling {
     var response: Response? {

@@ -4,19 +4,33 @@ import Registry
 ///
 /// Times are stored as Unix nanoseconds (wall time), because the monotonic clock restarts
 /// with the machine: `wallOffset` is wall time minus monotonic time, read by the caller.
-/// Version 1 layout: `u8 kind`, `u64 change index`, then for an upsert the service, id,
-/// address, tags, metadata, weight, zone, status, TTL and registration time, for a removal
-/// the service and id, for an index mark nothing more. A snapshot file starts with a header
-/// record (its own kind) that gives the change index, and ends with a trailer record that
-/// gives the number of instance records between them.
+///
+/// Layout: `u8 kind`, then, for the kinds written since format 2, `u8 format`; then `u64
+/// change index`, then for an upsert the service, id, address, tags, metadata, weight, zone,
+/// status, TTL and registration time, for a removal the service and id, for an index mark
+/// nothing more. Format 1 (kinds 1–3) had no format byte; it is still read, so that a data
+/// directory written before format 2 loads. A record of a format above `currentFormat` is
+/// refused with a message that says it was written by a newer registry, never taken for
+/// damage. A snapshot file starts with a header record (its own kind) that gives the change
+/// index, and ends with a trailer record that gives the number of instance records between.
 public enum JournalCodec {
     struct Failure: Error, Equatable {
         let reason: String
+        /// Written by a newer registry, in a format this one does not know.
+        var isNewerFormat = false
     }
 
-    private static let upsertKind: UInt8 = 1
-    private static let removeKind: UInt8 = 2
-    private static let indexKind: UInt8 = 3
+    /// The record format this registry writes, and the newest it reads.
+    static let currentFormat: UInt8 = 2
+
+    // Format 1, without a format byte.
+    private static let upsertKindV1: UInt8 = 1
+    private static let removeKindV1: UInt8 = 2
+    private static let indexKindV1: UInt8 = 3
+    // Format 2 on, followed by the format byte.
+    private static let upsertKind: UInt8 = 0x11
+    private static let removeKind: UInt8 = 0x12
+    private static let indexKind: UInt8 = 0x13
     private static let snapshotHeaderKind: UInt8 = 0x53
 
     private static let snapshotTrailerKind: UInt8 = 0x54
@@ -27,7 +41,7 @@ public enum JournalCodec {
     /// in step with `encode`.
     public static let maxPayloadBytes: Int = {
         let string = 4
-        let upsert = 1 + 8
+        let upsert = 1 + 1 + 8
             + string + Violation.maxServiceNameLength
             + string + Violation.maxIDLength * 4
             + string + Violation.maxAddressLength * 4
@@ -83,36 +97,54 @@ public enum JournalCodec {
         switch entry {
         case .upsert(let state, let index):
             writer.u8(upsertKind)
+            writer.u8(currentFormat)
             writer.u64(index)
+            let attributes = state.attributes
             writer.string(state.service)
             writer.string(state.id)
-            writer.string(state.address)
-            writer.u32(UInt32(state.tags.count))
-            for tag in state.tags { writer.string(tag) }
-            writer.u32(UInt32(state.metadata.count))
-            for entry in state.metadata {
+            writer.string(attributes.address)
+            writer.u32(UInt32(attributes.tags.count))
+            for tag in attributes.tags { writer.string(tag) }
+            writer.u32(UInt32(attributes.metadata.count))
+            for entry in attributes.metadata {
                 writer.string(entry.key)
                 writer.string(entry.value)
             }
-            writer.u32(UInt32(state.weight))
-            writer.string(state.zone ?? "")
-            writer.string(state.status.rawValue)
-            writer.i64(state.ttl?.wholeNanoseconds ?? 0)
+            writer.u32(UInt32(attributes.weight))
+            writer.string(attributes.zone ?? "")
+            writer.string(attributes.status.rawValue)
+            writer.i64(attributes.ttl?.wholeNanoseconds ?? 0)
             writer.i64(state.registeredAt.nanoseconds &+ wallOffset)
         case .remove(let service, let id, let index):
             writer.u8(removeKind)
+            writer.u8(currentFormat)
             writer.u64(index)
             writer.string(service)
             writer.string(id)
         case .indexAdvanced(let index):
             writer.u8(indexKind)
+            writer.u8(currentFormat)
             writer.u64(index)
         }
     }
 
     static func decode(_ payload: ArraySlice<UInt8>, wallOffset: Int64) throws(Failure) -> JournalEntry {
         var reader = ByteReader(payload)
-        guard let kind = reader.u8(), let index = reader.u64() else { throw Failure(reason: "truncated record header") }
+        guard var kind = reader.u8() else { throw Failure(reason: "truncated record header") }
+        switch kind {
+        case upsertKindV1, removeKindV1, indexKindV1:
+            // Format 1: the same fields, without a format byte.
+            kind += 0x10
+        case upsertKind, removeKind, indexKind:
+            guard let format = reader.u8() else { throw Failure(reason: "truncated record header") }
+            if format > currentFormat {
+                throw Failure(reason: "a record of format \(format), written by a newer registry (this one reads formats 1 to "
+                    + "\(currentFormat))", isNewerFormat: true)
+            }
+        default:
+            throw Failure(reason: "unknown record kind \(kind)")
+        }
+        guard let index = reader.u64() else { throw Failure(reason: "truncated record header") }
         switch kind {
         case indexKind:
             guard reader.isAtEnd else { throw Failure(reason: "malformed index record") }
@@ -131,10 +163,10 @@ public enum JournalCodec {
                 tags.append(tag)
             }
             guard let metadataCount = reader.u32(), metadataCount <= 4096 else { throw Failure(reason: "malformed metadata") }
-            var metadata: [(key: String, value: String)] = []
+            var metadata: [MetadataEntry] = []
             for _ in 0..<metadataCount {
                 guard let key = reader.string(), let value = reader.string() else { throw Failure(reason: "malformed metadata") }
-                metadata.append((key, value))
+                metadata.append(MetadataEntry(key, value))
             }
             guard let weight = reader.u32(), let zone = reader.string(), let statusText = reader.string(),
                   let status = InstanceStatus(rawValue: statusText), let ttl = reader.i64(), let registeredAt = reader.i64(),
@@ -148,5 +180,14 @@ public enum JournalCodec {
         default:
             throw Failure(reason: "unknown record kind \(kind)")
         }
+    }
+
+    /// Encodes `entry` in format 1, as registries before format 2 wrote it: for tests that
+    /// check such files still load.
+    static func encodeFormat1(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
+        var bytes = encode(entry, wallOffset: wallOffset)
+        bytes[0] -= 0x10
+        bytes.remove(at: 1)
+        return bytes
     }
 }

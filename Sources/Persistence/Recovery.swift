@@ -34,6 +34,8 @@ public enum Recovery {
         public let reason: String
         /// Where the next valid record starts, if one does.
         public let nextValid: Int?
+        /// Not damage: a record of a newer format than this registry reads.
+        public var isNewerFormat = false
     }
 
     /// Applies every valid record of `bytes` to `registry`.
@@ -51,6 +53,7 @@ public enum Recovery {
                 entry = try JournalCodec.decode(payload, wallOffset: wallOffset)
             } catch {
                 let offset = payload.startIndex - Frames.headerBytes
+                if error.isNewerFormat { throw Damage(offset: offset, reason: error.reason, nextValid: nil, isNewerFormat: true) }
                 throw Damage(offset: offset, reason: "a record this server cannot read (\(error.reason))",
                              nextValid: FrameSearch.nextValidFrame(in: bytes, from: offset + 1, before: bytes.count,
                                                                    isRecord: JournalCodec.isRecord))
@@ -170,6 +173,10 @@ extension Recovery {
         let replayed = logs.filter { $0 >= (base ?? 0) }.sorted()
 
         func refuse(_ name: String, _ damage: Damage, size: Int) -> StorageError {
+            if damage.isNewerFormat {
+                return StorageError("\(directory.path)/\(name) holds \(damage.reason) at byte \(damage.offset): run that registry "
+                    + "version (or a later one) on this data directory; this one cannot read it, and --repair would drop those records")
+            }
             let next = damage.nextValid.map { "the next valid record starts at byte \($0), \($0 - damage.offset) bytes later" }
                 ?? "no valid record follows it"
             return StorageError("\(directory.path)/\(name) is damaged at byte \(damage.offset) of \(size) (\(damage.reason)); \(next). "
@@ -189,7 +196,7 @@ extension Recovery {
             case .failure(let damage):
                 // A snapshot is renamed into place only once whole and fsynced: any flaw is
                 // damage, torn or not.
-                guard repair else { throw refuse(name, damage, size: bytes.count) }
+                guard repair, !damage.isNewerFormat else { throw refuse(name, damage, size: bytes.count) }
                 var salvaged = Registry(policy: registry.policy)
                 let report = salvageSnapshot(bytes, into: &salvaged, now: now, wallOffset: wallOffset)
                 registry = salvaged
@@ -209,7 +216,7 @@ extension Recovery {
             do {
                 report = try replay(bytes, into: &registry, now: now, wallOffset: wallOffset, repair: false)
             } catch {
-                guard repair else { throw refuse(name, error, size: bytes.count) }
+                guard repair, !error.isNewerFormat else { throw refuse(name, error, size: bytes.count) }
                 // Start the file over, keeping every valid record wherever it is. Replaying
                 // the records before the damage again is harmless: each is a whole state or
                 // a removal, applied in order.
@@ -260,6 +267,10 @@ extension Recovery {
             do {
                 entry = try JournalCodec.decode(payload, wallOffset: wallOffset)
             } catch {
+                if error.isNewerFormat {
+                    return .failure(Damage(offset: payload.startIndex - Frames.headerBytes, reason: error.reason, nextValid: nil,
+                                           isNewerFormat: true))
+                }
                 return .failure(damage(payload.startIndex - Frames.headerBytes, "a record this server cannot read (\(error.reason))"))
             }
             records += 1

@@ -33,3 +33,19 @@ extension Duration {
         return scaled &+ attoseconds / 1_000_000_000
     }
 }
+
+extension Duration {
+    /// "30s", "0.5s": the shortest decimal that states the duration in seconds.
+    public var secondsText: String {
+        let nanos = wholeNanoseconds
+        var text = String(nanos / 1_000_000_000)
+        let fraction = abs(nanos % 1_000_000_000)
+        if fraction != 0 {
+            var digits = String(fraction)
+            digits = String(repeating: "0", count: 9 - digits.count) + digits
+            while digits.hasSuffix("0") { digits.removeLast() }
+            text += "." + digits
+        }
+        return text + "s"
+    }
+}

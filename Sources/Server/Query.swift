@@ -18,7 +18,7 @@ struct ReadQuery: Equatable {
 
     var tags: [String] = []
     var zone: String?
-    var metadata: [(key: String, value: String)] = []
+    var metadata: [MetadataEntry] = []
     var status: StatusFilter = .only(.up)
     var pick: Pick?
     var limit: Int?
@@ -43,12 +43,6 @@ struct ReadQuery: Equatable {
     /// True when the answer is the plain, cacheable one: UP instances, no filter, no pick.
     var isDefaultListing: Bool {
         tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && pick == nil && limit == nil
-    }
-
-    static func == (lhs: ReadQuery, rhs: ReadQuery) -> Bool {
-        lhs.tags == rhs.tags && lhs.zone == rhs.zone && lhs.status == rhs.status && lhs.pick == rhs.pick
-            && lhs.limit == rhs.limit && lhs.index == rhs.index && lhs.wait == rhs.wait
-            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
     }
 
     /// Which parameters a route takes: filters only on instance listings.
@@ -110,10 +104,10 @@ struct ReadQuery: Equatable {
             limit = parsed
         case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
             let key = String(name.dropFirst(5))
-            if let violation = Violation.checkMetadata([(key, value)]) {
+            if let violation = Violation.checkMetadata([MetadataEntry(key, value)]) {
                 throw BodyProblem(message: "query parameter '\(Violation.shown(name))': " + violation.message)
             }
-            metadata.append((key, value))
+            metadata.append(MetadataEntry(key, value))
         default:
             let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
             throw BodyProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")

@@ -296,8 +296,8 @@ final class RegistryAPI {
             if views.count > 2 * registry.serviceCount + 1024 { views = views.filter { registry.contains(service: $0.key) } }
             views[name] = view
         }
-        view.update(from: registry, changeIndex: changeIndex, wallOffset: wallOffset)
-        view.refresh(from: registry, tick: now.nanoseconds / Self.tickNanoseconds, wallOffset: wallOffset)
+        view.update(from: &registry, changeIndex: changeIndex, now: now, wallOffset: wallOffset)
+        view.refresh(from: &registry, tick: now.nanoseconds / Self.tickNanoseconds, now: now, wallOffset: wallOffset)
         if query.isDefaultListing {
             var response = Response(status: 200, body: view.plainParts.first ?? [], index: changeIndex)
             response.segments = Array(view.plainParts.dropFirst())

@@ -151,16 +151,16 @@ private struct BodyObject {
     }
 
     /// An object of string values, returned sorted by key.
-    func optionalStringMap(_ name: String) throws(BodyProblem) -> [(key: String, value: String)]? {
+    func optionalStringMap(_ name: String) throws(BodyProblem) -> [MetadataEntry]? {
         guard let member = value[member: name] else { return nil }
         guard case .object(let members) = member else { throw wrongType(name, "an object of strings", member) }
-        var result: [(key: String, value: String)] = []
+        var result: [MetadataEntry] = []
         result.reserveCapacity(members.count)
         for entry in members {
             guard case .string(let text) = entry.value else {
                 throw BodyProblem(message: "field '\(name)' must be an object of strings; \(Violation.quoted(entry.name)) is \(entry.value.kindDescription)")
             }
-            result.append((entry.name, text))
+            result.append(MetadataEntry(entry.name, text))
         }
         return result.sorted { $0.key < $1.key }
     }

@@ -32,7 +32,7 @@ import Testing
     private func churn(_ registry: inout Registry, rounds: Range<Int>) -> [JournalEntry] {
         for round in rounds {
             _ = registry.register(service: "s\(round % 4)", address: "a\(round)",
-                                  fields: InstanceFields(tags: ["t\(round % 3)"], metadata: [("n", "\(round)")]), now: now)
+                                  fields: InstanceFields(tags: ["t\(round % 3)"], metadata: [MetadataEntry("n", "\(round)")]), now: now)
             if round % 3 == 0 { _ = registry.setStatus(service: "s\(round % 4)", id: "a\(round)", status: .down, now: now) }
             if round % 5 == 0 && round > 0 { _ = registry.deregister(service: "s\((round - 1) % 4)", id: "a\(round - 1)", now: now) }
         }
@@ -229,6 +229,30 @@ import Testing
                                 wallOffset: wallOffset, repair: false)
         #expect(sorted(repaired) == sorted(expected))
         #expect(FileManager.default.fileExists(atPath: fileURL("log-000000000001.log.damaged").path))
+    }
+
+    /// A record a newer registry wrote is not damage: start-up is refused with what to run,
+    /// and `--repair` does not drop it either.
+    @Test func aNewerRecordFormatIsRefusedEvenWithRepair() throws {
+        var original = journaling()
+        let entries = churn(&original, rounds: 0..<5)
+        var newer = JournalCodec.encode(entries[0], wallOffset: wallOffset)
+        newer[1] = JournalCodec.currentFormat + 1
+        var framed = ByteWriter()
+        Frames.appendFrame(to: &framed) { $0.bytes.append(contentsOf: newer) }
+        do {
+            let directory = try DataDirectory.open(path)
+            try directory.openLog(generation: 1).append(Recovery.frame(Array(entries.dropFirst()), wallOffset: wallOffset) + framed.bytes)
+        }
+        for repair in [false, true] {
+            do {
+                _ = try load(repair: repair)
+                Issue.record("a newer format was loaded (repair: \(repair))")
+            } catch let error as StorageError {
+                #expect(error.message.contains("written by a newer registry"), "\(error.message)")
+                #expect(error.message.contains("--repair would drop those records"))
+            }
+        }
     }
 
     @Test func aDamagedSnapshotIsRefused() throws {

@@ -18,7 +18,7 @@ import TestSupport
         var registry = journaling()
         var clock = now
         _ = registry.register(service: "api", id: "i-1", address: "http://a:1",
-                              fields: InstanceFields(tags: ["v2", "é"], metadata: [("k", "v")], weight: 7, zone: "z1",
+                              fields: InstanceFields(tags: ["v2", "é"], metadata: [MetadataEntry("k", "v")], weight: 7, zone: "z1",
                                                      status: .starting, ttl: .seconds(90)), now: clock)
         _ = registry.register(service: "api", address: "http://b:2", now: clock)
         _ = registry.register(service: "web", address: "w", fields: InstanceFields(ttl: .seconds(5)), now: clock)
@@ -51,6 +51,33 @@ import TestSupport
         }
     }
 
+    @Test func recordsOfFormatOneAreStillRead() throws {
+        let (_, journal) = history()
+        for entry in journal {
+            let old = JournalCodec.encodeFormat1(entry, wallOffset: wallOffset)
+            #expect(try JournalCodec.decode(old[...], wallOffset: wallOffset) == entry)
+            #expect(old.count + 1 == JournalCodec.encode(entry, wallOffset: wallOffset).count)
+        }
+    }
+
+    @Test func aRecordOfANewerFormatIsRefusedAsSuchNotAsDamage() throws {
+        let (_, journal) = history()
+        var newer = JournalCodec.encode(journal[0], wallOffset: wallOffset)
+        newer[1] = JournalCodec.currentFormat + 1
+        var bytes = Recovery.frame(Array(journal.dropFirst()), wallOffset: wallOffset)
+        var framed = ByteWriter()
+        Frames.appendFrame(to: &framed) { $0.bytes.append(contentsOf: newer) }
+        bytes = framed.bytes + bytes
+        var registry = Registry(heartbeatTimeout: .seconds(30))
+        do {
+            _ = try Recovery.replay(bytes, into: &registry, now: now, wallOffset: wallOffset, repair: false)
+            Issue.record("a newer record was read")
+        } catch {
+            #expect(error.isNewerFormat)
+            #expect(error.reason.contains("written by a newer registry"))
+        }
+    }
+
     @Test func replayingTheJournalRebuildsTheState() throws {
         let (original, journal) = history()
         var restored = Registry(heartbeatTimeout: .seconds(30))
@@ -64,7 +91,7 @@ import TestSupport
         restored.finishRestore(changeIndex: report.lastChangeIndex, now: later)
         #expect(restored.changeIndex > original.changeIndex)
         // Restored instances get a full TTL from the moment of recovery.
-        let instance = try #require(restored.instances(ofService: "api").first { $0.id == "i-1" })
+        let instance = try #require(restored.instances(ofService: "api", now: later).first { $0.id == "i-1" })
         #expect(instance.deadline == later + .seconds(90))
         #expect(instance.registeredAt == now)
     }
@@ -224,8 +251,8 @@ import TestSupport
             service: String(repeating: "s", count: Violation.maxServiceNameLength), id: wide, address: wide,
             tags: (0..<Violation.maxTags).map { "\($0)" + String(repeating: "🙂", count: Violation.maxTagLength - 2) },
             metadata: (0..<Violation.maxMetadataEntries).map {
-                (String(format: "%03d", $0) + String(repeating: "k", count: Violation.maxMetadataKeyLength - 3),
-                 String(repeating: "🙂", count: Violation.maxMetadataValueLength))
+                MetadataEntry(String(format: "%03d", $0) + String(repeating: "k", count: Violation.maxMetadataKeyLength - 3),
+                              String(repeating: "🙂", count: Violation.maxMetadataValueLength))
             },
             weight: 1000, zone: String(repeating: "z", count: Violation.maxZoneLength), status: .outOfService,
             ttl: .seconds(3600), registeredAt: now)

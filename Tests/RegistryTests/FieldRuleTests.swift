@@ -32,7 +32,7 @@ import TestSupport
         #expect(registry.register(service: "api", address: "b", fields: InstanceFields(ttl: .seconds(600)), now: clock.now) == .registered)
         #expect(registry.register(service: "api", address: "c", fields: InstanceFields(ttl: .seconds(1.000000001)), now: clock.now) == .registered)
         _ = registry.serviceChangeIndex("api", now: clock.now)
-        #expect(registry.instances(ofService: "api").map(\.ttl) == [.seconds(1), .seconds(600), .nanoseconds(1_000_000_001)])
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.ttl) == [.seconds(1), .seconds(600), .nanoseconds(1_000_000_001)])
     }
 
     @Test(arguments: [
@@ -45,7 +45,7 @@ import TestSupport
             registry.register(service: "api", address: text, now: clock.now),
             registry.register(service: "api", id: text, address: "a", now: clock.now),
             registry.register(service: "api", address: "a", fields: InstanceFields(tags: [text]), now: clock.now),
-            registry.register(service: "api", address: "a", fields: InstanceFields(metadata: [("k", text)]), now: clock.now),
+            registry.register(service: "api", address: "a", fields: InstanceFields(metadata: [MetadataEntry("k", text)]), now: clock.now),
         ]
         for outcome in attempts {
             guard case .invalid(let violation) = outcome else {
@@ -72,7 +72,7 @@ import TestSupport
     @Test mutating func visibleUnicodeIsWelcome() {
         // Emoji tag sequences (a subdivision flag) are format characters beyond the BMP: allowed.
         for text in ["café", "東京", "🙂", "a b", "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}"] {
-            #expect(registry.register(service: "api", address: text, fields: InstanceFields(tags: [text], metadata: [("k", text)]),
+            #expect(registry.register(service: "api", address: text, fields: InstanceFields(tags: [text], metadata: [MetadataEntry("k", text)]),
                                       now: clock.now) == .registered)
         }
     }

@@ -26,7 +26,7 @@ struct FakeClock {
         #expect(registry.register(service: "api", address: "http://a:1", now: clock.now) == .registered)
         #expect(registry.register(service: "api", address: "http://b:2", now: clock.now) == .registered)
         #expect(registry.serviceChangeIndex("api", now: clock.now) != nil)
-        #expect(registry.instances(ofService: "api").map(\.address) == ["http://a:1", "http://b:2"])
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.address) == ["http://a:1", "http://b:2"])
         #expect(registry.serviceSummaries(now: clock.now).map { [$0.name: $0.instanceCount] } == [["api": 2]])
     }
 
@@ -38,7 +38,7 @@ struct FakeClock {
         clock.advance(.seconds(20))
         // 40 s after the first registration but 20 s after the renewal: still alive.
         #expect(registry.serviceChangeIndex("api", now: clock.now) != nil)
-        let instance = registry.instances(ofService: "api")[0]
+        let instance = registry.instances(ofService: "api", now: clock.now)[0]
         #expect(instance.registeredAt == first)
         #expect(instance.lastHeartbeat == first + .seconds(20))
     }
@@ -57,7 +57,7 @@ struct FakeClock {
         _ = registry.register(service: "api", address: "b", now: clock.now)
         #expect(registry.deregister(service: "api", id: "zzz", now: clock.now) == .unknownInstance)
         #expect(registry.deregister(service: "api", id: "a", now: clock.now) == .done(changed: true))
-        #expect(registry.instances(ofService: "api").map(\.address) == ["b"])
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.address) == ["b"])
         #expect(registry.deregister(service: "api", id: "b", now: clock.now) == .done(changed: true))
         // The last instance took its service with it.
         #expect(registry.serviceChangeIndex("api", now: clock.now) == nil)
@@ -128,7 +128,7 @@ struct FakeClock {
         #expect(registry.serviceSummaries(now: clock.now).first { $0.name == "api" }?.instanceCount == 1)
         let before = registry.changeIndex
         #expect(registry.serviceChangeIndex("api", now: clock.now) == before + 1)
-        #expect(registry.instances(ofService: "api").map(\.address) == ["new"])
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.address) == ["new"])
         #expect(expiredAddresses() == ["old"])
     }
 
@@ -140,7 +140,7 @@ struct FakeClock {
         #expect(registry.deregister(service: "api", id: "a", now: clock.now) == .unknownInstance)
         // Registering again starts a new life: new uptime.
         #expect(registry.register(service: "api", address: "a", now: clock.now) == .registered)
-        #expect(registry.instances(ofService: "api").first { $0.address == "a" }?.registeredAt == clock.now)
+        #expect(registry.instances(ofService: "api", now: clock.now).first { $0.address == "a" }?.registeredAt == clock.now)
         #expect(expiredAddresses() == ["a"])
         clock.advance(.seconds(1))
         #expect(registry.heartbeat(service: "api", id: "b", now: clock.now) == .unknownInstance)
@@ -192,7 +192,7 @@ struct FakeClock {
             #expect(registry.deregister(service: "api", id: "a\(index)", now: clock.now) == .done(changed: true))
         }
         let expected = stride(from: 2, to: 100, by: 3).map { "a\($0)" }
-        #expect(registry.instances(ofService: "api").map(\.address) == expected)
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.address) == expected)
         // Every survivor can still be found and removed after the holes were squeezed out.
         for address in expected {
             #expect(registry.deregister(service: "api", id: address, now: clock.now) == .done(changed: true))
@@ -209,7 +209,7 @@ struct FakeClock {
         }
         _ = expiredAddresses()
         _ = registry.register(service: "api", address: "a", now: clock.now)
-        #expect(registry.instances(ofService: "api").map(\.address) == ["a"])
+        #expect(registry.instances(ofService: "api", now: clock.now).map(\.address) == ["a"])
     }
 }
 

@@ -13,7 +13,7 @@ import Testing
     /// A registry holding a durable starting state, its journal already taken.
     private mutating func settle() {
         _ = registry.register(service: "api", id: "i-1", address: "http://a",
-                              fields: InstanceFields(tags: ["v1"], metadata: [("k", "v")], weight: 5, zone: "z1"), now: clock.now)
+                              fields: InstanceFields(tags: ["v1"], metadata: [MetadataEntry("k", "v")], weight: 5, zone: "z1"), now: clock.now)
         _ = registry.register(service: "api", id: "i-2", address: "http://b", now: clock.now)
         _ = registry.register(service: "web", address: "w", fields: InstanceFields(ttl: .seconds(5)), now: clock.now)
         _ = registry.takeJournal()
@@ -51,7 +51,7 @@ import Testing
         #expect(Set(registry.takeChangedServices()) == ["new", "api"])
         #expect(registry.takeJournal().isEmpty)
         // An instance put back gets a full TTL from the revert.
-        let second = registry.instances(ofService: "api").first { $0.id == "i-2" }
+        let second = registry.instances(ofService: "api", now: clock.now).first { $0.id == "i-2" }
         #expect(second?.deadline == clock.now + .seconds(30))
     }
 
@@ -82,7 +82,7 @@ import Testing
         // Recovery took a while: the TTL must count from when the registry serves again.
         clock.advance(.seconds(8))
         restored.finishRestore(changeIndex: 7, now: clock.now)
-        #expect(restored.instances(ofService: "api").first?.deadline == clock.now + .seconds(10))
+        #expect(restored.instances(ofService: "api", now: clock.now).first?.deadline == clock.now + .seconds(10))
         _ = restored.expireDue(now: clock.now + .seconds(9), limit: 10)
         #expect(restored.instanceCount == 1)
         _ = restored.expireDue(now: clock.now + .seconds(10), limit: 10)

@@ -6,11 +6,12 @@ import Testing
     var registry = Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), minimumTTL: .seconds(1), maximumTTL: .seconds(600)))
 
     private func only(_ registry: Registry, _ service: String) -> InstanceSnapshot? {
-        registry.instances(ofService: service).first
+        var registry = registry
+        return registry.instances(ofService: service, now: clock.now).first
     }
 
     @Test mutating func fieldsAreStoredAndAbsentOnesKeptOnUpdate() throws {
-        let fields = InstanceFields(tags: ["v2", "canary"], metadata: [("region", "eu")], weight: 7, zone: "z1",
+        let fields = InstanceFields(tags: ["v2", "canary"], metadata: [MetadataEntry("region", "eu")], weight: 7, zone: "z1",
                                     status: .starting, ttl: .seconds(10))
         #expect(registry.register(service: "api", id: "i-1", address: "http://a", fields: fields, now: clock.now) == .registered)
         var instance = try #require(only(registry, "api"))
@@ -51,8 +52,8 @@ import Testing
             (InstanceFields(tags: ["a", "a"]), .duplicateTag("a")),
             (InstanceFields(tags: [""]), .badTag("", reason: "must not be empty")),
             (InstanceFields(tags: Array(repeating: "t", count: 65).enumerated().map { "\($0.offset)" }), .tooManyTags(count: 65)),
-            (InstanceFields(metadata: [("bad key", "v")]), .badMetadataKey("bad key", reason: "contains a space; only letters, digits, '.', '_' and '-' are allowed")),
-            (InstanceFields(metadata: [("k", "a\u{1}")]), .badMetadataValue(key: "k", reason: "contains U+0001, a control or format character")),
+            (InstanceFields(metadata: [MetadataEntry("bad key", "v")]), .badMetadataKey("bad key", reason: "contains a space; only letters, digits, '.', '_' and '-' are allowed")),
+            (InstanceFields(metadata: [MetadataEntry("k", "a\u{1}")]), .badMetadataValue(key: "k", reason: "contains U+0001, a control or format character")),
             (InstanceFields(zone: "eu west"), .badZone("eu west", reason: "contains a space; only letters, digits, '.', '_' and '-' are allowed")),
             (InstanceFields(ttl: .seconds(0.5)), .ttlOutOfRange(seconds: 0.5, minimum: .seconds(1), maximum: .seconds(600))),
             (InstanceFields(ttl: .seconds(601)), .ttlOutOfRange(seconds: 601, minimum: .seconds(1), maximum: .seconds(600))),
@@ -146,7 +147,7 @@ import Testing
         #expect(happened.contains(.protectionStarted(service: "api", overdue: 6, instances: 10)))
         // A one-instance service that stops is protected too: the documented price.
         #expect(happened.contains(.protectionStarted(service: "lone", overdue: 1, instances: 1)))
-        let kept = registry.instances(ofService: "api")
+        let kept = registry.instances(ofService: "api", now: clock.now)
         #expect(kept.count == 5)
         #expect(kept.allSatisfy { $0.isProtected })
         // Reads keep listing them; nothing more expires however long the cut lasts.
@@ -160,17 +161,17 @@ import Testing
         for index in 0..<10 { _ = registry.register(service: "api", address: "a\(index)", now: clock.now) }
         clock.advance(.seconds(30))
         while registry.expireDue(now: clock.now, limit: 100).moreDue {}
-        let protected = registry.instances(ofService: "api").map(\.id)
+        let protected = registry.instances(ofService: "api", now: clock.now).map(\.id)
         _ = events()
         clock.advance(.seconds(5))
         #expect(registry.heartbeat(service: "api", id: protected[0], now: clock.now) == .done(changed: true))
         #expect(events() == [.protectionLifted(service: "api")])
-        #expect(registry.instances(ofService: "api").first { $0.id == protected[0] }?.isProtected == false)
+        #expect(registry.instances(ofService: "api", now: clock.now).first { $0.id == protected[0] }?.isProtected == false)
         // The rest are judged afresh: half may go within this timeout, the others are kept again.
         while registry.expireDue(now: clock.now, limit: 100).moreDue {}
         let after = events()
         #expect(after.filter { if case .expired = $0 { return true } else { return false } }.count == 2)
-        #expect(registry.instances(ofService: "api").filter(\.isProtected).count == 2)
+        #expect(registry.instances(ofService: "api", now: clock.now).filter(\.isProtected).count == 2)
     }
 
     @Test mutating func expiriesWithinTheShareAreNormal() {
@@ -179,7 +180,7 @@ import Testing
         for index in 3..<10 { _ = registry.heartbeat(service: "api", id: "a\(index)", now: clock.now) }
         clock.advance(.seconds(10))
         while registry.expireDue(now: clock.now, limit: 100).moreDue {}
-        #expect(registry.instances(ofService: "api").count == 7)
+        #expect(registry.instances(ofService: "api", now: clock.now).count == 7)
         #expect(!events().contains { if case .protectionStarted = $0 { return true } else { return false } })
     }
 }

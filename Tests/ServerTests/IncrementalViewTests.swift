@@ -37,8 +37,8 @@ import TestSupport
         var registry = api.registry
         guard let index = registry.serviceChangeIndex(name, now: now) else { return nil }
         let view = ServiceView(name: name)
-        view.update(from: registry, changeIndex: index, wallOffset: wallOffset)
-        view.refresh(from: registry, tick: now.nanoseconds / ServiceView.tickNanoseconds, wallOffset: wallOffset)
+        view.update(from: &registry, changeIndex: index, now: now, wallOffset: wallOffset)
+        view.refresh(from: &registry, tick: now.nanoseconds / ServiceView.tickNanoseconds, now: now, wallOffset: wallOffset)
         return view.listing(view.entries.indices.filter { !onlyUp || view.entries[$0].instance.status == .up })
     }
 

@@ -40,6 +40,33 @@ import Glibc
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
     }
 
+    /// A data directory written by the registry before record format 2 (a snapshot and a
+    /// log, committed as a fixture) loads with every field, and is appended to in format 2.
+    @Test func aDataDirectoryFromTheReleaseBeforeLoads() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PersistenceTests/Fixtures")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent("data-dir-v1").path) {
+            try FileManager.default.copyItem(atPath: fixtures.appendingPathComponent("data-dir-v1/\(name)").path,
+                                             toPath: directory + "/" + name)
+        }
+        let expected = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: fixtures.appendingPathComponent("data-dir-v1-expected.json"))) as? [String: [[String: Any]]] ?? [:]
+        #expect(expected.count == 3)
+        do {
+            let registry = try start()
+            let http = try registry.client()
+            for (service, instances) in expected {
+                let wanted = instances.map { $0 as NSDictionary }.sorted { ($0["id"] as? String ?? "") < ($1["id"] as? String ?? "") }
+                #expect(try durableView(http, service) == wanted, "\(service)")
+            }
+            #expect(try register(http, "payments", "http://10.0.9.9:8080") == 201)
+            #expect(registry.stop() == 0)
+        }
+        let again = try start()
+        #expect(try durableView(again.client(), "payments").count == 12)
+    }
+
     @Test(arguments: ["always", "everysec", "never"])
     func aRestartKeepsEveryInstanceWithAllItsFields(fsync: String) throws {
         var before: [NSDictionary]

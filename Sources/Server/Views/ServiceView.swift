@@ -67,9 +67,9 @@ final class ServiceView {
     /// (registration order: removals leave gaps, new ones come last), so one forward walk
     /// over the old entries finds every instance that is still there; only new instances, and
     /// those whose version moved, are rendered.
-    func update(from registry: Registry, changeIndex: UInt64, wallOffset: Int64) {
+    func update(from registry: inout Registry, changeIndex: UInt64, now: Instant, wallOffset: Int64) {
         guard changeIndex != self.changeIndex else { return }
-        let versions = registry.instanceVersions(ofService: name)
+        let versions = registry.instanceVersions(ofService: name, now: now)
         defer {
             self.changeIndex = changeIndex
             tick = .min
@@ -102,10 +102,10 @@ final class ServiceView {
 
     /// Fills in heartbeats for a new tick, or after a change, and brings the plain listing
     /// up to date: blocks whose entries and tick are unchanged are kept.
-    func refresh(from registry: Registry, tick: Int64, wallOffset: Int64) {
+    func refresh(from registry: inout Registry, tick: Int64, now: Instant, wallOffset: Int64) {
         guard tick != self.tick else { return }
         self.tick = tick
-        let heartbeats = registry.lastHeartbeats(ofService: name)
+        let heartbeats = registry.lastHeartbeats(ofService: name, now: now)
         let blockCount = (entries.count + Self.blockSize - 1) / Self.blockSize
         if blocks.count > blockCount { blocks.removeLast(blocks.count - blockCount) }
         while blocks.count < blockCount { blocks.append(Block()) }

@@ -121,9 +121,11 @@ public enum Violation: Error, Equatable, Sendable {
         return nil
     }
 
-    public static func checkMetadata(_ metadata: [(key: String, value: String)]) -> Violation? {
+    public static func checkMetadata(_ metadata: [MetadataEntry]) -> Violation? {
         if metadata.count > maxMetadataEntries { return .tooManyMetadataEntries(count: metadata.count) }
-        for (key, value) in metadata {
+        for entry in metadata {
+            let key = entry.key
+            let value = entry.value
             // Keys are tokens so that `meta.KEY=VALUE` in a query string needs no escaping.
             if let problem = checkToken(key, maxLength: maxMetadataKeyLength) {
                 return .badMetadataKey(key, reason: problem.sentence(maxMetadataKeyLength, token: true))
@@ -245,21 +247,5 @@ extension Unicode.Scalar {
         if value == 0x20 { return "a space" }
         let hex = String(value, radix: 16, uppercase: true)
         return "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-    }
-}
-
-extension Duration {
-    /// "30s", "0.5s": the shortest decimal that states the duration in seconds.
-    public var secondsText: String {
-        let nanos = wholeNanoseconds
-        var text = String(nanos / 1_000_000_000)
-        let fraction = abs(nanos % 1_000_000_000)
-        if fraction != 0 {
-            var digits = String(fraction)
-            digits = String(repeating: "0", count: 9 - digits.count) + digits
-            while digits.hasSuffix("0") { digits.removeLast() }
-            text += "." + digits
-        }
-        return text + "s"
     }
 }

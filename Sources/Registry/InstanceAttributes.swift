@@ -1,0 +1,27 @@
+/// What an instance says about itself: every field a reader sees that only a change can
+/// alter. The one representation of an instance's fields: stored in the registry, listed in
+/// snapshots, written to disk, compared to tell a change from a heartbeat.
+public struct InstanceAttributes: Hashable, Sendable {
+    public var address: String
+    public var tags: [String]
+    /// Sorted by key, each key once.
+    public var metadata: [MetadataEntry]
+    public var weight: Int
+    public var zone: String?
+    public var status: InstanceStatus
+    /// This instance's own heartbeat timeout; nil for the server's.
+    public var ttl: Duration?
+
+    public static let defaultWeight = 100
+
+    public init(address: String, tags: [String] = [], metadata: [MetadataEntry] = [], weight: Int = defaultWeight,
+                zone: String? = nil, status: InstanceStatus = .up, ttl: Duration? = nil) {
+        self.address = address
+        self.tags = tags
+        self.metadata = metadata
+        self.weight = weight
+        self.zone = zone
+        self.status = status
+        self.ttl = ttl
+    }
+}

@@ -1,0 +1,20 @@
+/// One registered instance as a reader sees it.
+public struct InstanceSnapshot: Equatable, Sendable {
+    public let id: String
+    public let attributes: InstanceAttributes
+    /// When the instance was first registered; a re-registration does not move it.
+    public let registeredAt: Instant
+    public let lastHeartbeat: Instant
+    public let deadline: Instant
+    /// The heartbeat timeout in force for this instance: its own, or the server's.
+    public let ttl: Duration
+    /// Kept past its deadline by expiry protection.
+    public let isProtected: Bool
+
+    public var address: String { attributes.address }
+    public var tags: [String] { attributes.tags }
+    public var metadata: [MetadataEntry] { attributes.metadata }
+    public var weight: Int { attributes.weight }
+    public var zone: String? { attributes.zone }
+    public var status: InstanceStatus { attributes.status }
+}

@@ -1,0 +1,9 @@
+/// What `Registry.register` did.
+public enum RegisterOutcome: Equatable, Sendable {
+    /// A new instance; its uptime starts now.
+    case registered
+    /// The instance was already registered: this counted as a heartbeat, and `changed`
+    /// says whether any field a reader sees was updated too.
+    case updated(changed: Bool)
+    case invalid(Violation)
+}

@@ -1,0 +1,22 @@
+/// What the registry is told at start-up.
+public struct RegistryPolicy: Sendable {
+    /// The heartbeat timeout of an instance that did not ask for its own `ttl`.
+    public var heartbeatTimeout: Duration
+    /// The bounds of a per-instance `ttl`.
+    public var minimumTTL: Duration
+    public var maximumTTL: Duration
+    /// When set, a service never loses more than this share of its instances to expiry
+    /// within one heartbeat timeout; see `Registry` for the whole rule.
+    public var expiryProtection: Double?
+    /// When set, every durable change is also queued for `Registry.takeJournal()`.
+    public var journaling: Bool
+
+    public init(heartbeatTimeout: Duration, minimumTTL: Duration = .seconds(1), maximumTTL: Duration = .seconds(3600),
+                expiryProtection: Double? = nil, journaling: Bool = false) {
+        self.heartbeatTimeout = heartbeatTimeout
+        self.minimumTTL = minimumTTL
+        self.maximumTTL = maximumTTL
+        self.expiryProtection = expiryProtection
+        self.journaling = journaling
+    }
+}

@@ -8,7 +8,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 RELEASE_BINARY := .build/release/service-registry
 
-.PHONY: run test build deps bench bench-quick check-deploy demo clean
+.PHONY: run test build deps bench bench-quick bench-compare check-deploy demo clean
 
 # libevent's evhttp (headers and pkg-config file) from Debian, once.
 deps:
@@ -46,6 +46,11 @@ bench: deps
 
 bench-quick: deps
 	bash bench/run.sh --quick
+
+# This tree against another commit (REV=HEAD~1 by default), alternating, 5 rounds.
+REV ?= HEAD~1
+bench-compare: deps
+	bash bench/run.sh --compare $(REV)
 
 clean:
 	rm -rf .build

@@ -17,19 +17,15 @@ import statistics
 import sys
 from collections import defaultdict
 
+import scenarios
+
 BASELINES = ["bare", "nginx", "etcd"]
 BASELINE_TITLES = {"bare": "bare evhttp", "nginx": "nginx", "etcd": "etcd"}
 
-# scenario -> [(measure, baseline, op, threshold)]; measure "rps" compares
-# req/s (higher is better), "p99" compares the 99th percentile latency.
-THROUGHPUT_TARGETS = {
-    "discover-3": [("rps", "bare", ">=", 0.9), ("rps", "etcd", ">=", 5)],
-    "discover-100": [("rps", "bare", ">=", 0.85)],
-    "heartbeat-10k": [("rps", "bare", ">=", 0.85), ("rps", "etcd", ">=", 5)],
-    "churn": [("rps", "bare", ">=", 0.75), ("rps", "etcd", ">=", 5)],
-    "mix": [("rps", "bare", ">=", 0.85)],
-    "conns-10k": [("rps", "bare", ">=", 0.85), ("p99", "bare", "<=", 1.2)],
-}
+# scenario -> [(measure, baseline, op, threshold)]: declared in bench/scenarios.py.
+THROUGHPUT_TARGETS = scenarios.throughput_targets()
+# run.sh --compare: this tree's registry against REV's, per throughput scenario.
+MIN_COMPARE_RATIO = 0.95
 
 # Durability: the same load on registries that differ only in persistence.
 DURABLE_POLICIES = ["in-memory", "everysec", "never", "always"]
@@ -173,6 +169,33 @@ def throughput_rows(records, verdicts, notes, registry_expected):
         else:
             cells.append("— (no registry run)")
         rows.append(cells)
+    return rows
+
+
+def compare_rows(records, verdicts):
+    """run.sh --compare: median of the per-round ratios of this tree's registry to REV's."""
+    by_scenario = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["kind"] == "wrk" and r["server"] in ("registry", "previous"):
+            by_scenario[r["scenario"]][r["server"]][r["round"]] = r["result"]
+    rows = []
+    for scenario in THROUGHPUT_TARGETS:
+        runs = by_scenario.get(scenario)
+        if not runs or "previous" not in runs:
+            continue
+        new, old = runs.get("registry", {}), runs["previous"]
+        rounds = sorted(set(new) & set(old))
+        ratios = [new[n]["rps"] / old[n]["rps"] for n in rounds if old[n]["rps"]]
+        ratio = median_or_none(ratios)
+        failures = []
+        if ratio is None or ratio < MIN_COMPARE_RATIO:
+            failures.append(f"{fmt_ratio(ratio)}")
+        if any(run_errors(r) for r in list(new.values()) + list(old.values())):
+            failures.append("errors")
+        spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "—"
+        rows.append([scenario, fmt_rps(median_or_none([r["rps"] for r in new.values()])),
+                     fmt_rps(median_or_none([r["rps"] for r in old.values()])), fmt_ratio(ratio), spread,
+                     str(len(ratios)), f"≥ {MIN_COMPARE_RATIO}×", verdicts.render(scenario, failures)])
     return rows
 
 
@@ -476,10 +499,16 @@ def main():
                        ("tools", "Tools"), ("method", "Method")]:
         if meta.get(key):
             out.append(f"- {title}: {meta[key]}")
-    throughput = throughput_rows(records, verdicts, notes, registry_expected)
     out.append("")
-    if throughput:
-        out += ["## Throughput", "", table(throughput_header, throughput), ""]
+    comparison = compare_rows(records, verdicts)
+    if comparison:
+        out += [f"## This tree against {meta.get('previous') or 'the previous build'}", "",
+                table(["scenario", "this tree req/s", "previous req/s", "× previous (median)", "per-round range",
+                       "rounds", "target", "result"], comparison), ""]
+    else:
+        throughput = throughput_rows(records, verdicts, notes, registry_expected)
+        if throughput:
+            out += ["## Throughput", "", table(throughput_header, throughput), ""]
     others = other_rows(records, verdicts, registry_expected)
     if others:
         out += ["## Memory, expiry, start-up", "",

@@ -4,7 +4,10 @@
 #
 #   bash bench/run.sh                  full run: checks the targets, exits 1 on a miss
 #   bash bench/run.sh --quick          smoke run for CI: a minute or two, checks nothing
-#   options: --only SCENARIO[,SCENARIO...]   run a subset (names as in the table)
+#   bash bench/run.sh --compare REV    this tree against commit REV (HEAD~1, a tag…): the
+#                                      throughput scenarios, alternating the two builds for
+#                                      5 rounds; reports new/old per scenario
+#   options: --only SCENARIO[,SCENARIO...]   run a subset (names as in bench/scenarios.py)
 #            --baselines-only          no registry: exercise the harness itself
 #   environment: REGISTRY_BIN (default .build/release/service-registry),
 #                BENCH_ROUNDS and BENCH_SECONDS override rounds and run length
@@ -35,6 +38,15 @@
 #   even where /tmp is tmpfs), alternated round by round.  recover-1m times a
 #   restart over a million instances, spawn to the first 200 on /health.
 #
+# - --compare builds REV's registry in .build-compare/ and starts it beside this tree's
+#   with the same population; each round runs this tree's and then REV's under the same
+#   load, and the ratio of a round cancels most of the machine's drift (one run alone
+#   drifts 10-20 % here).
+#
+# The scenarios, their order and their targets are declared once, in bench/scenarios.py;
+# `scenario_NAME` below (dashes as underscores) runs each. Tools come from
+# scripts/install-bench-tools.sh.
+#
 # Writes bench/results/latest.md (the table) and latest.jsonl (raw figures).
 set -euo pipefail
 
@@ -48,10 +60,12 @@ export PYTHONDONTWRITEBYTECODE=1
 MODE=full
 BASELINES_ONLY=0
 ONLY=""
+COMPARE_REV=""
 while (($#)); do
     case $1 in
         --quick) MODE=quick ;;
         --baselines-only) BASELINES_ONLY=1 ;;
+        --compare) COMPARE_REV=${2:?--compare needs a commit (HEAD~1, a tag, a hash)}; shift ;;
         --only) ONLY=${2:?--only needs a list of scenarios}; shift ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$BENCH/run.sh"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -82,6 +96,8 @@ else
     LARGE_SERVICES=2000 LARGE_INSTANCES=2000 LARGE_SECONDS=2
     SLOW_SERVICES=200 SLOW_STREAMS=20
 fi
+# A comparison needs more rounds than a run against baselines: its ratios are close to 1.
+[[ -n $COMPARE_REV && $MODE == full ]] && ROUNDS=5
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 DURATION=${BENCH_SECONDS:-$DURATION}
 CONNS=50
@@ -107,10 +123,12 @@ RESULTS_DIR=$BENCH/results
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-SCENARIOS=(discover-3 discover-100 heartbeat-10k churn mix conns-10k memory-1m mass-expiry startup
-    watch-fanout watch-discover watch-leak large-services large-service slow-streams
-    durable-churn durable-register recover-1m)
-wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+mapfile -t SCENARIOS < <(python3 "$BENCH/scenarios.py" names)
+mapfile -t THROUGHPUT < <(python3 "$BENCH/scenarios.py" names --group throughput)
+wanted() {
+    [[ -n $COMPARE_REV && " ${THROUGHPUT[*]} " != *" $1 "* ]] && return 1
+    [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]
+}
 for name in ${ONLY//,/ }; do
     [[ " ${SCENARIOS[*]} " == *" $name "* ]] || die "unknown scenario $name (known: ${SCENARIOS[*]})"
 done
@@ -121,7 +139,6 @@ PIDS=()           # every background process started here; stopped on exit
 TMP=""
 DATA_ROOT=""
 ETCD_DIR=""
-POLICY_RC_CREATED=0
 
 alive() {
     # A child that exited stays a zombie until reaped, and kill -0 still
@@ -152,7 +169,6 @@ cleanup() {
     trap - EXIT INT TERM
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
     if [[ -n $ETCD_DIR ]]; then rm -rf "$ETCD_DIR"; fi
     if [[ -n $TMP ]]; then rm -rf "$TMP"; fi
     if [[ -n $DATA_ROOT ]]; then rm -rf "$DATA_ROOT"; fi
@@ -187,35 +203,7 @@ wait_http() {
 # ------------------------------------------------------------------- set-up
 
 install_tools() {
-    local missing=()
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-    command -v etcd >/dev/null || missing+=(etcd-server)
-    [[ -f /usr/include/event2/http.h ]] || missing+=(libevent-dev)
-    command -v cc >/dev/null || missing+=(gcc)
-    command -v curl >/dev/null || missing+=(curl)
-    command -v taskset >/dev/null || missing+=(util-linux)
-    command -v python3 >/dev/null || missing+=(python3)
-    ((${#missing[@]})) || return 0
-
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "need root (or sudo) to install: ${missing[*]}"
-        sudo=(sudo)
-    fi
-    log "installing from Debian: ${missing[*]}"
-    # Debian's nginx and etcd packages start their daemons on install (nginx
-    # on port 80 of every interface).  A policy-rc.d that answers 101 stops
-    # that; it is removed again on exit if this script created it.
-    if [[ ! -e /usr/sbin/policy-rc.d ]] && ((EUID == 0)); then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
+    bash "$ROOT/scripts/install-bench-tools.sh" || die "installing the benchmark's tools failed"
 }
 
 raise_fd_limit() {
@@ -254,6 +242,22 @@ ensure_registry() {
             die "swift build failed"
     fi
     [[ -x $REGISTRY_BIN ]] || die "no registry binary at $REGISTRY_BIN"
+    [[ -n $COMPARE_REV ]] && build_previous
+    return 0
+}
+
+# build_previous: REV's registry, built from REV's files (git archive) in .build-compare.
+build_previous() {
+    local commit source=$ROOT/.build-compare/source scratch=$ROOT/.build-compare/build
+    commit=$(git -C "$ROOT" rev-parse --verify "$COMPARE_REV^{commit}") || die "--compare: no commit $COMPARE_REV"
+    log "building the registry at $COMPARE_REV ($commit) for the comparison"
+    rm -rf "$source"
+    mkdir -p "$source"
+    git -C "$ROOT" archive "$commit" | tar -x -C "$source"
+    swift build -c release --product service-registry --package-path "$source" --scratch-path "$scratch" >&2 ||
+        die "swift build of $COMPARE_REV failed"
+    PREVIOUS_BIN=$scratch/release/service-registry
+    PREVIOUS_COMMIT=$(git -C "$ROOT" rev-parse --short "$commit")
 }
 
 write_meta() {
@@ -264,25 +268,30 @@ write_meta() {
     tools="wrk $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), nginx $(nginx -v 2>&1 | sed 's|.*/||'),"
     tools+=" etcd $(etcd --version | sed -n 's/^etcd Version: //p') (gateway $ETCD_API),"
     tools+=" libevent $(dpkg-query -W -f '${Version}' libevent-dev 2>/dev/null)"
-    python3 - "$MODE" "$BASELINES_ONLY" "$commit" "$(nproc) × $cpu, Linux $(uname -r)" "$tools" \
-        "server on CPU $SERVER_CPU, wrk -t$WRK_THREADS on CPU $CLIENT_CPU; $ROUNDS round(s) of ${DURATION} s per server, registry first in each round; $CONNS keep-alive connections unless named; req/s, p50 and p99 are medians over rounds, ratios are medians of per-round ratios" \
+    local mode=$MODE
+    [[ -n $COMPARE_REV ]] && mode="$MODE comparison with $PREVIOUS_COMMIT ($COMPARE_REV)"
+    python3 - "$mode" "$BASELINES_ONLY" "$commit" "$(nproc) × $cpu, Linux $(uname -r)" "$tools" \
+        "server on CPU $SERVER_CPU, wrk -t$WRK_THREADS on CPU $CLIENT_CPU; $ROUNDS round(s) of ${DURATION} s per server, registry first in each round; $CONNS keep-alive connections unless named; req/s, p50 and p99 are medians over rounds, ratios are medians of per-round ratios" "$PREVIOUS_COMMIT" \
         >>"$RESULTS" <<'EOF'
 import json, sys, datetime
-mode, baselines_only, commit, machine, tools, method = sys.argv[1:]
+mode, baselines_only, commit, machine, tools, method, previous = sys.argv[1:]
 print(json.dumps({"kind": "meta", "mode": mode, "baselines_only": baselines_only == "1",
                   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  "commit": commit, "machine": machine, "tools": tools, "method": method}))
+                  "commit": commit, "machine": machine, "tools": tools, "method": method,
+                  "previous": previous or None}))
 EOF
 }
 
 # ------------------------------------------------------------------ servers
 
 REG_PID="" REG_PORT=""
+PREV_PID="" PREV_PORT="" PREVIOUS_BIN="" PREVIOUS_COMMIT=""
 BARE_PID="" BARE_PORT=""
 NGINX_PID="" NGINX_PORT=""
 ETCD_PORT="" ETCD_API=""
 
-# start_registry HEARTBEAT_TIMEOUT_SECONDS: a fresh, empty registry.
+# start_registry HEARTBEAT_TIMEOUT_SECONDS: a fresh, empty registry; with --compare, REV's
+# beside it (PREV_PORT, PREV_PID).
 start_registry() {
     REG_PORT=$(free_ports 1)
     local log_file=$TMP/registry-$REG_PORT.log
@@ -290,6 +299,19 @@ start_registry() {
         --heartbeat-timeout "$1" --log-level warn --in-memory --shutdown-grace 0
     REG_PID=$LAST_PID
     wait_http "$REG_PORT" /health "$log_file"
+    [[ -n $COMPARE_REV ]] || return 0
+    PREV_PORT=$(free_ports 1)
+    log_file=$TMP/previous-$PREV_PORT.log
+    start_server "$log_file" "$PREVIOUS_BIN" --host 127.0.0.1 --port "$PREV_PORT" \
+        --heartbeat-timeout "$1" --log-level warn --in-memory --shutdown-grace 0
+    PREV_PID=$LAST_PID
+    wait_http "$PREV_PORT" /health "$log_file"
+}
+
+# populate_registry POPULATE_ARGS...: the same instances in the registry (and REV's).
+populate_registry() {
+    populate registry --port "$REG_PORT" "$@"
+    [[ -z $COMPARE_REV ]] || populate registry --port "$PREV_PORT" "$@"
 }
 
 # start_durable_registry POLICY: a fresh registry with its own data directory
@@ -401,10 +423,10 @@ start_etcd() {
 
 stop_scenario_servers() {
     local pid
-    for pid in "$REG_PID" "$BARE_PID" "$NGINX_PID"; do
+    for pid in "$REG_PID" "$PREV_PID" "$BARE_PID" "$NGINX_PID"; do
         [[ -n $pid ]] && stop_pid "$pid"
     done
-    REG_PID="" BARE_PID="" NGINX_PID=""
+    REG_PID="" PREV_PID="" BARE_PID="" NGINX_PID=""
 }
 
 # ------------------------------------------------------------- measurements
@@ -469,6 +491,11 @@ rounds() {
     (($#)) && shift
     etcd_args=("$@")
     for ((round = 1; round <= ROUNDS; round++)); do
+        if [[ -n $COMPARE_REV ]]; then
+            wrk_run "$scenario" registry "$round" "$REG_PORT" "$conns" "${args[@]}"
+            wrk_run "$scenario" previous "$round" "$PREV_PORT" "$conns" "${args[@]}"
+            continue
+        fi
         if ((!BASELINES_ONLY)); then
             wrk_run "$scenario" registry "$round" "$REG_PORT" "$conns" "${args[@]}"
         fi
@@ -480,26 +507,33 @@ rounds() {
     done
 }
 
-# setup_baselines BODY_FILE: bare evhttp and nginx answering with BODY_FILE.
+# setup_baselines BODY_FILE: bare evhttp and nginx answering with BODY_FILE (not when
+# comparing two registries).
 setup_baselines() {
+    [[ -n $COMPARE_REV ]] && return 0
     start_bare "$1"
     start_nginx "$1"
 }
 
 # ---------------------------------------------------------------- scenarios
 
-# GET /discover/svc-0 with INSTANCES instances behind it.
-scenario_discover() {
+scenario_discover_3() { discover_scenario discover-3 3 "$CONNS" 1; }
+scenario_discover_100() { discover_scenario discover-100 100 "$CONNS" 1; }
+scenario_conns_10k() { discover_scenario conns-10k 3 "$BIG_CONNS" 0; }
+
+# discover_scenario NAME INSTANCES CONNS WITH_ETCD: GET /discover/svc-0 with INSTANCES
+# instances behind it.
+discover_scenario() {
     local scenario=$1 instances=$2 conns=$3 with_etcd=$4 body=$TMP/body-$1.json
     log "$scenario: GET /discover over $instances instances, $conns connections"
     if ((!BASELINES_ONLY)); then
         start_registry "$LONG_HEARTBEAT_TIMEOUT"
-        populate registry --port "$REG_PORT" --services 1 --instances "$instances"
+        populate_registry --services 1 --instances "$instances"
     fi
     capture_body "$body" GET /discover/svc-0 "" discover "$instances"
     setup_baselines "$body"
     local etcd=()
-    if ((with_etcd)); then
+    if ((with_etcd)) && [[ -z $COMPARE_REV ]]; then
         start_etcd
         populate etcd-kv --port "$ETCD_PORT" --api "$ETCD_API" --keyspace "/$scenario" \
             --services 1 --instances "$instances"
@@ -509,22 +543,24 @@ scenario_discover() {
     stop_scenario_servers
 }
 
-scenario_heartbeat() {
+scenario_heartbeat_10k() {
     local scenario=heartbeat-10k body=$TMP/body-heartbeat.json
     local total=$((HEARTBEAT_SERVICES * HEARTBEAT_INSTANCES))
     log "$scenario: POST /heartbeat over $total instances"
     if ((!BASELINES_ONLY)); then
         start_registry "$LONG_HEARTBEAT_TIMEOUT"
-        populate registry --port "$REG_PORT" --services "$HEARTBEAT_SERVICES" \
-            --instances "$HEARTBEAT_INSTANCES"
+        populate_registry --services "$HEARTBEAT_SERVICES" --instances "$HEARTBEAT_INSTANCES"
     fi
     capture_body "$body" POST /heartbeat '{"service":"svc-0","address":"127.0.0.1:20000"}' heartbeat
     setup_baselines "$body"
-    start_etcd
-    populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
-        --first-id "$HEARTBEAT_FIRST_LEASE_ID" --count "$total" --ttl "$LONG_HEARTBEAT_TIMEOUT"
-    rounds "$scenario" "$CONNS" heartbeat.lua "$HEARTBEAT_SERVICES" "$HEARTBEAT_INSTANCES" -- \
-        etcd_keepalive.lua "$ETCD_API" "$HEARTBEAT_FIRST_LEASE_ID" "$total"
+    local etcd=()
+    if [[ -z $COMPARE_REV ]]; then
+        start_etcd
+        populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
+            --first-id "$HEARTBEAT_FIRST_LEASE_ID" --count "$total" --ttl "$LONG_HEARTBEAT_TIMEOUT"
+        etcd=(etcd_keepalive.lua "$ETCD_API" "$HEARTBEAT_FIRST_LEASE_ID" "$total")
+    fi
+    rounds "$scenario" "$CONNS" heartbeat.lua "$HEARTBEAT_SERVICES" "$HEARTBEAT_INSTANCES" -- "${etcd[@]}"
     stop_scenario_servers
 }
 
@@ -540,10 +576,14 @@ scenario_churn() {
         curl -fsS -o /dev/null -X POST -d "$probe" "http://127.0.0.1:$REG_PORT/deregister"
     fi
     setup_baselines "$body"
-    start_etcd
-    populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
-        --first-id "$CHURN_LEASE_ID" --count 1 --ttl "$LONG_HEARTBEAT_TIMEOUT"
-    rounds "$scenario" "$CONNS" churn.lua -- etcd_churn.lua "$ETCD_API" "$CHURN_LEASE_ID"
+    local etcd=()
+    if [[ -z $COMPARE_REV ]]; then
+        start_etcd
+        populate etcd-leases --port "$ETCD_PORT" --api "$ETCD_API" \
+            --first-id "$CHURN_LEASE_ID" --count 1 --ttl "$LONG_HEARTBEAT_TIMEOUT"
+        etcd=(etcd_churn.lua "$ETCD_API" "$CHURN_LEASE_ID")
+    fi
+    rounds "$scenario" "$CONNS" churn.lua -- "${etcd[@]}"
     stop_scenario_servers
 }
 
@@ -552,7 +592,7 @@ scenario_mix() {
     log "$scenario: 90% discover / 10% heartbeat over $MIX_SERVICES services"
     if ((!BASELINES_ONLY)); then
         start_registry "$LONG_HEARTBEAT_TIMEOUT"
-        populate registry --port "$REG_PORT" --services "$MIX_SERVICES" --instances "$MIX_INSTANCES"
+        populate_registry --services "$MIX_SERVICES" --instances "$MIX_INSTANCES"
     fi
     # The baselines answer the discover body: it is 90% of the answers.
     capture_body "$body" GET /discover/svc-0 "" discover "$MIX_INSTANCES"
@@ -563,7 +603,7 @@ scenario_mix() {
 
 rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 
-scenario_memory() {
+scenario_memory_1m() {
     ((BASELINES_ONLY)) && return 0
     local total=$((MEMORY_SERVICES * MEMORY_INSTANCES)) before after populated
     log "memory-1m: RSS for $total instances"
@@ -585,7 +625,7 @@ print(json.dumps({"kind": "memory", "scenario": "memory-1m", "instances": int(sy
     stop_scenario_servers
 }
 
-scenario_expiry() {
+scenario_mass_expiry() {
     ((BASELINES_ONLY)) && return 0
     local total=$((EXPIRY_SERVICES * EXPIRY_INSTANCES)) result
     log "mass-expiry: $total instances with a ${EXPIRY_TIMEOUT} s heartbeat timeout"
@@ -758,6 +798,9 @@ scenario_slow_streams() {
 
 # ------------------------------------------------------------- durability
 
+scenario_durable_churn() { durable_rounds durable-churn churn.lua in-memory everysec never always; }
+scenario_durable_register() { durable_rounds durable-register register.lua in-memory everysec always; }
+
 # durable_rounds SCENARIO SCRIPT POLICY...: one registry per policy, all
 # running; each round puts the same wrk load on each in turn.
 durable_rounds() {
@@ -784,7 +827,7 @@ durable_rounds() {
 # A registry with persistence is filled, stopped, and started again over the
 # same directory: spawn to the first 200 on /health, which the registry
 # answers only once it has replayed everything.
-scenario_recover() {
+scenario_recover_1m() {
     ((BASELINES_ONLY)) && return 0
     local total=$((MEMORY_SERVICES * MEMORY_INSTANCES)) result bytes
     log "recover-1m: restart over $total instances"
@@ -820,28 +863,18 @@ main() {
     DATA_ROOT=$(mktemp -d "$ROOT/.build/bench-data.XXXXXX")
 
     ETCD_API=/v3
-    log "$MODE run: $ROUNDS round(s) of ${DURATION} s; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
-    if wanted discover-3 || wanted heartbeat-10k || wanted churn; then start_etcd; fi
+    log "$MODE run: $ROUNDS round(s) of ${DURATION} s; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU${COMPARE_REV:+; against $COMPARE_REV}"
+    local name
+    if [[ -z $COMPARE_REV ]]; then
+        for name in discover-3 heartbeat-10k churn; do
+            if wanted "$name"; then start_etcd; break; fi
+        done
+    fi
     write_meta
 
-    if wanted discover-3; then scenario_discover discover-3 3 "$CONNS" 1; fi
-    if wanted discover-100; then scenario_discover discover-100 100 "$CONNS" 1; fi
-    if wanted heartbeat-10k; then scenario_heartbeat; fi
-    if wanted churn; then scenario_churn; fi
-    if wanted mix; then scenario_mix; fi
-    if wanted conns-10k; then scenario_discover conns-10k 3 "$BIG_CONNS" 0; fi
-    if wanted memory-1m; then scenario_memory; fi
-    if wanted mass-expiry; then scenario_expiry; fi
-    if wanted startup; then scenario_startup; fi
-    if wanted watch-fanout; then scenario_watch_fanout; fi
-    if wanted watch-discover; then scenario_watch_discover; fi
-    if wanted watch-leak; then scenario_watch_leak; fi
-    if wanted large-services; then scenario_large_services; fi
-    if wanted large-service; then scenario_large_service; fi
-    if wanted slow-streams; then scenario_slow_streams; fi
-    if wanted durable-churn; then durable_rounds durable-churn churn.lua in-memory everysec never always; fi
-    if wanted durable-register; then durable_rounds durable-register register.lua in-memory everysec always; fi
-    if wanted recover-1m; then scenario_recover; fi
+    for name in "${SCENARIOS[@]}"; do
+        if wanted "$name"; then "scenario_${name//-/_}"; fi
+    done
 
     mkdir -p "$RESULTS_DIR"
     cp "$RESULTS" "$RESULTS_DIR/latest.jsonl"

@@ -8,25 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null; then
-    sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || { echo "install-test-tools: need root or sudo to install prometheus (promtool)" >&2; exit 1; }
-        sudo=(sudo)
-    fi
-    echo "Installing promtool (Debian package prometheus) with apt-get (missing)..."
-    # The package starts a Prometheus server on install; a policy-rc.d that answers 101
-    # stops that, and is removed again afterwards if this script created it.
-    created_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-        "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
-        created_policy=1
-    fi
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    if ((created_policy)); then "${sudo[@]}" rm -f /usr/sbin/policy-rc.d; fi
-fi
+# promtool is in Debian's prometheus package.
+command -v promtool >/dev/null || bash scripts/apt-install.sh prometheus
 
 tools=.build/tools
 if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck

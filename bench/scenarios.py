@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The benchmark's scenarios, declared once: their names, what they measure, their targets.
+
+bench/run.sh asks this file which scenarios exist (and runs `scenario_NAME`, dashes as
+underscores, for each), and bench/report.py takes the targets from it.
+
+    scenarios.py names [--group GROUP]   one name per line, in run order
+"""
+
+import argparse
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    # throughput: wrk against the registry and the baselines (bare evhttp, nginx, etcd);
+    # these are also the scenarios of `run.sh --compare`.
+    # other, watchers, large-state, durability: their own probes.
+    group: str
+    # throughput: [(measure, baseline, op, threshold)]; measure "rps" compares req/s
+    # (higher is better), "p99" the 99th percentile latency.
+    targets: list = field(default_factory=list)
+
+
+SCENARIOS = [
+    Scenario("discover-3", "throughput", [("rps", "bare", ">=", 0.9), ("rps", "etcd", ">=", 5)]),
+    Scenario("discover-100", "throughput", [("rps", "bare", ">=", 0.85)]),
+    Scenario("heartbeat-10k", "throughput", [("rps", "bare", ">=", 0.85), ("rps", "etcd", ">=", 5)]),
+    Scenario("churn", "throughput", [("rps", "bare", ">=", 0.75), ("rps", "etcd", ">=", 5)]),
+    Scenario("mix", "throughput", [("rps", "bare", ">=", 0.85)]),
+    Scenario("conns-10k", "throughput", [("rps", "bare", ">=", 0.85), ("p99", "bare", "<=", 1.2)]),
+    Scenario("memory-1m", "other"),
+    Scenario("mass-expiry", "other"),
+    Scenario("startup", "other"),
+    Scenario("watch-fanout", "watchers"),
+    Scenario("watch-discover", "watchers"),
+    Scenario("watch-leak", "watchers"),
+    Scenario("large-services", "large-state"),
+    Scenario("large-service", "large-state"),
+    Scenario("slow-streams", "large-state"),
+    Scenario("durable-churn", "durability"),
+    Scenario("durable-register", "durability"),
+    Scenario("recover-1m", "durability"),
+]
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def throughput_targets():
+    return {s.name: s.targets for s in SCENARIOS if s.group == "throughput"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    names = sub.add_parser("names")
+    names.add_argument("--group")
+    args = parser.parse_args()
+    for scenario in SCENARIOS:
+        if args.group is None or scenario.group == args.group:
+            print(scenario.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,12 +22,15 @@ let package = Package(
         .target(name: "JSON"),
         // The on-disk form of the registry: journal records, frames with CRC-32C, recovery.
         .target(name: "Persistence", dependencies: ["Registry"]),
+        // The API's request bodies, defined once: the client encodes them, the server decodes
+        // them, and the core's own rules judge the values on both sides.
+        .target(name: "RegistryWire", dependencies: ["JSON", "Registry"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
-        .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON"]),
+        .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON", "RegistryWire"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "Persistence", "JSON"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -36,14 +39,15 @@ let package = Package(
         ),
         // registryctl: the registry from the command line and from scripts; `run` joins a
         // command to the registry for as long as it runs.
-        .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "JSON"]),
+        .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "RegistryWire", "Registry", "JSON"]),
         // The seed's example service, for real: serves HTTP, registers, heartbeats, deregisters.
-        .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "JSON"]),
+        .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "RegistryWire", "Registry", "JSON"]),
         // What the test targets share: a seeded generator for reproducible random inputs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport"]),
+        .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import RegistryWire
 import Registry
 
 /// The query string of a read, decoded and checked.
@@ -51,8 +52,8 @@ struct ReadQuery: Equatable {
         case services
     }
 
-    static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, BodyProblem> {
-        Result { () throws(BodyProblem) in
+    static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, WireProblem> {
+        Result { () throws(WireProblem) in
             var query = ReadQuery()
             guard let raw, !raw.isEmpty else { return query }
             for pair in raw.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
@@ -65,24 +66,24 @@ struct ReadQuery: Equatable {
         }
     }
 
-    private mutating func apply(name: String, value: String, scope: Scope) throws(BodyProblem) {
+    private mutating func apply(name: String, value: String, scope: Scope) throws(WireProblem) {
         switch (name, scope) {
         case ("index", _):
             guard let index = DecimalText.unsigned(value) else {
-                throw BodyProblem(message: "query parameter 'index' must be a non-negative integer of at most 18 digits, got \(Violation.quoted(value))")
+                throw WireProblem(message: "query parameter 'index' must be a non-negative integer of at most 18 digits, got \(Violation.quoted(value))")
             }
             self.index = index
         case ("wait", _):
             guard let wait = Self.parseWait(value) else {
-                throw BodyProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \(Violation.quoted(value))")
+                throw WireProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \(Violation.quoted(value))")
             }
             self.wait = wait
         case ("tag", .instances):
             // A value no instance could hold is a mistake, not a filter that matches nothing.
-            if let violation = Violation.checkTags([value]) { throw BodyProblem(message: "query parameter 'tag': " + violation.message) }
+            if let violation = Violation.checkTags([value]) { throw WireProblem(message: "query parameter 'tag': " + violation.message) }
             tags.append(value)
         case ("zone", .instances):
-            if let violation = Violation.checkZone(value) { throw BodyProblem(message: "query parameter 'zone': " + violation.message) }
+            if let violation = Violation.checkZone(value) { throw WireProblem(message: "query parameter 'zone': " + violation.message) }
             zone = value
         case ("status", .instances):
             if value.lowercased() == "any" {
@@ -90,27 +91,27 @@ struct ReadQuery: Equatable {
             } else if let parsed = InstanceStatus(rawValue: value.uppercased()) {
                 status = .only(parsed)
             } else {
-                throw BodyProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \(Violation.quoted(value))")
+                throw WireProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \(Violation.quoted(value))")
             }
         case ("pick", .instances):
             guard let parsed = Pick(rawValue: value) else {
-                throw BodyProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \(Violation.quoted(value))")
+                throw WireProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \(Violation.quoted(value))")
             }
             pick = parsed
         case ("limit", .instances):
             guard let parsed = DecimalText.unsigned(value).map(Int.init), parsed >= 1 else {
-                throw BodyProblem(message: "query parameter 'limit' must be a positive integer, got \(Violation.quoted(value))")
+                throw WireProblem(message: "query parameter 'limit' must be a positive integer, got \(Violation.quoted(value))")
             }
             limit = parsed
         case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
             let key = String(name.dropFirst(5))
             if let violation = Violation.checkMetadata([MetadataEntry(key, value)]) {
-                throw BodyProblem(message: "query parameter '\(Violation.shown(name))': " + violation.message)
+                throw WireProblem(message: "query parameter '\(Violation.shown(name))': " + violation.message)
             }
             metadata.append(MetadataEntry(key, value))
         default:
             let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
-            throw BodyProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")
+            throw WireProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")
         }
     }
 
@@ -130,12 +131,12 @@ struct ReadQuery: Equatable {
     }
 
     /// Percent-decodes one query component; '+' is a space, as in HTML forms.
-    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(BodyProblem) -> String {
+    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(WireProblem) -> String {
         var plain = Array(bytes)
         for index in plain.indices where plain[index] == UInt8(ascii: "+") { plain[index] = 0x20 }
         switch plain.withUnsafeBufferPointer({ PercentDecoding.decode($0) }) {
         case .success(let text): return text
-        case .failure: throw BodyProblem(message: "malformed percent-encoding or UTF-8 in the query string")
+        case .failure: throw WireProblem(message: "malformed percent-encoding or UTF-8 in the query string")
         }
     }
 }

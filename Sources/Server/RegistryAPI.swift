@@ -1,3 +1,4 @@
+import RegistryWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -156,8 +157,8 @@ final class RegistryAPI {
 
     private func write(_ route: RouteLabel, body: UnsafeBufferPointer<UInt8>, now: Instant) -> Response {
         if route == .register {
-            let request: RegistrationBody
-            switch RegistrationBody.decode(body) {
+            let request: RegistrationRequest
+            switch RegistrationRequest.decode(body) {
             case .success(let decoded): request = decoded
             case .failure(let problem): return .error(400, problem.message)
             }
@@ -175,13 +176,13 @@ final class RegistryAPI {
                 return .error(400, violation.message)
             }
         }
-        let request: InstanceReferenceBody
-        switch InstanceReferenceBody.decode(body, statusRequired: route == .status) {
+        let request: InstanceReference
+        switch InstanceReference.decode(body, statusRequired: route == .status) {
         case .success(let decoded): request = decoded
         case .failure(let problem): return .error(400, problem.message)
         }
         let service = request.service
-        let id = request.id
+        let id = request.name
         let outcome: InstanceOutcome
         switch route {
         case .heartbeat: outcome = registry.heartbeat(service: service, id: id, status: request.status, now: now)

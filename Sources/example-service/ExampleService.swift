@@ -3,7 +3,9 @@ import Glibc
 #endif
 import CLibevent
 import JSON
+import Registry
 import RegistryClient
+import RegistryWire
 
 /// The seed's example service, made real: it serves HTTP on its port, registers with the
 /// registry, heartbeats, registers again when the registry says it does not know it, and
@@ -100,12 +102,15 @@ final class ExampleService {
 
     // MARK: The registry
 
-    private var registration: InstanceRegistration {
-        InstanceRegistration(service: name, address: address, tags: ["example"], metadata: [("port", String(port))])
+    private var registration: RegistrationRequest {
+        var fields = InstanceFields()
+        fields.tags = ["example"]
+        fields.metadata = [MetadataEntry("port", String(port))]
+        return RegistrationRequest(service: name, address: address, fields: fields)
     }
 
     private func register() {
-        registry.send(.post, "/register", body: registration.body) { [self] result in
+        registry.send(.post, "/register", body: registration.encode()) { [self] result in
             switch result {
             case .success(let reply) where (200..<300).contains(reply.status):
                 registered = true
@@ -125,7 +130,7 @@ final class ExampleService {
             register()
             return
         }
-        registry.send(.post, "/heartbeat", body: registration.referenceBody()) { [self] result in
+        registry.send(.post, "/heartbeat", body: registration.reference.encode()) { [self] result in
             switch result {
             case .success(let reply) where reply.status == 200:
                 schedule(interval)
@@ -160,7 +165,7 @@ final class ExampleService {
         stopping = true
         if let heartbeatTimer { CLibevent_evtimer_del(heartbeatTimer) }
         log("stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT")
-        registry.send(.post, "/deregister", body: registration.referenceBody()) { [self] result in
+        registry.send(.post, "/deregister", body: registration.reference.encode()) { [self] result in
             switch result {
             case .success(let reply): log("deregistered", reply.message ?? "\(reply.status)")
             case .failure(let failure): log("deregistration_failed", "\(failure.message); the instance will expire by itself")

@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import JSON
+import Registry
 import RegistryClient
+import RegistryWire
 
 /// How registryctl ends, for scripts to branch on (documented in `usage` and the README).
 enum ExitCode {
@@ -88,52 +90,61 @@ func printError(_ message: String) {
 /// The options every registration takes, shared by `register` and `run`.
 let registrationOptions: Set<String> = ["id", "tag", "meta", "weight", "zone", "status", "ttl"]
 
-func registration(service: String, address: String, from arguments: Arguments) throws(Arguments.Problem) -> InstanceRegistration {
-    var spec = InstanceRegistration(service: service, address: address, id: arguments.value("id"))
-    if arguments.isSet("tag") { spec.tags = arguments.values("tag") }
+func registration(service: String, address: String, from arguments: Arguments) throws(Arguments.Problem) -> RegistrationRequest {
+    var spec = RegistrationRequest(service: service, address: address, id: arguments.value("id"))
+    if arguments.isSet("tag") { spec.fields.tags = arguments.values("tag") }
     if arguments.isSet("meta") {
-        var metadata: [(key: String, value: String)] = []
+        var metadata: [MetadataEntry] = []
         for pair in arguments.values("meta") {
             guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
                 throw Arguments.Problem(message: "--meta takes KEY=VALUE, got '\(pair)'")
             }
-            metadata.append((String(pair[..<equals]), String(pair[pair.index(after: equals)...])))
+            metadata.append(MetadataEntry(String(pair[..<equals]), String(pair[pair.index(after: equals)...])))
         }
-        spec.metadata = metadata
+        spec.fields.metadata = metadata
     }
     if let weight = arguments.value("weight") {
         guard let value = Int(weight) else { throw Arguments.Problem(message: "--weight takes an integer, got '\(weight)'") }
-        spec.weight = value
+        spec.fields.weight = value
     }
-    spec.zone = arguments.value("zone")
-    spec.status = arguments.value("status")?.uppercased()
+    if let zone = arguments.value("zone") { spec.fields.zone = .some(zone) }
+    spec.fields.status = try arguments.value("status").map { text throws(Arguments.Problem) in try parseStatus(text, option: "--status") }
     if let ttl = arguments.value("ttl") {
         guard let duration = parseInterval(ttl) else { throw Arguments.Problem(message: "--ttl takes seconds (30, 30s, 500ms), got '\(ttl)'") }
-        spec.ttlSeconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        spec.fields.ttl = .seconds(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
     return spec
+}
+
+/// A status word in any case, or a usage error that lists the four.
+func parseStatus(_ text: String, option: String) throws(Arguments.Problem) -> InstanceStatus {
+    guard let status = InstanceStatus(rawValue: text.uppercased()) else {
+        throw Arguments.Problem(message: "\(option) takes one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+    }
+    return status
 }
 
 func register(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Problem) -> Int32 {
     let arguments = try Arguments(words, valued: registrationOptions)
     try arguments.expectPositionals(2, usage: "registryctl register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z] [--status S] [--ttl SECONDS]")
     let spec = try registration(service: arguments.positionals[0], address: arguments.positionals[1], from: arguments)
-    return context.perform(.post, "/register", body: spec.body) { $0.message }
+    return context.perform(.post, "/register", body: spec.encode()) { $0.message }
 }
 
 /// `heartbeat`, `deregister` and `status`: one instance by service and address (or id).
 func instanceCommand(_ context: Context, _ words: ArraySlice<String>, route: String) throws(Arguments.Problem) -> Int32 {
     let arguments = try Arguments(words, valued: route == "/heartbeat" ? ["status"] : [])
-    let status: String?
+    let status: InstanceStatus?
     if route == "/status" {
         try arguments.expectPositionals(3, usage: "registryctl status SERVICE ADDRESS UP|STARTING|DOWN|OUT_OF_SERVICE")
-        status = arguments.positionals[2].uppercased()
+        status = try parseStatus(arguments.positionals[2], option: "the status")
     } else {
         try arguments.expectPositionals(2, usage: "registryctl \(route.dropFirst()) SERVICE ADDRESS\(route == "/heartbeat" ? " [--status S]" : "")")
-        status = arguments.value("status")?.uppercased()
+        status = try arguments.value("status").map { text throws(Arguments.Problem) in try parseStatus(text, option: "--status") }
     }
-    let body = Requests.instanceReference(service: arguments.positionals[0], address: arguments.positionals[1], status: status)
-    return context.perform(.post, route, body: body) { $0.message }
+    // The second word is sent as the address, which the registry also takes as an id.
+    let reference = InstanceReference(service: arguments.positionals[0], address: arguments.positionals[1], status: status)
+    return context.perform(.post, route, body: reference.encode()) { $0.message }
 }
 
 // MARK: Reads

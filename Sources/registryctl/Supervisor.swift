@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import RegistryClient
+import RegistryWire
 
 /// `registryctl run`: registers an instance, runs a command, heartbeats while it runs, and
 /// deregisters when it ends or a stop signal arrives; exits with the command's status.
@@ -11,7 +12,7 @@ import RegistryClient
 /// unblocked and at their defaults.
 struct Supervisor {
     let context: Context
-    let spec: InstanceRegistration
+    let spec: RegistrationRequest
     let interval: Duration
     let command: [String]
 
@@ -87,7 +88,7 @@ struct Supervisor {
             registered = register()
             return registered
         }
-        switch context.call(.post, "/heartbeat", body: spec.referenceBody()) {
+        switch context.call(.post, "/heartbeat", body: spec.reference.encode()) {
         case .success(let reply) where reply.status == 200:
             return true
         case .success(let reply) where reply.status == 404:
@@ -104,7 +105,7 @@ struct Supervisor {
     }
 
     private func register() -> Bool {
-        switch context.call(.post, "/register", body: spec.body) {
+        switch context.call(.post, "/register", body: spec.encode()) {
         case .success(let reply) where (200..<300).contains(reply.status):
             note(reply.message ?? "registered \(spec.service) at \(spec.address)")
             return true
@@ -118,7 +119,7 @@ struct Supervisor {
     }
 
     private func deregister() {
-        switch context.call(.post, "/deregister", body: spec.referenceBody()) {
+        switch context.call(.post, "/deregister", body: spec.reference.encode()) {
         case .success(let reply) where reply.status == 200 || reply.status == 404:
             note(reply.status == 200 ? (reply.message ?? "deregistered") : "already gone from the registry")
         case .success(let reply):

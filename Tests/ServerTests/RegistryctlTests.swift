@@ -84,6 +84,11 @@ import Glibc
         #expect(outcome.stderr.contains("weight must be an integer from 1 to 1000"))
         #expect(try ctl(["register", "api"]).status == 2)
         #expect(try ctl(["frobnicate"]).status == 2)
+        // A status word is checked before anything is sent: one of the four, in any case.
+        outcome = try ctl(["status", "api", "a-1", "asleep"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.contains("the status takes one of UP, STARTING, DOWN, OUT_OF_SERVICE, got 'asleep'"))
+        #expect(try ctl(["register", "api", "x", "--status", "sideways"]).status == 2)
         outcome = try ctl(["health"], registryURL: "http://127.0.0.1:1")
         #expect(outcome.status == 3)
         #expect(outcome.stderr.contains("cannot reach the registry at http://127.0.0.1:1"))

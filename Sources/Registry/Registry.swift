@@ -114,6 +114,10 @@ public struct Registry: Sendable {
         }
     }
 
+    /// Whether any of the three queues holds something for the caller: after a call that
+    /// made it so, the caller has work to do (its end-of-turn step).
+    public var hasOutput: Bool { !events.isEmpty || !changedServices.isEmpty || !journal.isEmpty }
+
     /// Returns what the registry did on its own since the last call, oldest first.
     public mutating func takeEvents() -> [RegistryEvent] {
         guard !events.isEmpty else { return [] }

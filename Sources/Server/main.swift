@@ -4,7 +4,8 @@ import Glibc
 import Persistence
 import Registry
 
-/// Parses the configuration, starts the server and runs it until a stop signal.
+/// The composition root: parses the configuration, restores the data directory, wires the
+/// parts together and runs the loop until a stop signal.
 /// Returns the process exit status: 0 after a clean stop, 1 when the server could not
 /// start, 2 for a bad command line or environment.
 func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
@@ -39,34 +40,59 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     let logger = Logger(level: config.logLevel, format: config.logFormat)
     var registry = Registry(policy: config.registryPolicy)
-    var persistence: Durability.Setup?
+    var restored: LocalLogStore.Setup?
     if let path = config.persistenceDirectory {
         do {
-            persistence = try restore(into: &registry, from: path, config: config, logger: logger)
+            restored = try restore(into: &registry, from: path, config: config, logger: logger)
         } catch {
             logger.flush()
             printError("service-registry: \(error.message)")
             return 1
         }
     }
-    let api = RegistryAPI(registry: registry, logger: logger, maximumWait: config.maxWait)
-    let server: HTTPServer
+
+    // The composition: one loop; the service over the store; the native API's routes in the
+    // table; the watchers; the listener; the shutdown sequence.
+    let loop: EventLoop
     do {
-        server = try HTTPServer(config: config, api: api, logger: logger, persistence: persistence)
+        loop = try EventLoop()
     } catch {
         printError("service-registry: \(error.message)")
         return 1
     }
+    logger.onFirstLine = { [unowned loop] in loop.scheduleEndOfTurn() }
+    let store: any ChangeStore = restored.map { LocalLogStore(setup: $0, loop: loop, logger: logger) } ?? MemoryStore()
+    let service = RegistryService(registry: registry, store: store, logger: logger, loop: loop)
+    let api = NativeAPI(service: service, logger: logger, maximumWait: config.maxWait)
+    let table = RouteTable(api.routes())
+    let metrics = Metrics(routeLabels: table.labels)
+    let hub = WatchHub(loop: loop, api: api, metrics: metrics, logger: logger, idleTimeout: config.idleTimeout,
+                       limits: WatchHub.Limits(maxWatchers: config.maxWatchers, maxWatchersPerClient: config.maxWatchersPerClient))
+    let http: HTTPFrontEnd
+    do {
+        http = try HTTPFrontEnd(config: config, loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger)
+    } catch {
+        printError("service-registry: \(error.message)")
+        return 1
+    }
+    api.metricsExposition = { [unowned service, unowned hub, unowned http] in
+        metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount,
+                                           store: store.stats, transport: http.transportStats))
+    }
+    let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: [http], heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
+                              shutdownGrace: config.shutdownGrace, logger: logger)
+    // Last of every turn: the turn's log lines, with one write.
+    loop.onEndOfTurn { logger.flush() }
 
-    logger.plain("Service Registry starting on port \(server.port)...")
+    logger.plain("Service Registry starting on port \(http.port)...")
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
-    if let persistence {
-        logger.plain("Persistence: \(persistence.directory.path) (fsync \(config.fsync.rawValue))")
+    if let restored {
+        logger.plain("Persistence: \(restored.directory.path) (fsync \(config.fsync.rawValue))")
     } else {
         logger.plain("Persistence: off (--in-memory); a restart forgets every registration")
     }
     logger.info("listening", [
-        "host": config.host, "port": server.port, "max_body_bytes": config.maxBodyBytes,
+        "host": config.host, "port": http.port, "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
         "header_timeout": config.headerTimeout.secondsText, "body_timeout": config.bodyTimeout.secondsText,
         "max_connections": config.maxConnections ?? Limits.defaultMaxConnections,
@@ -77,83 +103,19 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     logger.flush()
 
     // Restored instances get their full TTL from now, when the registry serves again.
-    if let persistence { api.finishRestore(changeIndex: persistence.changeIndexOnDisk, now: Clock.monotonicNow()) }
+    if let restored { service.finishRestore(changeIndex: restored.changeIndexOnDisk, now: Clock.monotonicNow()) }
     // Before serving: from here on the /services listing is kept up to date change by change.
     api.prepareListing()
-    let synced = server.run()
+    loop.run()
+    // The loop is over: make the store durable and close it, then free evhttp and the loop.
+    let synced = service.finish()
+    withExtendedLifetime(lifecycle) {}
+    http.close()
+    loop.close()
     logger.info("stopped")
     logger.flush()
     // A failed last fsync means acknowledged changes may not be on disk: say so with the status.
     return synced ? 0 : 1
-}
-
-/// Opens and locks the data directory, rebuilds the registry from it, and returns what the
-/// server needs to keep it durable.
-private func restore(into registry: inout Registry, from path: String, config: Config,
-                     logger: Logger) throws(StorageError) -> Durability.Setup {
-    let started = Clock.monotonicNow()
-    let wallOffset = Clock.wallNow() - started.nanoseconds
-    let directory = try DataDirectory.open(absolutePath(path))
-    let (loaded, appendAt) = try Recovery.load(directory, into: &registry, now: started, wallOffset: wallOffset,
-                                               repair: config.repair)
-    for torn in loaded.tornTails {
-        logger.warn("recovery_torn_tail", [
-            "file": torn.file, "offset": torn.offset, "dropped_bytes": torn.bytes, "kept_as": torn.keptAs,
-            "note": "the last crash left an append half written; it is cut off and its bytes kept aside. Under --fsync always "
-                + "its changes were never acknowledged; under everysec or never they may have been",
-        ])
-    }
-    for (position, reason) in loaded.skipped.enumerated() where position < 10 {
-        logger.warn("recovery_skipped_record", ["reason": reason, "note": "breaks this server's configuration"])
-    }
-    if loaded.skipped.count > 10 { logger.warn("recovery_skipped_records", ["more": loaded.skipped.count - 10]) }
-    for repair in loaded.repairs {
-        logger.warn("recovery_repaired", [
-            "file": repair.file, "kept_records": repair.keptRecords, "skipped_regions": repair.skippedRegions.count,
-            "skipped_bytes": repair.skippedBytes, "kept_as": repair.keptAs,
-            "note": "every valid record was kept; what the skipped bytes held is lost (a lost deregistration brings its "
-                + "instance back until its TTL runs out; a lost registration or change must be made again)",
-        ])
-        for region in repair.skippedRegions.prefix(10) {
-            logger.warn("recovery_skipped_region", ["file": repair.file, "offset": region.offset, "bytes": region.length,
-                                                    "reason": region.reason])
-        }
-    }
-    let log: LogFile
-    if !loaded.repairs.isEmpty {
-        // The damaged generations must never be read again: a snapshot of what was kept
-        // replaces them (and deletes them; their copies stay as *.damaged).
-        let generation = loaded.lastGeneration + 1
-        _ = try SnapshotWriter.write(registry, generation: generation, to: directory, wallOffset: wallOffset)
-        log = try directory.openLog(generation: generation)
-    } else {
-        for torn in loaded.tornTails where torn.generation != appendAt.generation {
-            try directory.openLog(generation: torn.generation, truncatingTo: torn.offset).close()
-        }
-        let lastIsTorn = loaded.tornTails.contains { $0.generation == appendAt.generation }
-        log = try directory.openLog(generation: appendAt.generation, truncatingTo: lastIsTorn ? appendAt.length : nil)
-        // Generations older than the snapshot, and a snapshot a crash left unfinished.
-        try directory.removeGenerations(below: loaded.snapshot?.generation ?? 0)
-    }
-    let records = loaded.logs.reduce(0) { $0 + $1.records }
-    let tookMilliseconds = Clock.monotonicNow().duration(since: started).wholeNanoseconds / 1_000_000
-    logger.info("restored", [
-        "data_dir": directory.path, "instances": registry.instanceCount, "services": registry.serviceCount,
-        "snapshot": loaded.snapshot.map { String($0.generation) } ?? "none", "log_records": records,
-        "change_index": loaded.lastChangeIndex, "took_ms": tookMilliseconds, "fsync": config.fsync.rawValue,
-    ])
-    return Durability.Setup(directory: directory, log: log, policy: config.fsync, wallOffset: wallOffset,
-                            snapshotMinimumLogBytes: config.snapshotMinimumLogBytes, changeIndexOnDisk: loaded.lastChangeIndex)
-}
-
-/// `path` made absolute against the working directory, for messages people can act on.
-private func absolutePath(_ path: String) -> String {
-    guard !path.hasPrefix("/") else { return path }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return path }
-    let cwd = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
-    return cwd == "/" ? "/" + relative : cwd + "/" + relative
 }
 
 exit(runRegistry(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment.current))

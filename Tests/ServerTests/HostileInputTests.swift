@@ -10,8 +10,7 @@ import TestSupport
 /// refused request must change nothing.
 @Suite struct HostileInputTests {
     let now = Instant(nanoseconds: 5_000_000_000)
-    let api = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30))),
-                          logger: Logger(level: .error), random: RandomSource(SplitMix64(state: 1)))
+    let api = NativeHarness(policy: RegistryPolicy(heartbeatTimeout: .seconds(30)), random: RandomSource(SplitMix64(state: 1)))
 
     private func call(_ method: HTTPMethod, _ target: String, _ body: String = "") -> Response {
         api.handle(method: method, path: target, body: body, now: now, wallClock: now.nanoseconds).response
@@ -128,8 +127,7 @@ import TestSupport
             let route = routes[Int.random(in: 0..<routes.count, using: &random)]
             let reply = body.withUnsafeBufferPointer { bytes in
                 Array(route.utf8).withUnsafeBufferPointer { path in
-                    api.handle(method: .post, path: path, route: RegistryAPI.routeLabel(path), query: nil, body: bytes,
-                               now: now, wallClock: now.nanoseconds).response
+                    api.handle(method: .post, path: path, body: bytes, now: now).response
                 }
             }
             guard let reply else {

@@ -8,8 +8,8 @@ import TestSupport
 /// The incrementally kept answers (`/services` in blocks, `/discover` per instance version)
 /// against answers made from scratch, through random changes: they must never differ.
 @Suite struct IncrementalViewTests {
-    let api = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), expiryProtection: 0.5)),
-                          logger: Logger(level: .error), random: RandomSource(SplitMix64(state: 3)))
+    let api = NativeHarness(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), expiryProtection: 0.5),
+                            random: RandomSource(SplitMix64(state: 3)))
     let wallOffset: Int64 = 1_800_000_000_000_000_000
 
     private func call(_ method: HTTPMethod, _ target: String, _ body: String = "", at now: Instant) -> Response {
@@ -19,7 +19,7 @@ import TestSupport
 
     /// `/services` rendered from the registry's summaries, as it was before the listing.
     private func servicesFromScratch(at now: Instant) -> [UInt8] {
-        let summaries = api.registry.serviceSummaries(now: now)
+        let summaries = api.service.snapshot.serviceSummaries(now: now)
         var json = JSONWriter()
         json.raw("{\"services\":{")
         for (position, summary) in summaries.enumerated() {
@@ -34,7 +34,7 @@ import TestSupport
 
     /// `/discover` rendered by a view made for this read alone.
     private func discoverFromScratch(_ name: String, onlyUp: Bool, at now: Instant) -> [UInt8]? {
-        var registry = api.registry
+        var registry = api.service.snapshot
         guard let index = registry.serviceChangeIndex(name, now: now) else { return nil }
         let view = ServiceView(name: name)
         view.update(from: &registry, changeIndex: index, now: now, wallOffset: wallOffset)
@@ -63,9 +63,9 @@ import TestSupport
             case 8:
                 now = now + .milliseconds(Int64.random(in: 0...1500, using: &random))
             default:
-                _ = api.expireDue(now: now, limit: Int.random(in: 1...50, using: &random))
+                _ = api.service.expireDue(now: now, limit: Int.random(in: 1...50, using: &random))
+                api.service.endTurn(now: now)
             }
-            _ = api.takeChangedServices()
             if step % 7 == 0 {
                 // Compared as one Bool: a mismatch would print megabytes of bytes.
                 let same = call(.get, "/services", at: now).bytes == servicesFromScratch(at: now)

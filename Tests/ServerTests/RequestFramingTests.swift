@@ -4,7 +4,7 @@ import Testing
 /// The framing rules on raw bytes, with no sockets: what is let through, what is refused
 /// and with which status.
 @Suite struct RequestFramingTests {
-    private func allow(_ path: UnsafeBufferPointer<UInt8>) -> StaticString { "GET, HEAD" }
+    private func allow(_ path: UnsafeBufferPointer<UInt8>) -> String { "GET, HEAD" }
 
     /// Feeds `text` in one piece and carries out every step, as the transport does.
     /// Returns the bytes let through and the refusal, if any.

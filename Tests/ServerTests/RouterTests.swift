@@ -5,18 +5,10 @@ import Registry
 import JSON
 import TestSupport
 
-extension Handling {
-    var response: Response? {
-        if case .respond(let response) = self { return response }
-        return nil
-    }
-}
-
 /// The API with no sockets: the router, the handlers and their caches, on a fake clock.
 @Suite struct RouterTests {
     var now = Instant(nanoseconds: 5_000_000_000)
-    let api = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30))),
-                          logger: Logger(level: .error), random: RandomSource(SplitMix64(state: 42)))
+    let api = NativeHarness(policy: RegistryPolicy(heartbeatTimeout: .seconds(30)), random: RandomSource(SplitMix64(state: 42)))
 
     private func call(_ method: HTTPMethod, _ target: String, _ body: String = "", at time: Instant? = nil) -> Response {
         guard let response = api.handle(method: method, path: target, body: body, now: time ?? now,
@@ -195,8 +187,7 @@ extension Handling {
         }
         #expect(wait == .seconds(600))
         // --max-wait lowers the cut.
-        let impatient = RegistryAPI(registry: Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30))),
-                                    logger: Logger(level: .error), maximumWait: .seconds(2))
+        let impatient = NativeHarness(policy: RegistryPolicy(heartbeatTimeout: .seconds(30)), maximumWait: .seconds(2))
         guard case .park(_, let short) = impatient.handle(method: .get, path: "/services?index=5&wait=1h", now: now),
               case .park(_, let defaulted) = impatient.handle(method: .get, path: "/services?index=5", now: now) else {
             Issue.record("a blocking query with a short --max-wait must park")

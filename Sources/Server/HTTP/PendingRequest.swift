@@ -118,11 +118,7 @@ struct PendingRequest: ~Copyable {
         if let retryAfter = response.retryAfter {
             withDecimalCString(UInt64(max(0, retryAfter))) { _ = evhttp_add_header(headers, "Retry-After", $0) }
         }
-        if let allow = response.allow {
-            allow.withUTF8Buffer { value in
-                value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
-            }
-        }
+        if let allow = response.allow { evhttp_add_header(headers, "Allow", allow) }
         if evhttp_request_get_command(raw) == EVHTTP_REQ_HEAD {
             // evhttp 2.1 sends whatever is in the output buffer even for HEAD, which would put
             // the client out of step, and adds no Content-Length: the server gives the length

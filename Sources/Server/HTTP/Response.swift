@@ -12,14 +12,14 @@ struct Response {
     var body: [UInt8]
     var segments: [[UInt8]] = []
     var index: UInt64?
-    var allow: StaticString?
+    var allow: String?
     var contentType: StaticString = "application/json"
     /// Seconds for a `Retry-After` header (429, 503).
     var retryAfter: Int?
     /// Headers few answers carry (CORS), as name and value.
     var extraHeaders: [(name: String, value: String)] = []
 
-    init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: StaticString? = nil) {
+    init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: String? = nil) {
         self.status = status
         self.body = body
         self.index = index
@@ -34,7 +34,7 @@ struct Response {
     var byteCount: Int { segments.reduce(body.count) { $0 + $1.count } }
 
     /// `{"status":"error","message":…}`: the one shape of every error this server sends.
-    static func error(_ status: Int32, _ message: String, allow: StaticString? = nil) -> Response {
+    static func error(_ status: Int32, _ message: String, allow: String? = nil) -> Response {
         Response(status: status, body: errorBody(message), allow: allow)
     }
 
@@ -55,72 +55,6 @@ struct Response {
         json.string(message)
         json.raw("}")
         return Response(status: status, body: json.bytes)
-    }
-}
-
-/// The request methods evhttp can parse. evhttp is told to accept all of them, so that a
-/// method a path does not serve gets the router's 405 with `Allow`, not evhttp's 501.
-enum HTTPMethod: Int, Equatable, CaseIterable {
-    case get, head, post, put, delete, options, patch, trace, connect
-
-    /// Whether a request with this method can change state.
-    var isWrite: Bool { self == .post || self == .put || self == .delete || self == .patch }
-
-    var name: String {
-        switch self {
-        case .get: return "GET"
-        case .head: return "HEAD"
-        case .post: return "POST"
-        case .put: return "PUT"
-        case .delete: return "DELETE"
-        case .options: return "OPTIONS"
-        case .patch: return "PATCH"
-        case .trace: return "TRACE"
-        case .connect: return "CONNECT"
-        }
-    }
-}
-
-/// What the router decided for one request.
-enum Handling {
-    /// Answer now.
-    case respond(Response)
-    /// A blocking query whose index is current: hold the request until the target
-    /// changes or `wait` passes, then answer with `RegistryAPI.read(_:now:)`.
-    case park(WatchTarget, wait: Duration)
-    /// A Server-Sent Events stream of the target's state, one event per change.
-    case stream(WatchTarget)
-}
-
-extension Handling {
-    /// For debug logs.
-    var summary: String {
-        switch self {
-        case .respond(let response): return "status=\(response.status)"
-        case .park: return "parked"
-        case .stream: return "stream"
-        }
-    }
-}
-
-/// What a parked request or a stream watches.
-enum WatchTarget {
-    case service(String, ReadQuery)
-    case services
-
-    /// The service whose changes wake this watcher; nil for all of them.
-    var serviceName: String? {
-        if case .service(let name, _) = self { return name }
-        return nil
-    }
-
-    /// What streams of this target may share: their events are the same bytes. Nil when each
-    /// read differs (a pick rotates or shuffles per read).
-    var sharingKey: String? {
-        switch self {
-        case .services: return "*"
-        case .service(let name, let query): return query.pick == nil ? name + "|" + query.filterKey : nil
-        }
     }
 }
 

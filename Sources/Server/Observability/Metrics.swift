@@ -19,33 +19,42 @@ final class Metrics {
     /// one `Int` per request and allocates nothing.
     private var requests: [Int: UInt64] = [:]
     /// Per route: histogram buckets (the last is +Inf), count and sum, updated in place.
-    private var buckets = [[UInt64]](repeating: [UInt64](repeating: 0, count: Metrics.bucketBounds.count + 1),
-                                     count: RouteLabel.allCases.count)
-    private var durationSums = [Double](repeating: 0, count: RouteLabel.allCases.count)
-    /// Answered by libevent itself before routing (oversized or unparsable requests).
-    nonisolated(unsafe) static var rejectedByLibevent: [Int32: UInt64] = [:]
+    private var buckets: [[UInt64]]
+    private var durationSums: [Double]
+    /// The route templates, by the route numbers of the `RouteTable`.
+    private let routeLabels: [String]
     private let startedAt = Double(Clock.wallNow()) / 1e9
-    /// What the server knows at scrape time.
-    struct Gauges {
+
+    /// What the server knows at scrape time, beside the requests counted here.
+    struct Figures {
+        let service: RegistryService
         var longPolls = 0
         var streams = 0
-        var durability: Durability.Stats?
+        var store: StoreStats?
         var transport = Transport.Stats()
     }
 
-    private static func key(_ route: RouteLabel, _ method: HTTPMethod, _ status: Int32) -> Int {
-        (route.rawValue * 16 + method.rawValue) * 1000 + Int(status)
+    init(routeLabels: [String]) {
+        self.routeLabels = routeLabels
+        buckets = [[UInt64]](repeating: [UInt64](repeating: 0, count: Metrics.bucketBounds.count + 1), count: routeLabels.count)
+        durationSums = [Double](repeating: 0, count: routeLabels.count)
     }
 
-    func countRequest(route: RouteLabel, method: HTTPMethod, status: Int32, seconds: Double?) {
+    private static func key(_ route: Int, _ method: HTTPMethod, _ status: Int32) -> Int {
+        (route * 16 + method.rawValue) * 1000 + Int(status)
+    }
+
+    /// Counts an answered request. `seconds` is nil for requests held on purpose.
+    func countRequest(route: Int, method: HTTPMethod, status: Int32, seconds: Double?) {
         requests[Self.key(route, method, status), default: 0] += 1
         guard let seconds else { return }
         let bucket = Self.bucketBounds.firstIndex { seconds <= $0 } ?? Self.bucketBounds.count
-        buckets[route.rawValue][bucket] += 1
-        durationSums[route.rawValue] += seconds
+        buckets[route][bucket] += 1
+        durationSums[route] += seconds
     }
 
-    func exposition(api: RegistryAPI, gauges: Gauges) -> [UInt8] {
+    func exposition(_ figures: Figures) -> [UInt8] {
+        let service = figures.service
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -69,47 +78,47 @@ final class Metrics {
         family("registry_http_requests_total", "counter", "HTTP requests answered, by route template, method and status code.")
         for (key, count) in requests.sorted(by: { $0.key < $1.key }) {
             let status = key % 1000
-            let route = RouteLabel(rawValue: key / 1000 / 16) ?? .other
+            let route = routeLabels[min(key / 1000 / 16, routeLabels.count - 1)]
             let method = HTTPMethod(rawValue: key / 1000 % 16) ?? .get
-            sample("registry_http_requests_total", [("route", route.template), ("method", method.name), ("code", String(status))],
+            sample("registry_http_requests_total", [("route", route), ("method", method.name), ("code", String(status))],
                    String(count))
         }
-        for (status, count) in Self.rejectedByLibevent.sorted(by: { $0.key < $1.key }) {
+        for (status, count) in Transport.answeredByLibevent.sorted(by: { $0.key < $1.key }) {
             sample("registry_http_requests_total", [("route", "unparsed"), ("method", "unknown"), ("code", String(status))], String(count))
         }
 
         family("registry_http_request_duration_seconds", "histogram",
                "Time from receiving a request to handing its answer to libevent (held long-polls and streams excluded).")
-        for route in RouteLabel.allCases {
-            let counts = buckets[route.rawValue]
+        for (number, route) in routeLabels.enumerated() {
+            let counts = buckets[number]
             let total = counts.reduce(0, +)
             guard total > 0 else { continue }
             var cumulative: UInt64 = 0
             for (index, bound) in Self.bucketBounds.enumerated() {
                 cumulative += counts[index]
-                sample("registry_http_request_duration_seconds_bucket", [("route", route.template), ("le", format(bound))],
+                sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", format(bound))],
                        String(cumulative))
             }
-            sample("registry_http_request_duration_seconds_bucket", [("route", route.template), ("le", "+Inf")], String(total))
-            sample("registry_http_request_duration_seconds_sum", [("route", route.template)], format(durationSums[route.rawValue]))
-            sample("registry_http_request_duration_seconds_count", [("route", route.template)], String(total))
+            sample("registry_http_request_duration_seconds_bucket", [("route", route), ("le", "+Inf")], String(total))
+            sample("registry_http_request_duration_seconds_sum", [("route", route)], format(durationSums[number]))
+            sample("registry_http_request_duration_seconds_count", [("route", route)], String(total))
         }
 
         family("registry_instances", "gauge", "Registered instances, by status (overdue ones not yet removed included).")
-        let counts = api.instanceCountsByStatus
+        let counts = service.instanceCountsByStatus
         for status in InstanceStatus.allCases {
             sample("registry_instances", [("status", status.rawValue)], String(counts[status] ?? 0))
         }
-        single("registry_services", "gauge", "Services with at least one instance.", String(api.serviceCount))
-        single("registry_change_index", "gauge", "The registry's change index (X-Registry-Index of /services).", String(api.changeIndex))
-        single("registry_registrations_total", "counter", "Instances registered (new ones; re-registrations are updates).", String(api.registrations))
-        single("registry_deregistrations_total", "counter", "Instances deregistered by request.", String(api.deregistrations))
-        single("registry_expirations_total", "counter", "Instances removed because their heartbeats stopped.", String(api.expirations))
+        single("registry_services", "gauge", "Services with at least one instance.", String(service.serviceCount))
+        single("registry_change_index", "gauge", "The registry's change index (X-Registry-Index of /services).", String(service.changeIndex))
+        single("registry_registrations_total", "counter", "Instances registered (new ones; re-registrations are updates).", String(service.registrations))
+        single("registry_deregistrations_total", "counter", "Instances deregistered by request.", String(service.deregistrations))
+        single("registry_expirations_total", "counter", "Instances removed because their heartbeats stopped.", String(service.expirations))
 
         family("registry_watchers", "gauge", "Requests held open for changes, by kind.")
-        sample("registry_watchers", [("kind", "long_poll")], String(gauges.longPolls))
-        sample("registry_watchers", [("kind", "stream")], String(gauges.streams))
-        let transport = gauges.transport
+        sample("registry_watchers", [("kind", "long_poll")], String(figures.longPolls))
+        sample("registry_watchers", [("kind", "stream")], String(figures.streams))
+        let transport = figures.transport
         single("registry_open_connections", "gauge", "Client connections open.", String(transport.openConnections))
         single("registry_connections_refused_total", "counter", "Connections answered 503 and closed because --max-connections were open.", String(transport.refusedConnections))
         single("registry_accept_errors_total", "counter", "accept() failures, most often out of file descriptors (accepting pauses briefly after each).", String(transport.acceptErrors))
@@ -118,11 +127,11 @@ final class Metrics {
         sample("registry_http_timeouts_total", [("phase", "header")], String(transport.headerTimeouts))
         sample("registry_http_timeouts_total", [("phase", "body")], String(transport.bodyTimeouts))
 
-        single("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.", gauges.durability == nil ? "0" : "1")
-        if let stats = gauges.durability {
+        single("registry_persistence_enabled", "gauge", "1 when changes are kept in a data directory, 0 with --in-memory.", figures.store == nil ? "0" : "1")
+        if let stats = figures.store {
             single("registry_persistence_log_bytes", "gauge", "Length of the current log file.", String(stats.logBytes))
             single("registry_persistence_unsynced_bytes", "gauge", "Bytes written to the log but not yet covered by an fsync: what a machine crash could lose.", String(stats.unsyncedBytes))
-            single("registry_persistence_held_writes", "gauge", "Writes waiting for their change to reach the disk (--fsync always).", String(stats.heldWrites))
+            single("registry_persistence_held_writes", "gauge", "Writes waiting for their change to reach the disk (--fsync always).", String(service.waitingWriters))
             single("registry_persistence_write_errors_total", "counter", "Log writes that failed (their changes were answered 503 and not applied).", String(stats.writeErrors))
             single("registry_persistence_snapshots_total", "counter", "Snapshots written.", String(stats.snapshots))
             single("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).", String(stats.snapshotFailures))
@@ -153,65 +162,5 @@ final class Metrics {
             }
         }
         return result
-    }
-}
-
-/// What Linux says about this process, read from `/proc/self` when scraped.
-enum ProcessFigures {
-    struct Figures {
-        var residentBytes = 0
-        var virtualBytes = 0
-        var cpuSeconds = 0.0
-        var openDescriptors = 0
-        var maxDescriptors = 0
-    }
-
-    static func read() -> Figures {
-        var figures = Figures()
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        if let statm = readSmallFile("/proc/self/statm") {
-            let fields = statm.split(separator: " ")
-            if fields.count >= 2 {
-                figures.virtualBytes = (Int(fields[0]) ?? 0) * page
-                figures.residentBytes = (Int(fields[1]) ?? 0) * page
-            }
-        }
-        var usage = rusage()
-        if getrusage(RUSAGE_SELF.rawValue, &usage) == 0 {
-            figures.cpuSeconds = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
-                + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-        }
-        figures.openDescriptors = countDescriptors { _ in true }
-        var limit = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { figures.maxDescriptors = Int(limit.rlim_cur) }
-        return figures
-    }
-
-    private static func countDescriptors(where matches: (String) -> Bool) -> Int {
-        guard let directory = opendir("/proc/self/fd") else { return 0 }
-        defer { closedir(directory) }
-        let own = dirfd(directory)
-        var count = 0
-        var target = [CChar](repeating: 0, count: 64)
-        while let entry = readdir(directory) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            guard let descriptor = Int32(name), descriptor != own else { continue }
-            let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
-            guard length > 0 else { continue }
-            let text = target.withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0).prefix(length), as: UTF8.self) }
-            if matches(text) { count += 1 }
-        }
-        return count
-    }
-
-    private static func readSmallFile(_ path: String) -> String? {
-        let file = open(path, O_RDONLY | O_CLOEXEC)
-        guard file >= 0 else { return nil }
-        defer { close(file) }
-        var buffer = [UInt8](repeating: 0, count: 512)
-        let count = Glibc.read(file, &buffer, buffer.count)
-        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
     }
 }

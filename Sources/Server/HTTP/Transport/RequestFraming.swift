@@ -27,12 +27,7 @@ struct RequestFraming {
         let status: Int32
         let message: String
         /// For 405: the methods the target does allow.
-        var allow: StaticString?
-
-        static func == (lhs: Rejection, rhs: Rejection) -> Bool {
-            lhs.status == rhs.status && lhs.message == rhs.message
-                && lhs.allow.map { "\($0)" } == rhs.allow.map { "\($0)" }
-        }
+        var allow: String?
     }
 
     enum Phase: Equatable {
@@ -60,7 +55,7 @@ struct RequestFraming {
 
     let maxHeadBytes: Int
     /// The methods allowed on a path, for a 405's `Allow` header.
-    let allowedMethods: (UnsafeBufferPointer<UInt8>) -> StaticString
+    let allowedMethods: (UnsafeBufferPointer<UInt8>) -> String
 
     private(set) var phase: Phase = .idle
     /// Heads begun since the connection opened: tells one request's deadline from the next's.
@@ -81,7 +76,7 @@ struct RequestFraming {
         var contentLength = 0
         var transferEncoding: String?
         /// The methods the target allows, for a refusal at the end of the head.
-        var allow: StaticString = "GET, HEAD, POST"
+        var allow = "GET, HEAD, POST"
         var methodName = ""
     }
 
@@ -92,7 +87,7 @@ struct RequestFraming {
         var hasBody: Bool { self == .post || self == .put || self == .patch }
     }
 
-    init(maxHeadBytes: Int, allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> StaticString) {
+    init(maxHeadBytes: Int, allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> String) {
         self.maxHeadBytes = maxHeadBytes
         self.allowedMethods = allowedMethods
     }
@@ -277,7 +272,7 @@ struct RequestFraming {
             // The body cannot be let through (evhttp would parse it as the next request). A
             // method the target does not serve anyway is told so; one it serves, that it
             // takes no body.
-            let allowed = "\(head.allow)".split(separator: ",").map { $0.trimmingPrefix(" ") }.contains { $0 == head.methodName }
+            let allowed = head.allow.split(separator: ",").map { $0.trimmingPrefix(" ") }.contains { $0 == head.methodName }
             rejection = allowed
                 ? Rejection(status: 400, message: "\(head.methodName) takes no body, and the request has Content-Length \(head.contentLength)")
                 : Rejection(status: 405, message: "method \(head.methodName) is not allowed here; use \(head.allow)", allow: head.allow)

@@ -10,9 +10,9 @@ import Registry
 /// `<time> <LEVEL> <event> key=value …`; `--log-format json` writes one JSON object per line
 /// (`{"time":…,"level":…,"event":…,"key":value…}`) for log collectors.
 ///
-/// Lines are collected during a callback and written with one `write(2)` by `flush()`, which
-/// the server calls at the end of every callback that logged, so a mass expiry of thousands
-/// of instances costs a few system calls instead of thousands.
+/// Lines are collected during a loop turn and written with one `write(2)` by `flush()`, the
+/// last end-of-turn step (the first line of a turn asks for it through `onFirstLine`), so a
+/// mass expiry of thousands of instances costs a few system calls instead of thousands.
 final class Logger {
     enum Format: String, CaseIterable {
         case text, json
@@ -21,6 +21,8 @@ final class Logger {
     let level: Config.LogLevel
     let format: Format
     private var pending: [UInt8] = []
+    /// Called when a line waits to be written and none did before.
+    var onFirstLine: (() -> Void)?
 
     init(level: Config.LogLevel, format: Format = .text) {
         self.level = level
@@ -50,7 +52,7 @@ final class Logger {
                 line += " \(key)="
                 value.appendText(to: &line)
             }
-            pending.append(contentsOf: (line + "\n").utf8)
+            buffer((line + "\n").utf8)
         case .json:
             var writer = JSONWriter(capacity: 256)
             writer.raw("{\"time\":")
@@ -66,7 +68,7 @@ final class Logger {
                 value.appendJSON(to: &writer)
             }
             writer.raw("}\n")
-            pending.append(contentsOf: writer.bytes)
+            buffer(writer.bytes)
         }
     }
 
@@ -74,12 +76,18 @@ final class Logger {
     /// line as its message in JSON, so that every line of a JSON log parses.
     func plain(_ line: String) {
         switch format {
-        case .text: pending.append(contentsOf: (line + "\n").utf8)
+        case .text: buffer((line + "\n").utf8)
         case .json: render(.info, "banner", ["message": line])
         }
     }
 
     var hasPending: Bool { !pending.isEmpty }
+
+    private func buffer<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        let first = pending.isEmpty
+        pending.append(contentsOf: bytes)
+        if first { onFirstLine?() }
+    }
 
     func flush() {
         guard !pending.isEmpty else { return }

@@ -17,17 +17,17 @@ public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?,
     guard let request else { return }
     var status = status
     let message: String
-    var allow: StaticString?
+    var allow: String?
     if let broken = Transport.connection(of: request)?.rejectionBeingAnswered() {
         // evhttp is refusing the transport's poison: answer with the rule that was broken.
         status = broken.status
         message = broken.message
         allow = broken.allow
-        Metrics.rejectedByLibevent[status, default: 0] += 1
+        Transport.answeredByLibevent[status, default: 0] += 1
         send(request, status: status, message: message, allow: allow)
         return
     }
-    Metrics.rejectedByLibevent[status, default: 0] += 1
+    Transport.answeredByLibevent[status, default: 0] += 1
     switch status {
     case 413:
         message = "request body is over the server's limit (--max-body-bytes)"
@@ -42,16 +42,12 @@ public func libeventErrorReply(_ request: UnsafeMutablePointer<evhttp_request>?,
     send(request, status: status, message: message, allow: allow)
 }
 
-private func send(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32, message: String, allow: StaticString?) {
+private func send(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32, message: String, allow: String?) {
     CLibevent_evhttp_request_default_version(request)
     let headers = evhttp_request_get_output_headers(request)
     evhttp_clear_headers(headers)
     evhttp_add_header(headers, "Content-Type", "application/json")
-    if let allow {
-        allow.withUTF8Buffer { value in
-            value.withMemoryRebound(to: CChar.self) { _ = evhttp_add_header(headers, "Allow", $0.baseAddress) }
-        }
-    }
+    if let allow { evhttp_add_header(headers, "Allow", allow) }
     // After a protocol error the connection's state is unknown: close it, as evhttp would.
     evhttp_add_header(headers, "Connection", "close")
     let body = Response.errorBody(message)

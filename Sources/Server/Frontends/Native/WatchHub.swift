@@ -13,9 +13,9 @@ import Registry
 /// wake each watcher once.
 ///
 /// A held request has reads turned off by evhttp, so a client that leaves would go
-/// unnoticed until a write failed. Each watcher therefore has its own read event on the
-/// socket: readable with nothing to read is the client closing (`MSG_PEEK` sees 0 bytes),
-/// and the watcher is finished at once instead of lingering until its wait ends.
+/// unnoticed until a write failed. Each watcher therefore has the transport watch its
+/// connection (`Transport.HeldWatch`): the client closing, or sending more, finishes the
+/// watcher at once instead of leaving it until its wait ends.
 ///
 /// Memory stays proportional to the state, not to the watchers times the state: streams of
 /// the same target share one rendered copy of each event (added to each connection by
@@ -50,21 +50,27 @@ final class WatchHub {
         let request: UnsafeMutablePointer<evhttp_request>
         let target: WatchTarget
         var kind: Kind
-        var socketEvent: OpaquePointer?
+        var held: Transport.HeldWatch?
         /// The transport's side of the connection, for its backlog and drain notices.
         let connection: Connection?
         /// The client's address, when watchers are counted per client.
         let client: String?
         /// A newer state was held back while the last event was still unwritten.
         var stale = false
+        /// What `/metrics` counts the answer under (a poll is counted when it is answered).
+        let route: Int
+        let method: HTTPMethod
         unowned let hub: WatchHub
 
-        init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, client: String?, hub: WatchHub) {
+        init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, client: String?, route: Int,
+             method: HTTPMethod, hub: WatchHub) {
             self.request = request
             self.target = target
             self.kind = kind
             self.connection = Transport.connection(of: request)
             self.client = client
+            self.route = route
+            self.method = method
             self.hub = hub
         }
     }
@@ -80,8 +86,8 @@ final class WatchHub {
     private var watchersByClient: [String: Int] = [:]
     let limits: Limits
 
-    private let base: OpaquePointer
-    private let api: RegistryAPI
+    private let api: NativeAPI
+    private let metrics: Metrics
     private let logger: Logger
     private var watchers: [ObjectIdentifier: Watcher] = [:]
     private var byService: [String: Set<ObjectIdentifier>] = [:]
@@ -91,8 +97,7 @@ final class WatchHub {
     private var wakeQueue: [ObjectIdentifier] = []
     private var wakeIndex = 0
     private var queued: Set<ObjectIdentifier> = []
-    private var flushEvent: OpaquePointer?
-    private var keepAliveTimer: OpaquePointer?
+    private var deliveryTimer: LoopTimer?
     private var random = SystemRandomNumberGenerator()
 
     private(set) var pollCount = 0
@@ -101,32 +106,15 @@ final class WatchHub {
     /// Every 15 s, or often enough that a quiet stream never reaches the idle timeout.
     let keepAliveInterval: Duration
 
-    init(base: OpaquePointer, api: RegistryAPI, logger: Logger, idleTimeout: Duration, limits: Limits) {
-        self.base = base
+    init(loop: EventLoop, api: NativeAPI, metrics: Metrics, logger: Logger, idleTimeout: Duration, limits: Limits) {
         self.limits = limits
         self.api = api
+        self.metrics = metrics
         self.logger = logger
         keepAliveInterval = min(.seconds(15), idleTimeout / 2)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        flushEvent = event_new(base, -1, 0, { _, _, context in
-            guard let context else { return }
-            Unmanaged<WatchHub>.fromOpaque(context).takeUnretainedValue().deliverChanges()
-        }, context)
-        keepAliveTimer = event_new(base, -1, Int16(EV_PERSIST), { _, _, context in
-            guard let context else { return }
-            Unmanaged<WatchHub>.fromOpaque(context).takeUnretainedValue().sendKeepAlives()
-        }, context)
-        let nanos = keepAliveInterval.wholeNanoseconds
-        var interval = timeval(tv_sec: Int(nanos / 1_000_000_000), tv_usec: Int(nanos % 1_000_000_000 / 1000))
-        event_add(keepAliveTimer, &interval)
-    }
-
-    /// Frees the hub's own events; the server calls it before freeing the event base.
-    func releaseEvents() {
-        if let flushEvent { event_free(flushEvent) }
-        if let keepAliveTimer { event_free(keepAliveTimer) }
-        flushEvent = nil
-        keepAliveTimer = nil
+        deliveryTimer = loop.timer { [unowned self] in deliverChanges() }
+        loop.timer(persistent: true) { [unowned self] in sendKeepAlives() }.schedule(after: keepAliveInterval)
+        api.service.onChange { [unowned self] changed in noteChanges(changed) }
     }
 
     // MARK: Entering
@@ -160,13 +148,12 @@ final class WatchHub {
 
     /// Holds a blocking query until its target changes or `wait` (plus up to 1/16 of it
     /// in jitter, so that watchers started together do not all return together) passes.
-    func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration, client: String?) {
-        let watcher = Watcher(request: request, target: target, kind: .poll, client: client, hub: self)
+    func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration, client: String?,
+              route: Int, method: HTTPMethod) {
+        let watcher = Watcher(request: request, target: target, kind: .poll, client: client, route: route, method: method, hub: self)
         let jitterLimit = max(1, wait.wholeNanoseconds / 16)
         let total = wait.wholeNanoseconds + Int64.random(in: 0..<jitterLimit, using: &random)
-        var timeout = timeval(tv_sec: Int(total / 1_000_000_000), tv_usec: Int(total % 1_000_000_000 / 1000))
-        // Persistent, so that a wake-up with nothing to read leaves the watch in place.
-        add(watcher, events: Int16(EV_READ | EV_PERSIST), timeout: &timeout)
+        add(watcher, timeout: .nanoseconds(total))
         pollCount += 1
     }
 
@@ -180,13 +167,10 @@ final class WatchHub {
         // Proxies such as nginx would otherwise buffer the stream.
         evhttp_add_header(headers, "X-Accel-Buffering", "no")
         evhttp_send_reply_start(request, 200, "OK")
-        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), client: client, hub: self)
-        add(watcher, events: Int16(EV_READ | EV_PERSIST), timeout: nil)
-        if let connection = evhttp_request_get_connection(request) {
-            var bytes = Self.streamSendBufferBytes
-            setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(connection)), SOL_SOCKET, SO_SNDBUF, &bytes,
-                       socklen_t(MemoryLayout<Int32>.size))
-        }
+        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), client: client, route: 0,
+                              method: .get, hub: self)
+        add(watcher, timeout: nil)
+        Transport.limitSendBuffer(of: request, to: Self.streamSendBufferBytes)
         watcher.connection?.onDrained = { [unowned self, unowned watcher] in
             if watcher.stale, watchers[ObjectIdentifier(watcher)] != nil {
                 sendState(to: watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow())
@@ -200,7 +184,7 @@ final class WatchHub {
         sendState(to: watcher, now: now, wallClock: wallClock)
     }
 
-    private func add(_ watcher: Watcher, events: Int16, timeout: UnsafePointer<timeval>?) {
+    private func add(_ watcher: Watcher, timeout: Duration?) {
         let key = ObjectIdentifier(watcher)
         watchers[key] = watcher
         if let client = watcher.client { watchersByClient[client, default: 0] += 1 }
@@ -209,20 +193,14 @@ final class WatchHub {
         } else {
             allServices.insert(key)
         }
-        let context = Unmanaged.passUnretained(watcher).toOpaque()
-        if let connection = evhttp_request_get_connection(watcher.request) {
-            evhttp_connection_set_closecb(connection, { _, context in
-                guard let context else { return }
-                let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
-                watcher.hub.connectionClosed(watcher)
-            }, context)
-            let socket = bufferevent_getfd(evhttp_connection_get_bufferevent(connection))
-            watcher.socketEvent = event_new(base, socket, events, { socket, what, context in
-                guard let context else { return }
-                let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
-                watcher.hub.socketEvent(watcher, socket: socket, timedOut: what & Int16(EV_TIMEOUT) != 0)
-            }, context)
-            event_add(watcher.socketEvent, timeout)
+        guard let connection = evhttp_request_get_connection(watcher.request) else { return }
+        evhttp_connection_set_closecb(connection, { _, context in
+            guard let context else { return }
+            let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
+            watcher.hub.connectionClosed(watcher)
+        }, Unmanaged.passUnretained(watcher).toOpaque())
+        watcher.held = Transport.HeldWatch(watcher.request, timeout: timeout) { [unowned self, unowned watcher] in
+            finish(watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow())
         }
     }
 
@@ -234,7 +212,8 @@ final class WatchHub {
         guard !services.isEmpty, !watchers.isEmpty else { return }
         let idle = changed.isEmpty && wakeQueue.isEmpty
         changed.formUnion(services)
-        if idle, let flushEvent { event_active(flushEvent, 0, 0) }
+        // Called from the end-of-turn step: delivered in this same pass of the loop.
+        if idle { deliveryTimer?.activate() }
     }
 
     private func deliverChanges() {
@@ -264,17 +243,13 @@ final class WatchHub {
         if wakeIndex == wakeQueue.count {
             wakeQueue.removeAll(keepingCapacity: true)
             wakeIndex = 0
-        } else if let flushEvent {
-            // A zero time-out, not event_active: libevent runs events activated during its
+        } else {
+            // A zero time-out, not `activate`: libevent runs events activated during its
             // active pass in that same pass, so only a timer lets the loop poll I/O first.
-            var immediately = timeval(tv_sec: 0, tv_usec: 0)
-            event_add(flushEvent, &immediately)
+            deliveryTimer?.schedule(after: .zero)
         }
-        // Answering may itself have expired instances (reads check deadlines): those
-        // changes go out in another turn.
-        api.logEvents(now: now)
-        noteChanges(api.takeChangedServices())
-        logger.flush()
+        // Answering may itself have expired instances (reads check deadlines): the service's
+        // end-of-turn step sends those changes round again.
     }
 
     // MARK: Streams
@@ -352,21 +327,6 @@ final class WatchHub {
 
     // MARK: Leaving
 
-    /// The socket became readable (the client closed, or sent more), or the wait ended.
-    private func socketEvent(_ watcher: Watcher, socket: Int32, timedOut: Bool) {
-        let now = Clock.monotonicNow()
-        let wallClock = Clock.wallNow()
-        if !timedOut {
-            var byte: UInt8 = 0
-            let peeked = recv(socket, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
-            if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
-            // 0 is the client closing; data means it sent another request, which evhttp will
-            // read once this one is answered. Either way this watcher is done now.
-        }
-        finish(watcher, now: now, wallClock: wallClock)
-        logger.flush()
-    }
-
     /// The connection is being freed under a watcher (write error, time-out, shutdown).
     private func connectionClosed(_ watcher: Watcher) {
         forget(watcher)
@@ -385,10 +345,17 @@ final class WatchHub {
         }
         switch watcher.kind {
         case .poll:
-            PendingRequest.send(watcher.request, api.read(watcher.target, now: now, wallClock: wallClock))
+            let answer = api.read(watcher.target, now: now, wallClock: wallClock)
+            PendingRequest.send(watcher.request, answer)
+            metrics.countRequest(route: watcher.route, method: watcher.method, status: answer.status, seconds: nil)
         case .stream:
             evhttp_send_reply_end(watcher.request)
         }
+    }
+
+    /// What a held read of `target` would be answered with now.
+    func currentAnswer(_ target: WatchTarget, now: Instant, wallClock: Int64) -> Response {
+        api.read(target, now: now, wallClock: wallClock)
     }
 
     /// Answers every held request; before the server closes.
@@ -415,10 +382,8 @@ final class WatchHub {
             allServices.remove(key)
             if allServices.isEmpty { sharedEvents["*"] = nil }
         }
-        if let socketEvent = watcher.socketEvent {
-            event_free(socketEvent)
-            watcher.socketEvent = nil
-        }
+        watcher.held?.cancel()
+        watcher.held = nil
         switch watcher.kind {
         case .poll: pollCount -= 1
         case .stream: streamCount -= 1

@@ -1,0 +1,63 @@
+import Registry
+import RegistryWire
+
+/// `POST /register`, `/heartbeat`, `/deregister` and `/status`: decode the body (its one
+/// definition is RegistryWire's), ask the service, and say how it went. A change is
+/// answered once committed (`Handling.respondWhenCommitted`); a refusal at once.
+extension NativeAPI {
+    enum InstanceWrite {
+        case heartbeat, deregister, status
+    }
+
+    func register(_ request: RouteRequest) -> Handling {
+        let body: RegistrationRequest
+        switch RegistrationRequest.decode(request.body) {
+        case .success(let decoded): body = decoded
+        case .failure(let problem): return .respond(.error(400, problem.message))
+        }
+        switch service.register(body, now: request.now) {
+        case .registered:
+            return .respondWhenCommitted(.status(201, "registered", "Service \(body.service) registered at \(body.address)"))
+        case .updated:
+            return .respondWhenCommitted(.status(200, "updated", "Service \(body.service) at \(body.address) heartbeat updated"))
+        case .invalid(let violation):
+            return .respond(.error(400, violation.message))
+        }
+    }
+
+    func instanceWrite(_ request: RouteRequest, _ write: InstanceWrite) -> Handling {
+        let reference: InstanceReference
+        switch InstanceReference.decode(request.body, statusRequired: write == .status) {
+        case .success(let decoded): reference = decoded
+        case .failure(let problem): return .respond(.error(400, problem.message))
+        }
+        let service = reference.service
+        let id = reference.name
+        let outcome: InstanceOutcome
+        switch write {
+        case .heartbeat: outcome = self.service.heartbeat(reference, now: request.now)
+        case .deregister: outcome = self.service.deregister(reference, now: request.now)
+        case .status: outcome = self.service.setStatus(reference, to: reference.status ?? .up, now: request.now)
+        }
+        switch outcome {
+        case .done:
+            switch write {
+            case .heartbeat:
+                return .respondWhenCommitted(Response(status: 200, body: Self.heartbeatRenewedBody))
+            case .deregister:
+                return .respondWhenCommitted(.status(200, "deregistered", "Service \(service) at \(id) deregistered"))
+            case .status:
+                let status = reference.status ?? .up
+                return .respondWhenCommitted(.status(200, "ok", "Status of \(service) at \(id) is now \(status.rawValue)"))
+            }
+        case .unknownService:
+            return .respond(.status(404, "not_found", write == .heartbeat
+                ? "Service \(service) is not registered; register it first" : "Service \(service) is not registered"))
+        case .unknownInstance:
+            return .respond(.status(404, "not_found", write == .heartbeat
+                ? "Service \(service) has no instance at \(id); register it first" : "Service \(service) has no instance at \(id)"))
+        case .invalid(let violation):
+            return .respond(.error(400, violation.message))
+        }
+    }
+}

@@ -1,0 +1,20 @@
+/// What a parked request or a stream watches.
+enum WatchTarget {
+    case service(String, ReadQuery)
+    case services
+
+    /// The service whose changes wake this watcher; nil for all of them.
+    var serviceName: String? {
+        if case .service(let name, _) = self { return name }
+        return nil
+    }
+
+    /// What streams of this target may share: their events are the same bytes. Nil when each
+    /// read differs (a pick rotates or shuffles per read).
+    var sharingKey: String? {
+        switch self {
+        case .services: return "*"
+        case .service(let name, let query): return query.pick == nil ? name + "|" + query.filterKey : nil
+        }
+    }
+}

@@ -1,0 +1,251 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Registry
+
+/// One HTTP listener: an evhttp object bound to one address, its transport, and the
+/// dispatch of its requests through the route table.
+///
+/// Every callback is a thin trampoline: it reads the clock once, asks the table, and answers
+/// or hands the request to its one owner: `WatchHub` for a held read, the service's commit
+/// waiters for a write that must be on disk first. Because every mutation happens inside
+/// callbacks of the one loop, the registry needs no locks.
+final class HTTPFrontEnd {
+    struct StartError: Error {
+        let message: String
+    }
+
+    /// NUL-terminated, as every StaticString literal is.
+    private static let defaultContentType: StaticString = "application/json"
+
+    let port: UInt16
+    private var http: OpaquePointer?
+    private var listener: OpaquePointer?
+    private let table: RouteTable
+    private let service: RegistryService
+    private let hub: WatchHub
+    private let transport: Transport
+    private let originPolicy: OriginPolicy
+    private let metrics: Metrics
+    private let logger: Logger
+    /// Set when the listener closes: held reads are answered at once from then on.
+    private(set) var stopping = false
+
+    init(config: Config, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub, metrics: Metrics,
+         logger: Logger) throws(StartError) {
+        self.table = table
+        self.service = service
+        self.hub = hub
+        self.metrics = metrics
+        self.logger = logger
+        self.originPolicy = OriginPolicy(allowed: config.allowedOrigins)
+
+        guard let http = evhttp_new(loop.base) else { throw StartError(message: "could not create the evhttp server") }
+        self.http = http
+        // Every limit explicitly: libevent's defaults are unlimited. The transport enforces the
+        // header limit (with 414 and 431) before evhttp sees a byte; evhttp's own is a backstop.
+        evhttp_set_max_body_size(http, Int(config.maxBodyBytes))
+        evhttp_set_max_headers_size(http, Int(config.maxHeaderBytes) + 64)
+        var idle = timeval(tv_sec: config.idleTimeout.timeval.seconds, tv_usec: config.idleTimeout.timeval.microseconds)
+        evhttp_set_timeout_tv(http, &idle)
+        // libevent keeps the pointer, not a copy: it must point at static storage.
+        Self.defaultContentType.withUTF8Buffer { text in
+            text.withMemoryRebound(to: CChar.self) { evhttp_set_default_content_type(http, $0.baseAddress) }
+        }
+        // Accept every method evhttp parses, so the table answers 405 with Allow (evhttp
+        // would answer 501 for a method outside this set).
+        let methods = EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_POST.rawValue
+            | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue | EVHTTP_REQ_OPTIONS.rawValue
+            | EVHTTP_REQ_PATCH.rawValue | EVHTTP_REQ_TRACE.rawValue | EVHTTP_REQ_CONNECT.rawValue
+        evhttp_set_allowed_methods(http, UInt16(methods))
+        // Read and discard an oversized body before answering 413, so that the client,
+        // still sending, reads the answer instead of a connection reset.
+        evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE)
+
+        let maxConnections = config.maxConnections ?? Limits.defaultMaxConnections
+        transport = Transport(mode: .filtered, loop: loop, limits: Transport.Limits(
+            maxConnections: maxConnections, maxHeadBytes: config.maxHeaderBytes,
+            headerTimeout: config.headerTimeout, bodyTimeout: config.bodyTimeout, idleTimeout: config.idleTimeout),
+            logger: logger, allowedMethods: { [table] in table.allowedMethods($0) })
+        transport.install(on: http)
+        if maxConnections > Limits.openFiles {
+            logger.warn("max_connections_above_descriptor_limit", [
+                "max_connections": maxConnections, "descriptor_limit": Limits.openFiles,
+                "note": "accepts will fail (and pause) before the limit is reached; raise ulimit -n",
+            ])
+        }
+
+        guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
+            let reason = String(cString: strerror(errno))
+            evhttp_free(http)
+            self.http = nil
+            throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason); "
+                + "is another registry running there? Choose another --port or --host")
+        }
+        listener = bound
+        transport.watch(bound)
+        let listeningSocket = evhttp_bound_socket_get_fd(bound)
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, a
+        // reply larger than one write (a big discover) waits on Nagle's algorithm and the
+        // client's delayed ACK: 40 ms per response.
+        var noDelay: Int32 = 1
+        setsockopt(listeningSocket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        port = Self.localPort(of: listeningSocket) ?? config.port
+
+        evhttp_set_gencb(http, { request, context in
+            guard let request, let context else { return }
+            Unmanaged<HTTPFrontEnd>.fromOpaque(context).takeUnretainedValue().handle(PendingRequest(request))
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    var transportStats: Transport.Stats { transport.stats }
+
+    /// Stops accepting and answers every held read with the current state.
+    func stopAccepting() {
+        guard !stopping else { return }
+        stopping = true
+        if let listener, let http {
+            transport.forgetListener()
+            evhttp_del_accept_socket(http, listener)
+            self.listener = nil
+        }
+        hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow())
+    }
+
+    /// Frees evhttp and its connections; before the loop is closed.
+    func close() {
+        transport.forgetListener()
+        if let http { evhttp_free(http) }
+        http = nil
+    }
+
+    // MARK: Requests
+
+    private func handle(_ request: consuming PendingRequest) {
+        let now = Clock.monotonicNow()
+        let wallClock = Clock.wallNow()
+        guard let method = request.method else {
+            request.reply(.error(501, "method not implemented"))
+            return
+        }
+        // Writes from other sites' pages are refused; listed origins get CORS answers. Reads
+        // need no check unless origins are listed, which keeps them free of header lookups.
+        var allowedOrigin: String?
+        if method.isWrite || !originPolicy.allowed.isEmpty {
+            let origin = request.header("Origin")
+            switch originPolicy.judge(isWrite: method.isWrite, origin: origin, host: request.header("Host"),
+                                      fetchSite: method.isWrite ? request.header("Sec-Fetch-Site") : nil) {
+            case .proceed:
+                break
+            case .refused(let message):
+                let route = request.withTarget { path, _ in table.match(path).route }
+                request.reply(.error(403, message))
+                metrics.countRequest(route: route, method: method, status: 403, seconds: nil)
+                logger.info("cross_origin_write_refused", ["origin": origin ?? "-", "method": method.name])
+                return
+            case .allowed(let origin):
+                allowedOrigin = origin
+                if method == .options, request.header("Access-Control-Request-Method") != nil {
+                    let allow = request.withTarget { path, _ in table.allowedMethods(path) }
+                    var preflight = Response(status: 204, body: [])
+                    preflight.extraHeaders = [
+                        ("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+                        ("Access-Control-Allow-Methods", allow),
+                        ("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Registry-Token"),
+                        ("Access-Control-Max-Age", "600"),
+                    ]
+                    request.reply(preflight)
+                    return
+                }
+            }
+        }
+        var route = table.otherRoute
+        let handling: Handling = request.withBody { body in
+            request.withTarget { path, query -> Handling in
+                let dispatched = table.dispatch(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock)
+                route = dispatched.route
+                return dispatched.handling
+            }
+        }
+        if logger.enabled(.debug) {
+            let path = request.withTarget { path, _ in String(decoding: path, as: UTF8.self) }
+            logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
+        }
+        switch handling {
+        case .respond(var response):
+            if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
+            request.reply(response)
+            metrics.countRequest(route: route, method: method, status: response.status, seconds: Self.seconds(since: now))
+        case .respondWhenCommitted(var response):
+            if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
+            guard service.hasUncommittedChanges else {
+                request.reply(response)
+                metrics.countRequest(route: route, method: method, status: response.status, seconds: Self.seconds(since: now))
+                return
+            }
+            // A change: acknowledged once the store has it (written, or fsynced), or answered 503.
+            let raw = request.park()
+            service.whenCommitted { [metrics] result in
+                var answer = response
+                if case .failed(let message) = result { answer = .error(503, message) }
+                PendingRequest.send(raw, answer)
+                metrics.countRequest(route: route, method: method, status: answer.status, seconds: Self.seconds(since: now))
+            }
+        case .park(let target, let wait):
+            if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
+            let admission = request.inspect { hub.admission(for: $0) }
+            if let refusal = admission.refusal {
+                request.reply(refusal)
+                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+            } else if stopping {
+                let answer = hub.currentAnswer(target, now: now, wallClock: wallClock)
+                request.reply(answer)
+                metrics.countRequest(route: route, method: method, status: answer.status, seconds: nil)
+            } else {
+                hub.park(request.park(), target: target, wait: wait, client: admission.client, route: route, method: method)
+            }
+        case .stream(let target):
+            if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
+            let admission = request.inspect { hub.admission(for: $0) }
+            if let refusal = admission.refusal {
+                request.reply(refusal)
+                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+            } else {
+                // Counted now: its 200 and headers go out at once.
+                metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
+                hub.openStream(request.park(), target: target, now: now, wallClock: wallClock, client: admission.client)
+            }
+        }
+    }
+
+    private static func addCORS(_ response: inout Response, origin: String) {
+        response.extraHeaders += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+                                  ("Access-Control-Expose-Headers", "X-Registry-Index")]
+    }
+
+    private static func seconds(since start: Instant) -> Double {
+        Double(Clock.monotonicNow().duration(since: start).wholeNanoseconds) / 1e9
+    }
+
+    private static func localPort(of socket: Int32) -> UInt16? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+        default:
+            return nil
+        }
+    }
+}

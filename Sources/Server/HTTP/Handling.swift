@@ -1,0 +1,25 @@
+/// What the router decided for one request.
+enum Handling {
+    /// Answer now.
+    case respond(Response)
+    /// A write's answer, given once the turn's changes are committed (`RegistryService.whenCommitted`),
+    /// or a 503 instead if they could not be.
+    case respondWhenCommitted(Response)
+    /// A blocking query whose index is current: hold the request until the target
+    /// changes or `wait` passes, then answer with the current state.
+    case park(WatchTarget, wait: Duration)
+    /// A Server-Sent Events stream of the target's state, one event per change.
+    case stream(WatchTarget)
+}
+
+extension Handling {
+    /// For debug logs.
+    var summary: String {
+        switch self {
+        case .respond(let response): return "status=\(response.status)"
+        case .respondWhenCommitted(let response): return "status=\(response.status) once committed"
+        case .park: return "parked"
+        case .stream: return "stream"
+        }
+    }
+}

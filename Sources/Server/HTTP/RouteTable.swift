@@ -1,0 +1,158 @@
+import Registry
+
+/// One route: a path template, the methods it serves, and its handler. Each route is
+/// declared once, in its front end's list (`NativeAPI.routes`); dispatch, `405` with
+/// `Allow`, the 404 text, the metrics labels and the OpenAPI test all read the table.
+struct Route {
+    /// The API a route belongs to. The compatible APIs to come (Consul under `/v1/`, Eureka
+    /// under `/eureka/`, the dashboard under `/ui`) are front ends of their own.
+    enum FrontEnd: String {
+        case native
+    }
+
+    /// What a caller must be allowed to do (tokens, to come, are checked against it).
+    enum Permission {
+        /// Probes: `/health`, `/ready`, `/metrics`.
+        case none
+        case read
+        case write
+    }
+
+    /// `/register`, or `/discover/{service}`: at most one parameter, at the end, which takes
+    /// the rest of the path (still percent-encoded).
+    let template: String
+    let methods: [HTTPMethod]
+    let frontEnd: FrontEnd
+    let permission: Permission
+    let handler: (RouteRequest) -> Handling
+
+    /// The `Allow` header of this route's 405s.
+    var allow: String { methods.map(\.name).joined(separator: ", ") }
+}
+
+/// A request as a handler sees it. The buffers point into evhttp's request and are valid
+/// only during the handler's call.
+struct RouteRequest {
+    let method: HTTPMethod
+    /// The raw path, percent-encoding intact.
+    let path: UnsafeBufferPointer<UInt8>
+    /// What the template's parameter matched (empty for a template without one).
+    let parameter: UnsafeBufferPointer<UInt8>
+    let query: UnsafeBufferPointer<UInt8>?
+    let body: UnsafeBufferPointer<UInt8>
+    let now: Instant
+    let wallClock: Int64
+}
+
+/// The routes of every front end, matched by path.
+struct RouteTable {
+    let routes: [Route]
+    /// Metrics labels by route number; one more, `other`, for requests no route serves.
+    let labels: [String]
+    private var exact: [String: Int] = [:]
+    private var prefixes: [(prefix: [UInt8], route: Int)] = []
+    /// The methods some route serves, for the `Allow` of a path no route serves.
+    let allMethods: String
+    let notFoundHint: String
+
+    /// The number `match` gives a path no route serves.
+    var otherRoute: Int { routes.count }
+
+    init(_ routes: [Route]) {
+        self.routes = routes
+        labels = routes.map(\.template) + ["other"]
+        for (number, route) in routes.enumerated() {
+            if let brace = route.template.firstIndex(of: "{") {
+                prefixes.append((Array(route.template[..<brace].utf8), number))
+            } else {
+                precondition(exact[route.template] == nil, "route \(route.template) declared twice")
+                exact[route.template] = number
+            }
+        }
+        let used = HTTPMethod.allCases.filter { method in routes.contains { $0.methods.contains(method) } }
+        allMethods = used.map(\.name).joined(separator: ", ")
+        // "POST /register, /heartbeat and GET /discover/{service}, /services": by method,
+        // in declaration order, HEAD left implied by GET.
+        var groups: [(method: HTTPMethod, templates: [String])] = []
+        for route in routes {
+            guard let method = route.methods.first(where: { $0 != .head }) else { continue }
+            if let position = groups.firstIndex(where: { $0.method == method }) {
+                groups[position].templates.append(route.template)
+            } else {
+                groups.append((method, [route.template]))
+            }
+        }
+        notFoundHint = "the API is " + groups.map { "\($0.method.name) " + $0.templates.joined(separator: ", ") }
+            .joined(separator: " and ")
+    }
+
+    /// The route serving `path`, and what its parameter matched; `otherRoute` when none does.
+    func match(_ path: UnsafeBufferPointer<UInt8>) -> (route: Int, parameter: UnsafeBufferPointer<UInt8>) {
+        // Every fixed path is at most 15 bytes, so this String needs no allocation.
+        if path.count <= 15, let number = exact[String(decoding: path, as: UTF8.self)] {
+            return (number, UnsafeBufferPointer(start: nil, count: 0))
+        }
+        for (prefix, number) in prefixes where path.starts(with: prefix) {
+            return (number, UnsafeBufferPointer(rebasing: path[prefix.count...]))
+        }
+        if path.count > 15, let number = exact[String(decoding: path, as: UTF8.self)] {
+            return (number, UnsafeBufferPointer(start: nil, count: 0))
+        }
+        return (otherRoute, UnsafeBufferPointer(start: nil, count: 0))
+    }
+
+    /// The methods a path serves, for an `Allow` header.
+    func allowedMethods(_ path: UnsafeBufferPointer<UInt8>) -> String {
+        let number = match(path).route
+        return number == otherRoute ? allMethods : routes[number].allow
+    }
+
+    /// Routes a request and calls its handler: 404 for a path no route serves, 405 with
+    /// `Allow` for a method its route does not. Returns the route's number with the outcome.
+    func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
+                  body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64) -> (route: Int, handling: Handling) {
+        let (number, parameter) = match(path)
+        guard number != otherRoute else {
+            return (number, .respond(.error(404, "no such endpoint: \(method.name) \(Self.shown(path)); \(notFoundHint)")))
+        }
+        let route = routes[number]
+        guard route.methods.contains(method) else {
+            return (number, .respond(.error(405, "method \(method.name) is not allowed on \(Self.shown(path)); use \(route.allow)",
+                                            allow: route.allow)))
+        }
+        return (number, route.handler(RouteRequest(method: method, path: path, parameter: parameter, query: query, body: body,
+                                                   now: now, wallClock: wallClock)))
+    }
+
+    /// Convenience for tests and tools: the same with Swift strings; a query follows `?`.
+    func dispatch(method: HTTPMethod, target: String, body: String = "", now: Instant, wallClock: Int64 = 0) -> Handling {
+        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var path = String(parts[0])
+        var query = parts.count > 1 ? String(parts[1]) : ""
+        var body = body
+        return path.withUTF8 { pathBytes in
+            query.withUTF8 { queryBytes in
+                body.withUTF8 { bodyBytes in
+                    dispatch(method: method, path: pathBytes, query: parts.count > 1 ? queryBytes : nil, body: bodyBytes,
+                             now: now, wallClock: wallClock).handling
+                }
+            }
+        }
+    }
+
+    /// Every (method, template) served, for the OpenAPI test.
+    var operations: [(method: String, path: String)] {
+        routes.flatMap { route in route.methods.map { ($0.name, route.template) } }
+    }
+
+    /// A path as an error message quotes it: at most 100 bytes (a client may send 8 KB), and
+    /// never a broken UTF-8 sequence.
+    static func shown(_ path: UnsafeBufferPointer<UInt8>) -> String {
+        let limit = 100
+        guard path.count > limit else { return String(decoding: path, as: UTF8.self) }
+        var end = limit
+        // Back off to a character boundary: continuation bytes are 10xxxxxx.
+        while end > 0 && path[end] & 0xC0 == 0x80 { end -= 1 }
+        return String(decoding: UnsafeBufferPointer(rebasing: path[..<end]), as: UTF8.self) + "… (\(path.count) bytes)"
+    }
+}

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+
+/// One filtered connection: its framing state, its deadline and its writer.
+final class Connection {
+    unowned let transport: Transport
+    /// The filter bufferevent evhttp owns; nil once it is freed.
+    internal(set) var filter: OpaquePointer?
+    private(set) var descriptor: Int32 = -1
+    private var framing: RequestFraming
+    /// Bytes let through to evhttp since the connection opened, poison included.
+    private var passed = 0
+    /// A broken rule and where its poison ends in the stream evhttp reads.
+    private var rejection: (RequestFraming.Rejection, poisonEnd: Int)?
+    private var timer: OpaquePointer?
+    /// The phase and head the timer is armed for.
+    private var timerFor: (phase: RequestFraming.Phase, head: Int) = (.idle, 0)
+    /// A write failed inside a reply; evhttp hears of it from `flushPending`, outside its own
+    /// call stack.
+    var writeFailed = false
+    private var writeEvent: OpaquePointer?
+    var isPending = false
+    var mustRefuse = false
+    /// Set while the server makes a reply (`PendingRequest.send`), which writes at once.
+    var isReplying = false
+    internal(set) var isClosed = false
+    /// Called when everything evhttp queued has been written (set by a stream's watcher, to
+    /// send the latest state it held back from a slow reader).
+    var onDrained: (() -> Void)?
+
+    private static let poison = Array("!\r\n".utf8)
+    private static let writeSliceBytes = 256 * 1024
+
+    init(transport: Transport) {
+        self.transport = transport
+        framing = RequestFraming(maxHeadBytes: transport.limits.maxHeadBytes, allowedMethods: transport.allowedMethods)
+    }
+
+    private func register() {
+        guard descriptor < 0, let filter else { return }
+        descriptor = bufferevent_getfd(filter)
+        guard descriptor >= 0 else { return }
+        let index = Int(descriptor)
+        if index >= Transport.byDescriptor.count {
+            Transport.byDescriptor.append(contentsOf: repeatElement(nil, count: max(index + 1, Transport.byDescriptor.count * 2) - Transport.byDescriptor.count))
+        }
+        Transport.byDescriptor[index] = self
+    }
+
+    /// evhttp freed the connection (libevent finalized its filter).
+    func closed() {
+        isClosed = true
+        onDrained = nil
+        if descriptor >= 0, Int(descriptor) < Transport.byDescriptor.count, Transport.byDescriptor[Int(descriptor)] === self {
+            Transport.byDescriptor[Int(descriptor)] = nil
+        }
+        if let timer { event_free(timer) }
+        if let writeEvent { event_free(writeEvent) }
+        timer = nil
+        writeEvent = nil
+        filter = nil
+        transport.connectionClosed(self)
+    }
+
+    // MARK: Input
+
+    func filterInput(_ source: OpaquePointer, _ destination: OpaquePointer) -> bufferevent_filter_result {
+        register()
+        if mustRefuse {
+            evbuffer_drain(source, evbuffer_get_length(source))
+            return BEV_NEED_MORE
+        }
+        var movedAny = false
+        while true {
+            let waiting = evbuffer_get_length(source)
+            var visible = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+            if framing.needsBytes, waiting > 0 {
+                // A head is scanned in one piece: at most the head limit and its line end.
+                let count = min(waiting, transport.limits.maxHeadBytes + 3)
+                if let start = evbuffer_pullup(source, count) { visible = UnsafeBufferPointer(start: start, count: count) }
+            }
+            let step = framing.next(waiting: waiting, visible: visible)
+            switch step {
+            case .wait:
+                updateDeadline()
+                return movedAny ? BEV_OK : BEV_NEED_MORE
+            case .pass(let count):
+                evbuffer_remove_buffer(source, destination, count)
+                passed += count
+                movedAny = true
+            case .discard(let count):
+                evbuffer_drain(source, count)
+            case .reject(let count, let broken):
+                if count > 0 {
+                    evbuffer_remove_buffer(source, destination, count)
+                    passed += count
+                }
+                Self.poison.withUnsafeBytes { _ = evbuffer_add(destination, $0.baseAddress, $0.count) }
+                passed += Self.poison.count
+                rejection = (broken, passed)
+                transport.countRefusedRequest()
+                movedAny = true
+            }
+        }
+    }
+
+    /// The rule broken by the request evhttp is refusing now, if its refusal is the poison:
+    /// evhttp has read through it. Any other error evhttp finds (an oversized body) is its own.
+    func rejectionBeingAnswered() -> RequestFraming.Rejection? {
+        guard let (broken, end) = rejection, let filter,
+              passed - evbuffer_get_length(bufferevent_get_input(filter)) >= end else { return nil }
+        return broken
+    }
+
+    /// Arms the deadline of the phase the connection is in, when that phase changed.
+    private func updateDeadline() {
+        let phase = framing.phase
+        let deadline: Duration?
+        switch phase {
+        case .head: deadline = transport.limits.headerTimeout
+        case .body: deadline = transport.limits.bodyTimeout
+        case .idle, .rejected: deadline = nil
+        }
+        switch (timerFor.phase, phase) {
+        case (.head, .head) where timerFor.head == framing.heads: return
+        case (.body, .body) where timerFor.head == framing.heads: return
+        default: break
+        }
+        timerFor = (phase, framing.heads)
+        guard let deadline else {
+            if let timer { CLibevent_evtimer_del(timer) }
+            return
+        }
+        if timer == nil {
+            timer = CLibevent_evtimer_new(transport.eventBase, { _, _, context in
+                guard let context else { return }
+                Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().deadlinePassed()
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
+        if let timer { transport.arm(timer, after: deadline) }
+    }
+
+    private func deadlinePassed() {
+        guard let filter, !isClosed else { return }
+        let body: Bool
+        switch framing.phase {
+        case .head: body = false
+        case .body: body = true
+        case .idle, .rejected: return
+        }
+        let limit = body ? transport.limits.bodyTimeout : transport.limits.headerTimeout
+        // evhttp is busy with an earlier request (or still writing its answer): the client is
+        // not the one keeping it waiting.
+        if bufferevent_get_enabled(filter) & Int16(EV_READ) == 0 || evbuffer_get_length(bufferevent_get_output(filter)) > 0 {
+            if let timer { transport.arm(timer, after: limit) }
+            return
+        }
+        transport.countTimeout(body: body)
+        let what = body ? "request body" : "request line and headers"
+        let flag = body ? "--body-timeout" : "--header-timeout"
+        sendDirectly(status: 408, reason: "Request Timeout",
+                     message: "the \(what) did not arrive within \(limit.secondsText) (\(flag)); the connection is closed")
+        bufferevent_trigger_event(filter, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
+    }
+
+    /// One over the connection limit: told so, and closed.
+    func refuse() {
+        register()
+        guard let filter else { return }
+        sendDirectly(status: 503, reason: "Service Unavailable", retryAfter: true,
+                     message: "the registry is at its connection limit (--max-connections \(transport.limits.maxConnections)); retry shortly")
+        bufferevent_trigger_event(filter, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
+    }
+
+    /// A whole answer written straight to the socket, for when no request of evhttp's is in
+    /// flight: it cannot interleave with one. Best effort: the connection closes next.
+    private func sendDirectly(status: Int, reason: String, retryAfter: Bool = false, message: String) {
+        guard descriptor >= 0 else { return }
+        let body = Response.errorBody(message)
+        var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n"
+        if retryAfter { head += "Retry-After: 1\r\n" }
+        head += "Connection: close\r\n\r\n"
+        let bytes = Array(head.utf8) + body
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+
+    // MARK: Output
+
+    /// evhttp added to the output outside a reply the server is making (an error reply, a
+    /// stream's chunk, `100 Continue`): written before the loop next polls.
+    func outputAdded() {
+        if !isReplying { transport.schedule(self) }
+    }
+
+    /// Brackets `evhttp_send_reply`: the reply is written by `flush()` right after.
+    func beginReply() { isReplying = true }
+
+    func endReply() {
+        isReplying = false
+        flush()
+    }
+
+    /// Writes evhttp's output to the socket, as much as it takes. Once all of it is written,
+    /// evhttp's write callback runs, as the socket's bufferevent would run it: evhttp then
+    /// finishes the request and reads the next one, or closes the connection. Nothing may
+    /// touch the connection's request after this. What the socket does not take waits for a
+    /// write event; a write error is reported to evhttp as the socket's bufferevent would.
+    func flush() {
+        register()
+        guard let filter, !isClosed, bufferevent_get_enabled(filter) & Int16(EV_WRITE) != 0 else { return }
+        let output = bufferevent_get_output(filter)
+        if evbuffer_get_length(output) > 0 {
+            // At most a slice per call: a client whose socket takes megabytes at once (a
+            // 13 MB discover) would otherwise hold the loop for the whole copy; what is left
+            // goes out when the socket is next writable, after other clients had their turn.
+            let written = evbuffer_write_atmost(output, descriptor, Self.writeSliceBytes)
+            if written < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
+                    waitForWritable()
+                } else {
+                    writeFailed = true
+                    transport.schedule(self)
+                }
+                return
+            }
+            if evbuffer_get_length(output) > 0 {
+                // Progress: evhttp's timeouts start over, as a socket bufferevent's would.
+                let idle = transport.limits.idleTimeout.timeval
+                var timeout = timeval(tv_sec: idle.seconds, tv_usec: idle.microseconds)
+                bufferevent_set_timeouts(filter, &timeout, &timeout)
+                waitForWritable()
+                return
+            }
+        }
+        bufferevent_trigger(filter, Int16(EV_WRITE), 0)
+        onDrained?()
+    }
+
+    /// Bytes evhttp queued that the socket has not taken yet: what a slow reader holds.
+    var pendingOutputBytes: Int {
+        guard let filter, !isClosed else { return 0 }
+        return evbuffer_get_length(bufferevent_get_output(filter))
+    }
+
+    /// Tells evhttp the socket refused a write, as the socket's bufferevent would: evhttp
+    /// then frees the connection.
+    func reportWriteFailure() {
+        guard let filter else { return }
+        bufferevent_trigger_event(filter, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
+    }
+
+    private func waitForWritable() {
+        if writeEvent == nil {
+            writeEvent = event_new(transport.eventBase, descriptor, Int16(EV_WRITE), { _, _, context in
+                guard let context else { return }
+                Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().flush()
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
+        if let writeEvent { event_add(writeEvent, nil) }
+    }
+}

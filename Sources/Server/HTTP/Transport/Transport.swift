@@ -1,0 +1,316 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Registry
+
+/// Everything the server does beneath evhttp, for one listener: with `Connection`,
+/// `RequestFraming` and `LibeventErrorReply` in this folder, the one place where the
+/// registry reaches past evhttp's public behaviour.
+///
+/// evhttp 2.1 has no hook for raw request bytes, header deadlines or connection counts.
+/// `evhttp_set_bevcb` lets the server choose each connection's bufferevent, and it gives
+/// evhttp a *filter* over the socket's bufferevent:
+///
+/// - **Input**: the filter holds every request head back until `RequestFraming` has seen it
+///   whole, and lets evhttp have only what follows the framing rules. A broken rule becomes
+///   a one-line poison (`!`) that evhttp refuses in order, after the requests before it; the
+///   refusal is rendered from the rule that was broken (`LibeventErrorReply`).
+/// - **Deadlines**: a head must arrive within `headerTimeout` of its first byte, a body within
+///   `bodyTimeout` of its head (evhttp's own timeout restarts with every byte, which a client
+///   sending one byte a second never lets expire). They count only while evhttp is waiting
+///   for the request, not while it is busy with an earlier one.
+/// - **Output**: libevent's filter calls evhttp's write callback as soon as a reply has moved
+///   to the socket's buffer, before it is written, and never when evhttp enables writing
+///   with data already queued: with a plain filter, the second reply on a kept-alive
+///   connection stalls and a `Connection: close` reply is lost (tested against 2.1.12). So
+///   the filter's output side moves nothing; the transport writes evhttp's output to the
+///   socket itself, at once when a reply is made (which saves evhttp's extra loop turn and
+///   its `epoll_ctl` calls), and tells evhttp its reply is written only once the socket has
+///   taken all of it, exactly as the socket's bufferevent would.
+/// - **Connections**: counted exactly, capped at `maxConnections` (one over the cap is told
+///   `503` and closed), and the listener backs off when the process runs out of descriptors
+///   instead of spinning on `accept`.
+///
+/// - **Held requests**: a long-poll or stream has reads turned off by evhttp; `HeldWatch`
+///   watches its socket so that a client that leaves is noticed at once.
+///
+/// `Mode.filtered` is all of the above; `Mode.plain` installs nothing on the evhttp object
+/// (`evhttp_set_bevcb` applies to a whole object, so each listener has its own object and
+/// transport), and evhttp's own bufferevents do all reading and writing: that is the mode
+/// for a TLS listener (to come), so that nothing here bypasses encryption. A plain
+/// listener keeps the accept back-off and held-request watches (they only peek at the
+/// socket), but not framing checks, deadlines or the connection cap.
+final class Transport {
+    enum Mode {
+        case filtered
+        case plain
+    }
+
+    struct Limits {
+        var maxConnections: Int
+        var maxHeadBytes: Int
+        var headerTimeout: Duration
+        var bodyTimeout: Duration
+        /// evhttp's read and write timeout, restarted here when a slow write makes progress.
+        var idleTimeout: Duration
+    }
+
+    /// What `/metrics` reports.
+    struct Stats {
+        var openConnections = 0
+        var refusedConnections: UInt64 = 0
+        var acceptErrors: UInt64 = 0
+        var refusedRequests: UInt64 = 0
+        var headerTimeouts: UInt64 = 0
+        var bodyTimeouts: UInt64 = 0
+    }
+
+    /// What evhttp may buffer of a connection's requests on each side of the filter: enough
+    /// for any one head, small enough that a client that sends without reading the answers
+    /// holds a bounded amount.
+    private static let bufferedInputBytes = 64 * 1024
+    private static let acceptBackoff: Duration = .milliseconds(100)
+    private static let acceptLogInterval: Duration = .seconds(10)
+
+    let mode: Mode
+    let limits: Limits
+    private(set) var stats = Stats()
+    private let base: OpaquePointer
+    private let logger: Logger
+    let allowedMethods: (UnsafeBufferPointer<UInt8>) -> String
+    private var flushTimer: LoopTimer?
+    /// Connections whose output evhttp added to outside a reply the server is making, or that
+    /// must be refused: handled by `flushEvent` before the loop next polls.
+    private var pending: [Connection] = []
+    private var listener: OpaquePointer?
+    private var acceptTimer: LoopTimer?
+    private var acceptErrorsUnlogged = 0
+    private var lastAcceptLog: Instant?
+
+    /// Every filtered connection of the process, by its socket. evhttp hands the server
+    /// requests, not a context of its own, and a descriptor names one connection process-wide
+    /// until it is closed, which happens only after the connection's state is gone.
+    nonisolated(unsafe) static var byDescriptor: [Connection?] = []
+
+    init(mode: Mode, loop: EventLoop, limits: Limits, logger: Logger,
+         allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> String) {
+        self.mode = mode
+        self.base = loop.base
+        self.limits = limits
+        self.logger = logger
+        self.allowedMethods = allowedMethods
+        flushTimer = loop.timer { [unowned self] in flushPending() }
+        acceptTimer = loop.timer { [unowned self] in resumeAccepting() }
+    }
+
+    /// In filtered mode, gives every connection `http` accepts from now on this transport's
+    /// bufferevent.
+    func install(on http: OpaquePointer) {
+        guard mode == .filtered else { return }
+        evhttp_set_bevcb(http, { base, context in
+            guard let base, let context else { return nil }
+            return Unmanaged<Transport>.fromOpaque(context).takeUnretainedValue().makeBufferevent(base)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Watches the listening socket's accept errors (see `acceptFailed`). The error callback
+    /// gets evhttp's context, not ours, so the transport is found by its listener.
+    func watch(_ bound: OpaquePointer) {
+        guard let listener = evhttp_bound_socket_get_listener(bound) else { return }
+        self.listener = listener
+        Self.byListener[listener] = self
+        evconnlistener_set_error_cb(listener) { listener, _ in
+            let code = errno
+            guard let listener, let transport = Transport.byListener[listener] else { return }
+            transport.acceptFailed(code)
+        }
+    }
+
+    nonisolated(unsafe) private static var byListener: [OpaquePointer: Transport] = [:]
+
+    /// Stops watching the listener; the server calls it before closing the listener.
+    func forgetListener() {
+        acceptTimer?.cancel()
+        if let listener { Self.byListener[listener] = nil }
+        listener = nil
+    }
+
+    // MARK: Connections
+
+    private func makeBufferevent(_ base: OpaquePointer) -> OpaquePointer? {
+        guard let socket = bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
+        let connection = Connection(transport: self)
+        let context = Unmanaged.passRetained(connection).toOpaque()
+        guard let filter = bufferevent_filter_new(socket, { source, destination, _, _, context in
+            guard let source, let destination, let context else { return BEV_ERROR }
+            return Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().filterInput(source, destination)
+        }, { _, _, _, _, _ in
+            // The output side moves nothing: `Connection.flush` writes evhttp's output itself.
+            BEV_NEED_MORE
+        }, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue), { context in
+            guard let context else { return }
+            Unmanaged<Connection>.fromOpaque(context).takeRetainedValue().closed()
+        }, context) else {
+            Unmanaged<Connection>.fromOpaque(context).release()
+            bufferevent_free(socket)
+            return nil
+        }
+        connection.filter = filter
+        // The socket's own write side is never used; reading stops when this much waits.
+        bufferevent_disable(socket, Int16(EV_WRITE))
+        bufferevent_setwatermark(socket, Int16(EV_READ), 0, limits.maxHeadBytes + Self.bufferedInputBytes)
+        bufferevent_setwatermark(filter, Int16(EV_READ), 0, Self.bufferedInputBytes)
+        evbuffer_add_cb(bufferevent_get_output(filter), { _, info, context in
+            guard let info, let context, info.pointee.n_added > 0 else { return }
+            Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().outputAdded()
+        }, Unmanaged.passUnretained(connection).toOpaque())
+        stats.openConnections += 1
+        if stats.openConnections > limits.maxConnections {
+            connection.mustRefuse = true
+            stats.refusedConnections += 1
+            schedule(connection)
+        }
+        return filter
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        stats.openConnections -= 1
+    }
+
+    func schedule(_ connection: Connection) {
+        guard !connection.isPending else { return }
+        connection.isPending = true
+        pending.append(connection)
+        if pending.count == 1 { flushTimer?.activate() }
+    }
+
+    private func flushPending() {
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        for connection in batch {
+            connection.isPending = false
+            guard !connection.isClosed else { continue }
+            if connection.mustRefuse {
+                connection.refuse()
+            } else if connection.writeFailed {
+                connection.reportWriteFailure()
+            } else {
+                connection.flush()
+            }
+        }
+    }
+
+    func countRefusedRequest() { stats.refusedRequests += 1 }
+    func countTimeout(body: Bool) {
+        if body { stats.bodyTimeouts += 1 } else { stats.headerTimeouts += 1 }
+    }
+
+    /// The connection a request arrived on, if this process filters it.
+    static func connection(of request: UnsafeMutablePointer<evhttp_request>) -> Connection? {
+        guard let connection = evhttp_request_get_connection(request),
+              let bufferevent = evhttp_connection_get_bufferevent(connection) else { return nil }
+        let socket = Int(bufferevent_getfd(bufferevent))
+        guard socket >= 0, socket < byDescriptor.count, let known = byDescriptor[socket], known.filter == bufferevent else { return nil }
+        return known
+    }
+
+    // MARK: Accepting
+
+    /// `accept` failed with something other than "try again": most often EMFILE or ENFILE,
+    /// out of descriptors. The listening socket stays readable while connections wait, so
+    /// retrying at once would spin a core; accepting pauses briefly instead, and the error is
+    /// logged once per interval with how often it happened.
+    private func acceptFailed(_ code: Int32) {
+        stats.acceptErrors += 1
+        acceptErrorsUnlogged += 1
+        let now = Clock.monotonicNow()
+        if lastAcceptLog.map({ now.duration(since: $0) >= Self.acceptLogInterval }) ?? true {
+            lastAcceptLog = now
+            logger.error("accept_failed", [
+                "error": String(cString: strerror(code)), "times": acceptErrorsUnlogged,
+                "open_connections": stats.openConnections,
+                "action": "accepting paused for \(Self.acceptBackoff.secondsText) at a time; raise the descriptor limit (ulimit -n) or lower --max-connections",
+            ])
+            acceptErrorsUnlogged = 0
+        }
+        guard let listener else { return }
+        evconnlistener_disable(listener)
+        acceptTimer?.schedule(after: Self.acceptBackoff)
+    }
+
+    private func resumeAccepting() {
+        if let listener { evconnlistener_enable(listener) }
+    }
+
+    func arm(_ timer: OpaquePointer, after duration: Duration) {
+        let delay = duration.timeval
+        var interval = timeval(tv_sec: delay.seconds, tv_usec: delay.microseconds)
+        CLibevent_evtimer_add(timer, &interval)
+    }
+
+    var eventBase: OpaquePointer { base }
+
+    // MARK: Held requests
+
+    /// Requests evhttp answered itself (the interposed `evhttp_send_error`, which has no
+    /// context of ours), by status: the framing refusals, oversized bodies, unparsable heads.
+    nonisolated(unsafe) static var answeredByLibevent: [Int32: UInt64] = [:]
+
+    /// Caps a held stream's socket send buffer, so that a client that stops reading holds
+    /// about one event in the kernel and the watcher's coalescing takes over.
+    static func limitSendBuffer(of request: UnsafeMutablePointer<evhttp_request>, to bytes: Int32) {
+        guard let connection = evhttp_request_get_connection(request) else { return }
+        var value = bytes
+        setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(connection)), SOL_SOCKET, SO_SNDBUF, &value,
+                   socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Watches a held request's socket, which evhttp stops reading while a request is
+    /// unanswered: readable with nothing to read is the client closing (`MSG_PEEK` sees 0
+    /// bytes); data is its next request, which evhttp reads once this one is answered.
+    /// Either way, and when `timeout` passes, `ended` is called (once); the holder then
+    /// answers the request, which cancels the watch.
+    final class HeldWatch {
+        private var event: OpaquePointer?
+        private let ended: () -> Void
+
+        init?(_ request: UnsafeMutablePointer<evhttp_request>, timeout: Duration?, ended: @escaping () -> Void) {
+            self.ended = ended
+            guard let connection = evhttp_request_get_connection(request),
+                  let bufferevent = evhttp_connection_get_bufferevent(connection),
+                  let base = bufferevent_get_base(bufferevent) else { return nil }
+            let socket = bufferevent_getfd(bufferevent)
+            // Persistent, so that a wake-up with nothing to read leaves the watch in place.
+            event = event_new(base, socket, Int16(EV_READ | EV_PERSIST), { socket, what, context in
+                guard let context else { return }
+                let watch = Unmanaged<HeldWatch>.fromOpaque(context).takeUnretainedValue()
+                withExtendedLifetime(watch) { watch.fired(socket: socket, timedOut: what & Int16(EV_TIMEOUT) != 0) }
+            }, Unmanaged.passUnretained(self).toOpaque())
+            if let timeout {
+                let value = timeout.timeval
+                var interval = timeval(tv_sec: value.seconds, tv_usec: value.microseconds)
+                event_add(event, &interval)
+            } else {
+                event_add(event, nil)
+            }
+        }
+
+        private func fired(socket: Int32, timedOut: Bool) {
+            if !timedOut {
+                var byte: UInt8 = 0
+                let peeked = recv(socket, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+                if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+            }
+            cancel()
+            ended()
+        }
+
+        func cancel() {
+            if let event { event_free(event) }
+            event = nil
+        }
+
+        deinit { cancel() }
+    }
+}

@@ -74,7 +74,7 @@ public enum JournalCodec {
     /// The change index a snapshot's header records, or nil when `payload` is not a header.
     static func decodeSnapshotHeader(_ payload: ArraySlice<UInt8>) -> UInt64? {
         var reader = ByteReader(payload)
-        guard reader.u8() == snapshotHeaderKind, let index = reader.u64(), reader.isAtEnd else { return nil }
+        guard reader.u8() == snapshotHeaderKind, let index = reader.u64(), index <= maxChangeIndex, reader.isAtEnd else { return nil }
         return index
     }
 
@@ -128,6 +128,12 @@ public enum JournalCodec {
         }
     }
 
+    /// The largest change index a record may carry: the API's bound for `index` (18 digits).
+    /// A registry would take 30,000 years at a billion changes a second to get there, so a
+    /// larger one is damage (or a crafted file), refused like any other, never a trap when
+    /// the index next moves.
+    public static let maxChangeIndex: UInt64 = 999_999_999_999_999_999
+
     static func decode(_ payload: ArraySlice<UInt8>, wallOffset: Int64) throws(Failure) -> JournalEntry {
         var reader = ByteReader(payload)
         guard var kind = reader.u8() else { throw Failure(reason: "truncated record header") }
@@ -145,6 +151,9 @@ public enum JournalCodec {
             throw Failure(reason: "unknown record kind \(kind)")
         }
         guard let index = reader.u64() else { throw Failure(reason: "truncated record header") }
+        guard index <= maxChangeIndex else {
+            throw Failure(reason: "change index \(index) is past the largest a registry writes (\(maxChangeIndex))")
+        }
         switch kind {
         case indexKind:
             guard reader.isAtEnd else { throw Failure(reason: "malformed index record") }

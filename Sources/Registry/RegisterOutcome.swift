@@ -5,5 +5,8 @@ public enum RegisterOutcome: Equatable, Sendable {
     /// The instance was already registered: this counted as a heartbeat, and `changed`
     /// says whether any field a reader sees was updated too.
     case updated(changed: Bool)
+    /// No id was given, so the address named the instance, and the instance of that name was
+    /// registered under an explicit id at another address: nothing was changed.
+    case conflict(existingAddress: String)
     case invalid(Violation)
 }

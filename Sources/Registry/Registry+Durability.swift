@@ -121,6 +121,12 @@ extension Registry {
     /// instance back to it; its TTL runs from `now`.
     @discardableResult
     mutating func restoreInstance(_ state: InstanceState, now: Instant) -> Violation? {
+        var state = state
+        // The TTL bounds are this server's configuration, not a rule of the data: a restart
+        // with a narrower `--min-ttl`/`--max-ttl` keeps the instance, its TTL brought within.
+        if let ttl = state.attributes.ttl {
+            state.attributes.ttl = min(max(ttl, policy.minimumTTL), policy.maximumTTL)
+        }
         let fields = InstanceFields(state.attributes)
         let isNew = serviceSlots[state.service].map { instanceSlots[InstanceKey(service: $0, id: state.id)] == nil } ?? true
         if isNew {

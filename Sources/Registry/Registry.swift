@@ -61,15 +61,20 @@ public struct Registry: Sendable {
     // MARK: Writes
 
     /// Registers an instance, or updates it and counts a heartbeat when `service` already
-    /// has an instance with this id. The id defaults to the address.
+    /// has an instance with this id. The id defaults to the address; an instance found by
+    /// that default must be at the address (another's explicit id is not taken over).
     public mutating func register(service: String, id: String? = nil, address: String,
                                   fields: InstanceFields = InstanceFields(), now: Instant) -> RegisterOutcome {
         if let violation = Violation.checkServiceName(service) ?? Violation.checkAddress(address)
             ?? id.flatMap(Violation.checkID) ?? check(fields) {
             return .invalid(violation)
         }
+        let named = id == nil
         let id = id ?? address
         if case .found(let slot) = findLiveInstance(service: service, id: id, now: now) {
+            if named, instances[Int(slot)].attributes.address != address {
+                return .conflict(existingAddress: instances[Int(slot)].attributes.address)
+            }
             let before = update(slot, to: fields.applied(to: instances[Int(slot)].attributes, address: address))
             let unprotected = renew(slot, now: now)
             finishChange(of: slot, prior: before, unprotected: unprotected, now: now)
@@ -81,8 +86,8 @@ public struct Registry: Sendable {
     }
 
     /// Moves the instance's deadline to `now + ttl`; with `status`, also sets its status.
-    public mutating func heartbeat(service: String, id: String, status: InstanceStatus? = nil, now: Instant) -> InstanceOutcome {
-        withLiveInstance(service: service, id: id, now: now) { registry, slot in
+    public mutating func heartbeat(service: String, id: String, address: String? = nil, status: InstanceStatus? = nil, now: Instant) -> InstanceOutcome {
+        withLiveInstance(service: service, id: id, address: address, now: now) { registry, slot in
             // The hot path: no status, or the same one, changes nothing but the deadline.
             var before: InstanceRecord?
             if let status, registry.instances[Int(slot)].attributes.status != status {
@@ -97,8 +102,8 @@ public struct Registry: Sendable {
     }
 
     /// Sets the instance's status without counting a heartbeat (an operator may set it).
-    public mutating func setStatus(service: String, id: String, status: InstanceStatus, now: Instant) -> InstanceOutcome {
-        withLiveInstance(service: service, id: id, now: now) { registry, slot in
+    public mutating func setStatus(service: String, id: String, address: String? = nil, status: InstanceStatus, now: Instant) -> InstanceOutcome {
+        withLiveInstance(service: service, id: id, address: address, now: now) { registry, slot in
             var attributes = registry.instances[Int(slot)].attributes
             attributes.status = status
             let before = registry.update(slot, to: attributes)
@@ -107,8 +112,8 @@ public struct Registry: Sendable {
         }
     }
 
-    public mutating func deregister(service: String, id: String, now: Instant) -> InstanceOutcome {
-        withLiveInstance(service: service, id: id, now: now) { registry, slot in
+    public mutating func deregister(service: String, id: String, address: String? = nil, now: Instant) -> InstanceOutcome {
+        withLiveInstance(service: service, id: id, address: address, now: now) { registry, slot in
             registry.remove(slot)
             return true
         }
@@ -185,11 +190,15 @@ public struct Registry: Sendable {
 
     /// The rules, the lookup and its outcomes, shared by every write on an existing
     /// instance; `change` returns whether a reader sees a difference.
-    private mutating func withLiveInstance(service: String, id: String, now: Instant,
+    /// `address`, when given, is what named the instance (as its default id): the instance of
+    /// that name must be at that address, or it is not the one meant.
+    private mutating func withLiveInstance(service: String, id: String, address: String? = nil, now: Instant,
                                            _ change: (inout Registry, Int32) -> Bool) -> InstanceOutcome {
         if let violation = Violation.checkServiceName(service) ?? Violation.checkID(id) { return .invalid(violation) }
         switch findLiveInstance(service: service, id: id, now: now) {
-        case .found(let slot): return .done(changed: change(&self, slot))
+        case .found(let slot):
+            if let address, instances[Int(slot)].attributes.address != address { return .unknownInstance }
+            return .done(changed: change(&self, slot))
         case .noService: return .unknownService
         case .noInstance: return .unknownInstance
         }

@@ -18,6 +18,7 @@ public enum Violation: Error, Equatable, Sendable {
     case duplicateTag(String)
     case tooManyMetadataEntries(count: Int)
     case badMetadataKey(String, reason: String)
+    case duplicateMetadataKey(String)
     case badMetadataValue(key: String, reason: String)
     case weightOutOfRange(Int)
     case badZone(String, reason: String)
@@ -69,6 +70,8 @@ public enum Violation: Error, Equatable, Sendable {
             return "metadata has \(count) entries; the limit is \(Self.maxMetadataEntries)"
         case .badMetadataKey(let key, let reason):
             return "metadata key \(Self.quoted(key)) \(reason)"
+        case .duplicateMetadataKey(let key):
+            return "metadata key \(Self.quoted(key)) appears twice"
         case .badMetadataValue(let key, let reason):
             return "metadata value of \(Self.quoted(key)) \(reason)"
         case .weightOutOfRange(let weight):
@@ -123,6 +126,12 @@ public enum Violation: Error, Equatable, Sendable {
 
     public static func checkMetadata(_ metadata: [MetadataEntry]) -> Violation? {
         if metadata.count > maxMetadataEntries { return .tooManyMetadataEntries(count: metadata.count) }
+        // A JSON object cannot repeat a key (the parser refuses it); a record built otherwise,
+        // by hand or by a damaged writer, must not either: `/discover` would emit it.
+        if metadata.count > 1 {
+            var seen = Set<String>(minimumCapacity: metadata.count)
+            for entry in metadata where !seen.insert(entry.key).inserted { return .duplicateMetadataKey(entry.key) }
+        }
         for entry in metadata {
             let key = entry.key
             let value = entry.value

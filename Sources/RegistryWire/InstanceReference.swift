@@ -22,6 +22,11 @@ public struct InstanceReference: Equatable, Sendable {
     /// The instance's name in its service: the id when given, else the address.
     public var name: String { id ?? address ?? "" }
 
+    /// The address, when it is what names the instance (no id given): the instance of that
+    /// name must then be at that address, so that a reference by address never reaches an
+    /// instance registered under that string as an explicit id.
+    public var namingAddress: String? { id == nil ? address : nil }
+
     public static func decode(_ body: UnsafeBufferPointer<UInt8>, statusRequired: Bool = false) -> Result<InstanceReference, WireProblem> {
         Result { () throws(WireProblem) in
             let object = try BodyObject(body, example: statusRequired ? statusExample : example)

@@ -29,12 +29,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     // A file-size limit (ulimit -f) must make a log write fail (and be answered 503), not
     // kill the process.
     signal(SIGXFSZ, SIG_IGN)
+    // An alarm nobody set must not end the process.
+    signal(SIGALRM, SIG_IGN)
     // A parent may have started us with stop signals blocked (spawn inherits the mask);
-    // the loop must still see them.
+    // the loop must still see them (and the ones it logs and ignores).
     var stopSignals = sigset_t()
     sigemptyset(&stopSignals)
-    sigaddset(&stopSignals, SIGTERM)
-    sigaddset(&stopSignals, SIGINT)
+    for handled in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&stopSignals, handled) }
     sigprocmask(SIG_UNBLOCK, &stopSignals, nil)
     Limits.raiseOpenFileLimit()
 

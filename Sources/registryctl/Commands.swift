@@ -142,8 +142,9 @@ func instanceCommand(_ context: Context, _ words: ArraySlice<String>, route: Str
         try arguments.expectPositionals(2, usage: "registryctl \(route.dropFirst()) SERVICE ADDRESS\(route == "/heartbeat" ? " [--status S]" : "")")
         status = try arguments.value("status").map { text throws(Arguments.Problem) in try parseStatus(text, option: "--status") }
     }
-    // The second word is sent as the address, which the registry also takes as an id.
-    let reference = InstanceReference(service: arguments.positionals[0], address: arguments.positionals[1], status: status)
+    // The second word is sent as the id: an instance registered without one has its address
+    // as its id, so this names either kind.
+    let reference = InstanceReference(service: arguments.positionals[0], id: arguments.positionals[1], status: status)
     return context.perform(.post, route, body: reference.encode()) { $0.message }
 }
 

@@ -78,6 +78,23 @@ import TestSupport
         }
     }
 
+    /// A restart with narrower TTL bounds keeps every instance, its TTL brought within them.
+    @Test func aNarrowerTTLRangeAtRestartKeepsTheInstances() throws {
+        let (original, journal) = history()
+        var narrower = Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), minimumTTL: .seconds(10), maximumTTL: .seconds(60)))
+        let report = try Recovery.replay(Recovery.frame(journal, wallOffset: wallOffset), into: &narrower, now: now,
+                                         wallOffset: wallOffset, repair: false)
+        #expect(report.skipped.isEmpty)
+        #expect(narrower.instanceCount == original.instanceCount)
+        let ttls = Dictionary(uniqueKeysWithValues: narrower.durableState().map { ($0.id, $0.attributes.ttl) })
+        #expect(ttls["i-1"] == .seconds(60))
+        #expect(ttls["http://b:2"] == .some(nil))
+        // Below the new minimum, brought up to it.
+        var higher = Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(30), minimumTTL: .seconds(120), maximumTTL: .seconds(600)))
+        _ = try Recovery.replay(Recovery.frame(journal, wallOffset: wallOffset), into: &higher, now: now, wallOffset: wallOffset, repair: false)
+        #expect(higher.durableState().first { $0.id == "i-1" }?.attributes.ttl == .seconds(120))
+    }
+
     @Test func replayingTheJournalRebuildsTheState() throws {
         let (original, journal) = history()
         var restored = Registry(heartbeatTimeout: .seconds(30))
@@ -146,6 +163,31 @@ import TestSupport
         // Only the second record (http://b:2's registration) is lost; its later update
         // brings it back.
         #expect(sorted(repaired.durableState()).map(\.id) == sorted(original.durableState()).map(\.id))
+    }
+
+    /// A valid frame whose change index no registry could have reached (a crafted file) is
+    /// refused like damage; it must never become an index that traps when it next moves.
+    @Test func aChangeIndexPastTheAPIsBoundIsRefusedAsDamage() throws {
+        let (_, journal) = history()
+        for huge in [UInt64.max, UInt64.max - 1, JournalCodec.maxChangeIndex + 1] {
+            let crafted = Recovery.frame([journal[0]], wallOffset: wallOffset) + Recovery.frame([.indexAdvanced(to: huge)], wallOffset: wallOffset)
+                + Recovery.frame(Array(journal.dropFirst()), wallOffset: wallOffset)
+            var restored = Registry(heartbeatTimeout: .seconds(30))
+            do {
+                _ = try Recovery.replay(crafted, into: &restored, now: now, wallOffset: wallOffset, repair: false)
+                Issue.record("index \(huge) was accepted")
+            } catch {
+                #expect(error.reason.contains("past the largest a registry writes"), "\(error.reason)")
+            }
+            var repaired = Registry(heartbeatTimeout: .seconds(30))
+            let report = try Recovery.replay(crafted, into: &repaired, now: now, wallOffset: wallOffset, repair: true)
+            #expect(report.applied == journal.count)
+            #expect(report.lastChangeIndex <= JournalCodec.maxChangeIndex)
+        }
+        var atBound = Registry(heartbeatTimeout: .seconds(30))
+        let bound = Recovery.frame([.indexAdvanced(to: JournalCodec.maxChangeIndex)], wallOffset: wallOffset)
+        #expect(try Recovery.replay(bound, into: &atBound, now: now, wallOffset: wallOffset, repair: false).lastChangeIndex
+            == JournalCodec.maxChangeIndex)
     }
 
     /// A repair salvages every valid record however much damage there is and wherever it

@@ -27,6 +27,18 @@ import TestSupport
         #expect(registry.changeIndex == 1)
     }
 
+    /// JSON cannot repeat a key, but a record read from disk could: it is refused, so that no
+    /// answer ever repeats one.
+    @Test mutating func aRepeatedMetadataKeyIsRefusedWhereverItComesFrom() {
+        let repeated = [MetadataEntry("k", "1"), MetadataEntry("k", "2")]
+        #expect(Violation.checkMetadata(repeated) == .duplicateMetadataKey("k"))
+        #expect(Violation.duplicateMetadataKey("k").message == #"metadata key "k" appears twice"#)
+        var registry = Registry(heartbeatTimeout: .seconds(30))
+        let state = InstanceState(service: "api", id: "a", address: "http://a", metadata: repeated, registeredAt: Instant(nanoseconds: 0))
+        #expect(registry.restore(.upsert(state, changeIndex: 2), now: Instant(nanoseconds: 0)) == .duplicateMetadataKey("k"))
+        #expect(registry.instanceCount == 0)
+    }
+
     @Test mutating func ttlsAtTheBoundsAreKeptExactly() {
         #expect(registry.register(service: "api", address: "a", fields: InstanceFields(ttl: .seconds(1)), now: clock.now) == .registered)
         #expect(registry.register(service: "api", address: "b", fields: InstanceFields(ttl: .seconds(600)), now: clock.now) == .registered)

@@ -45,6 +45,29 @@ import Testing
         #expect(instance.metadata.map(\.key) == ["region"])
     }
 
+    /// The id defaults to the address, but an address never reaches an instance that took
+    /// that string as an explicit id: one client cannot move or remove another's instance.
+    @Test mutating func anAddressNamesOnlyAnInstanceAtThatAddress() {
+        var registry = Registry(heartbeatTimeout: .seconds(30))
+        #expect(registry.register(service: "id", id: "foo", address: "bar", now: clock.now) == .registered)
+        let before = registry.changeIndex
+        #expect(registry.register(service: "id", address: "foo", now: clock.now) == .conflict(existingAddress: "bar"))
+        #expect(registry.changeIndex == before)
+        #expect(registry.instances(ofService: "id", now: clock.now).map(\.address) == ["bar"])
+        #expect(registry.register(service: "id", id: "bar", address: "zzz", now: clock.now) == .registered)
+        // By address "bar": the instance named "bar" is at zzz, so not the one meant.
+        #expect(registry.deregister(service: "id", id: "bar", address: "bar", now: clock.now) == .unknownInstance)
+        #expect(registry.heartbeat(service: "id", id: "bar", address: "bar", now: clock.now) == .unknownInstance)
+        #expect(registry.setStatus(service: "id", id: "bar", address: "bar", status: .down, now: clock.now) == .unknownInstance)
+        // By id it is found; an instance registered without id is found by its address.
+        #expect(registry.heartbeat(service: "id", id: "bar", now: clock.now) == .done(changed: false))
+        #expect(registry.register(service: "id", address: "plain", now: clock.now) == .registered)
+        #expect(registry.register(service: "id", address: "plain", now: clock.now) == .updated(changed: false))
+        #expect(registry.deregister(service: "id", id: "plain", address: "plain", now: clock.now) == .done(changed: true))
+        // An explicit id may still move its instance to a new address.
+        #expect(registry.register(service: "id", id: "foo", address: "moved", now: clock.now) == .updated(changed: true))
+    }
+
     @Test mutating func eachBrokenRuleHasItsOwnViolation() {
         let cases: [(InstanceFields, Violation)] = [
             (InstanceFields(weight: 0), .weightOutOfRange(0)),

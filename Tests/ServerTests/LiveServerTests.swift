@@ -333,6 +333,17 @@ import Glibc
         #expect(registry.log.contains("Heartbeat timeout: 0.3s"))
     }
 
+    /// Their default action would end the process with no drain and no last fsync.
+    @Test func hangupAndUserSignalsAreLoggedAndOtherwiseIgnored() throws {
+        let registry = try RegistryProcess()
+        for (signal, name) in [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2"), (SIGALRM, nil)] {
+            kill(registry.process.processIdentifier, signal)
+            if let name { #expect(registry.waitForLog { $0.contains("INFO signal_ignored signal=\(name) ") }) }
+            #expect(try registry.client().request("GET", "/health").status == 200)
+        }
+        #expect(registry.stop() == 0)
+    }
+
     @Test(arguments: [SIGTERM, SIGINT])
     func stopSignalExitsCleanlyWithinASecond(signal: Int32) throws {
         let registry = try RegistryProcess()
@@ -380,6 +391,8 @@ import Glibc
         (["--max-body-bytes", "-1"], "--max-body-bytes must be an integer"),
         (["--bogus"], "unknown option '--bogus'"),
         (["--port"], "--port needs a value"),
+        (["--allowed-origins", "http://a:99999"], "--allowed-origins must list origins like"),
+        (["--max-output-bytes", "5"], "--max-output-bytes must be an integer from 1048576"),
     ])
     func invalidConfigurationIsRefusedAtStart(arguments: [String], message: String) throws {
         let (status, output) = try RegistryProcess.runToExit(arguments)
@@ -392,6 +405,13 @@ import Glibc
         let (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(first.port)])
         #expect(status == 1)
         #expect(output.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(output)")
+    }
+
+    @Test func aHostThatDoesNotResolveIsAClearError() throws {
+        let (status, output) = try RegistryProcess.runToExit(["--host", "no-such-host.invalid", "--port", "0"])
+        #expect(status == 1)
+        #expect(output.contains("cannot listen on no-such-host.invalid:0: the host name does not resolve"), "\(output)")
+        #expect(!output.contains("another registry"))
     }
 
     @Test func helpListsEveryFlagAndVariable() throws {

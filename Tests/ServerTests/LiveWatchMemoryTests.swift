@@ -96,4 +96,36 @@ import Glibc
         try again.send("GET /discover/api?index=0&wait=200ms HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(try again.readReply().status == 404)
     }
+
+    /// Answers made for one client alone (`?limit=` differing per client, `?pick=` streams)
+    /// cannot be shared: 60 clients that never read would each hold their own ~500 KB. Past
+    /// `--max-output-bytes` the ones stuck longest are closed, and the rest are served.
+    @Test func answersForClientsThatNeverReadAreBoundedInTotal() throws {
+        let registry = try RegistryProcess(["--max-output-bytes", "4194304"])
+        try populate(registry, service: "big", count: 2_000)
+        var stuck: [TestHTTPClient] = []
+        for index in 0..<60 {
+            let client = try TestHTTPClient(port: registry.port, timeout: 5, receiveBufferBytes: 4096)
+            let target = index % 2 == 0 ? "/discover/big?limit=\(1900 + index)" : "/watch/big?pick=random"
+            try client.send("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n")
+            stuck.append(client)
+        }
+        // Shedding waits until a connection has been stuck a second; the next answer made
+        // past the budget triggers it.
+        usleep(1_300_000)
+        let http = try registry.client()
+        for round in 0..<3 {
+            let body = #"{"service":"big","address":"http://10.9.9.\#(round):80"}"#
+            #expect(try http.request("POST", "/register", body: body).status == 201)
+            usleep(200_000)
+        }
+        #expect(registry.waitForLog { $0.contains("WARN output_budget_exceeded ") })
+        let metrics = try http.request("GET", "/metrics").text
+        let shed = metrics.split(separator: "\n").first { $0.hasPrefix("registry_connections_shed_total ") }
+        #expect((shed.flatMap { Int($0.split(separator: " ")[1]) } ?? 0) > 0, "\(shed ?? "no shed counter")")
+        let held = metrics.split(separator: "\n").first { $0.hasPrefix("registry_output_bytes ") }
+        #expect((held.flatMap { Int($0.split(separator: " ")[1]) } ?? .max) <= 4_194_304 + 600_000, "\(held ?? "no gauge")")
+        #expect(try http.request("GET", "/health").status == 200)
+        withExtendedLifetime(stuck) {}
+    }
 }

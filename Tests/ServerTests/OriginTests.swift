@@ -19,8 +19,9 @@ import Testing
     }
 
     @Test func sameOriginListedOriginsAndNonBrowsersProceed() {
-        #expect(policy.judge(isWrite: true, origin: "http://registry:5001", host: "registry:5001", fetchSite: "same-origin") == .proceed)
-        #expect(policy.judge(isWrite: true, origin: "http://REGISTRY", host: "registry:80", fetchSite: nil) == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "http://10.0.0.7:5001", host: "10.0.0.7:5001", fetchSite: "same-origin") == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "http://LOCALHOST", host: "localhost:80", fetchSite: nil) == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "http://[::1]:5001", host: "[::1]:5001", fetchSite: nil) == .proceed)
         #expect(policy.judge(isWrite: true, origin: nil, host: "registry:5001", fetchSite: nil) == .proceed)
         #expect(policy.judge(isWrite: true, origin: "http://dash.example:8080", host: "registry:5001", fetchSite: "cross-site")
                 == .allowed(origin: "http://dash.example:8080"))
@@ -29,6 +30,25 @@ import Testing
         // Reads from other sites proceed, without CORS headers: the browser keeps the answer
         // from the page.
         #expect(policy.judge(isWrite: false, origin: "http://evil.example", host: "registry:5001", fetchSite: "cross-site") == .proceed)
+    }
+
+    /// DNS rebinding: a page on evil.example whose name now resolves to the registry sends
+    /// `Host: evil.example` with its own origin. Agreeing headers prove nothing for a name.
+    @Test func aHostNameIsNotItsOwnProofOfOrigin() {
+        if case .refused = policy.judge(isWrite: true, origin: "http://evil.example:5001", host: "evil.example:5001", fetchSite: "same-origin") {} else {
+            Issue.record("a rebound host name was taken for the registry's own origin")
+        }
+        if case .refused = policy.judge(isWrite: true, origin: "http://registry:5001", host: "registry:5001", fetchSite: "same-origin") {} else {
+            Issue.record("an unlisted host name was taken for the registry's own origin")
+        }
+        // Listed, it may write.
+        let listed = OriginPolicy(allowed: ["http://registry:5001"])
+        #expect(listed.judge(isWrite: true, origin: "http://registry:5001", host: "registry:5001", fetchSite: "same-origin")
+                == .allowed(origin: "http://registry:5001"))
+        for authority in ["1.2.3.4", "1.2.3.4:80", "[fe80::1]:5001", "localhost:9"] { #expect(OriginPolicy.isUnrebindable(authority), "\(authority)") }
+        for authority in ["1.2.3", "1.2.3.256", "1.2.3.4.nip.io", "127.0.0.1.evil.example", "[]", "localhost.evil", "x"] {
+            #expect(!OriginPolicy.isUnrebindable(authority), "\(authority)")
+        }
     }
 
     @Test func originsAreNormalized() {

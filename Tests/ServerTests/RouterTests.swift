@@ -131,6 +131,46 @@ import TestSupport
         #expect(shuffled == ["heavylight", "lightheavy"])
     }
 
+    /// Over many instances a small limit takes the cheap draws (binary search over the summed
+    /// weights, partial shuffle, a slice from the round-robin start): the same distributions.
+    @Test func picksOverManyInstancesFollowTheSameRules() {
+        for index in 0..<400 {
+            let weight = index < 4 ? 1000 : 1
+            _ = call(.post, "/register", #"{"service":"big","address":"a\#(index)","weight":\#(weight)}"#)
+        }
+        _ = call(.post, "/status", #"{"service":"big","address":"a0","status":"DOWN"}"#)
+        // Weights 3 × 1000 (a0 is DOWN, so not a candidate) against 396 × 1: the heavy three
+        // take 3000/3396 ≈ 88 % of the first places.
+        var heavy = 0
+        for _ in 0..<1_000 {
+            let picked = addresses(call(.get, "/discover/big?pick=weighted&limit=3"))
+            #expect(Set(picked).count == 3 && !picked.contains("a0"), "\(picked)")
+            if ["a1", "a2", "a3"].contains(picked.first ?? "") { heavy += 1 }
+        }
+        #expect((830...930).contains(heavy), "heavy first \(heavy) times of 1000")
+        let random = addresses(call(.get, "/discover/big?pick=random&limit=5"))
+        #expect(Set(random).count == 5 && !random.contains("a0"))
+        var seen = Set<String>()
+        for _ in 0..<600 { seen.formUnion(addresses(call(.get, "/discover/big?pick=random&limit=2"))) }
+        // 1,200 uniform draws over 399 reach 379 on average (399 · (1 − e⁻³)).
+        #expect(seen.count > 330, "random picks reached only \(seen.count) of 399 instances")
+        let first = addresses(call(.get, "/discover/big?pick=round-robin&limit=2"))
+        let second = addresses(call(.get, "/discover/big?pick=round-robin&limit=2"))
+        #expect(first.count == 2 && second.count == 2 && first[1] == second[0])
+        // status=any includes the DOWN one; a limit without a pick is the first ones in order.
+        #expect(addresses(call(.get, "/discover/big?status=any&limit=2")) == ["a0", "a1"])
+        #expect(addresses(call(.get, "/discover/big?limit=2")) == ["a1", "a2"])
+    }
+
+    @Test func anotherInstancesIdIsNotTakenOverByAnAddress() {
+        #expect(call(.post, "/register", #"{"service":"api","id":"web-1","address":"http://10.0.0.5:80"}"#).status == 201)
+        let taken = call(.post, "/register", #"{"service":"api","address":"web-1"}"#)
+        #expect(taken.status == 409)
+        #expect(text(taken).contains(#"\"web-1\" is the id of another instance of api, registered at \"http://10.0.0.5:80\"; nothing was changed"#))
+        #expect(call(.post, "/deregister", #"{"service":"api","address":"web-1"}"#).status == 404)
+        #expect(call(.post, "/deregister", #"{"service":"api","id":"web-1"}"#).status == 200)
+    }
+
     @Test func readsCarryTheChangeIndexAndParkWhenCurrent() {
         _ = call(.post, "/register", #"{"service":"api","address":"a"}"#)
         let index = call(.get, "/discover/api").index ?? 0
@@ -316,7 +356,7 @@ import TestSupport
     @Test(arguments: [
         (["--fsync", "sometimes"], [String: String](), "--fsync must be one of always, everysec, never, got 'sometimes'"),
         (["--in-memory=yes"], [:], "--in-memory takes no value, got 'yes'"),
-        ([], ["REGISTRY_IN_MEMORY": "maybe"], "REGISTRY_IN_MEMORY must be true or false, got 'maybe'"),
+        ([], ["REGISTRY_IN_MEMORY": "maybe"], "REGISTRY_IN_MEMORY must be true or false (1, yes, on / 0, no, off also work), got 'maybe'"),
         (["--data-dir", ""], [:], "--data-dir must not be empty, got ''"),
         (["--snapshot-min-log-bytes", "10"], [:], "--snapshot-min-log-bytes must be an integer from 1024 to 1099511627776, got '10'"),
     ])

@@ -35,6 +35,12 @@ final class Lifecycle {
         for signal in [SIGTERM, SIGINT] {
             loop.onSignal(signal) { [unowned self] in stop(signal: $0) }
         }
+        // Their default action ends the process at once: no drain, no last fsync, no log line.
+        for (signal, name) in [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2")] {
+            loop.onSignal(signal) { [logger] _ in
+                logger.info("signal_ignored", ["signal": name, "note": "send SIGTERM or SIGINT to stop the registry"])
+            }
+        }
     }
 
     private func stop(signal: Int32) {

@@ -89,7 +89,7 @@ final class RegistryService: DurableStateSource {
             logger.info("registered", ["service": request.service, "id": id, "address": request.address])
         case .updated(let changed):
             if changed { logger.info("updated", ["service": request.service, "id": id]) }
-        case .invalid:
+        case .conflict, .invalid:
             break
         }
         noteWork()
@@ -97,7 +97,8 @@ final class RegistryService: DurableStateSource {
     }
 
     func heartbeat(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
-        let outcome = registry.heartbeat(service: reference.service, id: reference.name, status: reference.status, now: now)
+        let outcome = registry.heartbeat(service: reference.service, id: reference.name, address: reference.namingAddress,
+                                         status: reference.status, now: now)
         if case .done(true) = outcome, let status = reference.status {
             logger.info("status", ["service": reference.service, "id": reference.name, "status": status.rawValue])
         }
@@ -106,7 +107,8 @@ final class RegistryService: DurableStateSource {
     }
 
     func setStatus(_ reference: InstanceReference, to status: InstanceStatus, now: Instant) -> InstanceOutcome {
-        let outcome = registry.setStatus(service: reference.service, id: reference.name, status: status, now: now)
+        let outcome = registry.setStatus(service: reference.service, id: reference.name, address: reference.namingAddress,
+                                         status: status, now: now)
         if case .done(true) = outcome {
             logger.info("status", ["service": reference.service, "id": reference.name, "status": status.rawValue])
         }
@@ -115,7 +117,7 @@ final class RegistryService: DurableStateSource {
     }
 
     func deregister(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
-        let outcome = registry.deregister(service: reference.service, id: reference.name, now: now)
+        let outcome = registry.deregister(service: reference.service, id: reference.name, address: reference.namingAddress, now: now)
         if case .done = outcome {
             deregistrations += 1
             logger.info("deregistered", ["service": reference.service, "id": reference.name])

@@ -22,6 +22,8 @@ struct Config: Equatable {
     var port: UInt16 = 5001
     var heartbeatTimeout: Duration = .seconds(30)
     var maxBodyBytes = 64 * 1024
+    /// Answers queued for slow readers, counted once however many share them (`OutputMemory`).
+    var maxOutputBytes = 256 * 1024 * 1024
     var maxHeaderBytes = 8 * 1024
     /// How long a connection may sit idle between requests, or a write stall, before it is
     /// closed.
@@ -100,7 +102,7 @@ struct Config: Equatable {
         switch value.lowercased() {
         case "1", "true", "yes", "on": assign(true)
         case "0", "false", "no", "off": assign(false)
-        default: return "must be true or false"
+        default: return "must be true or false (1, yes, on / 0, no, off also work)"
         }
         return nil
     }
@@ -128,6 +130,15 @@ struct Config: Equatable {
                 return "must be an integer from 64 to 67108864"
             }
             config.maxBodyBytes = bytes
+            return nil
+        },
+        Option(flag: "--max-output-bytes", variable: "REGISTRY_MAX_OUTPUT_BYTES", valueName: "BYTES",
+               help: "answers waiting for clients that read slowly, counted once however many share them; past it the "
+                   + "connections stuck longest are closed (default 268435456)") { config, value in
+            guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 1024 * 1024, bytes <= 1 << 40 else {
+                return "must be an integer from 1048576 to 1099511627776"
+            }
+            config.maxOutputBytes = bytes
             return nil
         },
         Option(flag: "--max-header-bytes", variable: "REGISTRY_MAX_HEADER_BYTES", valueName: "BYTES",
@@ -169,8 +180,9 @@ struct Config: Equatable {
         Option(flag: "--allowed-origins", variable: "REGISTRY_ALLOWED_ORIGINS", valueName: "ORIGINS",
                help: "comma-separated origins (http://host:port) whose web pages may write to the registry and read it; others' writes get 403 (default none)") { config, value in
             let origins = value.split(separator: ",").map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }.filter { !$0.isEmpty }
-            for origin in origins where OriginPolicy.normalized(origin) == nil {
-                return "must list origins like http://dashboard.example:8080 (scheme, host and optional port; no path), got \(Violation.quoted(origin))"
+            for origin in origins where OriginPolicy.normalized(origin) == nil || !OriginPolicy.hasValidPort(origin) {
+                return "must list origins like http://dashboard.example:8080 (scheme, host and optional port from 1 to 65535; "
+                    + "no path); \(Violation.quoted(origin)) is not one"
             }
             config.allowedOrigins = origins
             return nil

@@ -31,6 +31,7 @@ final class HTTPFrontEnd {
     private let logger: Logger
     /// Set when the listener closes: held reads are answered at once from then on.
     private(set) var stopping = false
+    private var refusalLog = LogThrottle()
 
     init(config: Config, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub, metrics: Metrics,
          logger: Logger) throws(StartError) {
@@ -63,6 +64,7 @@ final class HTTPFrontEnd {
         // still sending, reads the answer instead of a connection reset.
         evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE)
 
+        OutputMemory.budget = config.maxOutputBytes
         let maxConnections = config.maxConnections ?? Limits.defaultMaxConnections
         transport = Transport(mode: .filtered, loop: loop, limits: Transport.Limits(
             maxConnections: maxConnections, maxHeadBytes: config.maxHeaderBytes,
@@ -76,6 +78,13 @@ final class HTTPFrontEnd {
             ])
         }
 
+        // evhttp resolves the host itself and leaves errno meaningless when that fails.
+        if let problem = Self.resolutionProblem(config.host) {
+            evhttp_free(http)
+            self.http = nil
+            throw StartError(message: "cannot listen on \(config.host):\(config.port): the host name does not resolve (\(problem)); "
+                + "give an address this machine has, such as 0.0.0.0 or 127.0.0.1, with --host")
+        }
         guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
             let reason = String(cString: strerror(errno))
             evhttp_free(http)
@@ -142,7 +151,11 @@ final class HTTPFrontEnd {
                 let route = request.withTarget { path, _ in table.match(path).route }
                 request.reply(.error(403, message))
                 metrics.countRequest(route: route, method: method, status: 403, seconds: nil)
-                logger.info("cross_origin_write_refused", ["origin": origin ?? "-", "method": method.name])
+                if let suppressed = refusalLog.admit(now: now) {
+                    // An Origin is the client's to choose: quoted at most 100 bytes long.
+                    logger.info("cross_origin_write_refused", ["origin": origin.map { Self.clipped($0) } ?? "-", "method": method.name,
+                                                               "refusals_not_logged": suppressed])
+                }
                 return
             case .allowed(let origin):
                 allowedOrigin = origin
@@ -224,8 +237,23 @@ final class HTTPFrontEnd {
                                   ("Access-Control-Expose-Headers", "X-Registry-Index")]
     }
 
+    private static func clipped(_ text: String) -> String {
+        text.utf8.count <= 100 ? text : String(decoding: text.utf8.prefix(100), as: UTF8.self) + "…"
+    }
+
     private static func seconds(since start: Instant) -> Double {
         Double(Clock.monotonicNow().duration(since: start).wholeNanoseconds) / 1e9
+    }
+
+    /// Why `host` cannot be bound as a listening address, if it does not resolve.
+    private static func resolutionProblem(_ host: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, nil, &hints, &result)
+        if let result { freeaddrinfo(result) }
+        return status == 0 ? nil : String(cString: gai_strerror(status))
     }
 
     private static func localPort(of socket: Int32) -> UInt16? {

@@ -6,9 +6,14 @@ import Registry
 /// a `text/plain` body (a "simple" request, sent without a CORS preflight) and deregister
 /// instances from a visitor's browser. Browsers say where such a request comes from:
 /// `Origin` on every cross-site POST, and `Sec-Fetch-Site`. A write is refused (403) when
-/// either names another site than the registry's own origin (the `Host` the request came
-/// to, where the dashboard to come is served) and the origin is not listed in
-/// `--allowed-origins`. Requests without them, as curl, scripts and service clients send
+/// either names another site than the registry's own origin and the origin is not listed in
+/// `--allowed-origins`.
+///
+/// The registry's own origin is the `Host` the request came to only when that host is an IP
+/// address or `localhost`: a host *name* proves nothing, because DNS rebinding lets a page on
+/// `evil.example` re-resolve its own name to the registry's address, and then `Origin` and
+/// `Host` agree while the page is the attacker's. A page served under a name (a dashboard
+/// behind an ingress) is allowed by listing its origin. Requests without them, as curl, scripts and service clients send
 /// them, are not affected. Listed origins also get CORS answers (`Access-Control-Allow-*`),
 /// so that their pages can read the registry and send it JSON.
 struct OriginPolicy: Equatable {
@@ -60,11 +65,40 @@ struct OriginPolicy: Equatable {
     }
 
     /// Whether `origin` is the registry as this request reached it: same host and port, on
-    /// plain HTTP (the only scheme this listener speaks).
+    /// plain HTTP (the only scheme this listener speaks), the host being an IP address or
+    /// `localhost`, which no DNS answer can rebind.
     static func isSameOrigin(_ origin: String, host: String) -> Bool {
         guard let normalized = normalized(origin), normalized.hasPrefix("http://") else { return false }
         var authority = host.lowercased()
         if authority.hasSuffix(":80") { authority.removeLast(3) }
-        return normalized == "http://" + authority
+        return normalized == "http://" + authority && isUnrebindable(authority)
+    }
+
+    /// Whether the origin's port, if it names one, is from 1 to 65535.
+    static func hasValidPort(_ origin: String) -> Bool {
+        guard let normalized = normalized(origin) else { return false }
+        guard normalized != "null" else { return true }
+        let authority = normalized.drop { $0 != "/" }.drop { $0 == "/" }
+        let afterBracket = authority.lastIndex(of: "]").map { authority[authority.index(after: $0)...] } ?? authority[...]
+        guard let colon = afterBracket.lastIndex(of: ":") else { return true }
+        let digits = afterBracket[afterBracket.index(after: colon)...]
+        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(digits) else { return false }
+        return (1...65535).contains(port)
+    }
+
+    /// `localhost`, an IPv4 address or a bracketed IPv6 address, with or without a port.
+    static func isUnrebindable(_ authority: String) -> Bool {
+        var host = Substring(authority)
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            let inside = host[host.index(after: host.startIndex)..<close]
+            return !inside.isEmpty && inside.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        if host == "localhost" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+        }
     }
 }

@@ -163,10 +163,17 @@ private func withDecimalCString<T>(_ value: UInt64, _ body: (UnsafePointer<CChar
 /// Bodies at least this large are handed to libevent by reference instead of copied.
 private let referenceThreshold = 2048
 
-/// Keeps a body's bytes alive while libevent holds a reference to them.
+/// Keeps a body's bytes alive while libevent holds a reference to them, and counted in
+/// `OutputMemory` meanwhile.
 private final class BodyKeeper {
     let bytes: [UInt8]
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    let base: UnsafeRawPointer
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        base = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }
+        OutputMemory.retain(base, bytes: bytes.count)
+    }
+    deinit { OutputMemory.release(base) }
 }
 
 /// Appends `body` to an output buffer. A large body (a discover answer of many instances,
@@ -180,8 +187,7 @@ private func addBody(_ body: [UInt8], to buffer: OpaquePointer?) {
     }
     let keeper = BodyKeeper(body)
     let context = Unmanaged.passRetained(keeper).toOpaque()
-    let start = keeper.bytes.withUnsafeBytes { $0.baseAddress! }
-    let added = evbuffer_add_reference(buffer, start, keeper.bytes.count, { _, _, context in
+    let added = evbuffer_add_reference(buffer, keeper.base, keeper.bytes.count, { _, _, context in
         guard let context else { return }
         Unmanaged<BodyKeeper>.fromOpaque(context).release()
     }, context)

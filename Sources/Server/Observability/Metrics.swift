@@ -123,6 +123,8 @@ final class Metrics {
         single("registry_connections_refused_total", "counter", "Connections answered 503 and closed because --max-connections were open.", String(transport.refusedConnections))
         single("registry_accept_errors_total", "counter", "accept() failures, most often out of file descriptors (accepting pauses briefly after each).", String(transport.acceptErrors))
         single("registry_http_framing_refusals_total", "counter", "Requests refused for breaking HTTP/1.1 framing rules before routing (smuggling attempts, bad headers, chunked bodies).", String(transport.refusedRequests))
+        single("registry_output_bytes", "gauge", "Bytes of answers waiting in output buffers for slow readers, each buffer counted once.", String(OutputMemory.total))
+        single("registry_connections_shed_total", "counter", "Connections closed because waiting answers passed --max-output-bytes.", String(transport.shedConnections))
         family("registry_http_timeouts_total", "counter", "Connections closed because a request's head or body did not arrive in time.")
         sample("registry_http_timeouts_total", [("phase", "header")], String(transport.headerTimeouts))
         sample("registry_http_timeouts_total", [("phase", "body")], String(transport.bodyTimeouts))

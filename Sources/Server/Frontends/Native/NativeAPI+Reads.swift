@@ -110,14 +110,20 @@ extension NativeAPI {
             response.segments = Array(view.plainParts.dropFirst())
             return response
         }
-        // Filter and pick first, then render only what is listed.
-        var chosen = view.entries.indices.filter { matches(view.entries[$0].instance, query) }
-        if let pick = query.pick { chosen = order(chosen, by: pick, entries: view.entries, service: name) }
-        if let limit = query.limit, chosen.count > limit { chosen.removeLast(chosen.count - limit) }
+        // Filter and pick first, then render only what is listed: the cost follows what is
+        // listed, not the size of the service, unless tags, zone or metadata must be matched.
+        let chosen: [Int]
+        if query.tags.isEmpty && query.zone == nil && query.metadata.isEmpty {
+            chosen = choose(from: view.candidates(query.status), query: query, service: name)
+        } else {
+            var positions: [Int] = []
+            for (position, entry) in view.entries.enumerated() where matches(entry.instance, query) { positions.append(position) }
+            chosen = choose(from: positions, entries: view.entries, query: query, service: name)
+        }
         return Response(status: 200, body: view.listing(chosen), index: changeIndex)
     }
 
-    private func matches(_ instance: InstanceSnapshot, _ query: ReadQuery) -> Bool {
+    private func matches(_ instance: borrowing InstanceSnapshot, _ query: ReadQuery) -> Bool {
         if case .only(let status) = query.status, instance.status != status { return false }
         if let zone = query.zone, instance.zone != zone { return false }
         for tag in query.tags where !instance.tags.contains(tag) { return false }
@@ -127,25 +133,80 @@ extension NativeAPI {
         return true
     }
 
-    /// Orders the chosen instances for a pick: round-robin starts one further along for
-    /// each call on the service; random shuffles; weighted draws without replacement with
-    /// probability proportional to weight (Efraimidis–Spirakis keys u^(1/w)).
-    private func order(_ chosen: [Int], by pick: ReadQuery.Pick, entries: [ServiceView.Entry], service name: String) -> [Int] {
-        guard chosen.count > 1 else { return chosen }
+    /// The positions to list, in order, from cached candidates: a pick and a limit cost
+    /// O(limit) (round-robin, random) or O(limit · log n) (weighted) when the limit is small.
+    private func choose(from candidates: ServiceView.Candidates, query: ReadQuery, service name: String) -> [Int] {
+        let positions = candidates.positions
+        let count = positions.count
+        let limit = min(query.limit ?? count, count)
+        guard count > 1, let pick = query.pick else { return Array(positions.prefix(limit)) }
         switch pick {
         case .roundRobin:
-            let ticket = service.read { $0.nextRoundRobinTicket(service: name) }
-            let start = Int(ticket % UInt64(chosen.count))
-            return Array(chosen[start...] + chosen[..<start])
+            let start = Int(service.read { $0.nextRoundRobinTicket(service: name) } % UInt64(count))
+            return (0..<limit).map { positions[(start + $0) % count] }
         case .random:
-            return chosen.shuffled(using: &random)
-        case .weighted:
-            let keyed = chosen.map { index -> (index: Int, key: Double) in
-                let unit = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &random)
-                return (index, pow(unit, 1 / Double(entries[index].instance.weight)))
+            // A partial Fisher–Yates shuffle: `limit` swaps.
+            var shuffled = positions
+            for slot in 0..<limit {
+                shuffled.swapAt(slot, Int.random(in: slot..<count, using: &random))
             }
-            return keyed.sorted { $0.key > $1.key }.map { $0.index }
+            return Array(shuffled.prefix(limit))
+        case .weighted:
+            if let drawn = drawWeighted(candidates, limit: limit) { return drawn }
+            return orderByWeight(positions, weight: { candidates.weight(at: $0) }, limit: limit)
         }
+    }
+
+    /// Weighted draws without replacement, by the cumulative weights: each draw a binary
+    /// search, a position drawn twice drawn again. Nil when the limit is too large a share of
+    /// the candidates for that to stay cheap (the caller then orders them all).
+    private func drawWeighted(_ candidates: ServiceView.Candidates, limit: Int) -> [Int]? {
+        let count = candidates.positions.count
+        guard limit * 4 <= count, let total = candidates.cumulativeWeights.last, total > 0 else { return nil }
+        var drawn: [Int] = []
+        var taken = Set<Int>()
+        var attempts = 0
+        while drawn.count < limit {
+            attempts += 1
+            if attempts > 8 * limit + 32 { return nil }
+            let target = Int.random(in: 0..<total, using: &random)
+            // The first candidate whose cumulative weight exceeds the target.
+            var low = 0
+            var high = count - 1
+            while low < high {
+                let middle = (low + high) / 2
+                if candidates.cumulativeWeights[middle] > target { high = middle } else { low = middle + 1 }
+            }
+            if taken.insert(low).inserted { drawn.append(candidates.positions[low]) }
+        }
+        return drawn
+    }
+
+    /// Every candidate ordered by a weighted draw without replacement (Efraimidis–Spirakis
+    /// keys u^(1/w)), cut to `limit`.
+    private func orderByWeight(_ positions: [Int], weight: (Int) -> Int, limit: Int) -> [Int] {
+        var keyed: [(position: Int, key: Double)] = []
+        keyed.reserveCapacity(positions.count)
+        for (index, position) in positions.enumerated() {
+            let unit = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &random)
+            keyed.append((position, pow(unit, 1 / Double(weight(index)))))
+        }
+        keyed.sort { $0.key > $1.key }
+        return keyed.prefix(limit).map(\.position)
+    }
+
+    /// The same for positions matched by tags, zone or metadata (no cached candidates).
+    private func choose(from positions: [Int], entries: [ServiceView.Entry], query: ReadQuery, service name: String) -> [Int] {
+        var cumulative: [Int] = []
+        if query.pick == .weighted {
+            cumulative.reserveCapacity(positions.count)
+            var total = 0
+            for position in positions {
+                total += entries[position].instance.weight
+                cumulative.append(total)
+            }
+        }
+        return choose(from: ServiceView.Candidates(positions: positions, cumulativeWeights: cumulative), query: query, service: name)
     }
 
     private func services(now: Instant) -> Response {

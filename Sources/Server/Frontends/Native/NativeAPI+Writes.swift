@@ -20,6 +20,10 @@ extension NativeAPI {
             return .respondWhenCommitted(.status(201, "registered", "Service \(body.service) registered at \(body.address)"))
         case .updated:
             return .respondWhenCommitted(.status(200, "updated", "Service \(body.service) at \(body.address) heartbeat updated"))
+        case .conflict(let existing):
+            return .respond(.error(409, "\(Violation.quoted(body.address)) is the id of another instance of \(body.service), registered "
+                + "at \(Violation.quoted(existing)); nothing was changed. To change that instance's address send its \"id\" too; "
+                + "otherwise give this instance an \"id\" of its own"))
         case .invalid(let violation):
             return .respond(.error(400, violation.message))
         }

@@ -40,34 +40,36 @@ final class NativeAPI {
     }
 
     /// Every route of this API, once. `openapi.yaml` must describe exactly these (tested).
+    /// The handlers hold the API strongly (the API holds no table, so there is no cycle):
+    /// an `unowned` capture would cost a reference check on every request.
     func routes() -> [Route] {
         let reads: [HTTPMethod] = [.get, .head]
         return [
-            Route(template: "/register", methods: [.post], frontEnd: .native, permission: .write) { [unowned self] in register($0) },
-            Route(template: "/heartbeat", methods: [.post], frontEnd: .native, permission: .write) { [unowned self] in
+            Route(template: "/register", methods: [.post], frontEnd: .native, permission: .write) { [self] in register($0) },
+            Route(template: "/heartbeat", methods: [.post], frontEnd: .native, permission: .write) { [self] in
                 instanceWrite($0, .heartbeat)
             },
-            Route(template: "/deregister", methods: [.post], frontEnd: .native, permission: .write) { [unowned self] in
+            Route(template: "/deregister", methods: [.post], frontEnd: .native, permission: .write) { [self] in
                 instanceWrite($0, .deregister)
             },
-            Route(template: "/status", methods: [.post], frontEnd: .native, permission: .write) { [unowned self] in
+            Route(template: "/status", methods: [.post], frontEnd: .native, permission: .write) { [self] in
                 instanceWrite($0, .status)
             },
-            Route(template: "/discover/{service}", methods: reads, frontEnd: .native, permission: .read) { [unowned self] in
+            Route(template: "/discover/{service}", methods: reads, frontEnd: .native, permission: .read) { [self] in
                 discover($0, stream: false)
             },
-            Route(template: "/services", methods: reads, frontEnd: .native, permission: .read) { [unowned self] in
+            Route(template: "/services", methods: reads, frontEnd: .native, permission: .read) { [self] in
                 services($0, stream: false)
             },
-            Route(template: "/watch", methods: reads, frontEnd: .native, permission: .read) { [unowned self] in
+            Route(template: "/watch", methods: reads, frontEnd: .native, permission: .read) { [self] in
                 services($0, stream: true)
             },
-            Route(template: "/watch/{service}", methods: reads, frontEnd: .native, permission: .read) { [unowned self] in
+            Route(template: "/watch/{service}", methods: reads, frontEnd: .native, permission: .read) { [self] in
                 discover($0, stream: true)
             },
-            Route(template: "/health", methods: reads, frontEnd: .native, permission: .none) { [unowned self] in health($0) },
-            Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [unowned self] _ in ready() },
-            Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .none) { [unowned self] _ in metrics() },
+            Route(template: "/health", methods: reads, frontEnd: .native, permission: .none) { [self] in health($0) },
+            Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [self] _ in ready() },
+            Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .none) { [self] _ in metrics() },
         ]
     }
 

@@ -6,7 +6,7 @@ import Registry
 /// Unknown parameters are refused rather than ignored: a misspelt filter (`tags=` for
 /// `tag=`) silently matching everything is worse than a 400.
 struct ReadQuery: Equatable {
-    enum StatusFilter: Equatable {
+    enum StatusFilter: Hashable {
         case only(InstanceStatus)
         case any
     }

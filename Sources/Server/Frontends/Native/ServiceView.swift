@@ -59,8 +59,48 @@ final class ServiceView {
     /// one block, else the opening, the blocks (and the commas between them) and the close.
     private(set) var plainParts: [[UInt8]] = []
 
+    /// Candidates of picks and limited listings, per status filter, for `changeIndex`: the
+    /// entry positions in order, and their weights summed (for weighted draws). Made once per
+    /// change, so that `?pick=random&limit=1` over 50,000 instances draws one, not 50,000.
+    struct Candidates {
+        let positions: [Int]
+        /// `cumulativeWeights[i]` is the sum of the weights of `positions[0...i]`.
+        let cumulativeWeights: [Int]
+
+        /// The weight of the candidate at `index` (in `positions`).
+        func weight(at index: Int) -> Int {
+            index == 0 ? cumulativeWeights[0] : cumulativeWeights[index] - cumulativeWeights[index - 1]
+        }
+    }
+
+    private var candidates: [ReadQuery.StatusFilter: Candidates] = [:]
+    private var candidatesIndex: UInt64 = 0
+
     init(name: String) {
         self.name = name
+    }
+
+    /// The entries a status filter keeps, made once per change.
+    func candidates(_ status: ReadQuery.StatusFilter) -> Candidates {
+        if candidatesIndex != changeIndex {
+            candidates.removeAll(keepingCapacity: true)
+            candidatesIndex = changeIndex
+        }
+        if let known = candidates[status] { return known }
+        var positions: [Int] = []
+        var cumulative: [Int] = []
+        positions.reserveCapacity(entries.count)
+        cumulative.reserveCapacity(entries.count)
+        var total = 0
+        for (position, entry) in entries.enumerated() {
+            if case .only(let wanted) = status, entry.instance.status != wanted { continue }
+            positions.append(position)
+            total += entry.instance.weight
+            cumulative.append(total)
+        }
+        let made = Candidates(positions: positions, cumulativeWeights: cumulative)
+        candidates[status] = made
+        return made
     }
 
     /// Brings the view to the service's state at `changeIndex`. Instances keep their order

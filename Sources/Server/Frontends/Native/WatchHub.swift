@@ -81,6 +81,18 @@ final class WatchHub {
         init(_ bytes: [UInt8]) { self.bytes = bytes }
     }
 
+    /// One connection's hold on shared bytes: counted in `OutputMemory` while libevent has it.
+    private final class Hold {
+        let shared: SharedBytes
+        let base: UnsafeRawPointer
+        init(_ shared: SharedBytes) {
+            self.shared = shared
+            base = shared.bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }
+            OutputMemory.retain(base, bytes: shared.bytes.count)
+        }
+        deinit { OutputMemory.release(base) }
+    }
+
     /// The last event rendered per sharing key (see `WatchTarget.sharingKey`).
     private var sharedEvents: [String: (index: UInt64, event: SharedBytes)] = [:]
     private var watchersByClient: [String: Int] = [:]
@@ -310,15 +322,14 @@ final class WatchHub {
             finish(watcher, now: now, wallClock: wallClock)
             return
         }
-        let context = Unmanaged.passRetained(shared).toOpaque()
-        let added = shared.bytes.withUnsafeBytes { bytes in
-            evbuffer_add_reference(chunk, bytes.baseAddress, bytes.count, { _, _, context in
-                guard let context else { return }
-                Unmanaged<SharedBytes>.fromOpaque(context).release()
-            }, context)
-        }
+        let hold = Hold(shared)
+        let context = Unmanaged.passRetained(hold).toOpaque()
+        let added = evbuffer_add_reference(chunk, hold.base, shared.bytes.count, { _, _, context in
+            guard let context else { return }
+            Unmanaged<Hold>.fromOpaque(context).release()
+        }, context)
         if added != 0 {
-            Unmanaged<SharedBytes>.fromOpaque(context).release()
+            Unmanaged<Hold>.fromOpaque(context).release()
             shared.bytes.withUnsafeBytes { _ = evbuffer_add(chunk, $0.baseAddress, $0.count) }
         }
         evhttp_send_reply_chunk(watcher.request, chunk)

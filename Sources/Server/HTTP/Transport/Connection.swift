@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLibevent
+import Registry
 
 /// One filtered connection: its framing state, its deadline and its writer.
 final class Connection {
@@ -29,6 +30,8 @@ final class Connection {
     /// Called when everything evhttp queued has been written (set by a stream's watcher, to
     /// send the latest state it held back from a slow reader).
     var onDrained: (() -> Void)?
+    /// Since when the socket has not taken all of the output (nil while it keeps up).
+    var stuckSince: Instant?
 
     private static let poison = Array("!\r\n".utf8)
     private static let writeSliceBytes = 256 * 1024
@@ -53,6 +56,7 @@ final class Connection {
     func closed() {
         isClosed = true
         onDrained = nil
+        if stuckSince != nil { transport.noteStuck(self, false) }
         if descriptor >= 0, Int(descriptor) < Transport.byDescriptor.count, Transport.byDescriptor[Int(descriptor)] === self {
             Transport.byDescriptor[Int(descriptor)] = nil
         }
@@ -218,6 +222,7 @@ final class Connection {
             let written = evbuffer_write_atmost(output, descriptor, Self.writeSliceBytes)
             if written < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
+                    if stuckSince == nil { transport.noteStuck(self, true) }
                     waitForWritable()
                 } else {
                     writeFailed = true
@@ -226,6 +231,7 @@ final class Connection {
                 return
             }
             if evbuffer_get_length(output) > 0 {
+                if stuckSince == nil { transport.noteStuck(self, true) }
                 // Progress: evhttp's timeouts start over, as a socket bufferevent's would.
                 let idle = transport.limits.idleTimeout.timeval
                 var timeout = timeval(tv_sec: idle.seconds, tv_usec: idle.microseconds)
@@ -234,8 +240,15 @@ final class Connection {
                 return
             }
         }
+        if stuckSince != nil { transport.noteStuck(self, false) }
         bufferevent_trigger(filter, Int16(EV_WRITE), 0)
         onDrained?()
+    }
+
+    /// Closes the connection as a failed write would (evhttp frees it and what it holds).
+    func abort() {
+        guard let filter, !isClosed else { return }
+        bufferevent_trigger_event(filter, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
     }
 
     /// Bytes evhttp queued that the socket has not taken yet: what a slow reader holds.

@@ -64,6 +64,8 @@ final class Transport {
         var refusedRequests: UInt64 = 0
         var headerTimeouts: UInt64 = 0
         var bodyTimeouts: UInt64 = 0
+        /// Connections closed because answers waiting for slow readers passed `--max-output-bytes`.
+        var shedConnections: UInt64 = 0
     }
 
     /// What evhttp may buffer of a connection's requests on each side of the filter: enough
@@ -87,6 +89,13 @@ final class Transport {
     private var acceptTimer: LoopTimer?
     private var acceptErrorsUnlogged = 0
     private var lastAcceptLog: Instant?
+    /// Connections whose socket has not taken all of their output, by identity.
+    private var stuck: [ObjectIdentifier: Connection] = [:]
+    private var shedTimer: LoopTimer?
+    private var shedLog = LogThrottle()
+    /// A connection is shed only once it has been stuck this long: a client reading a large
+    /// answer at full speed is behind for milliseconds, not seconds.
+    static let shedAfter: Duration = .seconds(1)
 
     /// Every filtered connection of the process, by its socket. evhttp hands the server
     /// requests, not a context of its own, and a descriptor names one connection process-wide
@@ -102,6 +111,58 @@ final class Transport {
         self.allowedMethods = allowedMethods
         flushTimer = loop.timer { [unowned self] in flushPending() }
         acceptTimer = loop.timer { [unowned self] in resumeAccepting() }
+        shedTimer = loop.timer { [unowned self] in shed() }
+        OutputMemory.overBudget.append { [unowned self] in shedTimer?.activate() }
+    }
+
+    func noteStuck(_ connection: Connection, _ isStuck: Bool) {
+        if isStuck {
+            connection.stuckSince = Clock.monotonicNow()
+            stuck[ObjectIdentifier(connection)] = connection
+        } else {
+            connection.stuckSince = nil
+            stuck[ObjectIdentifier(connection)] = nil
+        }
+    }
+
+    /// Over `--max-output-bytes`: closes the connections stuck longest (at least `shedAfter`)
+    /// until what they hold, by their own output, would bring the total under 90 % of it.
+    /// While the total stays over and younger stuck connections remain, it looks again once
+    /// the oldest of them is old enough.
+    private func shed() {
+        let now = Clock.monotonicNow()
+        var excess = OutputMemory.total - OutputMemory.budget / 10 * 9
+        guard excess > 0 else {
+            OutputMemory.shed()
+            return
+        }
+        let ordered = stuck.values.compactMap { connection in connection.stuckSince.map { (connection, $0) } }
+            .sorted { $0.1.nanoseconds < $1.1.nanoseconds }
+        var closed = 0
+        var retryAt: Instant?
+        for (connection, since) in ordered where excess > 0 {
+            guard now.duration(since: since) >= Self.shedAfter else {
+                retryAt = since + Self.shedAfter
+                break
+            }
+            excess -= connection.pendingOutputBytes
+            noteStuck(connection, false)
+            connection.abort()
+            closed += 1
+        }
+        stats.shedConnections += UInt64(closed)
+        if closed > 0, let suppressed = shedLog.admit(now: now) {
+            logger.warn("output_budget_exceeded", [
+                "held_bytes": OutputMemory.total, "budget": OutputMemory.budget, "closed_connections": closed,
+                "times_not_logged": suppressed,
+                "note": "clients that stopped reading answers made for them alone were disconnected; raise --max-output-bytes if they are legitimate",
+            ])
+        }
+        if excess > 0, let retryAt {
+            shedTimer?.schedule(after: max(.milliseconds(10), retryAt.duration(since: now)))
+        } else {
+            OutputMemory.shed()
+        }
     }
 
     /// In filtered mode, gives every connection `http` accepts from now on this transport's

@@ -15,8 +15,6 @@ struct DeadlineHeap {
     /// `positions[slot]` is the slot's index in `entries`, or -1 when it is not in the heap.
     private var positions: [Int32] = []
 
-    var count: Int { entries.count }
-
     /// The smallest key and its slot, or nil when the heap is empty.
     var top: (slot: Int32, key: Int64)? {
         guard let first = entries.first else { return nil }

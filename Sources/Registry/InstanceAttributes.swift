@@ -25,3 +25,17 @@ public struct InstanceAttributes: Hashable, Sendable {
         self.ttl = ttl
     }
 }
+
+/// A type that carries an instance's attributes reads them as its own fields.
+public protocol CarriesInstanceAttributes {
+    var attributes: InstanceAttributes { get }
+}
+
+extension CarriesInstanceAttributes {
+    public var address: String { attributes.address }
+    public var tags: [String] { attributes.tags }
+    public var metadata: [MetadataEntry] { attributes.metadata }
+    public var weight: Int { attributes.weight }
+    public var zone: String? { attributes.zone }
+    public var status: InstanceStatus { attributes.status }
+}

@@ -1,5 +1,5 @@
 /// One registered instance as a reader sees it.
-public struct InstanceSnapshot: Equatable, Sendable {
+public struct InstanceSnapshot: Equatable, Sendable, CarriesInstanceAttributes {
     public let id: String
     public let attributes: InstanceAttributes
     /// When the instance was first registered; a re-registration does not move it.
@@ -10,11 +10,4 @@ public struct InstanceSnapshot: Equatable, Sendable {
     public let ttl: Duration
     /// Kept past its deadline by expiry protection.
     public let isProtected: Bool
-
-    public var address: String { attributes.address }
-    public var tags: [String] { attributes.tags }
-    public var metadata: [MetadataEntry] { attributes.metadata }
-    public var weight: Int { attributes.weight }
-    public var zone: String? { attributes.zone }
-    public var status: InstanceStatus { attributes.status }
 }

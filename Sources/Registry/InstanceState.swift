@@ -1,6 +1,6 @@
 /// Everything about an instance that survives a restart. Heartbeat times are soft state
 /// and are not here: a restored instance gets a full TTL from the moment it is restored.
-public struct InstanceState: Equatable, Sendable {
+public struct InstanceState: Equatable, Sendable, CarriesInstanceAttributes {
     public var service: String
     public var id: String
     public var attributes: InstanceAttributes
@@ -23,12 +23,6 @@ public struct InstanceState: Equatable, Sendable {
                   registeredAt: registeredAt)
     }
 
-    public var address: String { attributes.address }
-    public var tags: [String] { attributes.tags }
-    public var metadata: [MetadataEntry] { attributes.metadata }
-    public var weight: Int { attributes.weight }
-    public var zone: String? { attributes.zone }
-    public var status: InstanceStatus { attributes.status }
     /// The instance's own TTL; nil for the server's heartbeat timeout.
     public var ttl: Duration? { attributes.ttl }
 }

@@ -214,14 +214,7 @@ public struct Registry: Sendable {
                                     registeredAt: registeredAt.nanoseconds)
         record.lastHeartbeat = now.nanoseconds
         record.deadline = deadline(of: record, from: now)
-        let slot: Int32
-        if let free = freeInstanceSlots.popLast() {
-            slot = free
-            instances[Int(slot)] = record
-        } else {
-            slot = Int32(instances.count)
-            instances.append(record)
-        }
+        let slot = Self.place(record, in: &instances, reusing: &freeInstanceSlots)
         instanceSlots[InstanceKey(service: serviceSlot, id: id)] = slot
         deadlines.insert(slot, key: record.deadline)
         services[Int(serviceSlot)].add(record, slot: slot)
@@ -274,16 +267,19 @@ public struct Registry: Sendable {
         return false
     }
 
+    /// Stores `record` in a free slot of `array`, or a new one at its end.
+    private static func place<Record>(_ record: Record, in array: inout [Record], reusing free: inout [Int32]) -> Int32 {
+        if let slot = free.popLast() {
+            array[Int(slot)] = record
+            return slot
+        }
+        array.append(record)
+        return Int32(array.count - 1)
+    }
+
     mutating func makeService(named name: String) -> Int32 {
         let record = ServiceRecord(name: name)
-        let slot: Int32
-        if let free = freeServiceSlots.popLast() {
-            slot = free
-            services[Int(slot)] = record
-        } else {
-            slot = Int32(services.count)
-            services.append(record)
-        }
+        let slot = Self.place(record, in: &services, reusing: &freeServiceSlots)
         serviceSlots[name] = slot
         return slot
     }

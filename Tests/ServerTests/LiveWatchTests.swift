@@ -25,6 +25,25 @@ import Glibc
         try client.send("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n")
     }
 
+    /// Waits until the registry holds `polls` long-polls and `streams` streams (its
+    /// `registry_watchers` gauge): a request sent is not yet a request parked.
+    @discardableResult
+    private func waitForWatchers(_ registry: RegistryProcess? = nil, polls: Int? = nil, streams: Int? = nil) throws -> Bool {
+        let registry = registry ?? self.registry
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            let metrics = try registry.client().request("GET", "/metrics").text
+            let held = { (kind: String) -> Int? in
+                metrics.split(separator: "\n").first { $0.hasPrefix("registry_watchers{kind=\"\(kind)\"} ") }
+                    .flatMap { Int($0.split(separator: " ").last ?? "") }
+            }
+            if (polls == nil || held("long_poll") == polls) && (streams == nil || held("stream") == streams) { return true }
+            usleep(5_000)
+        }
+        Issue.record("the registry never held \(polls.map(String.init) ?? "any") long-polls and \(streams.map(String.init) ?? "any") streams")
+        return false
+    }
+
     /// True when nothing arrives on `client` within `seconds`.
     private func staysQuiet(_ client: TestHTTPClient, for seconds: Double) -> Bool {
         let started = Date()
@@ -48,7 +67,7 @@ import Glibc
         try sendGet(watcher, "/discover/api?index=\(current)&wait=10s")
         let other = try registry.client(timeout: 0.4)
         try sendGet(other, "/discover/web?index=0&wait=10s")
-        usleep(100_000)
+        try waitForWatchers(polls: 2)
         let started = Date()
         try register("api", "b")
         let woken = try watcher.readReply()
@@ -78,7 +97,7 @@ import Glibc
     @Test func aMissingServiceCanBeWaitedFor() throws {
         let watcher = try registry.client(timeout: 10)
         try sendGet(watcher, "/discover/later?index=0&wait=10s")
-        usleep(100_000)
+        try waitForWatchers(polls: 1)
         try register("later", "x")
         let reply = try watcher.readReply()
         #expect(reply.status == 200)
@@ -89,32 +108,74 @@ import Glibc
         let current = index(try registry.client().request("GET", "/services"))
         let watcher = try registry.client(timeout: 10)
         try sendGet(watcher, "/services?index=\(current)&wait=10s")
-        usleep(100_000)
+        try waitForWatchers(polls: 1)
         try register("anything", "x")
         let reply = try watcher.readReply()
         #expect(index(reply) > current)
         #expect((reply.json["services"] as? [String: Any])?["anything"] != nil)
     }
 
-    @Test func manyChangesInOneTurnWakeAWatcherOnce() throws {
+    /// Changes made in one loop turn reach a stream as one event: the end-of-turn step
+    /// tells watchers once, whatever the turn did. (A long-poll could not show this: it is
+    /// answered on its first wake whatever follows.) The registry is stopped while three
+    /// clients send a registration each, so that one poll finds all three ready and one turn
+    /// handles them. (Pipelined on one connection they would take a turn each: evhttp reads
+    /// the next request in the turn after it answers one.)
+    @Test func manyChangesInOneTurnWakeAStreamOnce() throws {
+        try register("api", "a")
+        let stream = try registry.client(timeout: 1)
+        try sendGet(stream, "/watch/api")
+        var text = try readStream(stream, until: { $0.contains("\n\n") })
+        try waitForWatchers(streams: 1)
+        let writers = try (0..<3).map { _ in try registry.client() }
+        kill(registry.process.processIdentifier, SIGSTOP)
+        for (writer, address) in zip(writers, ["b", "c", "d"]) {
+            let body = #"{"service":"api","address":"\#(address)"}"#
+            try writer.send("POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        }
+        kill(registry.process.processIdentifier, SIGCONT)
+        for writer in writers { #expect(try writer.readReply().status == 201) }
+        text += try readStream(stream, until: { $0.contains(#""address":"d""#) })
+        // Anything else would have arrived by now: the events go out in the turn they are made.
+        // (The read times out after the client's second of silence.)
+        while let chunk = try? stream.receiveSome() { text += String(decoding: chunk, as: UTF8.self) }
+        let events = text.components(separatedBy: "event: state").count - 1
+        #expect(events == 2, "one event for the state, one for the turn of three changes; got \(events): \(text)")
+    }
+
+    /// A parked query is counted in `/metrics` when it is answered, with the status it got.
+    @Test func aParkedQueryIsCountedWhenAnswered() throws {
+        func answered(_ code: Int) throws -> Int {
+            let metrics = try registry.client().request("GET", "/metrics").text
+            let prefix = #"registry_http_requests_total{route="/discover/{service}",method="GET",code="\#(code)"} "#
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+        }
+        let watcher = try registry.client(timeout: 10)
+        try sendGet(watcher, "/discover/soon?index=0&wait=10s")
+        try waitForWatchers(polls: 1)
+        #expect(try answered(200) == 0)
+        #expect(try answered(404) == 0)
+        try register("soon", "x")
+        #expect(try watcher.readReply().status == 200)
+        #expect(try answered(200) == 1)
+        // One that times out on a service still missing is counted as the 404 it got.
+        let patient = try registry.client(timeout: 10)
+        #expect(try patient.request("GET", "/discover/never?index=0&wait=100ms").status == 404)
+        #expect(try answered(404) == 1)
+    }
+
+    /// A long-poll parked behind a pipelined request is answered first, then the request.
+    @Test func aParkedQueryIsAnsweredBeforeTheRequestBehindIt() throws {
         try register("api", "a")
         let current = index(try registry.client().request("GET", "/discover/api"))
         let watcher = try registry.client(timeout: 10)
         try sendGet(watcher, "/discover/api?index=\(current)&wait=10s")
         try sendGet(watcher, "/health")
-        usleep(100_000)
-        // Pipelined writes: one read on the server side, one loop turn.
-        let writer = try registry.client()
-        var batch = ""
-        for address in ["b", "c", "d"] {
-            let body = #"{"service":"api","address":"\#(address)"}"#
-            batch += "POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        }
-        try writer.send(batch)
-        for _ in 0..<3 { _ = try writer.readReply() }
+        try waitForWatchers(polls: 1)
+        try register("api", "b")
         let woken = try watcher.readReply()
         #expect(woken.status == 200)
-        // The pipelined /health behind the parked query is answered next, in order.
+        #expect(woken.json["count"] as? Int == 2)
         #expect(try watcher.readReply().json["status"] as? String == "healthy")
     }
 
@@ -126,8 +187,11 @@ import Glibc
         let text = try readStream(stream, until: { $0.contains(": keep-alive") })
         #expect(text.contains(": keep-alive"))
         #expect(Date().timeIntervalSince(started) < 2)
-        usleep(800_000)
-        // Still open: a change arrives as an event.
+        // Three keep-alives (every 0.3 s) take it past the idle timeout, and it is still open:
+        // a change arrives as an event.
+        let more = try readStream(stream, until: { $0.components(separatedBy: ": keep-alive").count > 3 })
+        #expect(more.components(separatedBy: ": keep-alive").count > 3)
+        #expect(Date().timeIntervalSince(started) > 0.6)
         _ = try impatient.client().request("POST", "/register", body: #"{"service":"late","address":"x"}"#)
         let after = try readStream(stream, until: { $0.contains(#""late""#) })
         #expect(after.contains(#""late""#))
@@ -170,11 +234,10 @@ import Glibc
             let gone = try registry.client()
             try sendGet(gone, "/watch/api")
         }
-        // All those clients are closed by now (their objects are gone); a change must not
-        // trip over them, and the server must keep serving.
-        usleep(200_000)
+        // All those clients are closed by now (their objects are gone): the registry notices
+        // and drops them; a change must not trip over them, and the server must keep serving.
+        try waitForWatchers(polls: 0, streams: 0)
         try register("api", "b")
-        usleep(100_000)
         #expect(try registry.client().request("GET", "/health").status == 200)
         #expect(try registry.client().request("GET", "/discover/api").json["count"] as? Int == 2)
     }
@@ -186,16 +249,16 @@ import Glibc
         try sendGet(watcher, "/discover/api?index=\(current)&wait=60s")
         let stream = try registry.client(timeout: 5)
         try sendGet(stream, "/watch/api")
-        usleep(100_000)
+        try waitForWatchers(polls: 1, streams: 1)
         kill(registry.process.processIdentifier, SIGTERM)
         let reply = try watcher.readReply()
         #expect(reply.status == 200)
         #expect(registry.stop(timeout: 3) == 0)
     }
 
-    private func readStream(_ client: TestHTTPClient, until done: (String) -> Bool) throws -> String {
+    private func readStream(_ client: TestHTTPClient, until done: (String) -> Bool, seconds: Double = 5) throws -> String {
         var collected = ""
-        let deadline = Date().addingTimeInterval(5)
+        let deadline = Date().addingTimeInterval(seconds)
         while !done(collected) && Date() < deadline {
             collected += String(decoding: try client.receiveSome(), as: UTF8.self)
         }

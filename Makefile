@@ -8,7 +8,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 RELEASE_BINARY := .build/release/service-registry
 
-.PHONY: run test build deps bench bench-quick bench-compare check-deploy demo clean
+.PHONY: run test build deps bench bench-quick bench-compare bench-instructions check-deploy demo clean
 
 # libevent's evhttp (headers and pkg-config file) from Debian, once.
 deps:
@@ -35,7 +35,7 @@ check-deploy:
 	bash scripts/install-test-tools.sh
 	.build/tools/bin/hadolint docker/Dockerfile
 	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml
-	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh .ci/run
+	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh bench/instructions.sh .ci/run
 
 # The seed's quick demo, unattended.
 demo: deps
@@ -51,6 +51,12 @@ bench-quick: deps
 REV ?= HEAD~1
 bench-compare: deps
 	bash bench/run.sh --compare $(REV)
+
+# Instructions per request (valgrind), this tree against the binary `bench-compare` built
+# (or OLD=path): a figure the machine's noise cannot move.
+OLD ?= .build-compare/build/release/service-registry
+bench-instructions: build
+	bash bench/instructions.sh $(RELEASE_BINARY) $(OLD)
 
 clean:
 	rm -rf .build

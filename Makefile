@@ -53,7 +53,7 @@ bench-compare: deps
 	bash bench/run.sh --compare $(REV)
 
 # Instructions per request (valgrind), this tree against the binary `bench-compare` built
-# (or OLD=path): a figure the machine's noise cannot move.
+# (or OLD=path): a figure the machine's noise cannot move. About 45 minutes under valgrind.
 OLD ?= .build-compare/build/release/service-registry
 bench-instructions: build
 	bash bench/instructions.sh $(RELEASE_BINARY) $(OLD)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Persistence
 import Registry
+import RegistryWire
 
 /// The composition root: parses the configuration, restores the data directory, wires the
 /// parts together and runs the loop until a stop signal.
@@ -15,6 +16,9 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         switch try Config.parse(arguments: arguments, environment: environment) {
         case .help:
             print(Config.usage)
+            return 0
+        case .version:
+            print("service-registry \(RegistryVersion.text)")
             return 0
         case .run(let parsed):
             config = parsed

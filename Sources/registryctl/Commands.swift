@@ -164,8 +164,28 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
     for name in ["status", "pick", "limit"] {
         if let value = arguments.value(name) { query.append((name, value)) }
     }
-    let path = Requests.path("/discover", service: arguments.positionals[0], query: query)
-    return context.perform(.get, path) { instanceTable($0.json) }
+    let service = arguments.positionals[0]
+    let path = Requests.path("/discover", service: service, query: query)
+    let reply: RegistryConnection.Reply
+    switch context.call(.get, path) {
+    case .failure(let failure): return context.fail(failure.message, failure.code)
+    case .success(let answer): reply = answer
+    }
+    if reply.status == 404 {
+        if context.json { context.out(reply.text) }
+        return context.fail("no service '\(service)' in the registry (\(reply.message ?? "not found"))", ExitCode.notFound)
+    }
+    let code = context.finish(reply) { instanceTable($0.json) }
+    // An empty table with only UP instances asked for: say whether the same filters with
+    // any status would have shown some.
+    if code == ExitCode.ok, !context.json, arguments.value("status") == nil, case .array(let shown)? = reply.json?[member: "instances"],
+       shown.isEmpty,
+       case .success(let all) = context.call(.get, Requests.path("/discover", service: service, query: query + [("status", "any")])),
+       case .array(let every)? = all.json?[member: "instances"], !every.isEmpty {
+        let word = every.count == 1 ? "instance is" : "instances are"
+        printError("registryctl: \(every.count) \(word) registered under '\(service)' but not UP, so hidden; --status any shows them")
+    }
+    return code
 }
 
 func instanceTable(_ json: JSONValue?) -> String {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import RegistryClient
+import RegistryWire
 
 let usage = """
 Usage: registryctl [--registry URL] [--json] [--timeout SECONDS] COMMAND …
@@ -19,6 +20,8 @@ Commands:
   services
   health
   watch [SERVICE]          follow changes as they happen (Ctrl-C to stop)
+  help [COMMAND]           this text, or one command's (also COMMAND --help)
+  version                  registryctl's version (also --version)
   run --service S --address A [--interval 10s] [register's options] -- COMMAND [ARGS…]
                            register, run COMMAND, heartbeat while it runs, deregister when
                            it ends or on SIGTERM/SIGINT (passed on to it); exits with its status
@@ -38,6 +41,7 @@ func main() -> Int32 {
     var registryText = Environment.value("REGISTRY_URL") ?? "http://localhost:5001"
     var json = false
     var timeout: Duration = .seconds(5)
+    var wantsHelp = false
     // Global options may come anywhere before `--`.
     var index = 0
     var end = separator
@@ -54,7 +58,9 @@ func main() -> Int32 {
         if word == "--json" {
             json = true
         } else if word == "-h" || word == "--help" {
-            print(usage)
+            wantsHelp = true
+        } else if word == "--version" {
+            print("registryctl \(RegistryVersion.text)")
             return ExitCode.ok
         } else if word == "--registry" || word.hasPrefix("--registry=") {
             guard let value = take() else { printError("registryctl: --registry needs a URL"); return ExitCode.usage }
@@ -72,9 +78,27 @@ func main() -> Int32 {
         words.remove(at: index)
         end -= 1
     }
-    guard let command = words.first, command != "--" else {
+    let first = words.first.flatMap { $0 == "--" ? nil : $0 }
+    if wantsHelp || first == "help" {
+        let topic = wantsHelp ? first : words.dropFirst().first
+        guard let topic, topic != "help" else {
+            print(usage)
+            return ExitCode.ok
+        }
+        guard let text = commandUsage(topic) else {
+            printError("registryctl help: no command '\(topic)'; the commands are \(commandNames.joined(separator: ", "))")
+            return ExitCode.usage
+        }
+        print(text)
+        return ExitCode.ok
+    }
+    guard let command = first else {
         printError(usage)
         return ExitCode.usage
+    }
+    if command == "version" {
+        print("registryctl \(RegistryVersion.text)")
+        return ExitCode.ok
     }
     let url: RegistryURL
     do {
@@ -104,6 +128,28 @@ func main() -> Int32 {
         printError("registryctl \(command): \(error.message)")
         return ExitCode.usage
     }
+}
+
+/// The commands, in the order `usage` lists them.
+let commandNames = ["register", "heartbeat", "deregister", "status", "discover", "services", "health", "watch", "run",
+                    "help", "version"]
+
+/// One command's lines of `usage` (its synopsis and their continuation lines), with the
+/// global options and exit statuses that apply to every command.
+func commandUsage(_ name: String) -> String? {
+    guard commandNames.contains(name) else { return nil }
+    var lines: [Substring] = []
+    var inside = false
+    for line in usage.split(separator: "\n", omittingEmptySubsequences: false) {
+        if line.hasPrefix("  "), !line.hasPrefix("   ") {
+            inside = line.dropFirst(2).hasPrefix(name + " ") || line.dropFirst(2) == name
+        } else if !line.hasPrefix("   ") {
+            inside = false
+        }
+        if inside { lines.append(line) }
+    }
+    return (["Usage: registryctl [--registry URL] [--json] [--timeout SECONDS] \(name) …", ""] + lines.map(String.init)
+        + ["", "See registryctl --help for the global options and the exit statuses."]).joined(separator: "\n")
 }
 
 enum Environment {

@@ -96,6 +96,36 @@ import Glibc
         #expect(try ctl(["deregister", "api", "a-1"]).status == 4)
     }
 
+    @Test func helpVersionAndWhatAnEmptyAnswerMeans() throws {
+        var outcome = try ctl(["help", "discover"])
+        #expect(outcome.status == 0)
+        #expect(outcome.stdout.contains("discover SERVICE [--tag T]"))
+        #expect(!outcome.stdout.contains("heartbeat SERVICE"))
+        #expect(try ctl(["discover", "--help"]).stdout == outcome.stdout)
+        #expect(try ctl(["run", "-h"]).stdout.contains("run --service S --address A"))
+        outcome = try ctl(["help"])
+        #expect(outcome.status == 0 && outcome.stdout.contains("Exit status"))
+        outcome = try ctl(["help", "frobnicate"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.contains("no command 'frobnicate'"))
+        #expect(try ctl(["--version"]).stdout.hasPrefix("registryctl "))
+        #expect(try ctl(["version"]).stdout == (try ctl(["--version"])).stdout)
+        // The options of `run`'s command are the command's, not registryctl's.
+        #expect(try ctl(["run", "--service", "s", "--address", "a:1", "--", "/bin/sh", "-c", "exit 3", "--help"]).status == 3)
+
+        // A missing service is named; an empty table says what it hides.
+        outcome = try ctl(["discover", "nope"])
+        #expect(outcome.status == 4)
+        #expect(outcome.stderr.contains("no service 'nope' in the registry"))
+        #expect(try ctl(["register", "quiet", "q:1", "--status", "out_of_service"]).status == 0)
+        outcome = try ctl(["discover", "quiet"])
+        #expect(outcome.status == 0)
+        #expect(outcome.stderr.contains("1 instance is registered under 'quiet' but not UP, so hidden; --status any shows them"))
+        outcome = try ctl(["discover", "quiet", "--tag", "other"])
+        #expect(outcome.status == 0 && outcome.stderr.isEmpty)
+        #expect(try ctl(["discover", "quiet", "--status", "any"]).stdout.contains("OUT_OF_SERVICE"))
+    }
+
     @Test func watchPrintsEachChange() throws {
         let process = Process()
         process.executableURL = Self.binaryURL

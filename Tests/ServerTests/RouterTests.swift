@@ -319,6 +319,12 @@ import TestSupport
         #expect(config.maxBodyBytes == 65536)
     }
 
+    @Test func helpAndVersionStopBeforeAnythingElse() throws {
+        #expect(try Config.parse(arguments: ["--version"], environment: [:]) == .version)
+        #expect(try Config.parse(arguments: ["--port", "1", "-h"], environment: [:]) == .help)
+        #expect(Config.usage.contains("--version"))
+    }
+
     @Test func flagsOverrideTheEnvironmentAndBothForms() throws {
         let parsed = try Config.parse(arguments: ["--port=0", "--heartbeat-timeout", "0.25", "--log-level", "DEBUG"],
                                       environment: ["REGISTRY_PORT": "6000", "REGISTRY_IDLE_TIMEOUT": "5"])

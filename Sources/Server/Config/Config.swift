@@ -86,6 +86,7 @@ struct Config: Equatable {
     enum Parsed: Equatable {
         case run(Config)
         case help
+        case version
     }
 
     private struct Option: Sendable {
@@ -269,6 +270,7 @@ struct Config: Equatable {
         var remaining = arguments[...]
         while let argument = remaining.popFirst() {
             if argument == "--help" || argument == "-h" { return .help }
+            if argument == "--version" { return .version }
             let flag: String
             let inlineValue: String?
             if let equals = argument.firstIndex(of: "="), argument.hasPrefix("--") {
@@ -321,6 +323,7 @@ struct Config: Equatable {
             lines.append(String(repeating: " ", count: 36) + "env \(option.variable)")
         }
         lines.append("  -h, --help".padding(toLength: 36) + "show this help and exit")
+        lines.append("  --version".padding(toLength: 36) + "print the version and exit")
         return lines.joined(separator: "\n")
     }
 

@@ -7,8 +7,21 @@ import Registry
 /// One filtered connection: its framing state, its deadline and its writer.
 final class Connection {
     unowned let transport: Transport
-    /// The filter bufferevent evhttp owns; nil once it is freed.
-    internal(set) var filter: OpaquePointer?
+    /// The socket's bufferevent evhttp owns; nil once evhttp has freed the connection.
+    internal(set) var socketEvents: OpaquePointer?
+    /// Bytes read from the socket that the framing has not let through yet (a head not
+    /// complete): made when needed, freed once empty.
+    private var held: OpaquePointer?
+    /// evhttp's connection, once known (`adopt`), for its close callback.
+    private var evcon: OpaquePointer?
+    private(set) var isAdopted = false
+    internal(set) var inputEntry: OpaquePointer?
+    internal(set) var outputEntry: OpaquePointer?
+    /// Set while the transport moves bytes in the input buffer itself: the buffer's
+    /// callbacks, which it triggers, are then the transport's own doing.
+    private var moving = false
+    /// Called (once) when evhttp frees the connection: a stream's or long-poll's holder.
+    var onClose: (() -> Void)?
     private(set) var descriptor: Int32 = -1
     private var framing: RequestFraming
     /// Bytes let through to evhttp since the connection opened, poison included.
@@ -42,8 +55,8 @@ final class Connection {
     }
 
     private func register() {
-        guard descriptor < 0, let filter else { return }
-        descriptor = bufferevent_getfd(filter)
+        guard descriptor < 0, let socketEvents else { return }
+        descriptor = bufferevent_getfd(socketEvents)
         guard descriptor >= 0 else { return }
         let index = Int(descriptor)
         if index >= Transport.byDescriptor.count {
@@ -52,10 +65,38 @@ final class Connection {
         Transport.byDescriptor[index] = self
     }
 
-    /// evhttp freed the connection (libevent finalized its filter).
+    /// Learns evhttp's connection for this bufferevent (it is made right after the
+    /// bufferevent, so this runs on the next step of the loop, before anything is read) and
+    /// asks evhttp to say when it frees it.
+    func adopt() {
+        guard !isAdopted, let socketEvents else { return }
+        isAdopted = true
+        var argument: UnsafeMutableRawPointer?
+        bufferevent_getcb(socketEvents, nil, nil, nil, &argument)
+        guard let argument else { return }
+        evcon = OpaquePointer(argument)
+        evhttp_connection_set_closecb(evcon, { _, context in
+            guard let context else { return }
+            Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().closed()
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// evhttp is freeing the connection (its close callback).
     func closed() {
+        guard !isClosed else { return }
         isClosed = true
         onDrained = nil
+        let notify = onClose
+        onClose = nil
+        notify?()
+        if let socketEvents {
+            if let inputEntry { evbuffer_remove_cb_entry(bufferevent_get_input(socketEvents), inputEntry) }
+            if let outputEntry { evbuffer_remove_cb_entry(bufferevent_get_output(socketEvents), outputEntry) }
+        }
+        inputEntry = nil
+        outputEntry = nil
+        if let held { evbuffer_free(held) }
+        held = nil
         if stuckSince != nil { transport.noteStuck(self, false) }
         if descriptor >= 0, Int(descriptor) < Transport.byDescriptor.count, Transport.byDescriptor[Int(descriptor)] === self {
             Transport.byDescriptor[Int(descriptor)] = nil
@@ -64,19 +105,61 @@ final class Connection {
         if let writeEvent { event_free(writeEvent) }
         timer = nil
         writeEvent = nil
-        filter = nil
+        socketEvents = nil
         transport.connectionClosed(self)
     }
 
     // MARK: Input
 
-    func filterInput(_ source: OpaquePointer, _ destination: OpaquePointer) -> bufferevent_filter_result {
+    /// libevent read from the socket into the input buffer (this runs inside that read,
+    /// before evhttp's read callback): the new bytes join those held back, and the framing
+    /// lets through what it has checked. evhttp never sees a byte the framing has not passed.
+    func inputArrived(_ added: Int) {
+        guard !moving, let socketEvents, let input = bufferevent_get_input(socketEvents) else { return }
+        moving = true
+        defer { moving = false }
+        let total = evbuffer_get_length(input)
+        let given = total - added
+        let source: OpaquePointer
+        if let held {
+            source = held
+        } else {
+            source = Transport.staging
+        }
+        if given > 0 {
+            // Bytes passed earlier that evhttp has not read yet stay first in the input.
+            let scratch = Transport.scratch
+            evbuffer_remove_buffer(input, scratch, given)
+            evbuffer_add_buffer(source, input)
+            evbuffer_add_buffer(input, scratch)
+        } else {
+            evbuffer_add_buffer(source, input)
+        }
+        frame(from: source, into: input)
+        if source == Transport.staging, evbuffer_get_length(source) > 0 {
+            guard let kept = evbuffer_new() else {
+                // Out of memory: the bytes cannot be kept, so the connection cannot go on.
+                evbuffer_drain(source, evbuffer_get_length(source))
+                mustRefuse = true
+                transport.schedule(self)
+                return
+            }
+            evbuffer_add_buffer(kept, source)
+            held = kept
+        } else if let held, evbuffer_get_length(held) == 0 {
+            evbuffer_free(held)
+            self.held = nil
+        }
+    }
+
+    /// Moves from `source` to `destination` what the framing lets through, drops what it
+    /// discards, and leaves what it waits on.
+    private func frame(from source: OpaquePointer, into destination: OpaquePointer) {
         register()
         if mustRefuse {
             evbuffer_drain(source, evbuffer_get_length(source))
-            return BEV_NEED_MORE
+            return
         }
-        var movedAny = false
         while true {
             let waiting = evbuffer_get_length(source)
             var visible = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
@@ -89,11 +172,10 @@ final class Connection {
             switch step {
             case .wait:
                 updateDeadline()
-                return movedAny ? BEV_OK : BEV_NEED_MORE
+                return
             case .pass(let count):
                 evbuffer_remove_buffer(source, destination, count)
                 passed += count
-                movedAny = true
             case .discard(let count):
                 evbuffer_drain(source, count)
             case .reject(let count, let broken):
@@ -105,7 +187,6 @@ final class Connection {
                 passed += Self.poison.count
                 rejection = (broken, passed)
                 transport.countRefusedRequest()
-                movedAny = true
             }
         }
     }
@@ -113,8 +194,8 @@ final class Connection {
     /// The rule broken by the request evhttp is refusing now, if its refusal is the poison:
     /// evhttp has read through it. Any other error evhttp finds (an oversized body) is its own.
     func rejectionBeingAnswered() -> RequestFraming.Rejection? {
-        guard let (broken, end) = rejection, let filter,
-              passed - evbuffer_get_length(bufferevent_get_input(filter)) >= end else { return nil }
+        guard let (broken, end) = rejection, let socketEvents,
+              passed - evbuffer_get_length(bufferevent_get_input(socketEvents)) >= end else { return nil }
         return broken
     }
 
@@ -147,7 +228,7 @@ final class Connection {
     }
 
     private func deadlinePassed() {
-        guard let filter, !isClosed else { return }
+        guard let socketEvents, !isClosed else { return }
         let body: Bool
         switch framing.phase {
         case .head: body = false
@@ -157,7 +238,7 @@ final class Connection {
         let limit = body ? transport.limits.bodyTimeout : transport.limits.headerTimeout
         // evhttp is busy with an earlier request (or still writing its answer): the client is
         // not the one keeping it waiting.
-        if bufferevent_get_enabled(filter) & Int16(EV_READ) == 0 || evbuffer_get_length(bufferevent_get_output(filter)) > 0 {
+        if bufferevent_get_enabled(socketEvents) & Int16(EV_READ) == 0 || evbuffer_get_length(bufferevent_get_output(socketEvents)) > 0 {
             if let timer { transport.arm(timer, after: limit) }
             return
         }
@@ -166,16 +247,16 @@ final class Connection {
         let flag = body ? "--body-timeout" : "--header-timeout"
         sendDirectly(status: 408, reason: "Request Timeout",
                      message: "the \(what) did not arrive within \(limit.secondsText) (\(flag)); the connection is closed")
-        bufferevent_trigger_event(filter, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
+        bufferevent_trigger_event(socketEvents, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
     }
 
     /// One over the connection limit: told so, and closed.
     func refuse() {
         register()
-        guard let filter else { return }
+        guard let socketEvents else { return }
         sendDirectly(status: 503, reason: "Service Unavailable", retryAfter: true,
                      message: "the registry is at its connection limit (--max-connections \(transport.limits.maxConnections)); retry shortly")
-        bufferevent_trigger_event(filter, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
+        bufferevent_trigger_event(socketEvents, Int16(BEV_EVENT_READING | BEV_EVENT_ERROR), 0)
     }
 
     /// A whole answer written straight to the socket, for when no request of evhttp's is in
@@ -213,8 +294,8 @@ final class Connection {
     /// write event; a write error is reported to evhttp as the socket's bufferevent would.
     func flush() {
         register()
-        guard let filter, !isClosed, bufferevent_get_enabled(filter) & Int16(EV_WRITE) != 0 else { return }
-        let output = bufferevent_get_output(filter)
+        guard let socketEvents, !isClosed, bufferevent_get_enabled(socketEvents) & Int16(EV_WRITE) != 0 else { return }
+        let output = bufferevent_get_output(socketEvents)
         if evbuffer_get_length(output) > 0 {
             // At most a slice per call: a client whose socket takes megabytes at once (a
             // 13 MB discover) would otherwise hold the loop for the whole copy; what is left
@@ -235,33 +316,33 @@ final class Connection {
                 // Progress: evhttp's timeouts start over, as a socket bufferevent's would.
                 let idle = transport.limits.idleTimeout.timeval
                 var timeout = timeval(tv_sec: idle.seconds, tv_usec: idle.microseconds)
-                bufferevent_set_timeouts(filter, &timeout, &timeout)
+                bufferevent_set_timeouts(socketEvents, &timeout, &timeout)
                 waitForWritable()
                 return
             }
         }
         if stuckSince != nil { transport.noteStuck(self, false) }
-        bufferevent_trigger(filter, Int16(EV_WRITE), 0)
+        bufferevent_trigger(socketEvents, Int16(EV_WRITE), 0)
         onDrained?()
     }
 
     /// Closes the connection as a failed write would (evhttp frees it and what it holds).
     func abort() {
-        guard let filter, !isClosed else { return }
-        bufferevent_trigger_event(filter, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
+        guard let socketEvents, !isClosed else { return }
+        bufferevent_trigger_event(socketEvents, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
     }
 
     /// Bytes evhttp queued that the socket has not taken yet: what a slow reader holds.
     var pendingOutputBytes: Int {
-        guard let filter, !isClosed else { return 0 }
-        return evbuffer_get_length(bufferevent_get_output(filter))
+        guard let socketEvents, !isClosed else { return 0 }
+        return evbuffer_get_length(bufferevent_get_output(socketEvents))
     }
 
     /// Tells evhttp the socket refused a write, as the socket's bufferevent would: evhttp
     /// then frees the connection.
     func reportWriteFailure() {
-        guard let filter else { return }
-        bufferevent_trigger_event(filter, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
+        guard let socketEvents else { return }
+        bufferevent_trigger_event(socketEvents, Int16(BEV_EVENT_WRITING | BEV_EVENT_ERROR), 0)
     }
 
     private func waitForWritable() {

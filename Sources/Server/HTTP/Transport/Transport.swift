@@ -9,25 +9,31 @@ import Registry
 /// registry reaches past evhttp's public behaviour.
 ///
 /// evhttp 2.1 has no hook for raw request bytes, header deadlines or connection counts.
-/// `evhttp_set_bevcb` lets the server choose each connection's bufferevent, and it gives
-/// evhttp a *filter* over the socket's bufferevent:
+/// `evhttp_set_bevcb` lets the server make each connection's socket bufferevent, and the
+/// transport hooks it before evhttp uses it:
 ///
-/// - **Input**: the filter holds every request head back until `RequestFraming` has seen it
-///   whole, and lets evhttp have only what follows the framing rules. A broken rule becomes
-///   a one-line poison (`!`) that evhttp refuses in order, after the requests before it; the
-///   refusal is rendered from the rule that was broken (`LibeventErrorReply`).
+/// - **Input**: a callback on the bufferevent's input buffer runs inside libevent's read,
+///   before evhttp's read callback. It takes the new bytes aside, lets `RequestFraming` check
+///   them, and puts back only what follows the framing rules; a head not yet complete waits
+///   in a buffer of the connection's own until the rest arrives. A broken rule becomes a
+///   one-line poison (`!`) that evhttp refuses in order, after the requests before it; the
+///   refusal is rendered from the rule that was broken (`LibeventErrorReply`). (The first
+///   version put a filter bufferevent over the socket's; that cost every connection a second
+///   bufferevent, two evbuffers and their callbacks, 1.1 KB, and held parked watchers above
+///   4 KiB each.)
 /// - **Deadlines**: a head must arrive within `headerTimeout` of its first byte, a body within
 ///   `bodyTimeout` of its head (evhttp's own timeout restarts with every byte, which a client
 ///   sending one byte a second never lets expire). They count only while evhttp is waiting
 ///   for the request, not while it is busy with an earlier one.
-/// - **Output**: libevent's filter calls evhttp's write callback as soon as a reply has moved
-///   to the socket's buffer, before it is written, and never when evhttp enables writing
-///   with data already queued: with a plain filter, the second reply on a kept-alive
-///   connection stalls and a `Connection: close` reply is lost (tested against 2.1.12). So
-///   the filter's output side moves nothing; the transport writes evhttp's output to the
-///   socket itself, at once when a reply is made (which saves evhttp's extra loop turn and
-///   its `epoll_ctl` calls), and tells evhttp its reply is written only once the socket has
-///   taken all of it, exactly as the socket's bufferevent would.
+/// - **Output**: the transport writes evhttp's output to the socket at once when a reply is
+///   made (which saves evhttp's extra loop turn; the write interest evhttp adds and drops in
+///   the same turn never reaches the kernel, see `EventLoop`), and runs evhttp's write
+///   callback once the socket has taken all of it, as the bufferevent itself would. What the
+///   socket does not take is finished by the bufferevent's own write event or the
+///   transport's, whichever comes first, a slice at a time.
+/// - **Closing**: evhttp's close callback of each connection belongs to the transport
+///   (`Connection.adopt`); a holder of the connection's request is told through
+///   `Connection.onClose`.
 /// - **Connections**: counted exactly, capped at `maxConnections` (one over the cap is told
 ///   `503` and closed), and the listener backs off when the process runs out of descriptors
 ///   instead of spinning on `accept`.
@@ -68,7 +74,7 @@ final class Transport {
         var shedConnections: UInt64 = 0
     }
 
-    /// What evhttp may buffer of a connection's requests on each side of the filter: enough
+    /// What evhttp may have waiting of a connection's requests, beyond one head: enough
     /// for any one head, small enough that a client that sends without reading the answers
     /// holds a bounded amount.
     private static let bufferedInputBytes = 64 * 1024
@@ -202,41 +208,48 @@ final class Transport {
     private func makeBufferevent(_ base: OpaquePointer) -> OpaquePointer? {
         guard let socket = bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
         let connection = Connection(transport: self)
-        let context = Unmanaged.passRetained(connection).toOpaque()
-        guard let filter = bufferevent_filter_new(socket, { source, destination, _, _, context in
-            guard let source, let destination, let context else { return BEV_ERROR }
-            return Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().filterInput(source, destination)
-        }, { _, _, _, _, _ in
-            // The output side moves nothing: `Connection.flush` writes evhttp's output itself.
-            BEV_NEED_MORE
-        }, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue), { context in
-            guard let context else { return }
-            Unmanaged<Connection>.fromOpaque(context).takeRetainedValue().closed()
-        }, context) else {
-            Unmanaged<Connection>.fromOpaque(context).release()
-            bufferevent_free(socket)
-            return nil
-        }
-        connection.filter = filter
-        // The socket's own write side is never used; reading stops when this much waits.
-        bufferevent_disable(socket, Int16(EV_WRITE))
+        // Held until evhttp frees the connection, then released a loop step later (`retire`).
+        _ = Unmanaged.passRetained(connection)
+        connection.socketEvents = socket
+        let context = Unmanaged.passUnretained(connection).toOpaque()
+        // Reading stops when this much waits for evhttp.
         bufferevent_setwatermark(socket, Int16(EV_READ), 0, limits.maxHeadBytes + Self.bufferedInputBytes)
-        bufferevent_setwatermark(filter, Int16(EV_READ), 0, Self.bufferedInputBytes)
-        evbuffer_add_cb(bufferevent_get_output(filter), { _, info, context in
+        connection.inputEntry = evbuffer_add_cb(bufferevent_get_input(socket), { _, info, context in
+            guard let info, let context, info.pointee.n_added > 0 else { return }
+            let connection = Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue()
+            withExtendedLifetime(connection) { connection.inputArrived(info.pointee.n_added) }
+        }, context)
+        connection.outputEntry = evbuffer_add_cb(bufferevent_get_output(socket), { _, info, context in
             guard let info, let context, info.pointee.n_added > 0 else { return }
             Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().outputAdded()
-        }, Unmanaged.passUnretained(connection).toOpaque())
+        }, context)
         stats.openConnections += 1
         if stats.openConnections > limits.maxConnections {
             connection.mustRefuse = true
             stats.refusedConnections += 1
-            schedule(connection)
         }
-        return filter
+        // evhttp makes its connection object right after this returns: `adopt` finds it.
+        schedule(connection)
+        return socket
+    }
+
+    /// Bytes on their way between a connection's input and the framing (`Connection.inputArrived`):
+    /// one pair for the process, since one callback runs at a time.
+    nonisolated(unsafe) static let staging: OpaquePointer = evbuffer_new()!
+    nonisolated(unsafe) static let scratch: OpaquePointer = evbuffer_new()!
+
+    /// Connections evhttp has freed, released on the next loop step (not inside evhttp's
+    /// own call stack, which may still be in one of their methods).
+    private var retired: [Connection] = []
+
+    func retire(_ connection: Connection) {
+        retired.append(connection)
+        flushTimer?.activate()
     }
 
     func connectionClosed(_ connection: Connection) {
         stats.openConnections -= 1
+        retire(connection)
     }
 
     func schedule(_ connection: Connection) {
@@ -249,9 +262,13 @@ final class Transport {
     private func flushPending() {
         let batch = pending
         pending.removeAll(keepingCapacity: true)
+        let released = retired
+        retired.removeAll(keepingCapacity: true)
+        for connection in released { Unmanaged.passUnretained(connection).release() }
         for connection in batch {
             connection.isPending = false
             guard !connection.isClosed else { continue }
+            connection.adopt()
             if connection.mustRefuse {
                 connection.refuse()
             } else if connection.writeFailed {
@@ -272,7 +289,7 @@ final class Transport {
         guard let connection = evhttp_request_get_connection(request),
               let bufferevent = evhttp_connection_get_bufferevent(connection) else { return nil }
         let socket = Int(bufferevent_getfd(bufferevent))
-        guard socket >= 0, socket < byDescriptor.count, let known = byDescriptor[socket], known.filter == bufferevent else { return nil }
+        guard socket >= 0, socket < byDescriptor.count, let known = byDescriptor[socket], known.socketEvents == bufferevent else { return nil }
         return known
     }
 

@@ -71,9 +71,16 @@ final class Connection {
     func adopt() {
         guard !isAdopted, let socketEvents else { return }
         isAdopted = true
+        // The transport holds a reference from `makeBufferevent` to here: evhttp may have
+        // freed the connection already (it does when setting it up fails), and freeing a
+        // bufferevent clears its callbacks.
+        defer { bufferevent_decref(socketEvents) }
         var argument: UnsafeMutableRawPointer?
         bufferevent_getcb(socketEvents, nil, nil, nil, &argument)
-        guard let argument else { return }
+        guard let argument else {
+            closed()
+            return
+        }
         evcon = OpaquePointer(argument)
         evhttp_connection_set_closecb(evcon, { _, context in
             guard let context else { return }
@@ -279,6 +286,14 @@ final class Connection {
         if !isReplying { transport.schedule(self) }
     }
 
+    /// The output is empty: written by `flush` or by the bufferevent's own write event,
+    /// whichever the socket let through first. A stream's holder learns it on the next step.
+    func outputDrained() {
+        guard stuckSince != nil else { return }
+        transport.noteStuck(self, false)
+        if onDrained != nil { transport.schedule(self) }
+    }
+
     /// Brackets `evhttp_send_reply`: the reply is written by `flush()` right after.
     func beginReply() { isReplying = true }
 
@@ -300,9 +315,14 @@ final class Connection {
             // At most a slice per call: a client whose socket takes megabytes at once (a
             // 13 MB discover) would otherwise hold the loop for the whole copy; what is left
             // goes out when the socket is next writable, after other clients had their turn.
+            // A socket bufferevent keeps the front of its output frozen except while it
+            // writes itself; this write is the bufferevent's own, done sooner.
+            evbuffer_unfreeze(output, 1)
             let written = evbuffer_write_atmost(output, descriptor, Self.writeSliceBytes)
+            let code = errno
+            evbuffer_freeze(output, 1)
             if written < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
+                if code == EAGAIN || code == EWOULDBLOCK || code == EINTR {
                     if stuckSince == nil { transport.noteStuck(self, true) }
                     waitForWritable()
                 } else {

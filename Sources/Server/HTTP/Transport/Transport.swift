@@ -219,10 +219,17 @@ final class Transport {
             let connection = Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue()
             withExtendedLifetime(connection) { connection.inputArrived(info.pointee.n_added) }
         }, context)
-        connection.outputEntry = evbuffer_add_cb(bufferevent_get_output(socket), { _, info, context in
-            guard let info, let context, info.pointee.n_added > 0 else { return }
-            Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().outputAdded()
+        connection.outputEntry = evbuffer_add_cb(bufferevent_get_output(socket), { buffer, info, context in
+            guard let info, let context else { return }
+            let connection = Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue()
+            if info.pointee.n_added > 0 {
+                connection.outputAdded()
+            } else if info.pointee.n_deleted > 0, evbuffer_get_length(buffer) == 0 {
+                connection.outputDrained()
+            }
         }, context)
+        // Until `Connection.adopt` has evhttp's connection (see there).
+        bufferevent_incref(socket)
         stats.openConnections += 1
         if stats.openConnections > limits.maxConnections {
             connection.mustRefuse = true

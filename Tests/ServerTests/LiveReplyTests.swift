@@ -79,6 +79,25 @@ import Glibc
         #expect(try registry.client().request("GET", "/discover/api").status == 200)
     }
 
+    /// The transport writes each answer in the callback that makes it; the socket's
+    /// bufferevent would otherwise write it a loop turn later, and the answers would still
+    /// arrive, so only the count shows which writer sent them.
+    @Test func smallAnswersAreWrittenWholeWhenTheyAreMade() throws {
+        func writes(_ outcome: String) throws -> Int {
+            let text = try registry.client().request("GET", "/metrics").text
+            let line = text.split(separator: "\n").first { $0.hasPrefix("registry_transport_writes_total{outcome=\"\(outcome)\"} ") }
+            return Int(try #require(line).split(separator: " ").last ?? "") ?? -1
+        }
+        let before = try writes("whole")
+        let client = try registry.client()
+        for _ in 0..<50 {
+            #expect(try client.request("GET", "/health").status == 200)
+        }
+        // Fifty answers and the scrape before them.
+        #expect(try writes("whole") - before >= 51)
+        #expect(try writes("partial") == 0)
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         let http = try registry.client()
         let register = #"{"service":"pipe","address":"10.0.0.9:80"}"#

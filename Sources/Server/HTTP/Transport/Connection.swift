@@ -321,6 +321,7 @@ final class Connection {
             let written = evbuffer_write_atmost(output, descriptor, Self.writeSliceBytes)
             let code = errno
             evbuffer_freeze(output, 1)
+            transport.countWrite(complete: written >= 0 && evbuffer_get_length(output) == 0)
             if written < 0 {
                 if code == EAGAIN || code == EWOULDBLOCK || code == EINTR {
                     if stuckSince == nil { transport.noteStuck(self, true) }

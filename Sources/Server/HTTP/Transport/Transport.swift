@@ -72,6 +72,9 @@ final class Transport {
         var bodyTimeouts: UInt64 = 0
         /// Connections closed because answers waiting for slow readers passed `--max-output-bytes`.
         var shedConnections: UInt64 = 0
+        /// The transport's own writes of evhttp's output: the socket took all of it, or not.
+        var completeWrites: UInt64 = 0
+        var partialWrites: UInt64 = 0
     }
 
     /// What evhttp may have waiting of a connection's requests, beyond one head: enough
@@ -287,6 +290,9 @@ final class Transport {
     }
 
     func countRefusedRequest() { stats.refusedRequests += 1 }
+    func countWrite(complete: Bool) {
+        if complete { stats.completeWrites += 1 } else { stats.partialWrites += 1 }
+    }
     func countTimeout(body: Bool) {
         if body { stats.bodyTimeouts += 1 } else { stats.headerTimeouts += 1 }
     }

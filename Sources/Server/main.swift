@@ -96,6 +96,11 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     } else {
         logger.plain("Persistence: off (--in-memory); a restart forgets every registration")
     }
+    if config.shutdownGrace > .zero {
+        logger.plain("Stop: Ctrl-C (SIGINT) closes at once; SIGTERM drains for \(config.shutdownGrace.secondsText) first (/ready answers 503)")
+    } else {
+        logger.plain("Stop: Ctrl-C (SIGINT) or SIGTERM closes at once (--shutdown-grace 0)")
+    }
     logger.info("listening", [
         "host": config.host, "port": http.port, "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,

@@ -95,6 +95,18 @@ import Glibc
         #expect(registry.log.contains("INFO closing"))
     }
 
+    /// Ctrl-C at a terminal: no grace period, whatever `--shutdown-grace` says; the start-up
+    /// lines say how each signal behaves.
+    @Test func sigintClosesAtOnceAndTheBannerSaysSo() throws {
+        let registry = try RegistryProcess(["--shutdown-grace", "30"])
+        #expect(registry.log.contains("Stop: Ctrl-C (SIGINT) closes at once; SIGTERM drains for 30s first (/ready answers 503)"))
+        let started = Date()
+        #expect(registry.stop(signal: SIGINT, timeout: 3) == 0)
+        #expect(Date().timeIntervalSince(started) < 1.5)
+        #expect(registry.log.contains("INFO stopping signal=SIGINT grace=none"))
+        #expect(!registry.log.contains("INFO draining"))
+    }
+
     @Test func aSecondSignalEndsTheGracePeriod() throws {
         let registry = try RegistryProcess(["--shutdown-grace", "30"])
         kill(registry.process.processIdentifier, SIGTERM)

@@ -4,9 +4,10 @@ import Glibc
 
 /// Stop signals and the shutdown sequence.
 ///
-/// The first SIGTERM or SIGINT starts the grace period: `/ready` turns 503 at once (so load
-/// balancers and Kubernetes stop sending) while every request is still served. When it ends,
-/// or at a second signal, the registry closes: the store is asked to acknowledge what it can,
+/// SIGTERM (what Kubernetes and service managers send) starts the grace period: `/ready` turns
+/// 503 at once (so load balancers stop sending) while every request is still served. When it
+/// ends, at a second signal, or at once for SIGINT (Ctrl-C: a person at a terminal wants it
+/// gone now), the registry closes: the store is asked to acknowledge what it can,
 /// the listeners stop accepting, held reads are answered with the current state, and the
 /// loop ends once in-flight replies had `drainTimeout` to go out.
 final class Lifecycle {
@@ -45,7 +46,7 @@ final class Lifecycle {
 
     private func stop(signal: Int32) {
         let name = signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : String(signal)
-        guard !draining, shutdownGrace > .zero else {
+        guard !draining, shutdownGrace > .zero, signal != SIGINT else {
             logger.info("stopping", ["signal": name, "grace": draining ? "cut short" : "none"])
             close()
             return
@@ -53,7 +54,7 @@ final class Lifecycle {
         draining = true
         service.isDraining = true
         logger.info("draining", ["signal": name, "grace": shutdownGrace.secondsText,
-                                 "note": "/ready answers 503; requests are served until the grace period ends or another signal comes"])
+                                 "note": "/ready answers 503; requests are served until the grace period ends or another signal (Ctrl-C) comes"])
         logger.flush()
         graceTimer?.schedule(after: shutdownGrace)
     }

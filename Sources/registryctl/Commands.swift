@@ -56,7 +56,8 @@ struct Context {
 
     /// The exit code for an answer: 0 for 2xx, 4 for 404, 1 otherwise (with the registry's
     /// message on stderr).
-    func finish(_ reply: RegistryConnection.Reply, printing success: (RegistryConnection.Reply) -> String?) -> Int32 {
+    func finish(_ reply: RegistryConnection.Reply, notFound: String? = nil,
+                printing success: (RegistryConnection.Reply) -> String?) -> Int32 {
         switch reply.status {
         case 200..<300:
             if json {
@@ -67,7 +68,8 @@ struct Context {
             return ExitCode.ok
         case 404:
             if json { out(reply.text) }
-            return fail(reply.message ?? "not found", ExitCode.notFound)
+            let message = reply.message ?? "not found"
+            return fail(notFound.map { "\($0) (\(message))" } ?? message, ExitCode.notFound)
         default:
             if json { out(reply.text) }
             return fail("the registry answered \(reply.status): \(reply.message ?? reply.text)", ExitCode.refused)
@@ -171,11 +173,7 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
     case .failure(let failure): return context.fail(failure.message, failure.code)
     case .success(let answer): reply = answer
     }
-    if reply.status == 404 {
-        if context.json { context.out(reply.text) }
-        return context.fail("no service '\(service)' in the registry (\(reply.message ?? "not found"))", ExitCode.notFound)
-    }
-    let code = context.finish(reply) { instanceTable($0.json) }
+    let code = context.finish(reply, notFound: "no service '\(service)' in the registry") { instanceTable($0.json) }
     // An empty table with only UP instances asked for: say whether the same filters with
     // any status would have shown some.
     if code == ExitCode.ok, !context.json, arguments.value("status") == nil, case .array(let shown)? = reply.json?[member: "instances"],

@@ -42,6 +42,7 @@ func main() -> Int32 {
     var json = false
     var timeout: Duration = .seconds(5)
     var wantsHelp = false
+    var wantsVersion = false
     // Global options may come anywhere before `--`.
     var index = 0
     var end = separator
@@ -60,8 +61,7 @@ func main() -> Int32 {
         } else if word == "-h" || word == "--help" {
             wantsHelp = true
         } else if word == "--version" {
-            print("registryctl \(RegistryVersion.text)")
-            return ExitCode.ok
+            wantsVersion = true
         } else if word == "--registry" || word.hasPrefix("--registry=") {
             guard let value = take() else { printError("registryctl: --registry needs a URL"); return ExitCode.usage }
             registryText = value
@@ -92,11 +92,11 @@ func main() -> Int32 {
         print(text)
         return ExitCode.ok
     }
-    guard let command = first else {
+    guard let command = first ?? (wantsVersion ? "version" : nil) else {
         printError(usage)
         return ExitCode.usage
     }
-    if command == "version" {
+    if wantsVersion || command == "version" {
         print("registryctl \(RegistryVersion.text)")
         return ExitCode.ok
     }

@@ -205,18 +205,8 @@ final class WatchHub {
         } else {
             allServices.insert(key)
         }
-        if let filtered = Transport.connection(of: watcher.request) {
-            // The transport holds evhttp's close callback of a filtered connection.
-            filtered.onClose = { [weak watcher] in
-                if let watcher { watcher.hub.connectionClosed(watcher) }
-            }
-        } else {
-            guard let connection = evhttp_request_get_connection(watcher.request) else { return }
-            evhttp_connection_set_closecb(connection, { _, context in
-                guard let context else { return }
-                let watcher = Unmanaged<Watcher>.fromOpaque(context).takeUnretainedValue()
-                watcher.hub.connectionClosed(watcher)
-            }, Unmanaged.passUnretained(watcher).toOpaque())
+        Transport.onClose(of: watcher.request) { [weak watcher] in
+            if let watcher { watcher.hub.connectionClosed(watcher) }
         }
         watcher.held = Transport.HeldWatch(watcher.request, timeout: timeout) { [unowned self, unowned watcher] in
             finish(watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow())
@@ -358,11 +348,7 @@ final class WatchHub {
     /// The one way out: answers a parked query with the current state, or ends a stream.
     func finish(_ watcher: Watcher, now: Instant, wallClock: Int64) {
         forget(watcher)
-        if let filtered = Transport.connection(of: watcher.request) {
-            filtered.onClose = nil
-        } else if let connection = evhttp_request_get_connection(watcher.request) {
-            evhttp_connection_set_closecb(connection, nil, nil)
-        }
+        Transport.onClose(of: watcher.request, nil)
         switch watcher.kind {
         case .poll:
             let answer = api.read(watcher.target, now: now, wallClock: wallClock)

@@ -12,8 +12,6 @@ final class Connection {
     /// Bytes read from the socket that the framing has not let through yet (a head not
     /// complete): made when needed, freed once empty.
     private var held: OpaquePointer?
-    /// evhttp's connection, once known (`adopt`), for its close callback.
-    private var evcon: OpaquePointer?
     private(set) var isAdopted = false
     internal(set) var inputEntry: OpaquePointer?
     internal(set) var outputEntry: OpaquePointer?
@@ -81,8 +79,7 @@ final class Connection {
             closed()
             return
         }
-        evcon = OpaquePointer(argument)
-        evhttp_connection_set_closecb(evcon, { _, context in
+        evhttp_connection_set_closecb(OpaquePointer(argument), { _, context in
             guard let context else { return }
             Unmanaged<Connection>.fromOpaque(context).takeUnretainedValue().closed()
         }, Unmanaged.passUnretained(self).toOpaque())

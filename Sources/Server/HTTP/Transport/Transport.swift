@@ -306,6 +306,24 @@ final class Transport {
         return known
     }
 
+    /// Calls `handler` (once) when evhttp frees the connection `request` arrived on, or stops
+    /// calling it (nil). A filtered connection's close callback belongs to its `Connection`,
+    /// which passes it on; a plain one's is set here.
+    static func onClose(of request: UnsafeMutablePointer<evhttp_request>, _ handler: (() -> Void)?) {
+        if let filtered = connection(of: request) {
+            filtered.onClose = handler
+            return
+        }
+        guard let evcon = evhttp_request_get_connection(request) else { return }
+        plainCloseHandlers[evcon] = handler
+        evhttp_connection_set_closecb(evcon, handler == nil ? nil : { evcon, _ in
+            guard let evcon, let handler = Transport.plainCloseHandlers.removeValue(forKey: evcon) else { return }
+            handler()
+        }, nil)
+    }
+
+    nonisolated(unsafe) private static var plainCloseHandlers: [OpaquePointer: () -> Void] = [:]
+
     // MARK: Accepting
 
     /// `accept` failed with something other than "try again": most often EMFILE or ENFILE,

@@ -71,11 +71,14 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     let api = NativeAPI(service: service, logger: logger, maximumWait: config.maxWait)
     let table = RouteTable(api.routes())
     let metrics = Metrics(routeLabels: table.labels)
-    let hub = WatchHub(loop: loop, api: api, metrics: metrics, logger: logger, idleTimeout: config.idleTimeout,
+    let accessLog = config.accessLogEnabled ? AccessLog(logger: logger) : nil
+    AccessLog.current = accessLog
+    let hub = WatchHub(loop: loop, api: api, metrics: metrics, logger: logger, accessLog: accessLog, idleTimeout: config.idleTimeout,
                        limits: WatchHub.Limits(maxWatchers: config.maxWatchers, maxWatchersPerClient: config.maxWatchersPerClient))
     let http: HTTPFrontEnd
     do {
-        http = try HTTPFrontEnd(config: config, loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger)
+        http = try HTTPFrontEnd(config: config, loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
+                                accessLog: accessLog)
     } catch {
         printError("service-registry: \(error.message)")
         return 1
@@ -108,6 +111,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         "max_connections": config.maxConnections ?? Limits.defaultMaxConnections,
         "min_ttl": config.minimumTTL.secondsText, "max_ttl": config.maximumTTL.secondsText,
         "expiry_protection": config.expiryProtection.map { String($0) } ?? "off", "log_level": config.logLevel.name,
+        "access_log": config.accessLogEnabled ? "on" : "off",
         "shutdown_grace": config.shutdownGrace.secondsText,
     ])
     logger.flush()

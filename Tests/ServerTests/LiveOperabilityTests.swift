@@ -141,4 +141,86 @@ import Glibc
         }
         #expect(events.contains("banner") && events.contains("registered") && events.contains("request") && events.contains("stopped"))
     }
+
+    /// The request lines of a log, each as its `key=value` fields.
+    private func accessLines(_ log: String) -> [[String: String]] {
+        log.split(separator: "\n").filter { $0.contains(" INFO request ") }.map { line in
+            var fields: [String: String] = [:]
+            for part in line.split(separator: " ").dropFirst(3) {
+                let pair = part.split(separator: "=", maxSplits: 1)
+                if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+            }
+            return fields
+        }
+    }
+
+    /// One line per answered request, with what an operator needs to follow it; a held
+    /// request once, when it ends, with why.
+    @Test func theAccessLogHasALinePerAnsweredRequest() throws {
+        let registry = try RegistryProcess(["--access-log"])
+        #expect(registry.log.contains("access_log=on"))
+        let http = try registry.client()
+        let registered = try http.request("POST", "/register", body: #"{"service":"api","address":"http://a:1"}"#)
+        #expect(registered.status == 201)
+        #expect(try http.request("GET", "/discover/api?tag=nope&_=123").status == 200)
+        #expect(try http.request("GET", "/discover/api?tags=x").status == 400)
+        // Held: a wait that passes, a wait that a change ends, a client that leaves.
+        #expect(try http.request("GET", "/discover/api?index=99&wait=300ms").status == 200)
+        let waiting = try registry.client()
+        try waiting.send("GET /discover/api?index=99&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n")
+        var leaving: TestHTTPClient? = try registry.client()
+        try leaving?.send("GET /discover/other?index=5&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n")
+        var stream: TestHTTPClient? = try registry.client()
+        try stream?.send("GET /watch/api HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = try stream?.receiveSome()
+        usleep(200_000)
+        #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://a:2"}"#).status == 201)
+        #expect(try waiting.readReply().status == 200)
+        leaving = nil
+        #expect(registry.waitForLog { $0.contains("status=499") })
+        usleep(100_000)
+        _ = try stream?.receiveSome()
+        stream = nil
+        #expect(registry.waitForLog { $0.contains("target=/watch/api") })
+        #expect(registry.stop() == 0)
+
+        let lines = accessLines(registry.log)
+        func line(_ target: String) -> [String: String]? { lines.first { $0["target"] == target } }
+        let register = try #require(line("/register"))
+        #expect(register["method"] == "POST" && register["status"] == "201" && register["bytes"] == String(registered.text.utf8.count))
+        #expect(register["client"]?.hasPrefix("127.0.0.1:") == true)
+        #expect(Double(register["duration_ms"] ?? "") != nil && register["end"] == nil)
+        #expect(line("/discover/api?tag=nope&_=123")?["status"] == "200")
+        #expect(line("/discover/api?tags=x")?["status"] == "400")
+        let timedOut = try #require(line("/discover/api?index=99&wait=300ms"))
+        #expect(timedOut["end"] == "timeout" && (Double(timedOut["held_ms"] ?? "") ?? 0) >= 300)
+        #expect(line("/discover/api?index=99&wait=30s")?["end"] == "change")
+        let gone = try #require(line("/discover/other?index=5&wait=30s"))
+        #expect(gone["status"] == "499" && gone["end"] == "client_gone" && gone["bytes"] == "0")
+        let streamed = try #require(line("/watch/api"))
+        #expect(streamed["status"] == "200" && streamed["end"] == "client_gone")
+        // Two events: the first state, and the one after the second registration.
+        #expect((Int(streamed["bytes"] ?? "") ?? 0) > 2 * 200)
+        // The old debug line is gone.
+        #expect(!registry.log.contains("handling="))
+    }
+
+    /// Off by default; `--log-level debug` turns it on; in JSON, numbers are numbers.
+    @Test func theAccessLogIsOffByDefaultAndOnWithDebug() throws {
+        let quiet = try RegistryProcess()
+        #expect(try quiet.client().request("GET", "/health").status == 200)
+        #expect(quiet.stop() == 0)
+        #expect(!quiet.log.contains(" request "))
+        #expect(quiet.log.contains("access_log=off"))
+
+        let debug = try RegistryProcess(["--log-level", "debug", "--log-format", "json"])
+        #expect(try debug.client().request("GET", "/health").status == 200)
+        #expect(debug.stop() == 0)
+        let object = try #require(debug.log.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.first { $0["event"] as? String == "request" })
+        #expect(object["target"] as? String == "/health" && object["status"] as? Int == 200)
+        #expect(object["duration_ms"] is Double || object["duration_ms"] is Int)
+        #expect(object["bytes"] as? Int ?? 0 > 0)
+    }
 }

@@ -52,7 +52,7 @@ import Glibc
 
         reply = try http.request("GET", "/discover/payment-service")
         #expect(reply.status == 404)
-        #expect(reply.text == #"{"service":"payment-service","instances":[],"message":"Service not found"}"#)
+        #expect(reply.text == #"{"service":"payment-service","instances":[],"message":"Service payment-service not found"}"#)
 
         _ = try http.request("POST", "/register", body: body("user-service", "http://localhost:8002"))
         _ = try http.request("POST", "/register", body: body("payment-service", "http://localhost:8003"))

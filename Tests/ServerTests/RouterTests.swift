@@ -208,11 +208,32 @@ import TestSupport
         ("/discover/api?wait=soon", "query parameter 'wait'"),
         ("/services?tag=x", "unknown query parameter 'tag'"),
         ("/discover/api?tag=%zz", "malformed percent-encoding"),
+        ("/discover/api?__=1", "unknown query parameter '__'"),
+        ("/discover/api?_x=1", "unknown query parameter '_x'"),
     ])
     func badQueriesAre400(target: String, expected: String) {
         let reply = call(.get, target)
         #expect(reply.status == 400)
         #expect(text(reply).contains(expected), "\(text(reply))")
+    }
+
+    /// jQuery's `cache: false` and many browser clients add `_=<time>`: ignored on every read,
+    /// while the filters it sits beside still apply.
+    @Test func aCacheBusterIsIgnored() {
+        _ = call(.post, "/register", #"{"service":"api","address":"http://a:1","tags":["v2"]}"#)
+        _ = call(.post, "/register", #"{"service":"api","address":"http://a:2"}"#)
+        let plain = call(.get, "/discover/api?tag=v2")
+        let busted = call(.get, "/discover/api?_=1700000000000&tag=v2")
+        #expect(busted.status == 200)
+        #expect(text(busted).contains("\"count\":1"))
+        #expect(text(busted) == text(plain))
+        #expect(call(.get, "/services?_=").status == 200)
+        #expect(call(.get, "/discover/api?_").status == 200)
+        guard case .stream = api.handle(method: .get, path: "/watch/api?_=5", now: now),
+              case .stream = api.handle(method: .get, path: "/watch?_=5", now: now) else {
+            Issue.record("a stream with a cache-buster must stream")
+            return
+        }
     }
 
     @Test func waitAcceptsUnitsAndIsCapped() {

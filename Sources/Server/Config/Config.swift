@@ -43,6 +43,9 @@ struct Config: Equatable {
     var maxWatchersPerClient = 0
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
+    /// One line per answered request (`--access-log`); `--log-level debug` turns it on too.
+    var accessLog = false
+    var accessLogEnabled: Bool { accessLog || logLevel == .debug }
     /// After a stop signal: how long `/ready` says 503 while everything else is still
     /// served, so that load balancers stop sending before the listener closes.
     var shutdownGrace: Duration = .seconds(5)
@@ -189,7 +192,7 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
-               help: "debug (logs every request), info, warn or error (default info)") { config, value in
+               help: "debug (also turns on --access-log), info, warn or error (default info)") { config, value in
             guard let level = LogLevel.allCases.first(where: { $0.name == value.lowercased() }) else {
                 return "must be one of debug, info, warn, error"
             }
@@ -201,6 +204,10 @@ struct Config: Equatable {
             guard let format = Logger.Format(rawValue: value.lowercased()) else { return "must be one of text, json" }
             config.logFormat = format
             return nil
+        },
+        Option(flag: "--access-log", variable: "REGISTRY_ACCESS_LOG", valueName: "",
+               help: "log one line per answered request: method, target, status, bytes, duration, client, and for a held request how long and why it ended (off by default)") { config, value in
+            assignSwitch(value) { config.accessLog = $0 }
         },
         Option(flag: "--shutdown-grace", variable: "REGISTRY_SHUTDOWN_GRACE", valueName: "SECONDS",
                help: "after SIGTERM, keep serving this long with /ready answering 503, then close; a second signal closes at once (default 5)") { config, value in

@@ -29,12 +29,15 @@ final class HTTPFrontEnd {
     private let originPolicy: OriginPolicy
     private let metrics: Metrics
     private let logger: Logger
+    /// Nil unless `--access-log` (or `--log-level debug`) is on.
+    private let accessLog: AccessLog?
     /// Set when the listener closes: held reads are answered at once from then on.
     private(set) var stopping = false
     private var refusalLog = LogThrottle()
 
     init(config: Config, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub, metrics: Metrics,
-         logger: Logger) throws(StartError) {
+         logger: Logger, accessLog: AccessLog?) throws(StartError) {
+        self.accessLog = accessLog
         self.table = table
         self.service = service
         self.hub = hub
@@ -134,8 +137,9 @@ final class HTTPFrontEnd {
     private func handle(_ request: consuming PendingRequest) {
         let now = Clock.monotonicNow()
         let wallClock = Clock.wallNow()
+        let entry = accessLog == nil ? nil : request.inspect { AccessLog.entry($0, start: now) }
         guard let method = request.method else {
-            request.reply(.error(501, "method not implemented"))
+            answer(request, .error(501, "method not implemented"), route: nil, method: .get, entry: entry, start: now, timed: false)
             return
         }
         // Writes from other sites' pages are refused; listed origins get CORS answers. Reads
@@ -149,8 +153,7 @@ final class HTTPFrontEnd {
                 break
             case .refused(let message):
                 let route = request.withTarget { path, _ in table.match(path).route }
-                request.reply(.error(403, message))
-                metrics.countRequest(route: route, method: method, status: 403, seconds: nil)
+                answer(request, .error(403, message), route: route, method: method, entry: entry, start: now, timed: false)
                 if let suppressed = refusalLog.admit(now: now) {
                     // An Origin is the client's to choose: quoted at most 100 bytes long.
                     logger.info("cross_origin_write_refused", ["origin": origin.map { Self.clipped($0) } ?? "-", "method": method.name,
@@ -168,7 +171,7 @@ final class HTTPFrontEnd {
                         ("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Registry-Token"),
                         ("Access-Control-Max-Age", "600"),
                     ]
-                    request.reply(preflight)
+                    answer(request, preflight, route: nil, method: method, entry: entry, start: now, timed: false)
                     return
                 }
             }
@@ -181,54 +184,69 @@ final class HTTPFrontEnd {
                 return dispatched.handling
             }
         }
-        if logger.enabled(.debug) {
-            let path = request.withTarget { path, _ in String(decoding: path, as: UTF8.self) }
-            logger.debug("request", ["method": method.name, "path": path, "handling": handling.summary])
-        }
         switch handling {
         case .respond(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
-            request.reply(response)
-            metrics.countRequest(route: route, method: method, status: response.status, seconds: Self.seconds(since: now))
+            answer(request, response, route: route, method: method, entry: entry, start: now, timed: true)
         case .respondWhenCommitted(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
             guard service.hasUncommittedChanges else {
-                request.reply(response)
-                metrics.countRequest(route: route, method: method, status: response.status, seconds: Self.seconds(since: now))
+                answer(request, response, route: route, method: method, entry: entry, start: now, timed: true)
                 return
             }
             // A change: acknowledged once the store has it (written, or fsynced), or answered 503.
             let raw = request.park()
-            service.whenCommitted { [metrics] result in
-                var answer = response
-                if case .failed(let message) = result { answer = .error(503, message) }
-                PendingRequest.send(raw, answer)
-                metrics.countRequest(route: route, method: method, status: answer.status, seconds: Self.seconds(since: now))
+            service.whenCommitted { [self] result in
+                var reply = response
+                if case .failed(let message) = result { reply = .error(503, message) }
+                PendingRequest.send(raw, reply)
+                account(reply, route: route, method: method, entry: entry, start: now, timed: true)
             }
         case .park(let target, let wait):
             if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
             let admission = request.inspect { hub.admission(for: $0) }
             if let refusal = admission.refusal {
-                request.reply(refusal)
-                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+                answer(request, refusal, route: route, method: method, entry: entry, start: now, timed: false)
             } else if stopping {
-                let answer = hub.currentAnswer(target, now: now, wallClock: wallClock)
-                request.reply(answer)
-                metrics.countRequest(route: route, method: method, status: answer.status, seconds: nil)
+                answer(request, hub.currentAnswer(target, now: now, wallClock: wallClock), route: route, method: method, entry: entry,
+                       start: now, timed: false)
             } else {
-                hub.park(request.park(), target: target, wait: wait, client: admission.client, route: route, method: method)
+                hub.park(request.park(), target: target, wait: wait, client: admission.client, route: route, method: method,
+                         access: entry)
             }
         case .stream(let target):
             if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
             let admission = request.inspect { hub.admission(for: $0) }
             if let refusal = admission.refusal {
-                request.reply(refusal)
-                metrics.countRequest(route: route, method: method, status: refusal.status, seconds: nil)
+                answer(request, refusal, route: route, method: method, entry: entry, start: now, timed: false)
             } else {
-                // Counted now: its 200 and headers go out at once.
+                // Counted now: its 200 and headers go out at once. Logged when it ends.
                 metrics.countRequest(route: route, method: method, status: 200, seconds: nil)
-                hub.openStream(request.park(), target: target, now: now, wallClock: wallClock, client: admission.client)
+                hub.openStream(request.park(), target: target, now: now, wallClock: wallClock, client: admission.client, access: entry)
             }
+        }
+    }
+
+    /// Replies, and counts and logs the answer.
+    private func answer(_ request: consuming PendingRequest, _ response: Response, route: Int?, method: HTTPMethod,
+                        entry: AccessLog.Entry?, start: Instant, timed: Bool) {
+        request.reply(response)
+        account(response, route: route, method: method, entry: entry, start: start, timed: timed)
+    }
+
+    /// `/metrics` counts every answer under its route (`timed` ones in the duration histogram
+    /// too: held and refused requests would distort it); the access log lists it. A nil
+    /// route is an answer `/metrics` does not count (no method, a CORS preflight).
+    private func account(_ response: Response, route: Int?, method: HTTPMethod, entry: AccessLog.Entry?, start: Instant,
+                         timed: Bool) {
+        guard route != nil || entry != nil else { return }
+        let now = Clock.monotonicNow()
+        if let route {
+            metrics.countRequest(route: route, method: method, status: response.status,
+                                 seconds: timed ? Double(now.duration(since: start).wholeNanoseconds) / 1e9 : nil)
+        }
+        if let entry, let accessLog {
+            accessLog.answered(entry, status: response.status, bytes: method == .head ? 0 : response.byteCount, now: now)
         }
     }
 
@@ -239,10 +257,6 @@ final class HTTPFrontEnd {
 
     private static func clipped(_ text: String) -> String {
         text.utf8.count <= 100 ? text : String(decoding: text.utf8.prefix(100), as: UTF8.self) + "…"
-    }
-
-    private static func seconds(since start: Instant) -> Double {
-        Double(Clock.monotonicNow().duration(since: start).wholeNanoseconds) / 1e9
     }
 
     /// Why `host` cannot be bound as a listening address, if it does not resolve.

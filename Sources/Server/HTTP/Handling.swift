@@ -11,15 +11,3 @@ enum Handling {
     /// A Server-Sent Events stream of the target's state, one event per change.
     case stream(WatchTarget)
 }
-
-extension Handling {
-    /// For debug logs.
-    var summary: String {
-        switch self {
-        case .respond(let response): return "status=\(response.status)"
-        case .respondWhenCommitted(let response): return "status=\(response.status) once committed"
-        case .park: return "parked"
-        case .stream: return "stream"
-        }
-    }
-}

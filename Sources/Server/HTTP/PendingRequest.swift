@@ -16,20 +16,7 @@ struct PendingRequest: ~Copyable {
         self.raw = raw
     }
 
-    var method: HTTPMethod? {
-        switch evhttp_request_get_command(raw) {
-        case EVHTTP_REQ_GET: return .get
-        case EVHTTP_REQ_HEAD: return .head
-        case EVHTTP_REQ_POST: return .post
-        case EVHTTP_REQ_PUT: return .put
-        case EVHTTP_REQ_DELETE: return .delete
-        case EVHTTP_REQ_OPTIONS: return .options
-        case EVHTTP_REQ_PATCH: return .patch
-        case EVHTTP_REQ_TRACE: return .trace
-        case EVHTTP_REQ_CONNECT: return .connect
-        default: return nil
-        }
-    }
+    var method: HTTPMethod? { HTTPMethod(command: evhttp_request_get_command(raw)) }
 
     /// The raw path and query of the request target, split at the first `?`, with their
     /// percent-encoding intact. Read from the request line as sent rather than from evhttp's
@@ -139,6 +126,23 @@ struct PendingRequest: ~Copyable {
 
     deinit {
         Self.send(raw, .error(500, "internal error: the request was not answered"))
+    }
+}
+
+extension HTTPMethod {
+    init?(command: evhttp_cmd_type) {
+        switch command {
+        case EVHTTP_REQ_GET: self = .get
+        case EVHTTP_REQ_HEAD: self = .head
+        case EVHTTP_REQ_POST: self = .post
+        case EVHTTP_REQ_PUT: self = .put
+        case EVHTTP_REQ_DELETE: self = .delete
+        case EVHTTP_REQ_OPTIONS: self = .options
+        case EVHTTP_REQ_PATCH: self = .patch
+        case EVHTTP_REQ_TRACE: self = .trace
+        case EVHTTP_REQ_CONNECT: self = .connect
+        default: return nil
+        }
     }
 }
 

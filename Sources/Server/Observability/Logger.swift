@@ -43,6 +43,11 @@ final class Logger {
         render(level, event, fields)
     }
 
+    /// A line asked for by its own switch (the access log), written whatever the level.
+    func always(_ level: Config.LogLevel, _ event: String, _ fields: KeyValuePairs<String, any LogValue>) {
+        render(level, event, fields)
+    }
+
     private func render(_ level: Config.LogLevel, _ event: String, _ fields: KeyValuePairs<String, any LogValue>) {
         let time = Clock.iso8601(unixNanoseconds: Clock.wallNow())
         switch format {

@@ -86,7 +86,9 @@ extension NativeAPI {
             var json = JSONWriter()
             json.raw("{\"service\":")
             json.string(name)
-            json.raw(",\"instances\":[],\"message\":\"Service not found\"}")
+            json.raw(",\"instances\":[],\"message\":")
+            json.string("Service \(name) not found")
+            json.raw("}")
             return Response(status: 404, body: json.bytes, index: 0)
         }
         let wallOffset = wallClock - now.nanoseconds

@@ -68,6 +68,10 @@ struct ReadQuery: Equatable {
 
     private mutating func apply(name: String, value: String, scope: Scope) throws(WireProblem) {
         switch (name, scope) {
+        case ("_", _):
+            // A cache-buster (jQuery's `cache: false`, many browser clients): ignored, whatever
+            // its value. Only this one name: any other unknown name is still refused.
+            break
         case ("index", _):
             guard let index = DecimalText.unsigned(value) else {
                 throw WireProblem(message: "query parameter 'index' must be a non-negative integer of at most 18 digits, got \(Violation.quoted(value))")

@@ -60,10 +60,12 @@ final class WatchHub {
         /// What `/metrics` counts the answer under (a poll is counted when it is answered).
         let route: Int
         let method: HTTPMethod
+        /// The access log's record of the request; nil when that log is off.
+        let access: AccessLog.Entry?
         unowned let hub: WatchHub
 
         init(request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, kind: Kind, client: String?, route: Int,
-             method: HTTPMethod, hub: WatchHub) {
+             method: HTTPMethod, access: AccessLog.Entry?, hub: WatchHub) {
             self.request = request
             self.target = target
             self.kind = kind
@@ -71,6 +73,7 @@ final class WatchHub {
             self.client = client
             self.route = route
             self.method = method
+            self.access = access
             self.hub = hub
         }
     }
@@ -101,6 +104,7 @@ final class WatchHub {
     private let api: NativeAPI
     private let metrics: Metrics
     private let logger: Logger
+    private let accessLog: AccessLog?
     private var watchers: [ObjectIdentifier: Watcher] = [:]
     private var byService: [String: Set<ObjectIdentifier>] = [:]
     private var allServices: Set<ObjectIdentifier> = []
@@ -118,8 +122,10 @@ final class WatchHub {
     /// Every 15 s, or often enough that a quiet stream never reaches the idle timeout.
     let keepAliveInterval: Duration
 
-    init(loop: EventLoop, api: NativeAPI, metrics: Metrics, logger: Logger, idleTimeout: Duration, limits: Limits) {
+    init(loop: EventLoop, api: NativeAPI, metrics: Metrics, logger: Logger, accessLog: AccessLog?, idleTimeout: Duration,
+         limits: Limits) {
         self.limits = limits
+        self.accessLog = accessLog
         self.api = api
         self.metrics = metrics
         self.logger = logger
@@ -161,8 +167,9 @@ final class WatchHub {
     /// Holds a blocking query until its target changes or `wait` (plus up to 1/16 of it
     /// in jitter, so that watchers started together do not all return together) passes.
     func park(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, wait: Duration, client: String?,
-              route: Int, method: HTTPMethod) {
-        let watcher = Watcher(request: request, target: target, kind: .poll, client: client, route: route, method: method, hub: self)
+              route: Int, method: HTTPMethod, access: AccessLog.Entry?) {
+        let watcher = Watcher(request: request, target: target, kind: .poll, client: client, route: route, method: method,
+                              access: access, hub: self)
         let jitterLimit = max(1, wait.wholeNanoseconds / 16)
         let total = wait.wholeNanoseconds + Int64.random(in: 0..<jitterLimit, using: &random)
         add(watcher, timeout: .nanoseconds(total))
@@ -171,7 +178,7 @@ final class WatchHub {
 
     /// Starts a Server-Sent Events stream: headers, then the current state as the first event.
     func openStream(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, now: Instant, wallClock: Int64,
-                    client: String?) {
+                    client: String?, access: AccessLog.Entry?) {
         let headers = evhttp_request_get_output_headers(request)
         evhttp_add_header(headers, "X-Registry-Index", String(api.currentIndex(target, now: now)))
         evhttp_add_header(headers, "Content-Type", "text/event-stream; charset=utf-8")
@@ -180,7 +187,7 @@ final class WatchHub {
         evhttp_add_header(headers, "X-Accel-Buffering", "no")
         evhttp_send_reply_start(request, 200, "OK")
         let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), client: client, route: 0,
-                              method: .get, hub: self)
+                              method: .get, access: access, hub: self)
         add(watcher, timeout: nil)
         Transport.limitSendBuffer(of: request, to: Self.streamSendBufferBytes)
         watcher.connection?.onDrained = { [unowned self, unowned watcher] in
@@ -190,7 +197,7 @@ final class WatchHub {
         }
         streamCount += 1
         if evhttp_request_get_command(request) == EVHTTP_REQ_HEAD {
-            finish(watcher, now: now, wallClock: wallClock)
+            finish(watcher, now: now, wallClock: wallClock, end: .head)
             return
         }
         sendState(to: watcher, now: now, wallClock: wallClock)
@@ -208,8 +215,14 @@ final class WatchHub {
         Transport.onClose(of: watcher.request) { [weak watcher] in
             if let watcher { watcher.hub.connectionClosed(watcher) }
         }
-        watcher.held = Transport.HeldWatch(watcher.request, timeout: timeout) { [unowned self, unowned watcher] in
-            finish(watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow())
+        watcher.held = Transport.HeldWatch(watcher.request, timeout: timeout) { [unowned self, unowned watcher] ending in
+            let end: AccessLog.End
+            switch ending {
+            case .timedOut: end = .timeout
+            case .clientClosed: end = .clientGone
+            case .clientSentMore: end = .clientSentMore
+            }
+            finish(watcher, now: Clock.monotonicNow(), wallClock: Clock.wallNow(), end: end)
         }
     }
 
@@ -245,7 +258,7 @@ final class WatchHub {
             guard let watcher = watchers[key] else { continue }
             answered += 1
             switch watcher.kind {
-            case .poll: finish(watcher, now: now, wallClock: wallClock)
+            case .poll: finish(watcher, now: now, wallClock: wallClock, end: .change)
             case .stream: sendState(to: watcher, now: now, wallClock: wallClock)
             }
         }
@@ -315,8 +328,7 @@ final class WatchHub {
     /// Queues `shared` on the watcher's connection by reference: one copy in memory for all.
     private func write(_ shared: SharedBytes, to watcher: Watcher, now: Instant, wallClock: Int64) {
         guard evhttp_request_get_connection(watcher.request) != nil, let chunk = evbuffer_new() else {
-            logger.debug("stream_dropped", ["reason": "client gone"])
-            finish(watcher, now: now, wallClock: wallClock)
+            finish(watcher, now: now, wallClock: wallClock, end: .clientGone)
             return
         }
         let hold = Hold(shared)
@@ -329,6 +341,7 @@ final class WatchHub {
             Unmanaged<Hold>.fromOpaque(context).release()
             shared.bytes.withUnsafeBytes { _ = evbuffer_add(chunk, $0.baseAddress, $0.count) }
         }
+        watcher.access?.bytes += shared.bytes.count
         evhttp_send_reply_chunk(watcher.request, chunk)
         evbuffer_free(chunk)
     }
@@ -338,6 +351,16 @@ final class WatchHub {
     /// The connection is being freed under a watcher (write error, time-out, shutdown).
     private func connectionClosed(_ watcher: Watcher) {
         forget(watcher)
+        if let entry = watcher.access, let accessLog {
+            // A long-poll's answer was never sent: 499, nginx's mark for a client that left first.
+            let status: Int32
+            switch watcher.kind {
+            case .poll: status = 499
+            case .stream: status = 200
+            }
+            accessLog.answered(entry, status: status, bytes: entry.bytes, now: Clock.monotonicNow(),
+                               held: (entry.start, .connectionClosed))
+        }
         // A request detached from its failed connection is ours to free; one still attached
         // is freed by evhttp right after this callback.
         if evhttp_request_get_connection(watcher.request) == nil {
@@ -346,7 +369,7 @@ final class WatchHub {
     }
 
     /// The one way out: answers a parked query with the current state, or ends a stream.
-    func finish(_ watcher: Watcher, now: Instant, wallClock: Int64) {
+    func finish(_ watcher: Watcher, now: Instant, wallClock: Int64, end: AccessLog.End) {
         forget(watcher)
         Transport.onClose(of: watcher.request, nil)
         switch watcher.kind {
@@ -354,8 +377,17 @@ final class WatchHub {
             let answer = api.read(watcher.target, now: now, wallClock: wallClock)
             PendingRequest.send(watcher.request, answer)
             metrics.countRequest(route: watcher.route, method: watcher.method, status: answer.status, seconds: nil)
+            if let entry = watcher.access, let accessLog {
+                // Of a client that left, nothing was sent: 499, as nginx logs it.
+                let sent = end == .clientGone ? 499 : answer.status
+                accessLog.answered(entry, status: sent, bytes: sent == 499 || watcher.method == .head ? 0 : answer.byteCount,
+                                   now: Clock.monotonicNow(), held: (entry.start, end))
+            }
         case .stream:
             evhttp_send_reply_end(watcher.request)
+            if let entry = watcher.access, let accessLog {
+                accessLog.answered(entry, status: 200, bytes: entry.bytes, now: Clock.monotonicNow(), held: (entry.start, end))
+            }
         }
     }
 
@@ -366,7 +398,7 @@ final class WatchHub {
 
     /// Answers every held request; before the server closes.
     func finishAll(now: Instant, wallClock: Int64) {
-        for watcher in Array(watchers.values) { finish(watcher, now: now, wallClock: wallClock) }
+        for watcher in Array(watchers.values) { finish(watcher, now: now, wallClock: wallClock, end: .shutdown) }
     }
 
     private func forget(_ watcher: Watcher) {

@@ -8,13 +8,13 @@ import Registry
 final class Connection {
     unowned let transport: Transport
     /// The socket's bufferevent evhttp owns; nil once evhttp has freed the connection.
-    internal(set) var socketEvents: OpaquePointer?
+    var socketEvents: OpaquePointer?
     /// Bytes read from the socket that the framing has not let through yet (a head not
     /// complete): made when needed, freed once empty.
     private var held: OpaquePointer?
     private(set) var isAdopted = false
-    internal(set) var inputEntry: OpaquePointer?
-    internal(set) var outputEntry: OpaquePointer?
+    var inputEntry: OpaquePointer?
+    var outputEntry: OpaquePointer?
     /// Set while the transport moves bytes in the input buffer itself: the buffer's
     /// callbacks, which it triggers, are then the transport's own doing.
     private var moving = false
@@ -37,7 +37,7 @@ final class Connection {
     var mustRefuse = false
     /// Set while the server makes a reply (`PendingRequest.send`), which writes at once.
     var isReplying = false
-    internal(set) var isClosed = false
+    var isClosed = false
     /// Called when everything evhttp queued has been written (set by a stream's watcher, to
     /// send the latest state it held back from a slow reader).
     var onDrained: (() -> Void)?
@@ -272,6 +272,7 @@ final class Connection {
         if retryAfter { head += "Retry-After: 1\r\n" }
         head += "Connection: close\r\n\r\n"
         let bytes = Array(head.utf8) + body
+        AccessLog.current?.answeredDirectly(status: status, bytes: body.count, socket: descriptor)
         _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
     }
 

@@ -54,6 +54,7 @@ private func send(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32
     body.withUnsafeBytes { bytes in
         _ = evbuffer_add(evhttp_request_get_output_buffer(request), bytes.baseAddress, bytes.count)
     }
+    AccessLog.current?.answeredByLibevent(request, status: status, bytes: body.count)
     // A refusal's status may differ from the one evhttp meant; evhttp supplies the phrase
     // (from its table, or the one given for statuses its table lacks).
     sendReply(request, status)

@@ -381,10 +381,21 @@ final class Transport {
     /// Either way, and when `timeout` passes, `ended` is called (once); the holder then
     /// answers the request, which cancels the watch.
     final class HeldWatch {
-        private var event: OpaquePointer?
-        private let ended: () -> Void
+        /// Why the watch ended.
+        enum Ending {
+            /// Its time-out passed.
+            case timedOut
+            /// The client closed the connection (or it failed).
+            case clientClosed
+            /// The client sent more bytes: a next request, which evhttp can read only once
+            /// the held one is answered.
+            case clientSentMore
+        }
 
-        init?(_ request: UnsafeMutablePointer<evhttp_request>, timeout: Duration?, ended: @escaping () -> Void) {
+        private var event: OpaquePointer?
+        private let ended: (Ending) -> Void
+
+        init?(_ request: UnsafeMutablePointer<evhttp_request>, timeout: Duration?, ended: @escaping (Ending) -> Void) {
             self.ended = ended
             guard let connection = evhttp_request_get_connection(request),
                   let bufferevent = evhttp_connection_get_bufferevent(connection),
@@ -406,13 +417,15 @@ final class Transport {
         }
 
         private func fired(socket: Int32, timedOut: Bool) {
+            var ending = Ending.timedOut
             if !timedOut {
                 var byte: UInt8 = 0
                 let peeked = recv(socket, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
                 if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+                ending = peeked > 0 ? .clientSentMore : .clientClosed
             }
             cancel()
-            ended()
+            ended(ending)
         }
 
         func cancel() {

@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import JSON
+import Registry
+
+/// `--access-log` (and `--log-level debug`): one line per answered request, in the log's
+/// format, whatever the log level:
+///
+///     … INFO request method=GET target=/discover/api?tag=v2 status=200 bytes=412 duration_ms=0.081 client=127.0.0.1:50122
+///     … INFO request method=GET target=/discover/api?index=7 status=200 bytes=412 duration_ms=30012.4 client=… held_ms=30012.4 end=timeout
+///
+/// A held request (a blocking query, a stream) is logged once, when it ends, with how long
+/// it was held and why it ended (`AccessLog.End`). A long-poll whose client left before the
+/// answer is logged with status 499, nginx's mark for "the client closed the connection
+/// first": nothing was sent.
+final class AccessLog {
+    /// For answers made outside the listener's callback: libevent's own error replies and
+    /// the transport's direct ones (408, 503 at the connection limit). Set at start-up when
+    /// the access log is on; only the loop's thread uses it.
+    nonisolated(unsafe) static var current: AccessLog?
+
+    /// Why a held request ended.
+    enum End: String {
+        /// What it waited on changed (a long-poll's answer).
+        case change
+        /// Its wait passed.
+        case timeout
+        /// The client closed the connection.
+        case clientGone = "client_gone"
+        /// The client sent another request on the held connection: the held one is answered
+        /// so that the next can be read.
+        case clientSentMore = "client_sent_more"
+        /// The registry is stopping.
+        case shutdown
+        /// libevent closed the connection (a write failed, or stalled past `--idle-timeout`).
+        case connectionClosed = "connection_closed"
+        /// A `HEAD` of a stream: headers only.
+        case head
+    }
+
+    /// What is known of a request when it arrives, kept until it is answered (a class, so
+    /// that a held request carries one reference, and none when the log is off).
+    final class Entry {
+        let method: String
+        let target: String
+        let client: String
+        let start: Instant
+        /// A stream's events so far.
+        var bytes = 0
+
+        init(method: String, target: String, client: String, start: Instant) {
+            self.method = method
+            self.target = target
+            self.client = client
+            self.start = start
+        }
+    }
+
+    /// Targets longer than this are cut (with `…`): a log line stays readable.
+    static let targetLimit = 512
+
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    static func entry(_ request: UnsafeMutablePointer<evhttp_request>, start: Instant) -> Entry {
+        let method = HTTPMethod(command: evhttp_request_get_command(request))?.name ?? "-"
+        var target = evhttp_request_get_uri(request).map { String(cString: $0) } ?? "-"
+        if target.utf8.count > targetLimit { target = String(decoding: target.utf8.prefix(targetLimit), as: UTF8.self) + "…" }
+        return Entry(method: method, target: target, client: client(of: request), start: start)
+    }
+
+    /// `address:port` of the request's peer, with brackets around an IPv6 address.
+    static func client(of request: UnsafeMutablePointer<evhttp_request>) -> String {
+        guard let connection = evhttp_request_get_connection(request) else { return "-" }
+        var address: UnsafeMutablePointer<CChar>?
+        var port: UInt16 = 0
+        evhttp_connection_get_peer(connection, &address, &port)
+        guard let address else { return "-" }
+        let host = String(cString: address)
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Logs an answered request: `bytes` is the body sent (all of a stream's events), `held`
+    /// the time it was held and why it ended, for a held request.
+    func answered(_ entry: Entry, status: Int32, bytes: Int, now: Instant, held: (since: Instant, end: End)? = nil) {
+        let duration = Milliseconds(now.duration(since: entry.start))
+        if let held {
+            logger.always(.info, "request", [
+                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
+                "client": entry.client, "held_ms": Milliseconds(now.duration(since: held.since)), "end": held.end.rawValue,
+            ])
+        } else {
+            logger.always(.info, "request", [
+                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
+                "client": entry.client,
+            ])
+        }
+    }
+
+    /// An answer libevent made itself (a body over the limit, a request it could not parse,
+    /// a framing rule broken): its start is not known, so no duration is given.
+    func answeredByLibevent(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32, bytes: Int) {
+        let entry = Self.entry(request, start: Clock.monotonicNow())
+        logger.always(.info, "request", [
+            "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "client": entry.client,
+        ])
+    }
+
+    /// An answer the transport wrote itself, before any request was read whole (a timed-out
+    /// head, a connection over the limit): no method, target or duration to show.
+    func answeredDirectly(status: Int, bytes: Int, socket: Int32) {
+        logger.always(.info, "request", [
+            "method": "-", "target": "-", "status": status, "bytes": bytes, "client": Self.peer(of: socket),
+        ])
+    }
+
+    private static func peer(of socket: Int32) -> String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let found = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(socket, $0, &length) }
+        } == 0
+        guard found else { return "-" }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    var raw = address.pointee.sin_addr
+                    inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
+                    return "\(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }):\(UInt16(bigEndian: address.pointee.sin_port))"
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    var raw = address.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
+                    return "[\(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+                }
+            }
+        default:
+            return "-"
+        }
+    }
+}
+
+/// A duration as milliseconds with three decimals: a number in both formats.
+struct Milliseconds: LogValue {
+    let text: String
+
+    init(_ duration: Duration) {
+        let micros = max(0, duration.wholeNanoseconds / 1000)
+        let fraction = String(micros % 1000)
+        text = "\(micros / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+
+    func appendText(to line: inout String) { line += text }
+    func appendJSON(to writer: inout JSONWriter) { writer.raw(text) }
+}

@@ -70,7 +70,8 @@ public final class DataDirectory: Sendable {
             close(directory)
             if code == EWOULDBLOCK {
                 throw StorageError("data directory \(path) is in use by another registry\(pid.isEmpty ? "" : " (pid \(pid))"); "
-                    + "stop that one first, or give this one another --data-dir", code: code)
+                    + "stop that one first (one that was sent SIGTERM keeps it until it exits, after its --shutdown-grace), "
+                    + "or give this one another --data-dir", code: code)
             }
             throw .system("cannot lock \(lockPath)", code: code)
         }

@@ -400,11 +400,38 @@ import Glibc
         #expect(output.contains(message), "\(output)")
     }
 
+    /// The error says who holds the port: a registry serving, one draining after SIGTERM
+    /// (it keeps the port through its grace period), or some other program.
     @Test func portInUseIsAClearError() throws {
-        let first = try RegistryProcess()
-        let (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(first.port)])
+        let first = try RegistryProcess(["--shutdown-grace", "30"])
+        var (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(first.port)])
         #expect(status == 1)
         #expect(output.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(output)")
+        #expect(output.contains("another registry is serving there"), "\(output)")
+        kill(first.process.processIdentifier, SIGTERM)
+        #expect(first.waitForLog { $0.contains("INFO draining") })
+        (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(first.port)])
+        #expect(status == 1)
+        #expect(output.contains("another registry is draining there (it was sent SIGTERM"), "\(output)")
+        #expect(first.stop(signal: SIGINT) == 0)
+
+        // A socket that listens and never answers.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(holder, $0, length) == 0, listen(holder, 4) == 0, getsockname(holder, $0, &length) == 0 else {
+                    throw RegistryProcess.StartFailure(description: "could not hold a port")
+                }
+            }
+        }
+        (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(UInt16(bigEndian: address.sin_port))])
+        #expect(status == 1)
+        #expect(output.contains("another program holds that port"), "\(output)")
     }
 
     @Test func aHostThatDoesNotResolveIsAClearError() throws {

@@ -89,11 +89,15 @@ final class HTTPFrontEnd {
                 + "give an address this machine has, such as 0.0.0.0 or 127.0.0.1, with --host")
         }
         guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
             evhttp_free(http)
             self.http = nil
-            throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason); "
-                + "is another registry running there? Choose another --port or --host")
+            let reason = String(cString: strerror(code))
+            guard code == EADDRINUSE else {
+                throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason); choose another --port or --host")
+            }
+            throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason): "
+                + PortHolder.describe(host: config.host, port: config.port))
         }
         listener = bound
         transport.watch(bound)

@@ -40,7 +40,8 @@ public final class RegistryConnection {
 
     /// The request got no answer.
     public struct Failure: Error, Equatable, Sendable {
-        public enum Kind: Sendable { case unreachable, timedOut, broken }
+        /// `notARegistry`: something answered HTTP, but not as a registry does (no JSON).
+        public enum Kind: Sendable { case unreachable, timedOut, broken, notARegistry }
         public let kind: Kind
         public let message: String
     }
@@ -185,8 +186,12 @@ private final class PendingCall {
         error = (kind, code)
     }
 
+    /// Set when the answer's headers show it is not a registry's: its body is not delivered.
+    private var foreign: RegistryConnection.Failure?
+
     func chunk(_ request: UnsafeMutablePointer<evhttp_request>) {
-        guard let buffer = evhttp_request_get_input_buffer(request) else { return }
+        if foreign == nil { foreign = Self.foreignAnswer(request, url: url) }
+        guard foreign == nil, let buffer = evhttp_request_get_input_buffer(request) else { return }
         let length = evbuffer_get_length(buffer)
         guard length > 0 else { return }
         var bytes = [UInt8](repeating: 0, count: length)
@@ -197,6 +202,10 @@ private final class PendingCall {
     func finish(_ request: UnsafeMutablePointer<evhttp_request>?) {
         guard let request, evhttp_request_get_response_code(request) != 0 else {
             completion(.failure(describeFailure()))
+            return
+        }
+        if let foreign = foreign ?? Self.foreignAnswer(request, url: url) {
+            completion(.failure(foreign))
             return
         }
         var headers: [(name: String, value: String)] = []
@@ -219,6 +228,18 @@ private final class PendingCall {
         }
         completion(.success(RegistryConnection.Reply(status: Int(evhttp_request_get_response_code(request)),
                                                      headers: headers, body: body)))
+    }
+
+    /// Every answer of the registry is JSON, or an event stream: anything else (an HTML page,
+    /// plain text, no type) comes from another server at that address, and is reported as
+    /// such rather than read as a registry's 404 or 500.
+    private static func foreignAnswer(_ request: UnsafeMutablePointer<evhttp_request>, url: RegistryURL) -> RegistryConnection.Failure? {
+        let type = evhttp_find_header(evhttp_request_get_input_headers(request), "Content-Type").map { String(cString: $0) }
+        let media = type?.split(separator: ";").first.map { String($0.filter { $0 != " " && $0 != "\t" }).lowercased() }
+        if media == "application/json" || media == "text/event-stream" { return nil }
+        let status = evhttp_request_get_response_code(request)
+        return .init(kind: .notARegistry, message: "the server at \(url) answered \(status) with \(type.map { "Content-Type \($0)" } ?? "no Content-Type"), "
+            + "not as a registry does (every registry answer is JSON); is --registry or REGISTRY_URL pointing at the registry?")
     }
 
     private func describeFailure() -> RegistryConnection.Failure {

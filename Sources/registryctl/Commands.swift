@@ -231,7 +231,9 @@ func watch(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Pro
     let service = arguments.positionals.first
     var query: [(name: String, value: String)] = arguments.values("tag").map { ("tag", $0) }
     if let zone = arguments.value("zone") { query.append(("zone", zone)) }
-    if let status = arguments.value("status") { query.append(("status", status)) }
+    // Every instance by default, whatever its status, so that the counts are those that
+    // `watch` (all services) and `services` show; --status UP narrows it as discover does.
+    query.append(("status", arguments.value("status") ?? "any"))
     let path = Requests.path("/watch", service: service, query: service == nil ? [] : query)
     var parser = EventStreamParser()
     let reply: RegistryConnection.Reply
@@ -256,19 +258,31 @@ func watch(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Pro
 
 private func describe(_ event: EventStreamParser.Event, service: String?) -> String {
     let json = try? JSONParser.parse(Array(event.data.utf8))
-    let time = timestamp()
+    let head = "\(timestamp()) index=\(event.id ?? "?")"
     if let service {
-        guard case .array(let instances)? = json?[member: "instances"] else { return "\(time) index=\(event.id ?? "?") \(event.data)" }
+        guard case .array(let instances)? = json?[member: "instances"] else { return "\(head) \(event.data)" }
         var byStatus: [String: Int] = [:]
         for instance in instances { byStatus[text(instance[member: "status"]), default: 0] += 1 }
-        let counts = byStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         let addresses = instances.map { text($0[member: "address"]) }.joined(separator: " ")
-        return "\(time) index=\(event.id ?? "?") \(service): \(instances.count) instance\(instances.count == 1 ? "" : "s")"
-            + (counts.isEmpty ? "" : " (\(counts))") + (addresses.isEmpty ? "" : " " + addresses)
+        return "\(head) \(service): \(counted(instances.count, byStatus))" + (addresses.isEmpty ? "" : " " + addresses)
     }
-    guard case .object(let services)? = json?[member: "services"] else { return "\(time) index=\(event.id ?? "?") \(event.data)" }
-    let listing = services.map { "\($0.name)=\(text($0.value[member: "total_instances"]))" }.joined(separator: " ")
-    return "\(time) index=\(event.id ?? "?") \(services.count) service\(services.count == 1 ? "" : "s")" + (listing.isEmpty ? "" : ": " + listing)
+    guard case .object(let services)? = json?[member: "services"] else { return "\(head) \(event.data)" }
+    let listing = services.map { entry -> String in
+        var byStatus: [String: Int] = [:]
+        if case .object(let counts)? = entry.value[member: "instances_by_status"] {
+            for count in counts { byStatus[count.name] = Int(text(count.value)) ?? 0 }
+        }
+        return "\(entry.name) \(counted(Int(text(entry.value[member: "total_instances"])) ?? 0, byStatus))"
+    }.joined(separator: ", ")
+    return "\(head) \(services.count) service\(services.count == 1 ? "" : "s")" + (listing.isEmpty ? "" : ": " + listing)
+}
+
+/// "2 instances (1 UP, 1 OUT_OF_SERVICE)": the same words for one service and for all.
+private func counted(_ total: Int, _ byStatus: [String: Int]) -> String {
+    let order = InstanceStatus.allCases.map(\.rawValue)
+    let counts = byStatus.filter { $0.value > 0 }.sorted { (order.firstIndex(of: $0.key) ?? 9) < (order.firstIndex(of: $1.key) ?? 9) }
+        .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+    return "\(total) instance\(total == 1 ? "" : "s")" + (counts.isEmpty ? "" : " (\(counts))")
 }
 
 /// `event:`/`data:`/`id:` lines up to a blank line make an event; `:` lines are comments.

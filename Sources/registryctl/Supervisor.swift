@@ -29,16 +29,16 @@ struct Supervisor {
         for signal in Self.stopSignals + [SIGCHLD] { sigaddset(&watched, signal) }
         sigprocmask(SIG_BLOCK, &watched, nil)
 
-        var registered = register()
+        // The command first: one that cannot start is never registered, not even for a moment.
         let child: pid_t
         switch spawn() {
         case .success(let pid):
             child = pid
         case .failure(let failure):
-            note("cannot start \(command[0]): \(String(cString: strerror(failure.code)))")
-            if registered { deregister() }
+            note("cannot start \(command[0]): \(String(cString: strerror(failure.code))); nothing was registered")
             return failure.code == ENOENT ? Self.notFound : Self.notExecutable
         }
+        var registered = register()
         note("started \(command.joined(separator: " ")) (pid \(child)); heartbeating every \(seconds(interval))")
 
         var nextBeat = now() + (registered ? interval : .seconds(1))

@@ -149,13 +149,82 @@ import Glibc
         #expect(seen.contains("web: 2 instances (2 UP) w:1 w:2"), "\(seen)")
     }
 
+    /// `watch SERVICE` and `watch` count the same instances in the same words, whatever their
+    /// status (an instance out of service is still registered).
+    @Test func watchOfOneServiceAndOfAllAgree() throws {
+        #expect(try ctl(["register", "web", "w:1"]).status == 0)
+        #expect(try ctl(["register", "web", "w:2", "--status", "out_of_service"]).status == 0)
+        func firstLine(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = Self.binaryURL
+            process.arguments = ["--registry", "http://127.0.0.1:\(registry.port)"] + arguments
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            var seen = ""
+            while !seen.contains("\n") {
+                let data = out.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                seen += String(decoding: data, as: UTF8.self)
+            }
+            return seen
+        }
+        let one = try firstLine(["watch", "web"])
+        let all = try firstLine(["watch"])
+        #expect(one.contains("web: 2 instances (1 UP, 1 OUT_OF_SERVICE) w:1 w:2"), "\(one)")
+        #expect(all.contains("1 service: web 2 instances (1 UP, 1 OUT_OF_SERVICE)"), "\(all)")
+        #expect(try firstLine(["watch", "web", "--status", "up"]).contains("web: 1 instance (1 UP) w:1\n"))
+    }
+
+    /// Something else at the registry's URL (a web server's HTML 404) is named as such, exit 3,
+    /// not read as "no such service".
+    @Test func aServerThatIsNotARegistryIsReportedAsSuch() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 8) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        let port = UInt16(bigEndian: address.sin_port)
+        let server = Thread {
+            while true {
+                let client = accept(listener, nil, nil)
+                if client < 0 { return }
+                var request = [UInt8](repeating: 0, count: 4096)
+                _ = recv(client, &request, request.count, 0)
+                let page = "<html><body>Not Found</body></html>"
+                let answer = Array("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: \(page.utf8.count)\r\nConnection: close\r\n\r\n\(page)".utf8)
+                _ = send(client, answer, answer.count, Int32(MSG_NOSIGNAL))
+                close(client)
+            }
+        }
+        server.start()
+        defer {
+            shutdown(listener, Int32(SHUT_RDWR))
+            close(listener)
+        }
+        let outcome = try ctl(["discover", "api"], registryURL: "http://127.0.0.1:\(port)")
+        #expect(outcome.status == 3)
+        #expect(outcome.stderr.contains("answered 404 with Content-Type text/html, not as a registry does"), "\(outcome.stderr)")
+    }
+
     @Test func runPassesTheExitCodeOnAndDeregisters() throws {
         let outcome = try ctl(["run", "--service", "job", "--address", "j:1", "--", "sh", "-c", "exit 3"])
         #expect(outcome.status == 3)
         #expect(outcome.stderr.contains("Service job registered at j:1"))
         #expect(outcome.stderr.contains("deregistered"))
         #expect(try discover("job").isEmpty)
-        #expect(try ctl(["run", "--service", "job", "--address", "j:1", "--", "/no/such/program"]).status == 127)
+        // A command that cannot start is never registered, not even for a moment.
+        let missing = try ctl(["run", "--service", "never", "--address", "n:1", "--", "/no/such/program"])
+        #expect(missing.status == 127)
+        #expect(missing.stderr.contains("cannot start /no/such/program") && missing.stderr.contains("nothing was registered"))
+        #expect(!missing.stderr.contains("registered at"))
+        #expect(!registry.log.contains("service=never"))
         #expect(try ctl(["run", "--service", "job", "--address", "j:1", "--", "sh", "-c", "kill -KILL $$"]).status == 128 + 9)
     }
 

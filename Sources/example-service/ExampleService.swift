@@ -13,6 +13,7 @@ import RegistryWire
 /// calls are asynchronous on that loop, so serving never waits for the registry.
 final class ExampleService {
     let name: String
+    let host: String
     let port: UInt16
     let address: String
     let interval: Duration
@@ -29,8 +30,9 @@ final class ExampleService {
         let message: String
     }
 
-    init(name: String, port: UInt16, address: String, registryURL: RegistryURL, interval: Duration) throws(StartError) {
+    init(name: String, host: String, port: UInt16, address: String, registryURL: RegistryURL, interval: Duration) throws(StartError) {
         self.name = name
+        self.host = host
         self.port = port
         self.address = address
         self.interval = interval
@@ -39,8 +41,8 @@ final class ExampleService {
         guard let http = evhttp_new(base) else { throw StartError(message: "cannot create an HTTP server") }
         self.http = http
         registry = RegistryConnection(url: registryURL, base: base, timeout: .seconds(3))
-        guard evhttp_bind_socket(http, "0.0.0.0", port) == 0 else {
-            throw StartError(message: "cannot listen on port \(port): \(String(cString: strerror(errno))); choose another PORT")
+        guard evhttp_bind_socket(http, host, port) == 0 else {
+            throw StartError(message: "cannot listen on \(host):\(port): \(String(cString: strerror(errno))); choose another PORT or --host")
         }
         let context = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, context in
@@ -60,7 +62,7 @@ final class ExampleService {
     }
 
     func run() {
-        log("starting", "\(name) on port \(port), registering as \(address) with \(registry.url)")
+        log("starting", "\(name) on \(host):\(port), registering as \(address) with \(registry.url)")
         register()
         event_base_dispatch(base)
         log("stopped", "\(name) served \(requestsServed) requests")
@@ -167,7 +169,13 @@ final class ExampleService {
         log("stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT")
         registry.send(.post, "/deregister", body: registration.reference.encode()) { [self] result in
             switch result {
-            case .success(let reply): log("deregistered", reply.message ?? "\(reply.status)")
+            case .success(let reply) where reply.status == 200:
+                log("deregistered", reply.message ?? "\(name) at \(address)")
+            case .success(let reply) where reply.status == 404:
+                log("already_gone", "the registry no longer had \(name) at \(address) (it expired, or was deregistered); nothing to undo")
+            case .success(let reply):
+                log("deregistration_refused", "the registry answered \(reply.status): \(reply.message ?? reply.text); "
+                    + "the instance will expire by itself")
             case .failure(let failure): log("deregistration_failed", "\(failure.message); the instance will expire by itself")
             }
             event_base_loopbreak(base)

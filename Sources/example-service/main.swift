@@ -5,8 +5,11 @@ import JSON
 import RegistryClient
 
 let usage = """
-Usage: example-service NAME PORT     serve on PORT and join the registry as NAME
-       example-service demo          show the registry's health, its services and where each resolves
+Usage: example-service [--host ADDRESS] NAME PORT   serve on PORT and join the registry as NAME
+       example-service demo                         show the registry's health, its services and where each resolves
+
+  --host ADDRESS      the address to listen on (default 127.0.0.1, this machine only; in a
+                      container, 0.0.0.0 so that other containers reach it); also SERVICE_HOST
 
 Environment:
   REGISTRY_URL        the registry (default http://localhost:5001)
@@ -63,7 +66,24 @@ func demo(_ url: RegistryURL) -> Int32 {
 }
 
 func main() -> Int32 {
-    let arguments = Array(CommandLine.arguments.dropFirst())
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    var host = environment("SERVICE_HOST") ?? "127.0.0.1"
+    if let flag = arguments.firstIndex(where: { $0 == "--host" || $0.hasPrefix("--host=") }) {
+        if arguments[flag].hasPrefix("--host=") {
+            host = String(arguments[flag].dropFirst("--host=".count))
+            arguments.remove(at: flag)
+        } else if flag + 1 < arguments.count {
+            host = arguments[flag + 1]
+            arguments.removeSubrange(flag...(flag + 1))
+        } else {
+            printError("example-service: --host needs an address (127.0.0.1, 0.0.0.0, …)")
+            return 2
+        }
+        guard !host.isEmpty else {
+            printError("example-service: --host needs an address (127.0.0.1, 0.0.0.0, …)")
+            return 2
+        }
+    }
     let url: RegistryURL
     do {
         url = try RegistryURL(parsing: environment("REGISTRY_URL") ?? "http://localhost:5001")
@@ -85,7 +105,7 @@ func main() -> Int32 {
         interval = .nanoseconds(Int64(seconds * 1e9))
     }
     do {
-        let service = try ExampleService(name: arguments[0], port: port,
+        let service = try ExampleService(name: arguments[0], host: host, port: port,
                                          address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",
                                          registryURL: url, interval: interval)
         service.run()

@@ -83,4 +83,46 @@ import Glibc
         #expect(log.contains("unknown_to_registry"))
         #expect(log.contains("deregistered: Service orders at http://localhost:\(port) deregistered"))
     }
+
+    /// Loopback by default (a local demo exposes nothing), `--host` for a container; a stop
+    /// after the registry forgot the instance says so instead of reading like a success.
+    @Test func listensOnLoopbackUnlessToldAndSaysWhenItWasAlreadyGone() throws {
+        let registry = try RegistryProcess(["--heartbeat-timeout", "0.3"])
+        let port = try Self.freePort()
+        let process = Process()
+        process.executableURL = Self.binaryURL
+        process.arguments = ["--host", "127.0.0.1", "quiet", String(port)]
+        var environment = ProcessInfo.processInfo.environment
+        environment["REGISTRY_URL"] = "http://127.0.0.1:\(registry.port)"
+        environment["HEARTBEAT_INTERVAL"] = "60"
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(5)
+        var served = false
+        while !served && Date() < deadline {
+            served = (try? TestHTTPClient(port: port).request("GET", "/health").status) == 200
+            if !served { usleep(50_000) }
+        }
+        #expect(served)
+        // Its one registration expires (no heartbeat within 0.3 s), then it is stopped.
+        usleep(800_000)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("starting: quiet on 127.0.0.1:\(port)"), "\(log)")
+        #expect(log.contains("already_gone: the registry no longer had quiet at http://localhost:\(port)"), "\(log)")
+        #expect(!log.contains("deregistered:"))
+
+        let usage = Process()
+        usage.executableURL = Self.binaryURL
+        usage.arguments = ["--host"]
+        usage.standardError = Pipe()
+        try usage.run()
+        usage.waitUntilExit()
+        #expect(usage.terminationStatus == 2)
+    }
 }

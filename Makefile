@@ -18,8 +18,9 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libevent-dev pkg-config >/dev/null; \
 	fi
 
+# The registry, registryctl and example-service (the README's examples use all three).
 build: deps
-	swift build -c release --product service-registry
+	swift build -c release
 
 run: build
 	$(RELEASE_BINARY) --port $(PORT) --data-dir $(DATA_DIR) $(ARGS)

@@ -19,18 +19,21 @@ Commands:
                    [--pick round-robin|random|weighted] [--limit N]
   services
   health
-  watch [SERVICE]          follow changes as they happen (Ctrl-C to stop)
+  watch [SERVICE] [--tag T]… [--zone Z] [--status S|any]
+                           follow changes as they happen (Ctrl-C to stop); a service's
+                           instances of every status unless --status says which
   help [COMMAND]           this text, or one command's (also COMMAND --help)
   version                  registryctl's version (also --version)
   run --service S --address A [--interval 10s] [register's options] -- COMMAND [ARGS…]
-                           register, run COMMAND, heartbeat while it runs, deregister when
+                           run COMMAND, register it, heartbeat while it runs, deregister when
                            it ends or on SIGTERM/SIGINT (passed on to it); exits with its status
 
 ADDRESS names the instance (it is its id unless --id was given at registration).
 Tables for people by default; --json prints the registry's JSON answer as it is.
 
 Exit status: 0 done; 1 the registry refused the request (4xx, 5xx); 2 bad command line;
-3 the registry could not be reached; 4 no such service or instance (404).
+3 the registry could not be reached, or what answered is not a registry; 4 no such service
+or instance (404).
 run exits with the command's status (128+N if signal N killed it), 126 if it cannot be
 executed, 127 if it is not found.
 """

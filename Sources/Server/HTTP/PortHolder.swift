@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLibevent
 
 /// Who holds a port this registry could not bind, for the start-up error: asked once, with
 /// a blocking `GET /ready` of at most a second, before the loop runs.

@@ -226,8 +226,13 @@ private final class PendingCall {
                 }
             }
         }
-        completion(.success(RegistryConnection.Reply(status: Int(evhttp_request_get_response_code(request)),
-                                                     headers: headers, body: body)))
+        let reply = RegistryConnection.Reply(status: Int(evhttp_request_get_response_code(request)), headers: headers, body: body)
+        if reply.status == 404, onChunk == nil, !Self.isRegistryNotFound(reply) {
+            completion(.failure(.init(kind: .notARegistry, message: "the server at \(url) answered 404 in a way the registry never does "
+                + "(\(String(reply.text.prefix(120)))); is --registry or REGISTRY_URL pointing at the registry?")))
+            return
+        }
+        completion(.success(reply))
     }
 
     /// Every answer of the registry is JSON, or an event stream: anything else (an HTML page,
@@ -240,6 +245,17 @@ private final class PendingCall {
         let status = evhttp_request_get_response_code(request)
         return .init(kind: .notARegistry, message: "the server at \(url) answered \(status) with \(type.map { "Content-Type \($0)" } ?? "no Content-Type"), "
             + "not as a registry does (every registry answer is JSON); is --registry or REGISTRY_URL pointing at the registry?")
+    }
+
+    /// The registry's 404s: a service not found (it carries `instances`), an instance not found
+    /// (`"status":"not_found"`), or a path it does not serve (`no such endpoint: …`). Another
+    /// JSON service at the same address answers its own way, and is reported as not a registry
+    /// rather than as a missing service.
+    private static func isRegistryNotFound(_ reply: RegistryConnection.Reply) -> Bool {
+        guard let json = reply.json else { return false }
+        if json[member: "instances"] != nil { return true }
+        if case .string("not_found")? = json[member: "status"] { return true }
+        return reply.message?.hasPrefix("no such endpoint: ") == true
     }
 
     private func describeFailure() -> RegistryConnection.Failure {

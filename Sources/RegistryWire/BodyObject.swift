@@ -23,6 +23,16 @@ struct BodyObject {
 
     func has(_ name: String) -> Bool { value[member: name] != nil }
 
+    /// Refuses a member this body does not take: a typo (`ttl` for `ttl_seconds`, `tag` for
+    /// `tags`) must not be dropped in silence, leaving the default in its place.
+    func onlyKnown(_ names: [String]) throws(WireProblem) {
+        guard case .object(let members) = value else { return }
+        for member in members where !names.contains(member.name) {
+            throw WireProblem(message: "unknown field \(Violation.quoted(member.name)); this request takes "
+                + names.joined(separator: ", "))
+        }
+    }
+
     func string(_ name: String, example: String) throws(WireProblem) -> String {
         guard let member = value[member: name] else {
             throw WireProblem(message: "missing field '\(name)'; send a JSON object like \(example)")

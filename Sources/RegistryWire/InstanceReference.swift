@@ -27,9 +27,12 @@ public struct InstanceReference: Equatable, Sendable {
     /// instance registered under that string as an explicit id.
     public var namingAddress: String? { id == nil ? address : nil }
 
-    public static func decode(_ body: UnsafeBufferPointer<UInt8>, statusRequired: Bool = false) -> Result<InstanceReference, WireProblem> {
+    /// `statusAllowed` false for a deregistration, which has no status to set.
+    public static func decode(_ body: UnsafeBufferPointer<UInt8>, statusRequired: Bool = false,
+                              statusAllowed: Bool = true) -> Result<InstanceReference, WireProblem> {
         Result { () throws(WireProblem) in
             let object = try BodyObject(body, example: statusRequired ? statusExample : example)
+            try object.onlyKnown(statusAllowed || statusRequired ? ["service", "address", "id", "status"] : ["service", "address", "id"])
             let service = try object.string("service", example: example)
             let id = try object.optionalString("id")
             let address = try object.optionalString("address")

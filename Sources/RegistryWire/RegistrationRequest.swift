@@ -31,6 +31,7 @@ public struct RegistrationRequest: Equatable, Sendable {
     public static func decode(_ body: UnsafeBufferPointer<UInt8>) -> Result<RegistrationRequest, WireProblem> {
         Result { () throws(WireProblem) in
             let object = try BodyObject(body, example: example)
+            try object.onlyKnown(["service", "address", "id", "tags", "metadata", "weight", "zone", "status", "ttl_seconds"])
             var fields = InstanceFields()
             fields.tags = try object.optionalStringArray("tags")
             fields.metadata = try object.optionalStringMap("metadata")

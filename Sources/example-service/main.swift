@@ -3,10 +3,12 @@ import Glibc
 #endif
 import JSON
 import RegistryClient
+import RegistryWire
 
 let usage = """
 Usage: example-service [--host ADDRESS] NAME PORT   serve on PORT and join the registry as NAME
        example-service demo                         show the registry's health, its services and where each resolves
+       example-service --version                    print the release
 
   --host ADDRESS      the address to listen on (default 127.0.0.1, this machine only; in a
                       container, 0.0.0.0 so that other containers reach it); also SERVICE_HOST
@@ -92,9 +94,17 @@ func main() -> Int32 {
         return 2
     }
     if arguments == ["demo"] { return demo(url) }
+    if arguments == ["--version"] || arguments == ["version"] {
+        print("example-service \(RegistryVersion.text)")
+        return 0
+    }
+    if arguments.contains("-h") || arguments.contains("--help") {
+        print(usage)
+        return 0
+    }
     guard arguments.count == 2, let port = UInt16(arguments[1]), port > 0 else {
-        printError(arguments.contains("-h") || arguments.contains("--help") ? usage : "example-service: expected NAME PORT or demo\n\n" + usage)
-        return arguments.contains("-h") || arguments.contains("--help") ? 0 : 2
+        printError("example-service: expected NAME PORT or demo\n\n" + usage)
+        return 2
     }
     var interval: Duration = .seconds(10)
     if let text = environment("HEARTBEAT_INTERVAL") {

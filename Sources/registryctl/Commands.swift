@@ -174,14 +174,15 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
     case .success(let answer): reply = answer
     }
     let code = context.finish(reply, notFound: "no service '\(service)' in the registry") { instanceTable($0.json) }
-    // An empty table with only UP instances asked for: say whether the same filters with
-    // any status would have shown some.
-    if code == ExitCode.ok, !context.json, arguments.value("status") == nil, case .array(let shown)? = reply.json?[member: "instances"],
+    // An empty table: say whether the same filters with any status would have shown some.
+    let asked = arguments.value("status")?.uppercased() ?? "UP"
+    if code == ExitCode.ok, !context.json, asked != "ANY", case .array(let shown)? = reply.json?[member: "instances"],
        shown.isEmpty,
-       case .success(let all) = context.call(.get, Requests.path("/discover", service: service, query: query + [("status", "any")])),
+       case .success(let all) = context.call(.get, Requests.path("/discover", service: service,
+                                                                 query: query.filter { $0.name != "status" } + [("status", "any")])),
        case .array(let every)? = all.json?[member: "instances"], !every.isEmpty {
         let word = every.count == 1 ? "instance is" : "instances are"
-        printError("registryctl: \(every.count) \(word) registered under '\(service)' but not UP, so hidden; --status any shows them")
+        printError("registryctl: \(every.count) \(word) registered under '\(service)' but not \(asked), so hidden; --status any shows them")
     }
     return code
 }

@@ -71,8 +71,10 @@ import TestSupport
         #expect(message(#"{"service":"a","address":"b","weight":1.5}"#) == "field 'weight' must be an integer, got 1.5")
         #expect(message(#"{"service":"a","address":"b","status":"asleep"}"#) == #"field 'status' must be one of UP, STARTING, DOWN, OUT_OF_SERVICE, got "asleep""#)
         #expect(message(#"{"service":"a","address":"b","metadata":{"k":1}}"#) == #"field 'metadata' must be an object of strings; "k" is a number"#)
-        // Members this version does not know are ignored, for clients written for later ones.
-        #expect(message(#"{"service":"a","address":"b","later":{"x":[1]}}"#) == nil)
+        // A member this version does not know is refused, naming it: a typo (`ttl` for
+        // `ttl_seconds`) dropped in silence would leave the default in its place.
+        #expect(message(#"{"service":"a","address":"b","later":{"x":[1]}}"#)
+            == #"unknown field "later"; this request takes service, address, id, tags, metadata, weight, zone, status, ttl_seconds"#)
     }
 
     @Test func referencesNeedAnAddressOrIdAndAStatusWhereRequired() {

@@ -192,6 +192,7 @@ import Glibc
         #expect(Double(register["duration_ms"] ?? "") != nil && register["end"] == nil)
         #expect(line("/discover/api?tag=nope&_=123")?["status"] == "200")
         #expect(line("/discover/api?tags=x")?["status"] == "400")
+        #expect(registry.log.contains(#"status=400 bytes="#) && registry.log.contains(#"error="unknown query parameter 'tags';"#))
         let timedOut = try #require(line("/discover/api?index=99&wait=300ms"))
         #expect(timedOut["end"] == "timeout" && (Double(timedOut["held_ms"] ?? "") ?? 0) >= 300)
         #expect(line("/discover/api?index=99&wait=30s")?["end"] == "change")

@@ -135,6 +135,7 @@ import Glibc
         (String(repeating: "[", count: 100) + String(repeating: "]", count: 100), "nesting deeper than"),
         (#"{"service":"\#(String(repeating: "s", count: 254))","address":"a"}"#, "the limit is 253"),
         (#"{"service":"api","address":"\#(String(repeating: "x", count: 1025))"}"#, "the limit is 1024"),
+        (#"{"service":"api","address":"existing","adress":"typo"}"#, #"unknown field "adress""#),
     ])
     func badInputIsRefusedAndChangesNothing(input: String, expected: String) throws {
         let http = try registry.client()
@@ -166,6 +167,9 @@ import Glibc
         (#""ttl_seconds":0.2"#, "ttl_seconds must be from 1s to 3600s"),
         (#""ttl_seconds":"10""#, "field 'ttl_seconds' must be a number or null"),
         (#""id":"""#, "id must not be empty"),
+        // Typos are refused, not dropped with the default left in their place.
+        (#""ttl":5"#, #"unknown field "ttl"; this request takes service, address, id, tags, metadata, weight, zone, status, ttl_seconds"#),
+        (#""tag":["x"]"#, #"unknown field "tag""#),
     ])
     func badRegistrationFieldsAreRefused(field: String, expected: String) throws {
         let http = try registry.client()
@@ -387,6 +391,7 @@ import Glibc
         (["--port", "70000"], "--port must be an integer from 0 to 65535"),
         (["--heartbeat-timeout", "0"], "--heartbeat-timeout must be a number of seconds"),
         (["--heartbeat-timeout", "abc"], "--heartbeat-timeout must be a number of seconds"),
+        (["--heartbeat-timeout", "5000"], "--heartbeat-timeout (5000s) must not be above --max-ttl (3600s)"),
         (["--log-level", "loud"], "--log-level must be one of"),
         (["--max-body-bytes", "-1"], "--max-body-bytes must be an integer"),
         (["--bogus"], "unknown option '--bogus'"),

@@ -124,6 +124,8 @@ import Glibc
         outcome = try ctl(["discover", "quiet", "--tag", "other"])
         #expect(outcome.status == 0 && outcome.stderr.isEmpty)
         #expect(try ctl(["discover", "quiet", "--status", "any"]).stdout.contains("OUT_OF_SERVICE"))
+        outcome = try ctl(["discover", "quiet", "--status", "down"])
+        #expect(outcome.stderr.contains("1 instance is registered under 'quiet' but not DOWN, so hidden"), "\(outcome.stderr)")
     }
 
     @Test func watchPrintsEachChange() throws {
@@ -211,6 +213,20 @@ import Glibc
         let outcome = try ctl(["discover", "api"], registryURL: "http://127.0.0.1:\(port)")
         #expect(outcome.status == 3)
         #expect(outcome.stderr.contains("answered 404 with Content-Type text/html, not as a registry does"), "\(outcome.stderr)")
+        // Another JSON service (the example service, say): its 404 is not a registry's either.
+        let servicePort = try ExampleServiceTests.freePort()
+        let service = Process()
+        service.executableURL = Self.binaryURL.deletingLastPathComponent().appendingPathComponent("example-service")
+        service.arguments = ["other", String(servicePort)]
+        service.environment = ["REGISTRY_URL": "http://127.0.0.1:\(registry.port)"]
+        service.standardOutput = Pipe()
+        try service.run()
+        defer { kill(service.processIdentifier, SIGKILL) }
+        let up = Date().addingTimeInterval(5)
+        while (try? TestHTTPClient(port: servicePort).request("GET", "/health").status) != 200 && Date() < up { usleep(50_000) }
+        let other = try ctl(["services"], registryURL: "http://127.0.0.1:\(servicePort)")
+        #expect(other.status == 3)
+        #expect(other.stderr.contains("answered 404 in a way the registry never does"), "\(other.stderr)")
     }
 
     @Test func runPassesTheExitCodeOnAndDeregisters() throws {

@@ -146,7 +146,7 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--max-header-bytes", variable: "REGISTRY_MAX_HEADER_BYTES", valueName: "BYTES",
-               help: "largest request line plus headers accepted; larger ones get 400 (default 8192)") { config, value in
+               help: "largest request line plus headers accepted; larger ones get 414 (request line) or 431 (headers) (default 8192)") { config, value in
             guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 256, bytes <= 1024 * 1024 else {
                 return "must be an integer from 256 to 1048576"
             }
@@ -306,6 +306,14 @@ struct Config: Equatable {
         }
         if config.minimumTTL > config.maximumTTL {
             throw Problem(message: "--min-ttl (\(config.minimumTTL.secondsText)) must not be above --max-ttl (\(config.maximumTTL.secondsText))")
+        }
+        // The default TTL must not be longer than an instance may ask for: otherwise one that
+        // sends no ttl_seconds would get a TTL that one sending it is refused. (A shorter one
+        // is allowed: sub-second timeouts are how demos and tests make expiry quick.)
+        if config.heartbeatTimeout > config.maximumTTL {
+            throw Problem(message: "--heartbeat-timeout (\(config.heartbeatTimeout.secondsText)) must not be above --max-ttl "
+                + "(\(config.maximumTTL.secondsText)), since it is the TTL of instances that do not ask for one; raise --max-ttl or "
+                + "lower --heartbeat-timeout")
         }
         return .run(config)
     }

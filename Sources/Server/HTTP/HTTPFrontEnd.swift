@@ -250,7 +250,8 @@ final class HTTPFrontEnd {
                                  seconds: timed ? Double(now.duration(since: start).wholeNanoseconds) / 1e9 : nil)
         }
         if let entry, let accessLog {
-            accessLog.answered(entry, status: response.status, bytes: method == .head ? 0 : response.byteCount, now: now)
+            accessLog.answered(entry, status: response.status, bytes: method == .head ? 0 : response.byteCount, now: now,
+                               error: response.message)
         }
     }
 

@@ -18,6 +18,8 @@ struct Response {
     var retryAfter: Int?
     /// Headers few answers carry (CORS), as name and value.
     var extraHeaders: [(name: String, value: String)] = []
+    /// An error's message, for the access log (the body holds it too).
+    var message: String?
 
     init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: String? = nil) {
         self.status = status
@@ -35,7 +37,9 @@ struct Response {
 
     /// `{"status":"error","message":…}`: the one shape of every error this server sends.
     static func error(_ status: Int32, _ message: String, allow: String? = nil) -> Response {
-        Response(status: status, body: errorBody(message), allow: allow)
+        var response = Response(status: status, body: errorBody(message), allow: allow)
+        response.message = message
+        return response
     }
 
     static func errorBody(_ message: String) -> [UInt8] {
@@ -54,7 +58,9 @@ struct Response {
         json.raw("\",\"message\":")
         json.string(message)
         json.raw("}")
-        return Response(status: status, body: json.bytes)
+        var response = Response(status: status, body: json.bytes)
+        if status >= 400 { response.message = message }
+        return response
     }
 }
 

@@ -87,9 +87,16 @@ final class AccessLog {
 
     /// Logs an answered request: `bytes` is the body sent (all of a stream's events), `held`
     /// the time it was held and why it ended, for a held request.
-    func answered(_ entry: Entry, status: Int32, bytes: Int, now: Instant, held: (since: Instant, end: End)? = nil) {
+    func answered(_ entry: Entry, status: Int32, bytes: Int, now: Instant, held: (since: Instant, end: End)? = nil,
+                  error: String? = nil) {
         let duration = Milliseconds(now.duration(since: entry.start))
-        if let held {
+        if let error {
+            // Why it was refused, so that a client's 400s can be understood from the log alone.
+            logger.always(.info, "request", [
+                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
+                "client": entry.client, "error": Self.clipped(error),
+            ])
+        } else if let held {
             logger.always(.info, "request", [
                 "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
                 "client": entry.client, "held_ms": Milliseconds(now.duration(since: held.since)), "end": held.end.rawValue,
@@ -100,6 +107,10 @@ final class AccessLog {
                 "client": entry.client,
             ])
         }
+    }
+
+    private static func clipped(_ text: String) -> String {
+        text.utf8.count <= 200 ? text : String(decoding: text.utf8.prefix(200), as: UTF8.self) + "…"
     }
 
     /// An answer libevent made itself (a body over the limit, a request it could not parse,

@@ -31,7 +31,7 @@ extension NativeAPI {
 
     func instanceWrite(_ request: RouteRequest, _ write: InstanceWrite) -> Handling {
         let reference: InstanceReference
-        switch InstanceReference.decode(request.body, statusRequired: write == .status) {
+        switch InstanceReference.decode(request.body, statusRequired: write == .status, statusAllowed: write != .deregister) {
         case .success(let decoded): reference = decoded
         case .failure(let problem): return .respond(.error(400, problem.message))
         }

@@ -351,16 +351,7 @@ final class WatchHub {
     /// The connection is being freed under a watcher (write error, time-out, shutdown).
     private func connectionClosed(_ watcher: Watcher) {
         forget(watcher)
-        if let entry = watcher.access, let accessLog {
-            // A long-poll's answer was never sent: 499, nginx's mark for a client that left first.
-            let status: Int32
-            switch watcher.kind {
-            case .poll: status = 499
-            case .stream: status = 200
-            }
-            accessLog.answered(entry, status: status, bytes: entry.bytes, now: Clock.monotonicNow(),
-                               held: (entry.start, .connectionClosed))
-        }
+        logEnd(watcher, answer: nil, end: .connectionClosed)
         // A request detached from its failed connection is ours to free; one still attached
         // is freed by evhttp right after this callback.
         if evhttp_request_get_connection(watcher.request) == nil {
@@ -377,18 +368,30 @@ final class WatchHub {
             let answer = api.read(watcher.target, now: now, wallClock: wallClock)
             PendingRequest.send(watcher.request, answer)
             metrics.countRequest(route: watcher.route, method: watcher.method, status: answer.status, seconds: nil)
-            if let entry = watcher.access, let accessLog {
-                // Of a client that left, nothing was sent: 499, as nginx logs it.
-                let sent = end == .clientGone ? 499 : answer.status
-                accessLog.answered(entry, status: sent, bytes: sent == 499 || watcher.method == .head ? 0 : answer.byteCount,
-                                   now: Clock.monotonicNow(), held: (entry.start, end))
-            }
+            logEnd(watcher, answer: answer, end: end)
         case .stream:
             evhttp_send_reply_end(watcher.request)
-            if let entry = watcher.access, let accessLog {
-                accessLog.answered(entry, status: 200, bytes: entry.bytes, now: Clock.monotonicNow(), held: (entry.start, end))
+            logEnd(watcher, answer: nil, end: end)
+        }
+    }
+
+    /// The access log's line for a held request that ended: a long-poll with its answer, or
+    /// 499 (nginx's mark: nothing was sent) when its client left first; a stream with all
+    /// its events.
+    private func logEnd(_ watcher: Watcher, answer: Response?, end: AccessLog.End) {
+        guard let entry = watcher.access, let accessLog else { return }
+        var status: Int32 = 200
+        var bytes = entry.bytes
+        if case .poll = watcher.kind {
+            if let answer, end != .clientGone {
+                status = answer.status
+                bytes = watcher.method == .head ? 0 : answer.byteCount
+            } else {
+                status = 499
+                bytes = 0
             }
         }
+        accessLog.answered(entry, status: status, bytes: bytes, now: Clock.monotonicNow(), held: (entry.start, end))
     }
 
     /// What a held read of `target` would be answered with now.

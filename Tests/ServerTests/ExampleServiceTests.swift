@@ -11,36 +11,53 @@ import Glibc
         RegistryProcess.binaryURL.deletingLastPathComponent().appendingPathComponent("example-service")
     }
 
-    /// A port nothing listens on now (bound to 0 and released).
-    static func freePort() throws -> UInt16 {
+    /// A socket listening on 127.0.0.1 at a port of the kernel's choosing (it accepts nothing
+    /// unless the caller does), and that port.
+    static func listeningSocket() throws -> (socket: Int32, port: UInt16) {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(socket, pointer, length) == 0 && getsockname(socket, pointer, &length) == 0
+                bind(socket, pointer, length) == 0 && listen(socket, 8) == 0 && getsockname(socket, pointer, &length) == 0
             }
         }
-        guard bound else { throw TestHTTPClient.Failure.connect(errno) }
-        return UInt16(bigEndian: address.sin_port)
+        guard bound else {
+            close(socket)
+            throw TestHTTPClient.Failure.connect(errno)
+        }
+        return (socket, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A port nothing listens on now (bound to 0 and released).
+    static func freePort() throws -> UInt16 {
+        let (socket, port) = try listeningSocket()
+        close(socket)
+        return port
+    }
+
+    /// Starts `example-service` with `arguments` against the registry on `registryPort`;
+    /// its stdout is the returned pipe. The caller stops it.
+    static func launch(_ arguments: [String], registryPort: UInt16, heartbeatInterval: String = "10") throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = binaryURL
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["REGISTRY_URL"] = "http://127.0.0.1:\(registryPort)"
+        environment["HEARTBEAT_INTERVAL"] = heartbeatInterval
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        return (process, out)
     }
 
     @Test func joinsServesRejoinsAndLeaves() throws {
         let registry = try RegistryProcess()
         let port = try Self.freePort()
-        let process = Process()
-        process.executableURL = Self.binaryURL
-        process.arguments = ["orders", String(port)]
-        var environment = ProcessInfo.processInfo.environment
-        environment["REGISTRY_URL"] = "http://127.0.0.1:\(registry.port)"
-        environment["HEARTBEAT_INTERVAL"] = "0.2"
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
+        let (process, out) = try Self.launch(["orders", String(port)], registryPort: registry.port, heartbeatInterval: "0.2")
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
         func listed() throws -> [[String: Any]] {
@@ -62,13 +79,7 @@ import Glibc
         while try listed().isEmpty && Date() < deadline { usleep(50_000) }
         #expect(try listed().count == 1, "not registered again")
 
-        let demo = Process()
-        demo.executableURL = Self.binaryURL
-        demo.arguments = ["demo"]
-        demo.environment = environment
-        let demoOut = Pipe()
-        demo.standardOutput = demoOut
-        try demo.run()
+        let (demo, demoOut) = try Self.launch(["demo"], registryPort: registry.port)
         let shown = String(decoding: demoOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         demo.waitUntilExit()
         #expect(demo.terminationStatus == 0)
@@ -89,16 +100,8 @@ import Glibc
     @Test func listensOnLoopbackUnlessToldAndSaysWhenItWasAlreadyGone() throws {
         let registry = try RegistryProcess(["--heartbeat-timeout", "0.3"])
         let port = try Self.freePort()
-        let process = Process()
-        process.executableURL = Self.binaryURL
-        process.arguments = ["--host", "127.0.0.1", "quiet", String(port)]
-        var environment = ProcessInfo.processInfo.environment
-        environment["REGISTRY_URL"] = "http://127.0.0.1:\(registry.port)"
-        environment["HEARTBEAT_INTERVAL"] = "60"
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
+        let (process, out) = try Self.launch(["--host", "127.0.0.1", "quiet", String(port)], registryPort: registry.port,
+                                             heartbeatInterval: "60")
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(5)
         var served = false

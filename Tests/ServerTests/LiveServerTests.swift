@@ -421,20 +421,9 @@ import Glibc
         #expect(first.stop(signal: SIGINT) == 0)
 
         // A socket that listens and never answers.
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (holder, heldPort) = try ExampleServiceTests.listeningSocket()
         defer { close(holder) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                guard bind(holder, $0, length) == 0, listen(holder, 4) == 0, getsockname(holder, $0, &length) == 0 else {
-                    throw RegistryProcess.StartFailure(description: "could not hold a port")
-                }
-            }
-        }
-        (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(UInt16(bigEndian: address.sin_port))])
+        (status, output) = try RegistryProcess.runToExit(["--host", "127.0.0.1", "--port", String(heldPort)])
         #expect(status == 1)
         #expect(output.contains("another program holds that port"), "\(output)")
     }

@@ -182,17 +182,7 @@ import Glibc
     /// Something else at the registry's URL (a web server's HTML 404) is named as such, exit 3,
     /// not read as "no such service".
     @Test func aServerThatIsNotARegistryIsReportedAsSuch() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 8) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        let port = UInt16(bigEndian: address.sin_port)
+        let (listener, port) = try ExampleServiceTests.listeningSocket()
         let server = Thread {
             while true {
                 let client = accept(listener, nil, nil)
@@ -215,12 +205,7 @@ import Glibc
         #expect(outcome.stderr.contains("answered 404 with Content-Type text/html, not as a registry does"), "\(outcome.stderr)")
         // Another JSON service (the example service, say): its 404 is not a registry's either.
         let servicePort = try ExampleServiceTests.freePort()
-        let service = Process()
-        service.executableURL = Self.binaryURL.deletingLastPathComponent().appendingPathComponent("example-service")
-        service.arguments = ["other", String(servicePort)]
-        service.environment = ["REGISTRY_URL": "http://127.0.0.1:\(registry.port)"]
-        service.standardOutput = Pipe()
-        try service.run()
+        let (service, _) = try ExampleServiceTests.launch(["other", String(servicePort)], registryPort: registry.port)
         defer { kill(service.processIdentifier, SIGKILL) }
         let up = Date().addingTimeInterval(5)
         while (try? TestHTTPClient(port: servicePort).request("GET", "/health").status) != 200 && Date() < up { usleep(50_000) }

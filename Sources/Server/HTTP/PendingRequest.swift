@@ -129,6 +129,17 @@ struct PendingRequest: ~Copyable {
     }
 }
 
+/// A request's peer as evhttp recorded it when it accepted the connection (no system call).
+enum Peer {
+    static func of(_ request: UnsafeMutablePointer<evhttp_request>) -> (host: String, port: UInt16)? {
+        guard let connection = evhttp_request_get_connection(request) else { return nil }
+        var address: UnsafeMutablePointer<CChar>?
+        var port: UInt16 = 0
+        evhttp_connection_get_peer(connection, &address, &port)
+        return address.map { (String(cString: $0), port) }
+    }
+}
+
 extension HTTPMethod {
     init?(command: evhttp_cmd_type) {
         switch command {

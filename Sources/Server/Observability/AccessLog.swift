@@ -76,37 +76,22 @@ final class AccessLog {
 
     /// `address:port` of the request's peer, with brackets around an IPv6 address.
     static func client(of request: UnsafeMutablePointer<evhttp_request>) -> String {
-        guard let connection = evhttp_request_get_connection(request) else { return "-" }
-        var address: UnsafeMutablePointer<CChar>?
-        var port: UInt16 = 0
-        evhttp_connection_get_peer(connection, &address, &port)
-        guard let address else { return "-" }
-        let host = String(cString: address)
-        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        guard let peer = Peer.of(request) else { return "-" }
+        return peer.host.contains(":") ? "[\(peer.host)]:\(peer.port)" : "\(peer.host):\(peer.port)"
     }
 
-    /// Logs an answered request: `bytes` is the body sent (all of a stream's events), `held`
-    /// the time it was held and why it ended, for a held request.
-    func answered(_ entry: Entry, status: Int32, bytes: Int, now: Instant, held: (since: Instant, end: End)? = nil,
-                  error: String? = nil) {
+    /// Logs an answered request: `bytes` is the body sent (all of a stream's events); `end`,
+    /// for a held request, why it ended (it was held from its start); `error`, for a refused
+    /// one, the message the client got, so that its 400s can be understood from the log alone.
+    func answered(_ entry: Entry, status: Int32, bytes: Int, now: Instant, end: End? = nil, error: String? = nil) {
         let duration = Milliseconds(now.duration(since: entry.start))
-        if let error {
-            // Why it was refused, so that a client's 400s can be understood from the log alone.
-            logger.always(.info, "request", [
-                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
-                "client": entry.client, "error": Self.clipped(error),
-            ])
-        } else if let held {
-            logger.always(.info, "request", [
-                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
-                "client": entry.client, "held_ms": Milliseconds(now.duration(since: held.since)), "end": held.end.rawValue,
-            ])
-        } else {
-            logger.always(.info, "request", [
-                "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "duration_ms": duration,
-                "client": entry.client,
-            ])
-        }
+        var fields: [(key: String, value: any LogValue)] = [
+            ("method", entry.method), ("target", entry.target), ("status", Int(status)), ("bytes", bytes),
+            ("duration_ms", duration), ("client", entry.client),
+        ]
+        if let end { fields += [("held_ms", duration), ("end", end.rawValue)] }
+        if let error { fields.append(("error", Self.clipped(error))) }
+        logger.always(.info, "request", fields)
     }
 
     private static func clipped(_ text: String) -> String {
@@ -118,7 +103,7 @@ final class AccessLog {
     func answeredByLibevent(_ request: UnsafeMutablePointer<evhttp_request>, status: Int32, bytes: Int) {
         let entry = Self.entry(request, start: Clock.monotonicNow())
         logger.always(.info, "request", [
-            "method": entry.method, "target": entry.target, "status": Int(status), "bytes": bytes, "client": entry.client,
+            ("method", entry.method), ("target", entry.target), ("status", Int(status)), ("bytes", bytes), ("client", entry.client),
         ])
     }
 
@@ -126,38 +111,27 @@ final class AccessLog {
     /// head, a connection over the limit): no method, target or duration to show.
     func answeredDirectly(status: Int, bytes: Int, socket: Int32) {
         logger.always(.info, "request", [
-            "method": "-", "target": "-", "status": status, "bytes": bytes, "client": Self.peer(of: socket),
+            ("method", "-"), ("target", "-"), ("status", status), ("bytes", bytes), ("client", Self.peer(of: socket)),
         ])
     }
 
+    /// The socket's peer as `address:port`, numeric, for either address family.
     private static func peer(of socket: Int32) -> String {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let found = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(socket, $0, &length) }
-        } == 0
-        guard found else { return "-" }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                    var raw = address.pointee.sin_addr
-                    inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
-                    return "\(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }):\(UInt16(bigEndian: address.pointee.sin_port))"
-                }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                getpeername(socket, address, &length) == 0
+                    && getnameinfo(address, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                                   NI_NUMERICHOST | NI_NUMERICSERV) == 0
             }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var raw = address.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
-                    return "[\(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })]:\(UInt16(bigEndian: address.pointee.sin6_port))"
-                }
-            }
-        default:
-            return "-"
         }
+        guard named else { return "-" }
+        let address = host.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let port = service.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 }
 

@@ -43,12 +43,15 @@ final class Logger {
         render(level, event, fields)
     }
 
-    /// A line asked for by its own switch (the access log), written whatever the level.
-    func always(_ level: Config.LogLevel, _ event: String, _ fields: KeyValuePairs<String, any LogValue>) {
+    /// A line asked for by its own switch (the access log), written whatever the level; its
+    /// fields are built at run time, some present only on some lines.
+    func always(_ level: Config.LogLevel, _ event: String, _ fields: [(key: String, value: any LogValue)]) {
         render(level, event, fields)
     }
 
-    private func render(_ level: Config.LogLevel, _ event: String, _ fields: KeyValuePairs<String, any LogValue>) {
+    /// For `KeyValuePairs` (the literal fields of most events) and arrays alike.
+    private func render<Fields: Sequence>(_ level: Config.LogLevel, _ event: String, _ fields: Fields)
+        where Fields.Element == (key: String, value: any LogValue) {
         let time = Clock.iso8601(unixNanoseconds: Clock.wallNow())
         switch format {
         case .text:

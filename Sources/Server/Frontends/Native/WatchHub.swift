@@ -146,7 +146,7 @@ final class WatchHub {
             return (nil, refusal)
         }
         guard limits.maxWatchersPerClient > 0 else { return (nil, nil) }
-        let client = Self.clientAddress(of: request)
+        let client = Peer.of(request)?.host ?? "?"
         if watchersByClient[client, default: 0] >= limits.maxWatchersPerClient {
             var refusal = Response.error(429, "this client holds \(limits.maxWatchersPerClient) long-polls and streams, the "
                 + "limit per client address (--max-watchers-per-client); close some, or retry shortly")
@@ -154,14 +154,6 @@ final class WatchHub {
             return (client, refusal)
         }
         return (client, nil)
-    }
-
-    private static func clientAddress(of request: UnsafeMutablePointer<evhttp_request>) -> String {
-        guard let connection = evhttp_request_get_connection(request) else { return "?" }
-        var address: UnsafeMutablePointer<CChar>?
-        var port: UInt16 = 0
-        evhttp_connection_get_peer(connection, &address, &port)
-        return address.map { String(cString: $0) } ?? "?"
     }
 
     /// Holds a blocking query until its target changes or `wait` (plus up to 1/16 of it
@@ -391,7 +383,7 @@ final class WatchHub {
                 bytes = 0
             }
         }
-        accessLog.answered(entry, status: status, bytes: bytes, now: Clock.monotonicNow(), held: (entry.start, end))
+        accessLog.answered(entry, status: status, bytes: bytes, now: Clock.monotonicNow(), end: end)
     }
 
     /// What a held read of `target` would be answered with now.

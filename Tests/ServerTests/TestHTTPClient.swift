@@ -57,11 +57,10 @@ final class TestHTTPClient {
                 Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard result == 0 else {
-            let code = errno
-            close(socket)
-            throw Failure.connect(code)
-        }
+        // No close here: the object is whole, so a throw runs `deinit`, which closes the
+        // socket. Closing it here too closed whatever descriptor another test had been given
+        // the same number meanwhile (a registryctl pipe read failed with EBADF in CI).
+        guard result == 0 else { throw Failure.connect(errno) }
     }
 
     deinit {

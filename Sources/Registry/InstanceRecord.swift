@@ -7,6 +7,9 @@ struct InstanceRecord {
     var orderPosition: Int32
     /// Kept past its deadline by expiry protection; such an instance is not in the index.
     var isProtected: Bool
+    /// In a mirror: its removal has been proposed (its deadline passed on the leader); it
+    /// is listed until the removal is committed, but no longer renewed.
+    var isExpiring: Bool
     /// `attributes.ttl` in nanoseconds, 0 for the server's: kept beside it because every
     /// heartbeat needs it, and turning a `Duration` into nanoseconds costs a division.
     var customTTL: Int64
@@ -22,6 +25,7 @@ struct InstanceRecord {
         self.service = service
         self.orderPosition = orderPosition
         self.isProtected = false
+        self.isExpiring = false
         self.customTTL = attributes.ttl?.wholeNanoseconds ?? 0
         self.registeredAt = registeredAt
         self.lastHeartbeat = 0

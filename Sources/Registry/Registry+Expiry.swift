@@ -29,7 +29,7 @@ extension Registry {
     /// Expires the service's due instances if any can be due at `now`; cheap when none can
     /// (one compare). Every read of one service goes through here first.
     mutating func expireDueInstances(ofService serviceSlot: Int32, now: Instant) {
-        guard now.nanoseconds >= services[Int(serviceSlot)].earliestDeadline else { return }
+        guard !policy.mirrored, now.nanoseconds >= services[Int(serviceSlot)].earliestDeadline else { return }
         var earliest = Int64.max
         var due: [Int32] = []
         for slot in services[Int(serviceSlot)].order where slot >= 0 {
@@ -53,7 +53,7 @@ extension Registry {
         let windowStart = now.nanoseconds &- defaultTTLNanos
         services[serviceSlot].recentExpiries.removeAll { $0 <= windowStart }
         let recent = services[serviceSlot].recentExpiries.count
-        let total = services[serviceSlot].liveCount + recent
+        let total = services[serviceSlot].liveCount - services[serviceSlot].expiringCount + recent
         if services[serviceSlot].isProtected || Double(recent + 1) > share * Double(total) {
             if !services[serviceSlot].isProtected {
                 services[serviceSlot].isProtected = true
@@ -80,7 +80,7 @@ extension Registry {
         noteChange(ofService: serviceSlot)
         for slot in services[Int(serviceSlot)].order where slot >= 0 && instances[Int(slot)].isProtected {
             instances[Int(slot)].isProtected = false
-            instances[Int(slot)].version = changeIndex
+            if !policy.mirrored { instances[Int(slot)].version = changeIndex }
             deadlines.insert(slot, key: now.nanoseconds)
         }
         services[Int(serviceSlot)].protectedCount = 0
@@ -89,6 +89,15 @@ extension Registry {
 
     private mutating func expire(_ slot: Int32, now: Instant) {
         let instance = instances[Int(slot)]
+        if policy.mirrored {
+            // Proposed, not done: the removal comes back through `applyCommitted`.
+            instances[Int(slot)].isExpiring = true
+            services[Int(instance.service)].expiringCount += 1
+            deadlines.remove(slot)
+            expiryProposals.append(Proposal(service: services[Int(instance.service)].name, id: instance.id, state: nil,
+                                            basedOn: instance.version))
+            return
+        }
         events.append(.expired(service: services[Int(instance.service)].name, id: instance.id,
                                address: instance.attributes.address, lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat)))
         remove(slot, expired: true)

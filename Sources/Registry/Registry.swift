@@ -40,6 +40,11 @@ public struct Registry: Sendable {
     var events: [RegistryEvent] = []
     var changedServices: [String] = []
     var journal: [JournalChange] = []
+    /// In a mirror: the store revision being applied (every change made meanwhile carries
+    /// it), nil between applications.
+    var applyingRevision: UInt64?
+    /// In a mirror: expiries decided by `takeExpiryProposals`, not yet handed out.
+    var expiryProposals: [Proposal] = []
 
     /// Starts at 1 and grows by one for every change a reader can see: an instance added,
     /// removed or expired, or any field of one changed. Heartbeats alone do not move it.
@@ -180,6 +185,11 @@ public struct Registry: Sendable {
         guard let serviceSlot = serviceSlots[service] else { return .noService }
         guard let slot = instanceSlots[InstanceKey(service: serviceSlot, id: id)] else { return .noInstance }
         let instance = instances[Int(slot)]
+        if policy.mirrored {
+            // Nothing expires on its own in a mirror; one whose removal is proposed is gone
+            // for the writes that look it up.
+            return instance.isExpiring ? .noInstance : .found(slot)
+        }
         if !instance.isProtected && instance.deadline <= now.nanoseconds {
             if expireOrProtect(slot, now: now) {
                 return serviceSlots[service] == nil ? .noService : .noInstance
@@ -286,13 +296,22 @@ public struct Registry: Sendable {
 
     /// A visible change of one instance: its service changes, and the instance's version
     /// records the index, so that readers can re-render only the instances that changed.
+    /// In a mirror, only a committed change (`applyCommitted`) is a visible change, and it
+    /// carries the store's revision: what the registry does on its own there (protection) is
+    /// soft state and moves no index.
     mutating func noteChange(ofInstance slot: Int32) {
+        if policy.mirrored && applyingRevision == nil { return }
         noteChange(ofService: instances[Int(slot)].service)
         instances[Int(slot)].version = changeIndex
     }
 
     mutating func noteChange(ofService serviceSlot: Int32) {
-        changeIndex += 1
+        if policy.mirrored {
+            guard let revision = applyingRevision else { return }
+            changeIndex = max(changeIndex, revision)
+        } else {
+            changeIndex += 1
+        }
         services[Int(serviceSlot)].changeIndex = changeIndex
         if !services[Int(serviceSlot)].awaitingNotice {
             services[Int(serviceSlot)].awaitingNotice = true
@@ -309,9 +328,11 @@ public struct Registry: Sendable {
             journal.append(JournalChange(.remove(service: services[serviceSlot].name, id: instance.id, changeIndex: changeIndex),
                                          prior: state(of: instance), isExpiry: expired))
         }
+        if instance.isExpiring { services[serviceSlot].expiringCount -= 1 }
         if instance.isProtected {
             services[serviceSlot].protectedCount -= 1
-        } else {
+        } else if deadlines.contains(slot) {
+            // (Not there for a mirror's instance whose expiry is proposed.)
             deadlines.remove(slot)
         }
         instanceSlots[InstanceKey(service: instance.service, id: instance.id)] = nil

@@ -10,13 +10,19 @@ public struct RegistryPolicy: Sendable {
     public var expiryProtection: Double?
     /// When set, every durable change is also queued for `Registry.takeJournal()`.
     public var journaling: Bool
+    /// Cluster mode: the registry mirrors a replicated store (see `Registry+Mirror`). Changes
+    /// come in only through `applyCommitted`, each carrying the store's revision as its change
+    /// index; nothing expires on its own (the leader proposes expiries); the write methods
+    /// judge (`judgeRegister`, …) instead of changing.
+    public var mirrored: Bool
 
     public init(heartbeatTimeout: Duration, minimumTTL: Duration = .seconds(1), maximumTTL: Duration = .seconds(3600),
-                expiryProtection: Double? = nil, journaling: Bool = false) {
+                expiryProtection: Double? = nil, journaling: Bool = false, mirrored: Bool = false) {
         self.heartbeatTimeout = heartbeatTimeout
         self.minimumTTL = minimumTTL
         self.maximumTTL = maximumTTL
         self.expiryProtection = expiryProtection
         self.journaling = journaling
+        self.mirrored = mirrored
     }
 }

@@ -19,6 +19,8 @@ struct ServiceRecord {
     var awaitingNotice = false
     var isProtected = false
     var protectedCount = 0
+    /// In a mirror: instances whose expiry is proposed, still counted in `liveCount`.
+    var expiringCount = 0
     /// When instances of this service expired within the last heartbeat timeout.
     var recentExpiries: [Int64] = []
 

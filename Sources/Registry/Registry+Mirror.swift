@@ -116,13 +116,20 @@ extension Registry {
     /// visible change with `revision` as its change index. A new instance's TTL runs from
     /// `now`; an updated one keeps its deadline. Returns the rule a put breaks (the change is
     /// then skipped: the store holds something this registry would never write).
+    ///
+    /// `modRevision`, when given, is the revision the store holds for the instance's key if
+    /// it differs from `revision` (a load notes every change at one revision).
     @discardableResult
-    public mutating func applyCommitted(_ change: CommittedChange, revision: UInt64, now: Instant) -> Violation? {
+    public mutating func applyCommitted(_ change: CommittedChange, revision: UInt64, modRevision: UInt64? = nil,
+                                        now: Instant) -> Violation? {
         precondition(policy.mirrored, "applyCommitted is for a mirror")
         applyingRevision = revision
         defer {
             applyingRevision = nil
             changeIndex = max(changeIndex, revision)
+            if let modRevision, case .put(let state) = change, let slot = peekInstance(service: state.service, id: state.id) {
+                instances[Int(slot)].version = modRevision
+            }
         }
         switch change {
         case .remove(let service, let id):
@@ -162,6 +169,33 @@ extension Registry {
         }
     }
 
+    /// Makes the mirror hold exactly `states` (each with its key's revision in the store), as
+    /// a read of the whole store at one revision found them; each difference is a change
+    /// noted at `revision`. Returns the states skipped for breaking a rule.
+    public mutating func reconcile(_ states: [(state: InstanceState, modRevision: UInt64)], revision: UInt64,
+                                   now: Instant) -> [(InstanceState, Violation)] {
+        var wanted = Set<String>(minimumCapacity: states.count)
+        for entry in states { wanted.insert(entry.state.service + "/" + entry.state.id) }
+        var gone: [(String, String)] = []
+        for serviceSlot in services.indices where services[serviceSlot].liveCount > 0 {
+            for slot in services[serviceSlot].order where slot >= 0 {
+                let key = services[serviceSlot].name + "/" + instances[Int(slot)].id
+                if !wanted.contains(key) { gone.append((services[serviceSlot].name, instances[Int(slot)].id)) }
+            }
+        }
+        for (service, id) in gone { applyCommitted(.remove(service: service, id: id), revision: revision, now: now) }
+        var skipped: [(InstanceState, Violation)] = []
+        for entry in states {
+            if let slot = peekInstance(service: entry.state.service, id: entry.state.id), instances[Int(slot)].version == entry.modRevision {
+                continue
+            }
+            if let violation = applyCommitted(.put(entry.state), revision: revision, modRevision: entry.modRevision, now: now) {
+                skipped.append((entry.state, violation))
+            }
+        }
+        return skipped
+    }
+
     /// After loading the store whole at `revision`: the index is there, every service counts
     /// as changed at it, and no notices are pending (as after a restart).
     public mutating func finishLoad(revision: UInt64) {
@@ -172,18 +206,6 @@ extension Registry {
         }
         changedServices.removeAll()
         events.removeAll()
-    }
-
-    /// Empties the mirror ahead of loading the store again (a watch that fell behind a
-    /// compaction): every service is noted as changed at `revision`, its watchers told.
-    public mutating func clearForReload(revision: UInt64) {
-        precondition(policy.mirrored, "clearForReload is for a mirror")
-        applyingRevision = revision
-        defer { applyingRevision = nil }
-        for serviceSlot in services.indices where services[serviceSlot].liveCount > 0 {
-            for slot in services[serviceSlot].order where slot >= 0 { remove(slot) }
-        }
-        changeIndex = max(changeIndex, revision)
     }
 
     // MARK: The leader

@@ -126,16 +126,26 @@ import Testing
         #expect(mirror.instances(ofService: "api", now: clock.now).filter(\.isProtected).count == 2)
     }
 
-    @Test mutating func aReloadEmptiesTheMirrorAndTellsItsWatchers() {
+    @Test mutating func aLoadReconcilesTheMirrorWithTheStore() {
         commitRegister("api", "a", at: 2)
-        commitRegister("web", "w", at: 3)
+        commitRegister("api", "b", at: 3)
+        commitRegister("web", "w", at: 4)
         _ = mirror.takeChangedServices()
-        mirror.clearForReload(revision: 20)
-        #expect(mirror.instanceCount == 0)
-        #expect(Set(mirror.takeChangedServices()) == ["api", "web"])
-        commitRegister("api", "a", at: 20)
-        mirror.finishLoad(revision: 20)
-        #expect(mirror.changeIndex == 20)
+        // The store now holds `a` unchanged, `b` changed at 9, `w` gone and `new` added at 11.
+        let a = InstanceState(service: "api", id: "a", address: "a", registeredAt: clock.now)
+        let b = InstanceState(service: "api", id: "b", address: "b", tags: ["t"], registeredAt: clock.now)
+        let new = InstanceState(service: "new", id: "n", address: "n", registeredAt: clock.now)
+        let skipped = mirror.reconcile([(a, 2), (b, 9), (new, 11)], revision: 12, now: clock.now)
+        #expect(skipped.isEmpty)
+        #expect(Set(mirror.takeChangedServices()) == ["api", "web", "new"])
+        #expect(mirror.instances(ofService: "web", now: clock.now).isEmpty)
+        #expect(mirror.instances(ofService: "api", now: clock.now).first { $0.id == "b" }?.attributes.tags == ["t"])
+        // Each instance keeps its key's own revision, which later writes are judged against.
+        #expect(mirror.committedRevision(service: "api", id: "a") == 2)
+        #expect(mirror.committedRevision(service: "api", id: "b") == 9)
+        #expect(mirror.committedRevision(service: "new", id: "n") == 11)
+        #expect(mirror.changeIndex == 12)
+        mirror.finishLoad(revision: 12)
         #expect(mirror.takeChangedServices().isEmpty)
     }
 

@@ -14,13 +14,15 @@ public final class EtcdClient {
     public let endpoints: [EtcdEndpoint]
     public let requestTimeout: Duration
     let base: OpaquePointer
-    private let dns: OpaquePointer?
+    /// libevent's asynchronous resolver on this loop; others on the loop may use it too.
+    public let dns: OpaquePointer?
     private let poolSize: Int
     private var pools: [[OpaquePointer]]
     private var nextInPool = 0
     /// The member requests start with.
     public private(set) var preferred = 0
-    /// Called on the loop whenever a member answered (for "last contact").
+    /// Called on the loop whenever a member answered a request with success (for "last
+    /// contact": reads and writes need the cluster's quorum; `status` does not count).
     public var onAnswer: ((EtcdEndpoint) -> Void)?
     /// Called when requests move from one member to another, and why.
     public var onFailover: ((_ from: EtcdEndpoint, _ to: EtcdEndpoint, _ why: EtcdError) -> Void)?
@@ -154,7 +156,7 @@ public final class EtcdClient {
 
     /// What one member says of itself; asks that member only.
     public func status(of endpoint: Int, completion: @escaping (Result<MemberStatus, EtcdError>) -> Void) {
-        attempt("/v3/maintenance/status", Array("{}".utf8), endpoint: endpoint, triesLeft: 1) { result in
+        attempt("/v3/maintenance/status", Array("{}".utf8), endpoint: endpoint, triesLeft: 1, counts: false) { result in
             completion(result.map { json in
                 var errors: [String] = []
                 if case .array(let items)? = json[member: "errors"] {
@@ -174,16 +176,15 @@ public final class EtcdClient {
 
     // MARK: Connections and failover
 
-    private func attempt(_ path: String, _ body: [UInt8], endpoint: Int, triesLeft: Int,
+    private func attempt(_ path: String, _ body: [UInt8], endpoint: Int, triesLeft: Int, counts: Bool = true,
                          completion: @escaping (Result<JSONValue, EtcdError>) -> Void) {
         send(path, body, on: connection(to: endpoint), endpoint: endpoints[endpoint]) { [weak self] result in
             guard let self else { return }
             switch result {
             case .success:
-                onAnswer?(endpoints[endpoint])
+                if counts { onAnswer?(endpoints[endpoint]) }
                 completion(result)
             case .failure(let error):
-                if case .server = error.kind { onAnswer?(endpoints[endpoint]) }
                 guard error.worthAnotherMember, triesLeft > 1, endpoints.count > 1 else {
                     completion(result)
                     return

@@ -51,6 +51,9 @@ public final class RegistryConnection {
     private let ownsBase: Bool
     private let timeout: Duration
     private var connection: OpaquePointer?
+    /// libevent's asynchronous resolver, for a caller whose loop must never block; nil
+    /// resolves host names with a blocking call (fine for a command-line tool).
+    private let dns: OpaquePointer?
 
     /// A connection with its own event base, for `call` and `follow`.
     public init(url: RegistryURL, timeout: Duration = .seconds(5)) {
@@ -62,12 +65,14 @@ public final class RegistryConnection {
         event_config_free(config)
         self.base = base
         ownsBase = true
+        dns = nil
     }
 
     /// A connection on the caller's event base, for `send`; the caller runs the loop.
-    public init(url: RegistryURL, base: OpaquePointer, timeout: Duration = .seconds(5)) {
+    public init(url: RegistryURL, base: OpaquePointer, dns: OpaquePointer? = nil, timeout: Duration = .seconds(5)) {
         self.url = url
         self.base = base
+        self.dns = dns
         self.timeout = timeout
         ownsBase = false
     }
@@ -155,7 +160,7 @@ public final class RegistryConnection {
     /// read timeout but the registry's keep-alives.
     private func connectionForRequests(streaming: Bool) -> OpaquePointer {
         if !streaming, let connection { return connection }
-        guard let made = evhttp_connection_base_new(base, nil, url.host, url.port) else {
+        guard let made = evhttp_connection_base_new(base, dns, url.host, url.port) else {
             fatalError("cannot create an HTTP connection")
         }
         let limit = streaming ? Duration.seconds(60) : timeout

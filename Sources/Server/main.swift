@@ -83,6 +83,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         printError("service-registry: \(error.message)")
         return 1
     }
+    // Cluster mode: the registry mirrors etcd, and writes go there first.
+    var cluster: Cluster?
+    if let endpoints = config.etcd {
+        let started = Cluster(config: config, endpoints: endpoints, port: http.port, loop: loop, logger: logger)
+        api.cluster = started
+        cluster = started
+    }
     api.metricsExposition = { [unowned service, unowned hub, unowned http] in
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount,
                                            store: store.stats, transport: http.transportStats))
@@ -94,7 +101,10 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
 
     logger.plain("Service Registry starting on port \(http.port)...")
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
-    if let restored {
+    if let cluster {
+        logger.plain("Cluster: replica \(cluster.leadership.me.name) (\(cluster.leadership.me.url)) on etcd "
+            + "\(config.etcd!.map(\.description).joined(separator: ",")), prefix \(config.etcdPrefix)")
+    } else if let restored {
         logger.plain("Persistence: \(restored.directory.path) (fsync \(config.fsync.rawValue))")
     } else {
         logger.plain("Persistence: off (--in-memory); a restart forgets every registration")
@@ -112,7 +122,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         "min_ttl": config.minimumTTL.secondsText, "max_ttl": config.maximumTTL.secondsText,
         "expiry_protection": config.expiryProtection.map { String($0) } ?? "off", "log_level": config.logLevel.name,
         "access_log": config.accessLogEnabled ? "on" : "off",
-        "shutdown_grace": config.shutdownGrace.secondsText,
+        "shutdown_grace": config.shutdownGrace.secondsText, "mode": config.etcd == nil ? "single" : "cluster",
     ])
     logger.flush()
 
@@ -120,6 +130,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     if let restored { service.finishRestore(changeIndex: restored.changeIndexOnDisk, now: Clock.monotonicNow()) }
     // Before serving: from here on the /services listing is kept up to date change by change.
     api.prepareListing()
+    cluster?.start(service: service)
     loop.run()
     // The loop is over: make the store durable and close it, then free evhttp and the loop.
     let synced = service.finish()

@@ -99,6 +99,7 @@ public final class EtcdCluster: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let message: String
         public var description: String { message }
+        public init(message: String) { self.message = message }
     }
 
     static func kill(_ process: Process) {

@@ -23,17 +23,20 @@ final class RegistryService: DurableStateSource {
     enum CommitResult {
         case committed
         case failed(message: String)
+        /// Cluster mode: another change to the instance won; the request must be judged
+        /// again (its handler run again) against the mirror as it is now.
+        case retry
     }
 
     typealias CommitWaiter = (CommitResult) -> Void
 
-    private var registry: Registry
+    var registry: Registry
     private let store: any ChangeStore
-    private let logger: Logger
-    private let loop: EventLoop?
+    let logger: Logger
+    let loop: EventLoop?
     private var expiryTimer: LoopTimer?
     /// The deadline the expiry timer is armed for (monotonic nanoseconds), if armed.
-    private var armedDeadline: Int64?
+    var armedDeadline: Int64?
     /// The change index the store last heard of: a turn that moved it without a journal
     /// entry (expiry protection changes visible state only) is submitted all the same.
     private var submittedIndex: UInt64
@@ -46,9 +49,17 @@ final class RegistryService: DurableStateSource {
 
     /// Set on the first stop signal: `/ready` answers 503 from then on.
     var isDraining = false
-    private(set) var registrations: UInt64 = 0
-    private(set) var deregistrations: UInt64 = 0
-    private(set) var expirations: UInt64 = 0
+    var registrations: UInt64 = 0
+    var deregistrations: UInt64 = 0
+    var expirations: UInt64 = 0
+
+    /// Cluster mode (`attach(cluster:)`): the registry is a mirror of etcd; writes are judged
+    /// here and committed there (see `RegistryService+Cluster`).
+    var cluster: Cluster?
+    /// The write the handler running now proposed (or deferred, because one for the same
+    /// instance is still on its way): `whenCommitted` attaches its writer to it.
+    var currentWrite: ClusterStore.PendingWrite?
+    var currentDeferral: (service: String, id: String)?
 
     /// `loop` is nil only for tests that drive the service by hand (`endTurn`).
     init(registry: Registry, store: any ChangeStore, logger: Logger, loop: EventLoop?) {
@@ -80,6 +91,7 @@ final class RegistryService: DurableStateSource {
     // MARK: Writes
 
     func register(_ request: RegistrationRequest, now: Instant) -> RegisterOutcome {
+        if cluster != nil { return clusterRegister(request, now: now) }
         let outcome = registry.register(service: request.service, id: request.id, address: request.address,
                                         fields: request.fields, now: now)
         let id = request.id ?? request.address
@@ -97,6 +109,7 @@ final class RegistryService: DurableStateSource {
     }
 
     func heartbeat(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
+        if cluster != nil { return clusterHeartbeat(reference, now: now) }
         let outcome = registry.heartbeat(service: reference.service, id: reference.name, address: reference.namingAddress,
                                          status: reference.status, now: now)
         if case .done(true) = outcome, let status = reference.status {
@@ -107,6 +120,7 @@ final class RegistryService: DurableStateSource {
     }
 
     func setStatus(_ reference: InstanceReference, to status: InstanceStatus, now: Instant) -> InstanceOutcome {
+        if cluster != nil { return clusterSetStatus(reference, to: status, now: now) }
         let outcome = registry.setStatus(service: reference.service, id: reference.name, address: reference.namingAddress,
                                          status: status, now: now)
         if case .done(true) = outcome {
@@ -117,6 +131,7 @@ final class RegistryService: DurableStateSource {
     }
 
     func deregister(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
+        if cluster != nil { return clusterDeregister(reference, now: now) }
         let outcome = registry.deregister(service: reference.service, id: reference.name, address: reference.namingAddress, now: now)
         if case .done = outcome {
             deregistrations += 1
@@ -128,12 +143,18 @@ final class RegistryService: DurableStateSource {
 
     /// Whether changes of this turn still wait for the store: a writer must then wait too
     /// (`whenCommitted`) before it may be told its change is kept.
-    var hasUncommittedChanges: Bool { registry.pendingJournalCount > 0 }
+    var hasUncommittedChanges: Bool {
+        cluster == nil ? registry.pendingJournalCount > 0 : currentWrite != nil || currentDeferral != nil
+    }
 
     /// Calls `waiter` once this turn's changes are committed, or have failed and been taken
     /// back. A writer whose handler said "answer once committed" is answered from here.
     func whenCommitted(_ waiter: @escaping CommitWaiter) {
-        turnWaiters.append(waiter)
+        if cluster != nil {
+            attachClusterWaiter(waiter)
+        } else {
+            turnWaiters.append(waiter)
+        }
         loop?.scheduleEndOfTurn()
     }
 
@@ -174,7 +195,7 @@ final class RegistryService: DurableStateSource {
 
     // MARK: The end of a turn
 
-    private func noteWork() {
+    func noteWork() {
         if registry.hasOutput { loop?.scheduleEndOfTurn() }
     }
 
@@ -182,6 +203,7 @@ final class RegistryService: DurableStateSource {
     func endTurn(now: Instant) {
         logEvents(now: now)
         commitTurn(now: now)
+        cluster?.store.flush()
         distributeChanges()
         for step in upkeep { step() }
         // What the listeners did (reads finding expired instances) is for the next turn.
@@ -259,6 +281,10 @@ final class RegistryService: DurableStateSource {
     private func expiryTimerFired() {
         armedDeadline = nil
         let now = Clock.monotonicNow()
+        if cluster != nil {
+            proposeExpiries(now: now)
+            return
+        }
         if expireDue(now: now).moreDue {
             // Yield to the loop so that requests are served between batches.
             arm(at: now.nanoseconds, now: now)
@@ -267,13 +293,15 @@ final class RegistryService: DurableStateSource {
     }
 
     /// Makes sure the timer is armed no later than the registry's next deadline.
-    private func rearmExpiry(now: Instant) {
+    func rearmExpiry(now: Instant) {
+        // In a cluster only the leader expires.
+        if let cluster, !cluster.isLeader { return }
         guard let next = registry.nextDeadline?.nanoseconds else { return }
         if let armed = armedDeadline, armed <= next { return }
         arm(at: next, now: now)
     }
 
-    private func arm(at deadline: Int64, now: Instant) {
+    func arm(at deadline: Int64, now: Instant) {
         guard let expiryTimer else { return }
         // Round up to the microsecond so the timer never fires just before the deadline.
         let delay = max(0, deadline - now.nanoseconds)
@@ -286,11 +314,13 @@ final class RegistryService: DurableStateSource {
     /// The first stop signal came.
     func prepareToStop() {
         isDraining = true
+        cluster?.resign()
         store.prepareToStop()
     }
 
     /// After the loop: makes the store durable and closes it. False when that failed.
     func finish() -> Bool {
+        cluster?.stop()
         let synced = store.finish()
         if waitingWriters > 0 {
             // Their changes are in the store, which was just made durable; the writers, told

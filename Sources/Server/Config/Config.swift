@@ -1,3 +1,4 @@
+import Etcd
 import Registry
 
 /// Everything the server is told at start-up, built once from flags and the environment
@@ -66,6 +67,21 @@ struct Config: Equatable {
 
     static let defaultDataDirectory = "registry-data"
 
+    /// Cluster mode (`--etcd`): the members' client URLs; nil for a single registry.
+    var etcd: [EtcdEndpoint]?
+    /// Keeps several registries apart in one etcd: every key starts with it.
+    var etcdPrefix = "/service-registry/"
+    /// How this replica names itself to the others; nil: host name and port.
+    var replicaName: String?
+    /// How the other replicas reach this one; nil: http://HOST-NAME:PORT.
+    var advertiseURL: String?
+    /// The leader's etcd lease: a replica that dies is replaced within about this long.
+    var leaseTTL = 3
+    /// How long one request to an etcd member may take before the next member is tried.
+    var etcdTimeout: Duration = .seconds(3)
+    /// Whether `--data-dir` (or its variable) was given, which cluster mode refuses.
+    var dataDirectoryGiven = false
+
     /// When a change is on disk, relative to its acknowledgement.
     enum FsyncPolicy: String, CaseIterable {
         /// Acknowledged after its fsync (group commit: one fsync for every change waiting).
@@ -78,7 +94,7 @@ struct Config: Equatable {
 
     /// The data directory in use, or nil when persistence is off.
     var persistenceDirectory: String? {
-        inMemory ? nil : (dataDirectory ?? Self.defaultDataDirectory)
+        inMemory || etcd != nil ? nil : (dataDirectory ?? Self.defaultDataDirectory)
     }
 
     /// What went wrong with the command line or the environment, for a one-line message.
@@ -237,6 +253,7 @@ struct Config: Equatable {
             // The later of --data-dir and --in-memory wins (flags come after the environment).
             config.dataDirectory = value
             config.inMemory = false
+            config.dataDirectoryGiven = true
             return nil
         },
         Option(flag: "--in-memory", variable: "REGISTRY_IN_MEMORY", valueName: "",
@@ -261,6 +278,51 @@ struct Config: Equatable {
             guard let bytes = DecimalText.unsigned(value).map(Int.init), bytes >= 1024, bytes <= 1 << 40 else { return "must be an integer from 1024 to 1099511627776" }
             config.snapshotMinimumLogBytes = bytes
             return nil
+        },
+        Option(flag: "--etcd", variable: "REGISTRY_ETCD", valueName: "URLS",
+               help: "cluster mode: comma-separated client URLs of etcd members (http://10.0.0.1:2379,…); registrations live in etcd, every replica serves reads (see README)") { config, value in
+            do {
+                config.etcd = try EtcdEndpoint.list(parsing: value)
+            } catch {
+                return "must list etcd client URLs like http://127.0.0.1:2379 (\((error as? EtcdEndpoint.Invalid)?.message ?? "\(error)"))"
+            }
+            return nil
+        },
+        Option(flag: "--etcd-prefix", variable: "REGISTRY_ETCD_PREFIX", valueName: "PREFIX",
+               help: "the etcd key prefix of this registry, so that several share one etcd (default /service-registry/)") { config, value in
+            guard value.hasPrefix("/"), value.hasSuffix("/"), value.count >= 2, value.utf8.count <= 200,
+                  value.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+                return "must start and end with / and hold printable ASCII without spaces, e.g. /service-registry/"
+            }
+            config.etcdPrefix = value
+            return nil
+        },
+        Option(flag: "--replica-name", variable: "REGISTRY_REPLICA_NAME", valueName: "NAME",
+               help: "this replica's name in the cluster, unique among its replicas (default: host name and port)") { config, value in
+            guard !value.isEmpty, value.utf8.count <= 100,
+                  value.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0) }) else {
+                return "must be 1 to 100 letters, digits, '-', '_', '.' or ':'"
+            }
+            config.replicaName = value
+            return nil
+        },
+        Option(flag: "--advertise-url", variable: "REGISTRY_ADVERTISE_URL", valueName: "URL",
+               help: "how the other replicas and clients reach this one, http://HOST:PORT (default http://HOST-NAME:PORT)") { config, value in
+            guard value.hasPrefix("http://"), value.count > "http://".count, !value.dropFirst("http://".count).contains("/") else {
+                return "must be http://HOST:PORT with no path"
+            }
+            config.advertiseURL = value
+            return nil
+        },
+        Option(flag: "--lease-ttl", variable: "REGISTRY_LEASE_TTL", valueName: "SECONDS",
+               help: "the leader's etcd lease: when it dies another replica leads within about this long (whole seconds, 2 to 60; default 3)") { config, value in
+            guard let seconds = DecimalText.unsigned(value), seconds >= 2, seconds <= 60 else { return "must be a whole number of seconds from 2 to 60" }
+            config.leaseTTL = Int(seconds)
+            return nil
+        },
+        Option(flag: "--etcd-timeout", variable: "REGISTRY_ETCD_TIMEOUT", valueName: "SECONDS",
+               help: "how long one request to an etcd member may take before the next is tried; a write none commits in time gets 503 (default 3)") { config, value in
+            assignSeconds(value, minimum: 0.1, maximum: 60) { config.etcdTimeout = $0 }
         },
     ]
 
@@ -315,12 +377,16 @@ struct Config: Equatable {
                 + "(\(config.maximumTTL.secondsText)), since it is the TTL of instances that do not ask for one; raise --max-ttl or "
                 + "lower --heartbeat-timeout")
         }
+        if config.etcd != nil && config.dataDirectoryGiven {
+            throw Problem(message: "--etcd and --data-dir cannot go together: in cluster mode registrations live in etcd, not in a "
+                + "data directory; drop --data-dir (or REGISTRY_DATA_DIR), or drop --etcd to run a single registry")
+        }
         return .run(config)
     }
 
     var registryPolicy: RegistryPolicy {
         RegistryPolicy(heartbeatTimeout: heartbeatTimeout, minimumTTL: minimumTTL, maximumTTL: maximumTTL,
-                       expiryProtection: expiryProtection, journaling: persistenceDirectory != nil)
+                       expiryProtection: expiryProtection, journaling: etcd == nil && persistenceDirectory != nil, mirrored: etcd != nil)
     }
 
     static var usage: String {

@@ -138,7 +138,19 @@ final class HTTPFrontEnd {
 
     // MARK: Requests
 
-    private func handle(_ request: consuming PendingRequest) {
+    /// `attempt` counts the times a cluster write was judged again after losing to another
+    /// change of its instance (`CommitResult.retry`).
+    static let maxWriteAttempts = 4
+
+    /// On a replica's reads, as Consul's: milliseconds since etcd last answered this replica,
+    /// and whether it knows a leader (without one, nothing expires and the answer may be stale).
+    static func addClusterHeaders(_ response: inout Response, _ cluster: Cluster, now: Instant) {
+        let contact = cluster.store.lastContactMilliseconds(now: now).map(String.init) ?? "-1"
+        response.extraHeaders.append(("X-Registry-Last-Contact", contact))
+        response.extraHeaders.append(("X-Registry-Known-Leader", cluster.leadership.knowsLeader ? "true" : "false"))
+    }
+
+    private func handle(_ request: consuming PendingRequest, attempt: Int = 0) {
         let now = Clock.monotonicNow()
         let wallClock = Clock.wallNow()
         let entry = accessLog == nil ? nil : request.inspect { AccessLog.entry($0, start: now) }
@@ -191,6 +203,7 @@ final class HTTPFrontEnd {
         switch handling {
         case .respond(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
+            if let cluster = service.cluster, !method.isWrite { Self.addClusterHeaders(&response, cluster, now: now) }
             answer(request, response, route: route, method: method, entry: entry, start: now, timed: true)
         case .respondWhenCommitted(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
@@ -202,7 +215,17 @@ final class HTTPFrontEnd {
             let raw = request.park()
             service.whenCommitted { [self] result in
                 var reply = response
-                if case .failed(let message) = result { reply = .error(503, message) }
+                switch result {
+                case .committed: break
+                case .failed(let message): reply = .error(503, message)
+                case .retry:
+                    if attempt < Self.maxWriteAttempts {
+                        handle(PendingRequest(raw), attempt: attempt + 1)
+                        return
+                    }
+                    reply = .error(503, "the instance kept changing through other replicas while this write was judged "
+                        + "\(Self.maxWriteAttempts + 1) times; nothing was changed by it, retry")
+                }
                 PendingRequest.send(raw, reply)
                 account(reply, route: route, method: method, entry: entry, start: now, timed: true)
             }

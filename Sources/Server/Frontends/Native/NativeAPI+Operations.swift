@@ -11,9 +11,13 @@ extension NativeAPI {
     }
 
     func ready() -> Handling {
-        .respond(service.isDraining
-            ? .status(503, "draining", "the registry is shutting down; send requests to another instance")
-            : .status(200, "ready", "serving"))
+        if service.isDraining {
+            return .respond(.status(503, "draining", "the registry is shutting down; send requests to another instance"))
+        }
+        if let cluster, !cluster.store.isLoaded {
+            return .respond(.status(503, "loading", "this replica has not yet read the registry from etcd; it serves once it has"))
+        }
+        return .respond(.status(200, "ready", "serving"))
     }
 
     func metrics() -> Handling {

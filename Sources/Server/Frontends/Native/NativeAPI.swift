@@ -18,6 +18,9 @@ final class NativeAPI {
     /// The `/services` answer, kept up to date change by change.
     let listing = ServicesListing()
 
+    /// Cluster mode's parts (`--etcd`); nil for a single registry.
+    var cluster: Cluster?
+
     /// Renders `/metrics`; set by whoever holds the figures (most live outside this API).
     var metricsExposition: (() -> [UInt8])?
 
@@ -70,6 +73,10 @@ final class NativeAPI {
             Route(template: "/health", methods: reads, frontEnd: .native, permission: .none) { [self] in health($0) },
             Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [self] _ in ready() },
             Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .none) { [self] _ in metrics() },
+            Route(template: "/cluster", methods: reads, frontEnd: .native, permission: .read) { [self] in clusterState($0) },
+            Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .write) { [self] in
+                clusterHeartbeats($0)
+            },
         ]
     }
 

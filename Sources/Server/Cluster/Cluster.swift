@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Etcd
+import Registry
+
+/// Cluster mode's parts, wired to one replica's service: the store (mirror and writes),
+/// the election and the heartbeat relay; and what `/cluster` and `/metrics` report.
+final class Cluster {
+    let client: EtcdClient
+    let store: ClusterStore
+    let leadership: Leadership
+    let relay: HeartbeatRelay
+    let prefix: String
+    private let loop: EventLoop
+    private let logger: Logger
+    private var healthTimer: LoopTimer?
+
+    /// The last answer of each member to `/v3/maintenance/status`, refreshed every 5 s.
+    struct MemberHealth {
+        var endpoint: EtcdEndpoint
+        var status: MemberStatus?
+        var error: String?
+        var checkedAt: Instant?
+    }
+    private(set) var members: [MemberHealth]
+
+    init(config: Config, endpoints: [EtcdEndpoint], port: UInt16, loop: EventLoop, logger: Logger) {
+        let host = Self.hostName()
+        // Listening on one address: that is how others reach it; on all of them, by host name.
+        let listening = ["0.0.0.0", "::", "[::]"].contains(config.host) ? host : config.host
+        let name = config.replicaName ?? "\(host):\(port)"
+        let url = config.advertiseURL ?? (listening.contains(":") ? "http://[\(listening)]:\(port)" : "http://\(listening):\(port)")
+        client = EtcdClient(endpoints: endpoints, base: loop.base, requestTimeout: config.etcdTimeout)
+        prefix = config.etcdPrefix
+        let offset = Clock.wallNow() - Clock.monotonicNow().nanoseconds
+        store = ClusterStore(client: client, prefix: config.etcdPrefix, loop: loop, logger: logger, wallClockOffset: offset)
+        leadership = Leadership(me: Leadership.Replica(name: name, url: url), client: client, keys: store.keys, ttl: config.leaseTTL,
+                                loop: loop, logger: logger)
+        relay = HeartbeatRelay(loop: loop, logger: logger)
+        relay.dns = client.dns
+        self.loop = loop
+        self.logger = logger
+        members = endpoints.map { MemberHealth(endpoint: $0) }
+        client.onFailover = { [logger] from, to, why in
+            logger.warn("etcd_failover", ["from": from.description, "to": to.description, "error": why.message])
+        }
+    }
+
+    /// Connects the parts to `service` and starts them: the first read, the watch, the lease.
+    func start(service: RegistryService) {
+        store.onLoad = { [unowned service] states, index, revision in service.loadCommitted(states, index: index, revision: revision) }
+        store.onChanges = { [unowned service] changes in service.applyCommitted(changes) }
+        store.onLeaderKey = { [unowned self] kv in leadership.leaderKeyChanged(kv) }
+        store.onReplicaKey = { [unowned self] name, kv in leadership.replicaKeyChanged(name: name, kv) }
+        store.leaderGuard = { [unowned self] in leadership.leaderGuard }
+        leadership.onRoleChange = { [unowned self, unowned service] role in
+            if role == .leader { relay.forget() }
+            service.roleChanged(leading: role == .leader)
+        }
+        relay.leaderURL = { [unowned self] in
+            guard leadership.role == .follower, let leader = leadership.leader, leader != leadership.me else { return nil }
+            return leader.url
+        }
+        service.attach(cluster: self)
+        store.start()
+        leadership.start()
+        relay.start()
+        healthTimer = loop.timer(persistent: true) { [unowned self] in checkMembers() }
+        healthTimer?.schedule(after: .seconds(5))
+        checkMembers()
+    }
+
+    var isLeader: Bool { leadership.role == .leader }
+
+    private func checkMembers() {
+        for index in members.indices {
+            client.status(of: index) { [weak self] result in
+                guard let self else { return }
+                members[index].checkedAt = Clock.monotonicNow()
+                switch result {
+                case .success(let status):
+                    members[index].status = status
+                    members[index].error = status.errors.isEmpty ? nil : status.errors.joined(separator: "; ")
+                case .failure(let error):
+                    members[index].status = nil
+                    members[index].error = error.message
+                }
+            }
+        }
+    }
+
+    /// Stopping: give up the lease (another replica leads at once) and close the watch.
+    func resign() {
+        leadership.resign()
+    }
+
+    func stop() {
+        store.stop()
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        let name = String(cString: buffer)
+        return name.isEmpty ? "localhost" : name
+    }
+}

@@ -1,0 +1,102 @@
+import JSON
+import Registry
+import RegistryClient
+
+/// Heartbeats never go to etcd. Every replica answers the heartbeats it receives from its
+/// own mirror, and a follower tells the leader, about once a second, which instances
+/// heartbeated and how long ago (`POST /cluster/heartbeats` on the leader, one request for
+/// all of them, over one kept-alive connection); the leader renews their deadlines with
+/// those times. So expiry, which only the leader decides, sees every replica's heartbeats
+/// about a second late at most, and a follower adds no round trip to a heartbeat.
+final class HeartbeatRelay {
+    private let loop: EventLoop
+    private let logger: Logger
+    /// The resolver for the leader's host name (never a blocking lookup on the loop).
+    var dns: OpaquePointer?
+    private var seen: [String: (service: String, id: String, at: Instant)] = [:]
+    private var connection: RegistryConnection?
+    private var connectedTo: String?
+    private var inFlight = false
+    private var timer: LoopTimer?
+    private var failureLog = LogThrottle(interval: .seconds(10))
+    /// The leader's URL when another replica leads; nil when this one does or none is known.
+    var leaderURL: (() -> String?)?
+    private(set) var reportsSent: UInt64 = 0
+    private(set) var reportFailures: UInt64 = 0
+
+    init(loop: EventLoop, logger: Logger) {
+        self.loop = loop
+        self.logger = logger
+    }
+
+    func start() {
+        timer = loop.timer(persistent: true) { [unowned self] in report() }
+        timer?.schedule(after: .seconds(1))
+    }
+
+    /// A heartbeat this replica took; reported unless this replica leads.
+    func note(service: String, id: String, now: Instant) {
+        seen[service + "/" + id] = (service, id, now)
+    }
+
+    /// This replica leads: what it takes it renews itself.
+    func forget() { seen.removeAll() }
+
+    var pending: Int { seen.count }
+
+    private func report() {
+        guard !inFlight, !seen.isEmpty, let url = leaderURL?() else {
+            return
+        }
+        if connectedTo != url {
+            guard let parsed = try? RegistryURL(parsing: url) else {
+                if failureLog.admit(now: Clock.monotonicNow()) != nil {
+                    logger.warn("leader_url_invalid", ["url": url, "note": "the leader advertises a URL this replica cannot use; fix its --advertise-url"])
+                }
+                return
+            }
+            connection = RegistryConnection(url: parsed, base: loop.base, dns: dns, timeout: .seconds(2))
+            connectedTo = url
+        }
+        let now = Clock.monotonicNow()
+        var json = JSONWriter(capacity: 64 + seen.count * 48)
+        json.raw("{\"heartbeats\":[")
+        var first = true
+        let batch = seen
+        for entry in batch.values {
+            if !first { json.raw(",") }
+            first = false
+            json.raw("{\"service\":")
+            json.string(entry.service)
+            json.raw(",\"id\":")
+            json.string(entry.id)
+            json.raw(",\"age_ms\":")
+            json.integer(max(0, now.duration(since: entry.at).wholeNanoseconds / 1_000_000))
+            json.raw("}")
+        }
+        json.raw("]}")
+        seen.removeAll(keepingCapacity: true)
+        inFlight = true
+        connection?.send(.post, "/cluster/heartbeats", body: json.bytes) { [unowned self] result in
+            inFlight = false
+            switch result {
+            case .success(let reply) where reply.status == 200:
+                reportsSent += 1
+            case .success(let reply):
+                reportFailed(batch, "the leader answered \(reply.status)")
+            case .failure(let failure):
+                reportFailed(batch, failure.message)
+            }
+        }
+    }
+
+    /// Kept for the next report, unless newer ones came meanwhile.
+    private func reportFailed(_ batch: [String: (service: String, id: String, at: Instant)], _ why: String) {
+        reportFailures += 1
+        for (key, entry) in batch where seen[key] == nil { seen[key] = entry }
+        if let suppressed = failureLog.admit(now: Clock.monotonicNow()) {
+            logger.warn("heartbeat_report_failed", ["leader": connectedTo ?? "?", "error": why, "instances": batch.count,
+                                                    "reports_not_logged": suppressed])
+        }
+    }
+}

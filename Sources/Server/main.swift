@@ -92,7 +92,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     }
     api.metricsExposition = { [unowned service, unowned hub, unowned http] in
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount,
-                                           store: store.stats, transport: http.transportStats))
+                                           store: store.stats, transport: http.transportStats, cluster: cluster))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: [http], heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
                               shutdownGrace: config.shutdownGrace, logger: logger)

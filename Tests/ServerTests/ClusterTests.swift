@@ -156,6 +156,14 @@ struct ClusterTests {
         #expect((state["replica"] as? [String: Any])?["role"] as? String == "follower")
         let members = (state["etcd"] as? [String: Any])?["members"] as? [[String: Any]] ?? []
         #expect(members.count == 3)
+
+        // Metrics: the leader says it leads; promtool finds nothing wrong.
+        let metrics = try replicas.request(leader, "GET", "/metrics")
+        #expect(metrics.text.contains("registry_cluster_leader 1\n"))
+        #expect(metrics.text.contains("registry_cluster_known_leader 1\n"))
+        #expect(try replicas.request(followers[0], "GET", "/metrics").text.contains("registry_cluster_leader 0\n"))
+        let findings = try LiveOperabilityTests.promtoolFindings(metrics.body)
+        #expect(findings.isEmpty, "\(findings)")
     }
 
     @Test func clusterModeRefusesADataDirectory() throws {

@@ -73,6 +73,9 @@ final class Cluster {
 
     var isLeader: Bool { leadership.role == .leader }
 
+    /// The newest revision any member reported in its last status.
+    var newestKnownRevision: Int64 { members.compactMap { $0.status?.header.revision }.max() ?? 0 }
+
     private func checkMembers() {
         for index in members.indices {
             client.status(of: index) { [weak self] result in

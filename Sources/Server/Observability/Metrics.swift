@@ -32,6 +32,7 @@ final class Metrics {
         var streams = 0
         var store: StoreStats?
         var transport = Transport.Stats()
+        var cluster: Cluster?
     }
 
     init(routeLabels: [String]) {
@@ -140,6 +141,32 @@ final class Metrics {
             single("registry_persistence_write_errors_total", "counter", "Log writes that failed (their changes were answered 503 and not applied).", String(stats.writeErrors))
             single("registry_persistence_snapshots_total", "counter", "Snapshots written.", String(stats.snapshots))
             single("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).", String(stats.snapshotFailures))
+        }
+
+        single("registry_cluster_mode", "gauge", "1 in cluster mode (--etcd), 0 for a single registry.", figures.cluster == nil ? "0" : "1")
+        if let cluster = figures.cluster {
+            let stats = cluster.store.stats
+            let now = Clock.monotonicNow()
+            single("registry_cluster_leader", "gauge", "1 while this replica leads (it alone expires instances).", cluster.isLeader ? "1" : "0")
+            single("registry_cluster_known_leader", "gauge", "1 while this replica knows a leader and has heard from etcd's quorum within the lease TTL.",
+                   cluster.leadership.knowsLeader ? "1" : "0")
+            single("registry_cluster_leader_changes_total", "counter", "Leaders this replica has seen take over (itself included).", String(cluster.leadership.leaderChanges))
+            single("registry_etcd_last_contact_seconds", "gauge", "Seconds since etcd's quorum last answered this replica (-1: never).",
+                   cluster.store.lastContact.map { format(Double(now.duration(since: $0).wholeNanoseconds) / 1e9) } ?? "-1")
+            single("registry_etcd_applied_revision", "gauge", "The etcd revision this replica's mirror has applied.", String(cluster.store.appliedRevision))
+            single("registry_cluster_mirror_lag_revisions", "gauge", "etcd's newest revision (as its members last said, every 5 s) less the one applied here.",
+                   String(max(0, cluster.newestKnownRevision - cluster.store.appliedRevision)))
+            family("registry_etcd_transaction_duration_seconds", "summary", "etcd transactions this replica sent (a loop turn's writes go in one).")
+            sample("registry_etcd_transaction_duration_seconds_sum", format(stats.transactionSeconds))
+            sample("registry_etcd_transaction_duration_seconds_count", String(stats.transactions))
+            single("registry_etcd_proposals_total", "counter", "Instance changes sent to etcd in those transactions.", String(stats.operations))
+            single("registry_etcd_write_conflicts_total", "counter", "Transactions refused because an instance changed through another replica first (their writes are judged again).", String(stats.conflicts))
+            single("registry_etcd_write_failures_total", "counter", "Transactions etcd did not take (their writes were answered 503).", String(stats.failures))
+            single("registry_etcd_watch_restarts_total", "counter", "Times the watch stream ended and was opened again.", String(stats.watchRestarts))
+            single("registry_etcd_reloads_total", "counter", "Whole reads of the store after etcd compacted past the watch.", String(stats.reloads))
+            family("registry_cluster_heartbeat_reports_total", "counter", "Follower reports of the heartbeats it took, sent to the leader.")
+            sample("registry_cluster_heartbeat_reports_total", [("outcome", "sent")], String(cluster.relay.reportsSent))
+            sample("registry_cluster_heartbeat_reports_total", [("outcome", "failed")], String(cluster.relay.reportFailures))
         }
 
         let process = ProcessFigures.read()

@@ -6,6 +6,11 @@ import JSON
 
 /// One keep-alive HTTP connection to a registry, on libevent's HTTP client.
 ///
+/// Given several URLs (the replicas of a cluster, `REGISTRY_URL=http://a:5001,http://b:5001`),
+/// a request that finds its registry unreachable, or answered 503 (draining, no etcd
+/// quorum, loading), moves to the next one, each tried once per request; later requests
+/// start from the one that answered. A stream moves only when it could not connect.
+///
 /// Two ways to use it:
 /// - `call(_:_:body:)` sends a request and waits for the answer, running a private event
 ///   base (for command-line tools);
@@ -46,18 +51,28 @@ public final class RegistryConnection {
         public let message: String
     }
 
-    public let url: RegistryURL
+    /// The registry requests go to now.
+    public var url: RegistryURL { urls[current] }
+    public let urls: [RegistryURL]
+    private var current = 0
     private let base: OpaquePointer
     private let ownsBase: Bool
     private let timeout: Duration
-    private var connection: OpaquePointer?
+    /// One kept-alive connection per URL, made when first needed.
+    private var connections: [OpaquePointer?]
     /// libevent's asynchronous resolver, for a caller whose loop must never block; nil
     /// resolves host names with a blocking call (fine for a command-line tool).
     private let dns: OpaquePointer?
 
     /// A connection with its own event base, for `call` and `follow`.
-    public init(url: RegistryURL, timeout: Duration = .seconds(5)) {
-        self.url = url
+    public convenience init(url: RegistryURL, timeout: Duration = .seconds(5)) {
+        self.init(urls: [url], timeout: timeout)
+    }
+
+    public init(urls: [RegistryURL], timeout: Duration = .seconds(5)) {
+        precondition(!urls.isEmpty, "a registry connection needs a URL")
+        self.urls = urls
+        connections = Array(repeating: nil, count: urls.count)
         self.timeout = timeout
         let config = event_config_new()
         event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
@@ -69,8 +84,14 @@ public final class RegistryConnection {
     }
 
     /// A connection on the caller's event base, for `send`; the caller runs the loop.
-    public init(url: RegistryURL, base: OpaquePointer, dns: OpaquePointer? = nil, timeout: Duration = .seconds(5)) {
-        self.url = url
+    public convenience init(url: RegistryURL, base: OpaquePointer, dns: OpaquePointer? = nil, timeout: Duration = .seconds(5)) {
+        self.init(urls: [url], base: base, dns: dns, timeout: timeout)
+    }
+
+    public init(urls: [RegistryURL], base: OpaquePointer, dns: OpaquePointer? = nil, timeout: Duration = .seconds(5)) {
+        precondition(!urls.isEmpty, "a registry connection needs a URL")
+        self.urls = urls
+        connections = Array(repeating: nil, count: urls.count)
         self.base = base
         self.dns = dns
         self.timeout = timeout
@@ -78,7 +99,7 @@ public final class RegistryConnection {
     }
 
     deinit {
-        if let connection { evhttp_connection_free(connection) }
+        for case let connection? in connections { evhttp_connection_free(connection) }
         if ownsBase { event_base_free(base) }
     }
 
@@ -89,6 +110,36 @@ public final class RegistryConnection {
     /// the reply's body stays empty.
     public func send(_ method: Method, _ path: String, body: [UInt8]? = nil, streaming: Bool = false,
                      onChunk: (([UInt8]) -> Void)? = nil, completion: @escaping (Result<Reply, Failure>) -> Void) {
+        attempt(method, path, body: body, streaming: streaming, onChunk: onChunk, triesLeft: urls.count, completion: completion)
+    }
+
+    private func attempt(_ method: Method, _ path: String, body: [UInt8]?, streaming: Bool, onChunk: (([UInt8]) -> Void)?,
+                         triesLeft: Int, completion: @escaping (Result<Reply, Failure>) -> Void) {
+        let tried = current
+        sendOnce(method, path, body: body, streaming: streaming, onChunk: onChunk) { [weak self] result in
+            guard let self, triesLeft > 1, self.shouldMoveOn(result, streaming: streaming) else {
+                completion(result)
+                return
+            }
+            if current == tried { moveToNext() }
+            attempt(method, path, body: body, streaming: streaming, onChunk: onChunk, triesLeft: triesLeft - 1, completion: completion)
+        }
+    }
+
+    /// An unreachable registry, or one that answered 503; a stream only when it could not connect.
+    private func shouldMoveOn(_ result: Result<Reply, Failure>, streaming: Bool) -> Bool {
+        switch result {
+        case .failure(let failure): return failure.kind == .unreachable || (!streaming && failure.kind == .timedOut)
+        case .success(let reply): return !streaming && reply.status == 503
+        }
+    }
+
+    private func moveToNext() {
+        current = (current + 1) % urls.count
+    }
+
+    private func sendOnce(_ method: Method, _ path: String, body: [UInt8]?, streaming: Bool,
+                          onChunk: (([UInt8]) -> Void)?, completion: @escaping (Result<Reply, Failure>) -> Void) {
         let call = PendingCall(url: url, completion: completion, onChunk: onChunk)
         let context = Unmanaged.passRetained(call).toOpaque()
         guard let request = evhttp_request_new({ request, context in
@@ -159,7 +210,7 @@ public final class RegistryConnection {
     /// The keep-alive connection for ordinary requests; a stream gets one of its own with no
     /// read timeout but the registry's keep-alives.
     private func connectionForRequests(streaming: Bool) -> OpaquePointer {
-        if !streaming, let connection { return connection }
+        if !streaming, let connection = connections[current] { return connection }
         guard let made = evhttp_connection_base_new(base, dns, url.host, url.port) else {
             fatalError("cannot create an HTTP connection")
         }
@@ -168,7 +219,7 @@ public final class RegistryConnection {
         var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
         evhttp_connection_set_timeout_tv(made, &interval)
         evhttp_connection_set_retries(made, 0)
-        if !streaming { connection = made }
+        if !streaming { connections[current] = made }
         return made
     }
 }

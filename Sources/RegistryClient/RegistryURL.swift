@@ -51,6 +51,18 @@ public struct RegistryURL: Equatable, Sendable, CustomStringConvertible {
         self.init(host: String(host), port: port)
     }
 
+    /// A comma-separated list (the replicas of a cluster), in order, without repeats.
+    public static func list(parsing text: String) throws(Invalid) -> [RegistryURL] {
+        var urls: [RegistryURL] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let trimmed = part.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()
+            let url = try RegistryURL(parsing: String(trimmed))
+            if !urls.contains(url) { urls.append(url) }
+        }
+        guard !urls.isEmpty else { throw Invalid(message: "no registry URL given") }
+        return urls
+    }
+
     public var description: String {
         host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
     }

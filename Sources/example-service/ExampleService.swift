@@ -30,7 +30,7 @@ final class ExampleService {
         let message: String
     }
 
-    init(name: String, host: String, port: UInt16, address: String, registryURL: RegistryURL, interval: Duration) throws(StartError) {
+    init(name: String, host: String, port: UInt16, address: String, registryURLs: [RegistryURL], interval: Duration) throws(StartError) {
         self.name = name
         self.host = host
         self.port = port
@@ -40,7 +40,7 @@ final class ExampleService {
         self.base = base
         guard let http = evhttp_new(base) else { throw StartError(message: "cannot create an HTTP server") }
         self.http = http
-        registry = RegistryConnection(url: registryURL, base: base, timeout: .seconds(3))
+        registry = RegistryConnection(urls: registryURLs, base: base, timeout: .seconds(3))
         guard evhttp_bind_socket(http, host, port) == 0 else {
             throw StartError(message: "cannot listen on \(host):\(port): \(String(cString: strerror(errno))); choose another PORT or --host")
         }
@@ -62,7 +62,7 @@ final class ExampleService {
     }
 
     func run() {
-        log("starting", "\(name) on \(host):\(port), registering as \(address) with \(registry.url)")
+        log("starting", "\(name) on \(host):\(port), registering as \(address) with \(registry.urls.map(\.description).joined(separator: ","))")
         register()
         event_base_dispatch(base)
         log("stopped", "\(name) served \(requestsServed) requests")

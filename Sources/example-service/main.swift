@@ -14,7 +14,8 @@ Usage: example-service [--host ADDRESS] NAME PORT   serve on PORT and join the r
                       container, 0.0.0.0 so that other containers reach it); also SERVICE_HOST
 
 Environment:
-  REGISTRY_URL        the registry (default http://localhost:5001)
+  REGISTRY_URL        the registry (default http://localhost:5001); several, comma-separated
+                      (a cluster's replicas), are tried in turn when one fails
   SERVICE_ADDRESS     the address to register (default http://localhost:PORT; in Kubernetes,
                       http://$(POD_IP):PORT)
   HEARTBEAT_INTERVAL  seconds between heartbeats (default 10)
@@ -40,8 +41,9 @@ func text(_ value: JSONValue?) -> String {
 }
 
 /// The seed's `example_service.py demo`: health, services, and one round-robin pick for each.
-func demo(_ url: RegistryURL) -> Int32 {
-    let connection = RegistryConnection(url: url)
+func demo(_ urls: [RegistryURL]) -> Int32 {
+    let connection = RegistryConnection(urls: urls)
+    let url = connection.url
     do {
         let health = try connection.call(.get, "/health")
         print("Registry at \(url): \(text(health.json?[member: "status"]))")
@@ -86,9 +88,9 @@ func main() -> Int32 {
             return 2
         }
     }
-    let url: RegistryURL
+    let url: [RegistryURL]
     do {
-        url = try RegistryURL(parsing: environment("REGISTRY_URL") ?? "http://localhost:5001")
+        url = try RegistryURL.list(parsing: environment("REGISTRY_URL") ?? "http://localhost:5001")
     } catch {
         printError("example-service: REGISTRY_URL: \(error.message)")
         return 2
@@ -117,7 +119,7 @@ func main() -> Int32 {
     do {
         let service = try ExampleService(name: arguments[0], host: host, port: port,
                                          address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",
-                                         registryURL: url, interval: interval)
+                                         registryURLs: url, interval: interval)
         service.run()
         return 0
     } catch {

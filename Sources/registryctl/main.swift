@@ -7,7 +7,9 @@ import RegistryWire
 let usage = """
 Usage: registryctl [--registry URL] [--json] [--timeout SECONDS] COMMAND …
 
-Talks to a service registry (default http://localhost:5001, or REGISTRY_URL).
+Talks to a service registry (default http://localhost:5001, or REGISTRY_URL). Several URLs,
+comma-separated (a cluster's replicas), are tried in turn when one cannot be reached or
+answers 503.
 
 Commands:
   register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z]
@@ -103,14 +105,14 @@ func main() -> Int32 {
         print("registryctl \(RegistryVersion.text)")
         return ExitCode.ok
     }
-    let url: RegistryURL
+    let urls: [RegistryURL]
     do {
-        url = try RegistryURL(parsing: registryText)
+        urls = try RegistryURL.list(parsing: registryText)
     } catch {
         printError("registryctl: --registry/REGISTRY_URL: \(error.message)")
         return ExitCode.usage
     }
-    let context = Context(connection: RegistryConnection(url: url, timeout: timeout), json: json)
+    let context = Context(connection: RegistryConnection(urls: urls, timeout: timeout), json: json)
     let rest = words.dropFirst()
     do throws(Arguments.Problem) {
         switch command {

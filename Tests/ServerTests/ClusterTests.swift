@@ -164,6 +164,22 @@ struct ClusterTests {
         #expect(try replicas.request(followers[0], "GET", "/metrics").text.contains("registry_cluster_leader 0\n"))
         let findings = try LiveOperabilityTests.promtoolFindings(metrics.body)
         #expect(findings.isEmpty, "\(findings)")
+
+        // A follower dies: nothing is lost, and a client given every replica moves on.
+        replicas.kill(followers[0])
+        let urls = ([followers[0], leader, followers[1]]).map { "http://127.0.0.1:\(replicas.port($0))" }.joined(separator: ",")
+        let ctl = Process()
+        ctl.executableURL = RegistryProcess.binaryURL.deletingLastPathComponent().appendingPathComponent("registryctl")
+        ctl.arguments = ["--json", "discover", "api", "--status", "any"]
+        ctl.environment = ["REGISTRY_URL": urls]
+        let out = Pipe()
+        ctl.standardOutput = out
+        ctl.standardError = out
+        try ctl.run()
+        let shown = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ctl.waitUntilExit()
+        #expect(ctl.terminationStatus == 0, "\(shown)")
+        #expect(shown.contains("http://a:1"), "\(shown)")
     }
 
     @Test func clusterModeRefusesADataDirectory() throws {

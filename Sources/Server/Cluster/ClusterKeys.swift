@@ -56,40 +56,49 @@ struct ClusterKeys {
 }
 
 /// An instance's durable state as the JSON value of its etcd key, readable with `etcdctl get`:
-/// `{"service","id","address","tags","metadata","weight","zone","status","ttl_ns","registered_at_ms"}`.
-/// The registration time is wall-clock milliseconds (each replica has its own monotonic
-/// clock); `ttl_ns` is absent for the server's heartbeat timeout.
+/// `{"address","tags","metadata","weight","zone","status","ttl_ns","registered_at_ms"}`; the
+/// service and id are the key's. Fields at their defaults are left out (no tags, no metadata,
+/// weight 100, no zone, status UP, the server's heartbeat timeout): every byte is encoded
+/// again by etcd's gateway for each replica's watch, which is most of a write's cost. The
+/// registration time is wall-clock milliseconds (each replica has its own monotonic clock).
 enum InstanceCodec {
     static func encode(_ state: InstanceState, wallClockOffset: Int64) -> [UInt8] {
-        var json = JSONWriter(capacity: 256)
-        json.raw("{\"service\":")
-        json.string(state.service)
-        json.raw(",\"id\":")
-        json.string(state.id)
-        json.raw(",\"address\":")
-        json.string(state.attributes.address)
-        json.raw(",\"tags\":[")
-        for (index, tag) in state.attributes.tags.enumerated() {
-            if index > 0 { json.raw(",") }
-            json.string(tag)
+        let attributes = state.attributes
+        var json = JSONWriter(capacity: 96)
+        json.raw("{\"address\":")
+        json.string(attributes.address)
+        if !attributes.tags.isEmpty {
+            json.raw(",\"tags\":[")
+            for (index, tag) in attributes.tags.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.string(tag)
+            }
+            json.raw("]")
         }
-        json.raw("],\"metadata\":{")
-        for (index, entry) in state.attributes.metadata.enumerated() {
-            if index > 0 { json.raw(",") }
-            json.string(entry.key)
-            json.raw(":")
-            json.string(entry.value)
+        if !attributes.metadata.isEmpty {
+            json.raw(",\"metadata\":{")
+            for (index, entry) in attributes.metadata.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.string(entry.key)
+                json.raw(":")
+                json.string(entry.value)
+            }
+            json.raw("}")
         }
-        json.raw("},\"weight\":")
-        json.integer(state.attributes.weight)
-        if let zone = state.attributes.zone {
+        if attributes.weight != InstanceAttributes.defaultWeight {
+            json.raw(",\"weight\":")
+            json.integer(attributes.weight)
+        }
+        if let zone = attributes.zone {
             json.raw(",\"zone\":")
             json.string(zone)
         }
-        json.raw(",\"status\":\"")
-        json.raw(state.attributes.status.rawValue)
-        json.raw("\"")
-        if let ttl = state.attributes.ttl {
+        if attributes.status != .up {
+            json.raw(",\"status\":\"")
+            json.raw(attributes.status.rawValue)
+            json.raw("\"")
+        }
+        if let ttl = attributes.ttl {
             json.raw(",\"ttl_ns\":")
             json.integer(ttl.wholeNanoseconds)
         }
@@ -104,7 +113,7 @@ enum InstanceCodec {
     }
 
     /// `wallClockOffset` is wall-clock minus monotonic nanoseconds on this replica.
-    static func decode(_ bytes: [UInt8], wallClockOffset: Int64) throws(Malformed) -> InstanceState {
+    static func decode(_ bytes: [UInt8], service: String, id: String, wallClockOffset: Int64) throws(Malformed) -> InstanceState {
         let json: JSONValue
         do {
             json = try JSONParser.parse(bytes)
@@ -119,8 +128,6 @@ enum InstanceCodec {
             guard case .number(let value)? = json[member: name] else { return nil }
             return Int64(exactly: value)
         }
-        let service = try string("service")
-        let id = try string("id")
         var attributes = InstanceAttributes(address: try string("address"))
         if case .array(let tags)? = json[member: "tags"] {
             attributes.tags = tags.compactMap { if case .string(let tag) = $0 { return tag } else { return nil } }
@@ -132,8 +139,10 @@ enum InstanceCodec {
         }
         if let weight = integer("weight") { attributes.weight = Int(weight) }
         if case .string(let zone)? = json[member: "zone"] { attributes.zone = zone }
-        guard let status = InstanceStatus(rawValue: try string("status")) else { throw Malformed(message: "an unknown status") }
-        attributes.status = status
+        if case .string(let text)? = json[member: "status"] {
+            guard let status = InstanceStatus(rawValue: text) else { throw Malformed(message: "an unknown status '\(text)'") }
+            attributes.status = status
+        }
         if let ttl = integer("ttl_ns") { attributes.ttl = .nanoseconds(ttl) }
         let registeredMillis = integer("registered_at_ms") ?? 0
         return InstanceState(service: service, id: id, attributes: attributes,

@@ -138,8 +138,8 @@ final class ClusterStore {
                     let at = revision > 0 ? revision : response.header.revision
                     for kv in response.kvs {
                         switch keys.classify(kv.key) {
-                        case .instance:
-                            if let state = decode(kv) { states.append((state, UInt64(kv.modRevision))) }
+                        case .instance(let service, let id):
+                            if let state = decode(kv, service: service, id: id) { states.append((state, UInt64(kv.modRevision))) }
                         case .lastChange: marker = kv.modRevision
                         case .leader: leader = kv
                         case .replica(let name): replicas[name] = kv
@@ -187,7 +187,7 @@ final class ClusterStore {
             case .instance(let service, let id):
                 if event.kind == .delete {
                     changes.append((.remove(service: service, id: id), UInt64(event.kv.modRevision)))
-                } else if let state = decode(event.kv) {
+                } else if let state = decode(event.kv, service: service, id: id) {
                     changes.append((.put(state), UInt64(event.kv.modRevision)))
                 }
             case .leader:
@@ -234,9 +234,9 @@ final class ClusterStore {
         }
     }
 
-    private func decode(_ kv: KeyValue) -> InstanceState? {
+    private func decode(_ kv: KeyValue, service: String, id: String) -> InstanceState? {
         do {
-            return try InstanceCodec.decode(kv.value, wallClockOffset: wallClockOffset)
+            return try InstanceCodec.decode(kv.value, service: service, id: id, wallClockOffset: wallClockOffset)
         } catch {
             logger.warn("etcd_value_skipped", ["key": kv.keyText, "error": error.message,
                                                "note": "the key does not hold an instance this registry wrote; delete or fix it with etcdctl"])

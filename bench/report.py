@@ -24,6 +24,9 @@ BASELINE_TITLES = {"bare": "bare evhttp", "nginx": "nginx", "etcd": "etcd"}
 
 # scenario -> [(measure, baseline, op, threshold)]: declared in bench/scenarios.py.
 THROUGHPUT_TARGETS = scenarios.throughput_targets()
+CLUSTER_TARGETS = scenarios.cluster_targets()
+# The leader's SIGKILL to the first heartbeat the new leader accepts: lease TTL (3 s) + 1 s.
+MAX_FAILOVER_MS = 4000
 # run.sh --compare: this tree's registry against REV's, per throughput scenario.
 MIN_COMPARE_RATIO = 0.95
 
@@ -309,6 +312,53 @@ def durability_rows(records, verdicts, notes):
     return rows
 
 
+def cluster_rows(records, verdicts, notes):
+    """Each cluster scenario's servers side by side (req/s medians), and the ratios its
+    targets name; the failover kills' times."""
+    by_scenario = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["kind"] == "wrk" and r["scenario"] in CLUSTER_TARGETS and r["round"] > 0:
+            by_scenario[r["scenario"]][r["server"]][r["round"]] = r["result"]
+    rows = []
+    for scenario, targets in CLUSTER_TARGETS.items():
+        runs = by_scenario.get(scenario)
+        if not runs:
+            continue
+        failures = []
+        for server, rounds in sorted(runs.items()):
+            for round_number, result in sorted(rounds.items()):
+                if run_errors(result):
+                    failures.append(f"{server} errors")
+                    notes.append(f"{scenario}, {server}, round {round_number}: {result['errors_status']} non-2xx, "
+                                 f"{result['errors_timeout']} timeouts")
+        measured = ", ".join(f"{server} {fmt_rps(median_or_none([r['rps'] for r in rounds.values()]))} req/s"
+                             for server, rounds in runs.items())
+        texts, details = [], []
+        for server, baseline, op, threshold in targets:
+            common = sorted(set(runs.get(server, {})) & set(runs.get(baseline, {})))
+            ratio = median_or_none([runs[server][n]["rps"] / runs[baseline][n]["rps"] for n in common
+                                    if runs[baseline][n]["rps"]])
+            texts.append(f"{server} ≥ {threshold}× {baseline}")
+            details.append(f"{server} {fmt_ratio(ratio)} {baseline}")
+            if ratio is None or ratio < threshold:
+                failures.append(f"{server} {fmt_ratio(ratio)} {baseline}")
+        rows.append([scenario, measured + "; " + ", ".join(details), "; ".join(texts),
+                     verdicts.render(scenario, dict.fromkeys(failures))])
+    for r in records:
+        if r["kind"] != "failover":
+            continue
+        times = [run.get("heartbeat_ms") for run in r["runs"]]
+        known = [t for t in times if t is not None]
+        leader = [run.get("leader_ms") for run in r["runs"] if run.get("leader_ms") is not None]
+        measured = (f"{len(times)} kill(s): first heartbeat accepted by the new leader after median "
+                    f"{statistics.median(known):,.0f} ms, max {max(known):,.0f} ms; a replica said it leads after median "
+                    f"{statistics.median(leader):,.0f} ms" if known and leader else f"{len(times)} kill(s): no new leader")
+        ok = known and len(known) == len(times) and max(known) <= MAX_FAILOVER_MS
+        rows.append(["cluster-failover", measured, f"max ≤ {MAX_FAILOVER_MS:,} ms (lease TTL 3 s + 1 s)",
+                     verdicts.render("cluster-failover", [] if ok else ["slow or no new leader"])])
+    return rows
+
+
 def mib(value):
     return f"{value / 2**20:,.1f} MiB"
 
@@ -525,6 +575,10 @@ def main():
     if large:
         out += ["## Large state", "",
                 table(["scenario", "measured", "target", "result"], large), ""]
+    cluster = cluster_rows(records, verdicts, notes)
+    if cluster:
+        out += ["## Cluster (three etcd members, three replicas)", "",
+                table(["scenario", "measured", "target", "result"], cluster), ""]
     if notes:
         out += ["## Runs with errors", ""] + [f"- {n}" for n in notes] + [""]
     if not args.check_targets:

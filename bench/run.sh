@@ -170,6 +170,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
     if [[ -n $ETCD_DIR ]]; then rm -rf "$ETCD_DIR"; fi
+    if [[ -n $CLUSTER_DIR ]]; then rm -rf "$CLUSTER_DIR"; fi
     if [[ -n $TMP ]]; then rm -rf "$TMP"; fi
     if [[ -n $DATA_ROOT ]]; then rm -rf "$DATA_ROOT"; fi
     exit "$status"
@@ -850,6 +851,177 @@ print(json.dumps(r))' "$result" "$total" "$bytes" >>"$RESULTS"
 
 # --------------------------------------------------------------------- main
 
+# ------------------------------------------------------------------ cluster
+
+CLUSTER_DIR="" CLUSTER_ENDPOINTS="" CLUSTER_ETCD_PORTS=() CLUSTER_PORTS=() CLUSTER_PIDS=() CLUSTER_ARGS=()
+
+# start_cluster: three etcd members (data on tmpfs, like the single etcd baseline) and
+# three replicas on them, every process on the server CPU.
+start_cluster() {
+    [[ -n $CLUSTER_ENDPOINTS ]] && return 0
+    local ports i initial=""
+    read -r -a ports < <(free_ports 9)
+    CLUSTER_DIR=$(mktemp -d /dev/shm/registry-bench-cluster.XXXXXX 2>/dev/null) ||
+        CLUSTER_DIR=$(mktemp -d "$TMP/cluster.XXXXXX")
+    [[ $(uname -m) == aarch64 ]] && export ETCD_UNSUPPORTED_ARCH=arm64
+    for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:${ports[$((3 + i))]}"; done
+    CLUSTER_ETCD_PORTS=("${ports[@]:0:3}") CLUSTER_PORTS=("${ports[@]:6:3}")
+    for i in 0 1 2; do
+        start_server "$TMP/cluster-etcd-$i.log" etcd --name "m$i" --data-dir "$CLUSTER_DIR/m$i" \
+            --listen-client-urls "http://127.0.0.1:${ports[$i]}" --advertise-client-urls "http://127.0.0.1:${ports[$i]}" \
+            --listen-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" \
+            --initial-cluster "$initial" --initial-cluster-state new --logger zap --log-outputs stderr --log-level warn
+        CLUSTER_ENDPOINTS+="${CLUSTER_ENDPOINTS:+,}http://127.0.0.1:${ports[$i]}"
+    done
+    for i in 0 1 2; do
+        python3 "$BENCH/probe.py" wait-http --port "${ports[$i]}" --path /health --timeout 30 ||
+            die "etcd member m$i is not healthy (log: $TMP/cluster-etcd-$i.log)"
+    done
+    CLUSTER_ARGS=(--host 127.0.0.1 --etcd "$CLUSTER_ENDPOINTS" --heartbeat-timeout "$LONG_HEARTBEAT_TIMEOUT"
+        --log-level warn --shutdown-grace 0 --lease-ttl 3)
+    CLUSTER_PIDS=()
+    for i in 0 1 2; do start_replica "$i"; done
+}
+
+# start_replica I: replica I on its port (again, after a kill).
+start_replica() {
+    local i=$1 port=${CLUSTER_PORTS[$1]}
+    start_server "$TMP/cluster-registry-$i.log" "$REGISTRY_BIN" "${CLUSTER_ARGS[@]}" --port "$port" \
+        --replica-name "r$i" --advertise-url "http://127.0.0.1:$port"
+    CLUSTER_PIDS[i]=$LAST_PID
+    wait_http "$port" /ready "$TMP/cluster-registry-$i.log"
+}
+
+# cluster_role ROLE: the index of a replica in that role, once every replica agrees on
+# one leader (empty after 20 s).
+cluster_role() {
+    python3 - "$1" "${CLUSTER_PORTS[@]}" <<'PY'
+import http.client, json, sys, time
+role, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    states = []
+    for port in ports:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/cluster")
+            states.append(json.loads(c.getresponse().read()))
+        except (OSError, ValueError):
+            states.append(None)
+    leaders = {(s.get("leader") or {}).get("name") for s in states if s}
+    if None not in states and len(leaders) == 1 and None not in leaders:
+        for index, s in enumerate(states):
+            if s["replica"]["role"] == role:
+                print(index)
+                sys.exit(0)
+    time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+stop_cluster() {
+    local pid
+    for pid in "${CLUSTER_PIDS[@]}"; do [[ -n $pid ]] && stop_pid "$pid"; done
+    CLUSTER_PIDS=()
+}
+
+# cluster_rounds SCENARIO SCRIPT ARGS -- NAME:PORT[:SCRIPT]...: each round runs the load
+# against each named server in turn (SCRIPT, without arguments, replaces the scenario's).
+cluster_rounds() {
+    local scenario=$1 round args=() servers=()
+    shift
+    while (($#)) && [[ $1 != -- ]]; do args+=("$1"); shift; done
+    shift
+    servers=("$@")
+    for ((round = 1; round <= ROUNDS; round++)); do
+        local server name port script
+        for server in "${servers[@]}"; do
+            IFS=: read -r name port script <<<"$server"
+            if [[ -n $script ]]; then
+                wrk_run "$scenario" "$name" "$round" "$port" "$CONNS" "$script"
+            else
+                wrk_run "$scenario" "$name" "$round" "$port" "$CONNS" "${args[@]}"
+            fi
+        done
+    done
+}
+
+# Discover served by a follower from its mirror, against a single registry holding the same.
+scenario_cluster_discover() {
+    ((BASELINES_ONLY)) && return 0
+    log "cluster-discover: GET /discover over 3 instances on a follower and on a single registry"
+    start_cluster
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    local follower
+    follower=$(cluster_role follower) || die "the cluster has no leader"
+    populate registry --port "${CLUSTER_PORTS[$follower]}" --services 1 --instances 3
+    populate registry --port "$REG_PORT" --services 1 --instances 3
+    cluster_rounds cluster-discover discover.lua -- "follower:${CLUSTER_PORTS[$follower]}" "single:$REG_PORT"
+    stop_scenario_servers
+}
+
+# Heartbeats through a follower (answered there, relayed each second) and through the
+# leader, against a single registry, over the same 10,000 instances.
+scenario_cluster_heartbeat() {
+    ((BASELINES_ONLY)) && return 0
+    log "cluster-heartbeat: POST /heartbeat over $((HEARTBEAT_SERVICES * HEARTBEAT_INSTANCES)) instances"
+    start_cluster
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    local follower leader
+    follower=$(cluster_role follower) || die "the cluster has no leader"
+    leader=$(cluster_role leader) || die "the cluster has no leader"
+    populate registry --port "${CLUSTER_PORTS[$follower]}" --services "$HEARTBEAT_SERVICES" --instances "$HEARTBEAT_INSTANCES" --timeout 600
+    populate registry --port "$REG_PORT" --services "$HEARTBEAT_SERVICES" --instances "$HEARTBEAT_INSTANCES"
+    cluster_rounds cluster-heartbeat heartbeat.lua "$HEARTBEAT_SERVICES" "$HEARTBEAT_INSTANCES" -- \
+        "follower:${CLUSTER_PORTS[$follower]}" "leader:${CLUSTER_PORTS[$leader]}" "single:$REG_PORT"
+    stop_scenario_servers
+}
+
+# Registrations through a follower (a turn's writes in one etcd transaction) against
+# etcd's own rate of single puts on the same three members.
+scenario_cluster_register() {
+    ((BASELINES_ONLY)) && return 0
+    log "cluster-register: new registrations through a follower vs single puts on the same etcd"
+    start_cluster
+    local follower
+    follower=$(cluster_role follower) || die "the cluster has no leader"
+    # A warm-up for both (recorded as round 0, not reported): a fresh etcd's first
+    # seconds (WAL and database growth) are slow.
+    wrk_run cluster-register warmup-follower 0 "${CLUSTER_PORTS[$follower]}" "$CONNS" register.lua
+    wrk_run cluster-register warmup-etcd3 0 "${CLUSTER_ETCD_PORTS[0]}" "$CONNS" etcd_register.lua
+    cluster_rounds cluster-register register.lua -- "follower:${CLUSTER_PORTS[$follower]}" \
+        "etcd3:${CLUSTER_ETCD_PORTS[0]}:etcd_register.lua"
+}
+
+# The leader's SIGKILL to the first heartbeat the new leader accepts, FAILOVER_KILLS times.
+scenario_cluster_failover() {
+    ((BASELINES_ONLY)) && return 0
+    log "cluster-failover: $FAILOVER_KILLS leader kills (lease TTL 3 s)"
+    start_cluster
+    local follower
+    follower=$(cluster_role follower) || die "the cluster has no leader"
+    curl -fsS -o /dev/null -X POST -d '{"service":"failover","address":"probe:1"}' \
+        "http://127.0.0.1:${CLUSTER_PORTS[$follower]}/register"
+    local kill leader survivors result results=()
+    for ((kill = 1; kill <= FAILOVER_KILLS; kill++)); do
+        leader=$(cluster_role leader) || die "the cluster has no leader"
+        survivors=""
+        local i
+        for i in 0 1 2; do ((i == leader)) || survivors+="${survivors:+,}${CLUSTER_PORTS[$i]}"; done
+        result=$(python3 "$BENCH/failover.py" --kill "${CLUSTER_PIDS[$leader]}" --ports "$survivors" \
+            --service failover --address probe:1) || log "  kill $kill: no new leader in time"
+        log "  kill $kill: $result"
+        results+=("$result")
+        wait "${CLUSTER_PIDS[$leader]}" 2>/dev/null || true
+        start_replica "$leader"
+    done
+    python3 -c 'import json, sys
+runs = [json.loads(line) for line in sys.argv[1:]]
+print(json.dumps({"kind": "failover", "scenario": "cluster-failover", "runs": runs}))' "${results[@]}" >>"$RESULTS"
+    stop_cluster
+}
+
 main() {
     local started=$SECONDS
     install_tools
@@ -865,6 +1037,7 @@ main() {
     ETCD_API=/v3
     log "$MODE run: $ROUNDS round(s) of ${DURATION} s; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU${COMPARE_REV:+; against $COMPARE_REV}"
     local name
+    FAILOVER_KILLS=$([[ $MODE == full ]] && echo 5 || echo 1)
     if [[ -z $COMPARE_REV ]]; then
         for name in discover-3 heartbeat-10k churn; do
             if wanted "$name"; then start_etcd; break; fi

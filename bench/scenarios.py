@@ -42,9 +42,19 @@ SCENARIOS = [
     Scenario("durable-churn", "durability"),
     Scenario("durable-register", "durability"),
     Scenario("recover-1m", "durability"),
+    # cluster: three etcd members and three replicas; targets are (server, baseline, op,
+    # threshold) on req/s, each a median of per-round ratios.
+    Scenario("cluster-discover", "cluster", [("follower", "single", ">=", 0.9)]),
+    Scenario("cluster-heartbeat", "cluster", [("follower", "single", ">=", 0.5), ("leader", "single", ">=", 0.9)]),
+    Scenario("cluster-register", "cluster", [("follower", "etcd3", ">=", 2)]),
+    Scenario("cluster-failover", "cluster"),
 ]
 
 BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def cluster_targets():
+    return {s.name: s.targets for s in SCENARIOS if s.group == "cluster"}
 
 
 def throughput_targets():

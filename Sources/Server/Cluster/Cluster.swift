@@ -73,6 +73,18 @@ final class Cluster {
 
     var isLeader: Bool { leadership.role == .leader }
 
+    /// `X-Registry-Last-Contact` and `X-Registry-Known-Leader`, made at most once per
+    /// millisecond and shared by reference: every read carries them, and the simplest read
+    /// costs a few microseconds (two headers built per request cost 12 % of discover).
+    func readHeaders(now: Instant) -> ReplicaHeaders {
+        if let cached = cachedHeaders, now.nanoseconds - cached.madeAt < 1_000_000 { return cached }
+        let contact = store.lastContactMilliseconds(now: now).map(String.init) ?? "-1"
+        let made = ReplicaHeaders(madeAt: now.nanoseconds, lastContact: contact, knownLeader: leadership.knowsLeader)
+        cachedHeaders = made
+        return made
+    }
+    private var cachedHeaders: ReplicaHeaders?
+
     /// The newest revision any member reported in its last status.
     var newestKnownRevision: Int64 { members.compactMap { $0.status?.header.revision }.max() ?? 0 }
 
@@ -107,5 +119,19 @@ final class Cluster {
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
         let name = String(cString: buffer)
         return name.isEmpty ? "localhost" : name
+    }
+}
+
+/// The two headers a replica's reads carry, rendered once (`Cluster.readHeaders`).
+final class ReplicaHeaders {
+    let madeAt: Int64
+    /// Milliseconds since etcd's quorum last answered, as a C string.
+    let lastContact: ContiguousArray<CChar>
+    let knownLeader: Bool
+
+    init(madeAt: Int64, lastContact: String, knownLeader: Bool) {
+        self.madeAt = madeAt
+        self.lastContact = ContiguousArray(lastContact.utf8CString)
+        self.knownLeader = knownLeader
     }
 }

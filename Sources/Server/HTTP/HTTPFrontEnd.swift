@@ -144,11 +144,6 @@ final class HTTPFrontEnd {
 
     /// On a replica's reads, as Consul's: milliseconds since etcd last answered this replica,
     /// and whether it knows a leader (without one, nothing expires and the answer may be stale).
-    static func addClusterHeaders(_ response: inout Response, _ cluster: Cluster, now: Instant) {
-        let contact = cluster.store.lastContactMilliseconds(now: now).map(String.init) ?? "-1"
-        response.extraHeaders.append(("X-Registry-Last-Contact", contact))
-        response.extraHeaders.append(("X-Registry-Known-Leader", cluster.leadership.knowsLeader ? "true" : "false"))
-    }
 
     private func handle(_ request: consuming PendingRequest, attempt: Int = 0) {
         let now = Clock.monotonicNow()
@@ -203,7 +198,7 @@ final class HTTPFrontEnd {
         switch handling {
         case .respond(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }
-            if let cluster = service.cluster, !method.isWrite { Self.addClusterHeaders(&response, cluster, now: now) }
+            if let cluster = service.cluster, !method.isWrite { response.replicaHeaders = cluster.readHeaders(now: now) }
             answer(request, response, route: route, method: method, entry: entry, start: now, timed: true)
         case .respondWhenCommitted(var response):
             if let allowedOrigin { Self.addCORS(&response, origin: allowedOrigin) }

@@ -102,6 +102,10 @@ struct PendingRequest: ~Copyable {
             withDecimalCString(index) { _ = evhttp_add_header(headers, "X-Registry-Index", $0) }
         }
         for header in response.extraHeaders { evhttp_add_header(headers, header.name, header.value) }
+        if let replica = response.replicaHeaders {
+            replica.lastContact.withUnsafeBufferPointer { _ = evhttp_add_header(headers, "X-Registry-Last-Contact", $0.baseAddress) }
+            _ = evhttp_add_header(headers, "X-Registry-Known-Leader", replica.knownLeader ? "true" : "false")
+        }
         if let retryAfter = response.retryAfter {
             withDecimalCString(UInt64(max(0, retryAfter))) { _ = evhttp_add_header(headers, "Retry-After", $0) }
         }

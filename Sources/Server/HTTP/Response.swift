@@ -20,6 +20,8 @@ struct Response {
     var extraHeaders: [(name: String, value: String)] = []
     /// An error's message, for the access log (the body holds it too).
     var message: String?
+    /// Cluster mode: what every read carries about this replica's contact with etcd.
+    var replicaHeaders: ReplicaHeaders?
 
     init(status: Int32, body: [UInt8], index: UInt64? = nil, allow: String? = nil) {
         self.status = status

@@ -10,7 +10,7 @@ RELEASE_BINARY := .build/release/service-registry
 # A hung test fails the run instead of holding CI until its own limit.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build deps bench bench-quick bench-compare bench-instructions check-deploy demo clean
+.PHONY: run test build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo clean
 
 # libevent's evhttp (headers and pkg-config file) from Debian, once.
 deps:
@@ -39,6 +39,17 @@ check-deploy:
 	.build/tools/bin/hadolint docker/Dockerfile
 	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml
 	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh bench/instructions.sh .ci/run
+
+# Several rounds of SIGKILLs (leader, follower, etcd member) under load on a three-member
+# etcd and three replicas; exits 1 if an acknowledged registration or a heartbeating
+# instance was lost. ROUNDS=9 by default.
+ROUNDS ?= 9
+crash-test-cluster: build
+	python3 scripts/cluster-crash-test.py --rounds $(ROUNDS)
+
+# Three etcd members and three registries on loopback (scripts/cluster.sh stop ends them).
+cluster: build
+	bash scripts/cluster.sh start
 
 # The seed's quick demo, unattended.
 demo: deps

@@ -182,6 +182,24 @@ struct ClusterTests {
         #expect(shown.contains("http://a:1"), "\(shown)")
     }
 
+    /// A replica that cannot reach etcd has read nothing: it answers 503 (clients move to
+    /// another replica) instead of serving an empty registry, and says why.
+    @Test func aReplicaServesNothingBeforeItHasReadEtcd() throws {
+        let port = try EtcdCluster.freePort()
+        let replica = try RegistryProcess(["--etcd", "http://127.0.0.1:\(port)", "--etcd-timeout", "1"])
+        let client = try replica.client()
+        let discover = try client.request("GET", "/discover/api")
+        #expect(discover.status == 503)
+        #expect(discover.text.contains("has not yet read the registry from etcd"), "\(discover.text)")
+        #expect(discover.header("Retry-After") == "1")
+        #expect(try client.request("POST", "/heartbeat", body: Self.register("api", "a")).status == 503)
+        let ready = try client.request("GET", "/ready")
+        #expect(ready.status == 503 && ready.json["status"] as? String == "loading")
+        #expect(try client.request("GET", "/health").status == 200)
+        #expect(try client.request("GET", "/cluster").json["replica"] != nil)
+        #expect(replica.waitForLog { $0.contains("etcd_read_failed") }, "\(replica.log)")
+    }
+
     @Test func clusterModeRefusesADataDirectory() throws {
         let (status, output) = try RegistryProcess.runToExit(["--etcd", "http://127.0.0.1:2379", "--data-dir", "/tmp/x"], bare: true)
         #expect(status == 2)

@@ -16,7 +16,7 @@ final class HeartbeatRelay {
     private var seen: [String: (service: String, id: String, at: Instant)] = [:]
     private var connection: RegistryConnection?
     private var connectedTo: String?
-    private var inFlight = false
+    private var inFlight = 0
     private var timer: LoopTimer?
     private var failureLog = LogThrottle(interval: .seconds(10))
     /// The leader's URL when another replica leads; nil when this one does or none is known.
@@ -45,9 +45,7 @@ final class HeartbeatRelay {
     var pending: Int { seen.count }
 
     private func report() {
-        guard !inFlight, !seen.isEmpty, let url = leaderURL?() else {
-            return
-        }
+        guard inFlight == 0, !seen.isEmpty, let url = leaderURL?() else { return }
         if connectedTo != url {
             guard let parsed = try? RegistryURL(parsing: url) else {
                 if failureLog.admit(now: Clock.monotonicNow()) != nil {
@@ -59,13 +57,33 @@ final class HeartbeatRelay {
             connectedTo = url
         }
         let now = Clock.monotonicNow()
-        var json = JSONWriter(capacity: 64 + seen.count * 48)
-        json.raw("{\"heartbeats\":[")
-        var first = true
         let batch = seen
-        for entry in batch.values {
-            if !first { json.raw(",") }
-            first = false
+        seen.removeAll(keepingCapacity: true)
+        // In requests of at most about 48 KB each, well under the leader's --max-body-bytes
+        // (64 KiB by default; the smallest it may be set to is the replicas' own business).
+        var json = JSONWriter(capacity: Self.requestBytes + 512)
+        var part: [String: (service: String, id: String, at: Instant)] = [:]
+        func send() {
+            json.raw("]}")
+            let body = json.bytes
+            let sent = part
+            json = JSONWriter(capacity: Self.requestBytes + 512)
+            part.removeAll()
+            inFlight += 1
+            connection?.send(.post, "/cluster/heartbeats", body: body) { [unowned self] result in
+                inFlight -= 1
+                switch result {
+                case .success(let reply) where reply.status == 200:
+                    reportsSent += 1
+                case .success(let reply):
+                    reportFailed(sent, "the leader answered \(reply.status)\(reply.message.map { ": \($0)" } ?? "")")
+                case .failure(let failure):
+                    reportFailed(sent, failure.message)
+                }
+            }
+        }
+        for (key, entry) in batch {
+            json.raw(part.isEmpty ? "{\"heartbeats\":[" : ",")
             json.raw("{\"service\":")
             json.string(entry.service)
             json.raw(",\"id\":")
@@ -73,22 +91,14 @@ final class HeartbeatRelay {
             json.raw(",\"age_ms\":")
             json.integer(max(0, now.duration(since: entry.at).wholeNanoseconds / 1_000_000))
             json.raw("}")
+            part[key] = entry
+            if json.bytes.count >= Self.requestBytes { send() }
         }
-        json.raw("]}")
-        seen.removeAll(keepingCapacity: true)
-        inFlight = true
-        connection?.send(.post, "/cluster/heartbeats", body: json.bytes) { [unowned self] result in
-            inFlight = false
-            switch result {
-            case .success(let reply) where reply.status == 200:
-                reportsSent += 1
-            case .success(let reply):
-                reportFailed(batch, "the leader answered \(reply.status)")
-            case .failure(let failure):
-                reportFailed(batch, failure.message)
-            }
-        }
+        if !part.isEmpty { send() }
     }
+
+    /// A report request's size, at most (plus one entry).
+    static let requestBytes = 48_000
 
     /// Kept for the next report, unless newer ones came meanwhile.
     private func reportFailed(_ batch: [String: (service: String, id: String, at: Instant)], _ why: String) {

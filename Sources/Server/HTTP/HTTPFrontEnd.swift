@@ -187,6 +187,18 @@ final class HTTPFrontEnd {
                 }
             }
         }
+        // A replica that has not yet read the registry from etcd would answer from an empty
+        // mirror: everything but the probes and /cluster waits (clients move to another).
+        if let cluster = service.cluster, !cluster.store.isLoaded {
+            let route = request.withTarget { path, _ in table.match(path).route }
+            if route < table.routes.count, table.routes[route].permission != .none, table.routes[route].template != "/cluster" {
+                var loading = Response.error(503, "this replica has not yet read the registry from etcd (\(cluster.client.preferredEndpoint)); "
+                    + "retry in a moment, or ask another replica")
+                loading.retryAfter = 1
+                answer(request, loading, route: route, method: method, entry: entry, start: now, timed: false)
+                return
+            }
+        }
         var route = table.otherRoute
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in

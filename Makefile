@@ -37,7 +37,7 @@ test: deps
 check-deploy:
 	bash scripts/install-test-tools.sh
 	.build/tools/bin/hadolint docker/Dockerfile
-	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml
+	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml docker/k8s-cluster/*.yaml
 	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh bench/instructions.sh .ci/run
 
 # Several rounds of SIGKILLs (leader, follower, etcd member) under load on a three-member

@@ -4,7 +4,9 @@
 # prints how to reach the registry.
 #
 #   docker/deploy-minikube.sh            deploy (or update) everything
-#   docker/deploy-minikube.sh --delete   remove it again (the data volume too)
+#   docker/deploy-minikube.sh --cluster  the same in cluster mode: three etcd members and
+#                                        three registry replicas (docker/k8s-cluster/)
+#   docker/deploy-minikube.sh --delete   remove it again (the data volumes too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +19,20 @@ need docker "minikube's docker-env needs the docker CLI"
 
 if [[ ${1:-} == --delete ]]; then
     kubectl delete -f docker/k8s/ --ignore-not-found
+    kubectl delete -f docker/k8s-cluster/ --ignore-not-found
     kubectl delete pvc -l app.kubernetes.io/name=service-registry --ignore-not-found
+    kubectl delete pvc -l app.kubernetes.io/name=etcd --ignore-not-found
     exit 0
 fi
+# The registry's manifests: one replica on a volume, or three on etcd. The example
+# services and the NodePort are the same for both.
+manifests=(-f docker/k8s/registry.yaml)
+if [[ ${1:-} == --cluster ]]; then
+    # A single registry's StatefulSet cannot be turned into the cluster's in place.
+    kubectl delete -f docker/k8s/registry.yaml --ignore-not-found
+    manifests=(-f docker/k8s-cluster/etcd.yaml -f docker/k8s-cluster/registry.yaml)
+fi
+manifests+=(-f docker/k8s/registry-nodeport.yaml -f docker/k8s/example-services.yaml)
 
 if ! minikube status >/dev/null 2>&1; then
     echo "Starting Minikube..."
@@ -30,8 +43,9 @@ echo "Building service-registry:latest inside Minikube's Docker..."
 eval "$(minikube docker-env)"
 docker build -f docker/Dockerfile -t service-registry:latest .
 
-echo "Applying docker/k8s/..."
-kubectl apply -f docker/k8s/
+echo "Applying ${manifests[*]}..."
+kubectl apply "${manifests[@]}"
+[[ ${1:-} == --cluster ]] && kubectl rollout status statefulset/etcd --timeout=180s
 # A rebuilt image has the same tag: restart so that the pods run it.
 kubectl rollout restart statefulset/service-registry deployment/user-service deployment/payment-service >/dev/null
 kubectl rollout status statefulset/service-registry --timeout=180s

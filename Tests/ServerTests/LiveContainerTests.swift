@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,8 +23,8 @@ import Glibc
     }
 
     /// The registry container's `env` entries and `runAsUser` from docker/k8s/registry.yaml.
-    static func manifest() throws -> (environment: [String: String], user: Int) {
-        let text = try String(contentsOf: repository.appendingPathComponent("docker/k8s/registry.yaml"), encoding: .utf8)
+    static func manifest(_ path: String = "docker/k8s/registry.yaml") throws -> (environment: [String: String], user: Int) {
+        let text = try String(contentsOf: repository.appendingPathComponent(path), encoding: .utf8)
         var environment: [String: String] = [:]
         var user = 0
         var pendingName: String?
@@ -94,6 +95,35 @@ import Glibc
         let listed = try again.client().request("GET", "/discover/orders")
         #expect(listed.status == 200)
         #expect(listed.text.contains("http://10.0.0.7:8080"))
+    }
+
+    /// The cluster StatefulSet's environment over the image's (which sets REGISTRY_DATA_DIR
+    /// to /data: the manifest empties it), against a real etcd: the replica starts, leads
+    /// (it is alone) and serves.
+    @Test(.enabled(if: EtcdCluster.isInstalled, "etcd is not installed")) func runsAsTheClusterManifestSays() throws {
+        let etcd = try EtcdCluster(size: 1)
+        let (manifestEnvironment, user) = try Self.manifest("docker/k8s-cluster/registry.yaml")
+        #expect(user == 10001)
+        #expect(manifestEnvironment["REGISTRY_DATA_DIR"] == "")
+        #expect(manifestEnvironment["REGISTRY_ETCD"]?.hasPrefix("http://etcd-0.etcd:2379,") == true)
+        var environment = ["REGISTRY_DATA_DIR": "/data", "REGISTRY_FSYNC": "everysec"]
+        environment.merge(manifestEnvironment) { $1 }
+        environment["REGISTRY_ETCD"] = etcd.endpoints
+        environment["REGISTRY_HOST"] = "127.0.0.1"
+        environment["REGISTRY_PORT"] = "0"
+        environment["REGISTRY_REPLICA_NAME"] = "service-registry-0"
+        environment["REGISTRY_ADVERTISE_URL"] = "http://127.0.0.1:1"
+        let workingDirectory = scratch.appendingPathComponent("root")
+        try FileManager.default.createDirectory(at: workingDirectory, withIntermediateDirectories: true)
+        chmod(workingDirectory.path, 0o555)
+        let registry = try RegistryProcess([], environment: environment, bare: true, directory: workingDirectory)
+        let http = try registry.client()
+        let deadline = Date().addingTimeInterval(10)
+        while (try? http.request("GET", "/ready").status) != 200 && Date() < deadline { usleep(100_000) }
+        #expect(try http.request("GET", "/ready").status == 200, "\(registry.log)")
+        #expect(try http.request("POST", "/register", body: #"{"service":"orders","address":"http://10.0.0.7:8080"}"#).status == 201)
+        #expect(try http.request("GET", "/metrics").text.contains("registry_cluster_mode 1"))
+        #expect(registry.waitForLog { $0.contains("\"event\":\"leading\"") }, "\(registry.log)")
     }
 
     @Test func anUnwritableDataDirectoryIsAClearError() throws {

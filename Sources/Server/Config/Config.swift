@@ -332,6 +332,9 @@ struct Config: Equatable {
         var config = Config()
         for option in options {
             guard let value = environment[option.variable] else { continue }
+            // An empty REGISTRY_DATA_DIR is unset: the container image sets it to /data, and
+            // an environment variable cannot be removed from an image, only emptied.
+            if option.variable == "REGISTRY_DATA_DIR" && value.isEmpty { continue }
             if let problem = option.apply(&config, value) {
                 throw Problem(message: "\(option.variable) \(problem), got '\(value)'")
             }
@@ -379,7 +382,8 @@ struct Config: Equatable {
         }
         if config.etcd != nil && config.dataDirectoryGiven {
             throw Problem(message: "--etcd and --data-dir cannot go together: in cluster mode registrations live in etcd, not in a "
-                + "data directory; drop --data-dir (or REGISTRY_DATA_DIR), or drop --etcd to run a single registry")
+                + "data directory; drop --data-dir (or set REGISTRY_DATA_DIR empty: the container image sets it to /data), "
+                + "or drop --etcd to run a single registry")
         }
         return .run(config)
     }

@@ -14,17 +14,11 @@ import Registry
 /// 503. Readers may see a change for the moment between apply and a failed write, never
 /// after it.
 ///
-/// **Commit first, then apply** is how a replicated store (etcd, to come) must work: a
-/// change is durable only once a quorum has it, and every replica must apply the same
-/// changes in the same order, its own included. That store fits this seam from the other
-/// side: the service asks the core to judge the request without applying it (the rules are
-/// the core's, so a 4xx is still given at once), `submit` proposes the resulting entries
-/// and returns `.pending(ticket)`, and the store hands back committed entries in revision
-/// order, from its watch, through `onApply`; the service applies them as recovery does
-/// (`Registry.restore`, plus the change notices a live change makes) and answers a writer
-/// when its own ticket comes back.
-/// Reverting is then never needed (nothing was applied early), and a failed proposal is
-/// `.failed`. The journal entry (`JournalEntry`) is the unit of both directions.
+/// **Commit first, then apply** is how cluster mode works (`--etcd`), and it does not go
+/// through this seam: there a write's outcome is decided per writer (judged against the
+/// mirror, sent with a compare, judged again when another replica won), which a turn-level
+/// "make these durable" cannot say. `RegistryService+Cluster` and `ClusterStore` do it; the
+/// store here is then `MemoryStore` (the core journals nothing in a mirror).
 protocol ChangeStore: AnyObject {
     /// Takes a turn's changes (possibly none: a store may have records of its own to write,
     /// or the change index moved without a journal entry).

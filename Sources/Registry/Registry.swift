@@ -26,6 +26,7 @@
 public struct Registry: Sendable {
     public let policy: RegistryPolicy
     let defaultTTLNanos: Int64
+    let graceNanos: Int64
 
     var serviceSlots: [String: Int32] = [:]
     var services: [ServiceRecord] = []
@@ -55,6 +56,7 @@ public struct Registry: Sendable {
         precondition(policy.minimumTTL > .zero && policy.minimumTTL <= policy.maximumTTL, "invalid TTL bounds")
         self.policy = policy
         self.defaultTTLNanos = policy.heartbeatTimeout.wholeNanoseconds
+        self.graceNanos = policy.expiryGrace.wholeNanoseconds
     }
 
     public init(heartbeatTimeout: Duration) {
@@ -253,7 +255,7 @@ public struct Registry: Sendable {
 
     /// When an instance heartbeating at `now` is next due.
     func deadline(of instance: InstanceRecord, from now: Instant) -> Int64 {
-        now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos)
+        now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos) &+ graceNanos
     }
 
     /// Counts a heartbeat. Returns true when the instance was under protection and no

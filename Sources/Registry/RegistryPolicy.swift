@@ -15,14 +15,19 @@ public struct RegistryPolicy: Sendable {
     /// index; nothing expires on its own (the leader proposes expiries); the write methods
     /// judge (`judgeRegister`, …) instead of changing.
     public var mirrored: Bool
+    /// How long after its TTL ran out an instance is due: in a cluster, the time another
+    /// replica's report of a heartbeat may take to reach the leader (zero otherwise).
+    public var expiryGrace: Duration
 
     public init(heartbeatTimeout: Duration, minimumTTL: Duration = .seconds(1), maximumTTL: Duration = .seconds(3600),
-                expiryProtection: Double? = nil, journaling: Bool = false, mirrored: Bool = false) {
+                expiryProtection: Double? = nil, journaling: Bool = false, mirrored: Bool = false,
+                expiryGrace: Duration = .zero) {
         self.heartbeatTimeout = heartbeatTimeout
         self.minimumTTL = minimumTTL
         self.maximumTTL = maximumTTL
         self.expiryProtection = expiryProtection
         self.journaling = journaling
         self.mirrored = mirrored
+        self.expiryGrace = expiryGrace
     }
 }

@@ -99,6 +99,22 @@ import Testing
         #expect(!unknown)
     }
 
+    /// In a cluster an instance is due a grace after its TTL: a follower's report of its
+    /// heartbeats may take that long to reach the leader.
+    @Test mutating func theGraceComesAfterTheTTL() {
+        mirror = Registry(policy: RegistryPolicy(heartbeatTimeout: .seconds(10), mirrored: true, expiryGrace: .seconds(2)))
+        commitRegister("api", "a", at: 2)
+        clock.advance(.seconds(11))
+        #expect(mirror.takeExpiryProposals(now: clock.now, limit: 100).proposals.isEmpty)
+        // A report arriving now, of a heartbeat 1.5 s ago, keeps it.
+        let renewed = mirror.renewReported(service: "api", id: "a", heartbeatAt: Instant(nanoseconds: clock.now.nanoseconds - 1_500_000_000))
+        #expect(renewed)
+        clock.advance(.seconds(10))
+        #expect(mirror.takeExpiryProposals(now: clock.now, limit: 100).proposals.isEmpty)
+        clock.advance(.seconds(1))
+        #expect(mirror.takeExpiryProposals(now: clock.now, limit: 100).proposals.map(\.id) == ["a"])
+    }
+
     @Test mutating func aNewLeaderGivesEveryoneAFullTTL() {
         commitRegister("api", "a", at: 2)
         clock.advance(.seconds(9))

@@ -133,7 +133,8 @@ struct ClusterTests {
         // once, by the leader.
         #expect(try replicas.request(followers[0], "POST", "/register", body: Self.register("beat", "kept")).status == 201)
         #expect(try replicas.request(followers[1], "POST", "/register", body: Self.register("beat", "left")).status == 201)
-        for round in 0..<10 {
+        // (Due 2 s after its TTL in a cluster: the grace for followers' reports.)
+        for round in 0..<14 {
             let through = followers[round % 2]
             #expect(try replicas.request(through, "POST", "/heartbeat", body: Self.register("beat", "kept")).status == 200)
             usleep(500_000)

@@ -388,9 +388,14 @@ struct Config: Equatable {
         return .run(config)
     }
 
+    /// In a cluster the leader hears of a follower's heartbeats about a second late (the
+    /// relay's period), two if one report fails: it expires that much after the TTL.
+    static let clusterExpiryGrace: Duration = .seconds(2)
+
     var registryPolicy: RegistryPolicy {
         RegistryPolicy(heartbeatTimeout: heartbeatTimeout, minimumTTL: minimumTTL, maximumTTL: maximumTTL,
-                       expiryProtection: expiryProtection, journaling: etcd == nil && persistenceDirectory != nil, mirrored: etcd != nil)
+                       expiryProtection: expiryProtection, journaling: etcd == nil && persistenceDirectory != nil, mirrored: etcd != nil,
+                       expiryGrace: etcd == nil ? .zero : Self.clusterExpiryGrace)
     }
 
     static var usage: String {

@@ -853,7 +853,7 @@ print(json.dumps(r))' "$result" "$total" "$bytes" >>"$RESULTS"
 
 # ------------------------------------------------------------------ cluster
 
-CLUSTER_DIR="" CLUSTER_ENDPOINTS="" CLUSTER_ETCD_PORTS=() CLUSTER_PORTS=() CLUSTER_PIDS=() CLUSTER_ARGS=()
+CLUSTER_DIR="" CLUSTER_ENDPOINTS="" CLUSTER_ETCD_PORTS=() CLUSTER_ETCD_PIDS=() CLUSTER_PORTS=() CLUSTER_PIDS=() CLUSTER_ARGS=()
 
 # start_cluster: three etcd members (data on tmpfs, like the single etcd baseline) and
 # three replicas on them, every process on the server CPU.
@@ -872,6 +872,7 @@ start_cluster() {
             --listen-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" \
             --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" \
             --initial-cluster "$initial" --initial-cluster-state new --logger zap --log-outputs stderr --log-level warn
+        CLUSTER_ETCD_PIDS+=("$LAST_PID")
         CLUSTER_ENDPOINTS+="${CLUSTER_ENDPOINTS:+,}http://127.0.0.1:${ports[$i]}"
     done
     for i in 0 1 2; do
@@ -920,10 +921,14 @@ sys.exit(1)
 PY
 }
 
+# stop_cluster: the replicas and the etcd members, and their data; the next
+# start_cluster starts afresh.
 stop_cluster() {
     local pid
-    for pid in "${CLUSTER_PIDS[@]}"; do [[ -n $pid ]] && stop_pid "$pid"; done
-    CLUSTER_PIDS=()
+    for pid in "${CLUSTER_PIDS[@]}" "${CLUSTER_ETCD_PIDS[@]}"; do [[ -n $pid ]] && stop_pid "$pid"; done
+    CLUSTER_PIDS=() CLUSTER_ETCD_PIDS=() CLUSTER_ENDPOINTS=""
+    [[ -n $CLUSTER_DIR ]] && rm -rf "$CLUSTER_DIR"
+    CLUSTER_DIR=""
 }
 
 # cluster_rounds SCENARIO SCRIPT ARGS -- NAME:PORT[:SCRIPT]...: each round runs the load

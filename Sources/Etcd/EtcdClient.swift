@@ -27,9 +27,13 @@ public final class EtcdClient {
     /// Called when requests move from one member to another, and why.
     public var onFailover: ((_ from: EtcdEndpoint, _ to: EtcdEndpoint, _ why: EtcdError) -> Void)?
 
-    public init(endpoints: [EtcdEndpoint], base: OpaquePointer, requestTimeout: Duration = .seconds(5), poolSize: Int = 4) {
+    /// `startingAt` is the member requests start with (clients that start at different
+    /// members spread the members' work: each watch's events are encoded by its member).
+    public init(endpoints: [EtcdEndpoint], base: OpaquePointer, requestTimeout: Duration = .seconds(5), poolSize: Int = 4,
+                startingAt: Int = 0) {
         precondition(!endpoints.isEmpty, "an etcd client needs at least one endpoint")
         self.endpoints = endpoints
+        preferred = max(0, startingAt) % endpoints.count
         self.base = base
         self.requestTimeout = requestTimeout
         self.poolSize = max(1, poolSize)

@@ -31,7 +31,11 @@ final class Cluster {
         let listening = ["0.0.0.0", "::", "[::]"].contains(config.host) ? host : config.host
         let name = config.replicaName ?? "\(host):\(port)"
         let url = config.advertiseURL ?? (listening.contains(":") ? "http://[\(listening)]:\(port)" : "http://\(listening):\(port)")
-        client = EtcdClient(endpoints: endpoints, base: loop.base, requestTimeout: config.etcdTimeout)
+        // Replicas start at different members (by their name), so that the members share the
+        // work of encoding the watches' events: with every replica on the first member, that
+        // member spent more CPU than the other two together under registrations.
+        client = EtcdClient(endpoints: endpoints, base: loop.base, requestTimeout: config.etcdTimeout,
+                            startingAt: Self.stableIndex(name, count: endpoints.count))
         prefix = config.etcdPrefix
         let offset = Clock.wallNow() - Clock.monotonicNow().nanoseconds
         store = ClusterStore(client: client, prefix: config.etcdPrefix, loop: loop, logger: logger, wallClockOffset: offset)
@@ -112,6 +116,20 @@ final class Cluster {
 
     func stop() {
         store.stop()
+    }
+
+    /// The member a replica starts with, the same at every start: the number its name ends
+    /// with (StatefulSet pods and `scripts/cluster.sh` number their replicas), or else a
+    /// hash of the name (FNV-1a), modulo `count`.
+    static func stableIndex(_ name: String, count: Int) -> Int {
+        let digits = name.reversed().prefix { $0.isASCII && $0.isNumber }
+        if !digits.isEmpty, let number = Int(String(digits.reversed().suffix(9))) { return number % max(1, count) }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in name.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int(hash % UInt64(max(1, count)))
     }
 
     static func hostName() -> String {

@@ -8,14 +8,16 @@ dofile(here .. "common.lua")
 local SERVICES = 100
 local api
 local sent = 0
+local run = nil
 
 function init(args)
    api = args[1] or "/v3"
+   run = bench.run_nonce()
 end
 
 function request()
    local service = "etcd-" .. (sent % SERVICES)
-   local address = "etcd-" .. thread_id .. "-" .. sent .. ":8080"
+   local address = "etcd-" .. run .. "-" .. thread_id .. "-" .. sent .. ":8080"
    sent = sent + 1
    local key = "/bench/instances/" .. service .. "/" .. address
    local value = '{"service":"' .. service .. '","id":"' .. address .. '","address":"' .. address

@@ -201,6 +201,43 @@ struct ClusterTests {
         #expect(replica.waitForLog { $0.contains("etcd_read_failed") }, "\(replica.log)")
     }
 
+    /// A replica whose watch comes back after etcd compacted past it reads the registry
+    /// again and ends up with exactly what etcd holds: what was deleted meanwhile is gone,
+    /// what was added is there, and its watchers are told.
+    @Test func aReplicaThatFellBehindACompactionReadsEverythingAgain() throws {
+        let etcd = try EtcdCluster(size: 3)
+        // r2 starts at member 2 (the number its name ends with, modulo 3): that member dies below.
+        let replicas = try Replicas(etcd: etcd, count: 1, extra: ["--heartbeat-timeout", "60"])
+        let replica = try RegistryProcess(["--etcd", etcd.endpoints, "--etcd-prefix", replicas.prefix, "--replica-name", "r2",
+                                           "--etcd-timeout", "2"])
+        let http = { try TestHTTPClient(port: replica.port, timeout: 10) }
+        let deadline = Date().addingTimeInterval(10)
+        while (try? http().request("GET", "/ready").status) != 200 && Date() < deadline { usleep(100_000) }
+        #expect(try http().request("POST", "/register", body: Self.register("api", "old")).status == 201)
+        #expect(try http().request("POST", "/register", body: Self.register("api", "kept")).status == 201)
+
+        // The replica stops (SIGSTOP) and the member its watch is on dies; meanwhile, straight
+        // in etcd: `old` deleted, `new` put, everything compacted.
+        kill(replica.process.processIdentifier, SIGSTOP)
+        etcd.kill(2)
+        func etcdPost(_ path: String, _ body: String) throws -> [String: Any] {
+            try TestHTTPClient(port: etcd.members[0].clientPort, timeout: 10).request("POST", path, body: body).json
+        }
+        func key(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+        _ = try etcdPost("/v3/kv/deleterange", "{\"key\":\"\(key(replicas.prefix + "instances/api/old"))\"}")
+        let value = Data(#"{"address":"new","registered_at_ms":1764700000000}"#.utf8).base64EncodedString()
+        let put = try etcdPost("/v3/kv/put", "{\"key\":\"\(key(replicas.prefix + "instances/api/new"))\",\"value\":\"\(value)\"}")
+        let revision = ((put["header"] as? [String: Any])?["revision"] as? String) ?? "0"
+        _ = try etcdPost("/v3/kv/compaction", "{\"revision\":\"\(revision)\"}")
+        kill(replica.process.processIdentifier, SIGCONT)
+
+        #expect(replica.waitForLog(timeout: 15) { $0.contains("etcd_reloaded") }, "\(replica.log)")
+        let addresses = try http().request("GET", "/discover/api").json["instances"] as? [[String: Any]] ?? []
+        #expect(Set(addresses.compactMap { $0["address"] as? String }) == ["kept", "new"])
+        #expect(replica.log.contains("etcd_watch_compacted"))
+        #expect(try http().request("GET", "/metrics").text.contains("registry_etcd_reloads_total 1\n"))
+    }
+
     @Test func clusterModeRefusesADataDirectory() throws {
         let (status, output) = try RegistryProcess.runToExit(["--etcd", "http://127.0.0.1:2379", "--data-dir", "/tmp/x"], bare: true)
         #expect(status == 2)

@@ -155,6 +155,10 @@ struct ClusterTests {
         #expect((state["replicas"] as? [[String: Any]])?.count == 3)
         #expect((state["replicas"] as? [[String: Any]])?.filter { $0["leader"] as? Bool == true }.count == 1)
         #expect((state["replica"] as? [String: Any])?["role"] as? String == "follower")
+        // Each replica's progress as it last wrote it in its presence key, and its lag.
+        for listed in state["replicas"] as? [[String: Any]] ?? [] {
+            #expect(listed["change_index"] is Int && listed["lag_behind_this_replica"] is Int, "\(listed)")
+        }
         let members = (state["etcd"] as? [String: Any])?["members"] as? [[String: Any]] ?? []
         #expect(members.count == 3)
 
@@ -220,11 +224,14 @@ struct ClusterTests {
         // in etcd: `old` deleted, `new` put, everything compacted.
         kill(replica.process.processIdentifier, SIGSTOP)
         etcd.kill(2)
+        // (If it led etcd, the other two elect a leader first: writes wait for that.)
+        try etcd.waitUntilHealthy([0, 1])
         func etcdPost(_ path: String, _ body: String) throws -> [String: Any] {
             try TestHTTPClient(port: etcd.members[0].clientPort, timeout: 10).request("POST", path, body: body).json
         }
         func key(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
-        _ = try etcdPost("/v3/kv/deleterange", "{\"key\":\"\(key(replicas.prefix + "instances/api/old"))\"}")
+        let deleted = try etcdPost("/v3/kv/deleterange", "{\"key\":\"\(key(replicas.prefix + "instances/api/old"))\"}")
+        #expect(deleted["deleted"] as? String == "1", "\(deleted)")
         let value = Data(#"{"address":"new","registered_at_ms":1764700000000}"#.utf8).base64EncodedString()
         let put = try etcdPost("/v3/kv/put", "{\"key\":\"\(key(replicas.prefix + "instances/api/new"))\",\"value\":\"\(value)\"}")
         let revision = ((put["header"] as? [String: Any])?["revision"] as? String) ?? "0"
@@ -233,7 +240,7 @@ struct ClusterTests {
 
         #expect(replica.waitForLog(timeout: 15) { $0.contains("etcd_reloaded") }, "\(replica.log)")
         let addresses = try http().request("GET", "/discover/api").json["instances"] as? [[String: Any]] ?? []
-        #expect(Set(addresses.compactMap { $0["address"] as? String }) == ["kept", "new"])
+        #expect(Set(addresses.compactMap { $0["address"] as? String }) == ["kept", "new"], "\(replica.log)")
         #expect(replica.log.contains("etcd_watch_compacted"))
         #expect(try http().request("GET", "/metrics").text.contains("registry_etcd_reloads_total 1\n"))
     }

@@ -66,6 +66,7 @@ final class Cluster {
             guard leadership.role == .follower, let leader = leadership.leader, leader != leadership.me else { return nil }
             return leader.url
         }
+        leadership.progress = { [unowned self, unowned service] in (store.appliedRevision, service.changeIndex) }
         service.attach(cluster: self)
         store.start()
         leadership.start()

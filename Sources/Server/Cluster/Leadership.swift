@@ -38,8 +38,20 @@ final class Leadership {
     private var renewing = false
     private var resigned = false
     private var timer: LoopTimer?
-    /// The other replicas' presence: name → advertised URL.
-    private(set) var replicas: [String: String] = [:]
+    /// The replicas' presence (this one included), as each last wrote it.
+    private(set) var replicas: [String: Presence] = [:]
+
+    /// A replica's presence key: who it is, and how far its mirror was when it wrote it.
+    struct Presence: Equatable {
+        var url: String
+        var appliedRevision: Int64
+        var changeIndex: UInt64
+    }
+
+    /// This replica's mirror, for its presence key (rewritten every 5 s when it moved).
+    var progress: (() -> (appliedRevision: Int64, changeIndex: UInt64))?
+    private var announced: (appliedRevision: Int64, changeIndex: UInt64)?
+    private var lastAnnounce: Instant?
 
     var onRoleChange: ((Role) -> Void)?
 
@@ -90,9 +102,12 @@ final class Leadership {
         }
     }
 
-    /// The presence key: name and URL, held by the lease.
+    /// The presence key: name, URL and the mirror's progress, held by the lease.
     private func announce() {
-        client.put(keys.replica(me.name), Self.encode(me), lease: lease) { [weak self] result in
+        let now = progress?() ?? (0, 0)
+        announced = now
+        lastAnnounce = Clock.monotonicNow()
+        client.put(keys.replica(me.name), Self.encode(me, progress: now), lease: lease) { [weak self] result in
             if case .failure(let error) = result {
                 self?.logger.warn("etcd_presence_failed", ["error": error.message])
             }
@@ -129,6 +144,11 @@ final class Leadership {
             }
         }
         if leader == nil { campaign() }
+        // Every 5 s, when the mirror moved: how far this replica is, for /cluster on the others.
+        if let lastAnnounce, now.duration(since: lastAnnounce) >= .seconds(5), let progress,
+           let announced, progress().changeIndex != announced.changeIndex {
+            announce()
+        }
     }
 
     // MARK: The election
@@ -177,7 +197,13 @@ final class Leadership {
     /// From the mirror: a replica's presence key.
     func replicaKeyChanged(name: String, _ kv: KeyValue?) {
         if let kv, let replica = Self.decode(kv.value) {
-            replicas[name] = replica.url
+            let json = try? JSONParser.parse(kv.value)
+            func number(_ member: String) -> Int64 {
+                guard case .number(let value)? = json?[member: member] else { return 0 }
+                return Int64(exactly: value) ?? 0
+            }
+            replicas[name] = Presence(url: replica.url, appliedRevision: number("applied_revision"),
+                                      changeIndex: UInt64(max(0, number("change_index"))))
         } else {
             replicas[name] = nil
         }
@@ -217,12 +243,18 @@ final class Leadership {
 
     // MARK: The keys' values
 
-    static func encode(_ replica: Replica) -> [UInt8] {
+    static func encode(_ replica: Replica, progress: (appliedRevision: Int64, changeIndex: UInt64)? = nil) -> [UInt8] {
         var json = JSONWriter()
         json.raw("{\"name\":")
         json.string(replica.name)
         json.raw(",\"url\":")
         json.string(replica.url)
+        if let progress {
+            json.raw(",\"applied_revision\":")
+            json.integer(progress.appliedRevision)
+            json.raw(",\"change_index\":")
+            json.integer(progress.changeIndex)
+        }
         json.raw("}")
         return json.bytes
     }

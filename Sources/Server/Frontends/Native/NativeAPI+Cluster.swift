@@ -47,10 +47,17 @@ extension NativeAPI {
             if index > 0 { json.raw(",") }
             json.raw("{\"name\":")
             json.string(name)
+            let presence = leadership.replicas[name]
             json.raw(",\"url\":")
-            json.string(leadership.replicas[name] ?? "")
+            json.string(presence?.url ?? "")
             json.raw(",\"leader\":")
             json.raw(leadership.leader?.name == name ? "true" : "false")
+            // As the replica last wrote it (at start, then every 5 s when it moved); the lag
+            // is this replica's change index less that one, in index units (etcd revisions).
+            json.raw(",\"change_index\":")
+            json.integer(presence?.changeIndex ?? 0)
+            json.raw(",\"lag_behind_this_replica\":")
+            json.integer(Int64(service.changeIndex) - Int64(presence?.changeIndex ?? 0))
             json.raw("}")
         }
         json.raw("],\"etcd\":{\"prefix\":")

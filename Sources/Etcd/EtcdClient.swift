@@ -134,21 +134,13 @@ public final class EtcdClient {
     /// Renews a lease once. The answer is the TTL it has now; 0 means the lease is gone
     /// (expired or revoked): whatever it held has been deleted.
     public func keepAlive(lease: Int64, completion: @escaping (Result<Int64, EtcdError>) -> Void) {
-        var json = JSONWriter()
-        json.raw("{\"ID\":\"")
-        json.integer(lease)
-        json.raw("\"}")
-        post("/v3/lease/keepalive", json.bytes) { result in
+        post("/v3/lease/keepalive", Self.leaseBody(lease)) { result in
             completion(result.map { json in (json[member: "result"] ?? json).int64(member: "TTL") })
         }
     }
 
     public func revoke(lease: Int64, completion: @escaping (Result<Void, EtcdError>) -> Void) {
-        var json = JSONWriter()
-        json.raw("{\"ID\":\"")
-        json.integer(lease)
-        json.raw("\"}")
-        post("/v3/lease/revoke", json.bytes) { result in
+        post("/v3/lease/revoke", Self.leaseBody(lease)) { result in
             switch result {
             case .success: completion(.success(()))
             // Revoking a lease that is already gone is what was wanted.
@@ -156,6 +148,15 @@ public final class EtcdClient {
             case .failure(let error): completion(.failure(error))
             }
         }
+    }
+
+    /// `{"ID":"…"}`: the body of a keep-alive and of a revoke.
+    private static func leaseBody(_ lease: Int64) -> [UInt8] {
+        var json = JSONWriter()
+        json.raw("{\"ID\":\"")
+        json.integer(lease)
+        json.raw("\"}")
+        return json.bytes
     }
 
     /// What one member says of itself; asks that member only.

@@ -984,7 +984,10 @@ scenario_cluster_heartbeat() {
 }
 
 # Registrations through a follower (a turn's writes in one etcd transaction) against
-# etcd's own rate of single puts on the same three members.
+# etcd's own rate of single puts on the same three members, and against etcd's own
+# transactions of 14 puts written into the prefix (what the replicas' watches then carry
+# and mirror): the ceiling of any design that commits through the gateway and mirrors by
+# watch, reported in registrations per second.
 scenario_cluster_register() {
     ((BASELINES_ONLY)) && return 0
     log "cluster-register: new registrations through a follower vs single puts on the same etcd"
@@ -995,8 +998,14 @@ scenario_cluster_register() {
     # seconds (WAL and database growth) are slow.
     wrk_run cluster-register warmup-follower 0 "${CLUSTER_PORTS[$follower]}" "$CONNS" register.lua
     wrk_run cluster-register warmup-etcd3 0 "${CLUSTER_ETCD_PORTS[0]}" "$CONNS" etcd_register.lua
-    cluster_rounds cluster-register register.lua -- "follower:${CLUSTER_PORTS[$follower]}" \
-        "etcd3:${CLUSTER_ETCD_PORTS[0]}:etcd_register.lua"
+    wrk_run cluster-register warmup-etcd3-txn 0 "${CLUSTER_ETCD_PORTS[0]}" "$CONNS" etcd_txn_register.lua /service-registry/ 14
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run cluster-register follower "$round" "${CLUSTER_PORTS[$follower]}" "$CONNS" register.lua
+        wrk_run cluster-register etcd3 "$round" "${CLUSTER_ETCD_PORTS[0]}" "$CONNS" etcd_register.lua
+        # The ceiling: etcd's own 14-put transactions into the prefix, mirrored by the replicas.
+        wrk_run cluster-register etcd3-txn "$round" "${CLUSTER_ETCD_PORTS[0]}" "$CONNS" etcd_txn_register.lua /service-registry/ 14
+    done
 }
 
 # The leader's SIGKILL to the first heartbeat the new leader accepts, FAILOVER_KILLS times.

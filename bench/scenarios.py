@@ -43,10 +43,13 @@ SCENARIOS = [
     Scenario("durable-register", "durability"),
     Scenario("recover-1m", "durability"),
     # cluster: three etcd members and three replicas; targets are (server, baseline, op,
-    # threshold) on req/s, each a median of per-round ratios.
+    # threshold) on operations per second (req/s times the operations a request carries),
+    # each a median of per-round ratios.
     Scenario("cluster-discover", "cluster", [("follower", "single", ">=", 0.9)]),
     Scenario("cluster-heartbeat", "cluster", [("follower", "single", ">=", 0.5), ("leader", "single", ">=", 0.9)]),
-    Scenario("cluster-register", "cluster", [("follower", "etcd3", ">=", 2)]),
+    # etcd3-txn (etcd's own 14-put transactions into the prefix, mirrored) is the ceiling:
+    # its ratio is reported, with no target (threshold None).
+    Scenario("cluster-register", "cluster", [("follower", "etcd3", ">=", 2), ("follower", "etcd3-txn", ">=", None)]),
     Scenario("cluster-failover", "cluster"),
 ]
 

@@ -66,8 +66,10 @@ end
 -- threads can generate disjoint names.
 thread_id = 0
 local threads_started = 0
+local threads = {}  -- kept for done()
 function setup(thread)
    thread:set("thread_id", threads_started)
+   threads[#threads + 1] = thread
    threads_started = threads_started + 1
 end
 
@@ -79,18 +81,25 @@ function bench.first_call_is_unsent()
    return thread_id == 0
 end
 
+-- Operations one request carries: a script that batches (etcd_txn_register.lua) sets
+-- this global in init(), which runs in each thread's own Lua state; done() runs in the
+-- main state and reads it from a thread. The report multiplies req/s by it where it
+-- compares operations.
+ops_per_request = 1
+
 -- Latencies are in microseconds.  errors_status counts non-2xx/3xx answers,
 -- which make a throughput figure meaningless (a 404 is cheaper than a hit).
 function done(summary, latency, requests)
    local e = summary.errors
+   local ops = threads[1] and threads[1]:get("ops_per_request") or 1
    io.write(string.format(
       'BENCH_JSON {"requests":%d,"duration_us":%d,"rps":%.1f,'
       .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,'
       .. '"errors_connect":%d,"errors_read":%d,"errors_write":%d,'
-      .. '"errors_timeout":%d,"errors_status":%d,"bytes":%d}\n',
+      .. '"errors_timeout":%d,"errors_status":%d,"bytes":%d,"ops_per_request":%d}\n',
       summary.requests, summary.duration,
       summary.requests / (summary.duration / 1e6),
       latency:percentile(50), latency:percentile(90), latency:percentile(99),
       latency.max, latency.mean,
-      e.connect, e.read, e.write, e.timeout, e.status, summary.bytes))
+      e.connect, e.read, e.write, e.timeout, e.status, summary.bytes, ops))
 end

@@ -25,6 +25,9 @@ let package = Package(
         // The API's request bodies, defined once: the client encodes them, the server decodes
         // them, and the core's own rules judge the values on both sides.
         .target(name: "RegistryWire", dependencies: ["JSON", "Registry"]),
+        // Who may do what: the ACL file's tokens and grants, SHA-256 digests, service-name
+        // patterns. Pure, like the core: the server reads the file and asks it.
+        .target(name: "Access", dependencies: ["JSON"]),
         // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
         .target(name: "Etcd", dependencies: ["CLibevent", "JSON"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
@@ -50,6 +53,7 @@ let package = Package(
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "CLibevent", "JSON", "TestSupport"]),
+        .testTarget(name: "AccessTests", dependencies: ["Access", "JSON"]),
         .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -35,7 +35,7 @@ let package = Package(
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport", "Access"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "CLibevent", "JSON", "TestSupport"]),
         .testTarget(name: "AccessTests", dependencies: ["Access", "JSON"]),
         .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),

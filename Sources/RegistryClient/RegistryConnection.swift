@@ -63,6 +63,9 @@ public final class RegistryConnection {
     /// libevent's asynchronous resolver, for a caller whose loop must never block; nil
     /// resolves host names with a blocking call (fine for a command-line tool).
     private let dns: OpaquePointer?
+    /// Sent with every request as `Authorization: Bearer …` when set: a registry with an
+    /// ACL file (`--acl-file`) grants what the token may do.
+    public var token: String?
 
     /// A connection with its own event base, for `call` and `follow`.
     public convenience init(url: RegistryURL, timeout: Duration = .seconds(5)) {
@@ -162,6 +165,7 @@ public final class RegistryConnection {
         evhttp_add_header(headers, "Host", "\(url.host):\(url.port)")
         evhttp_add_header(headers, "Accept", streaming ? "text/event-stream" : "application/json")
         evhttp_add_header(headers, "User-Agent", "registryctl")
+        if let token { evhttp_add_header(headers, "Authorization", "Bearer " + token) }
         if let body {
             evhttp_add_header(headers, "Content-Type", "application/json")
             body.withUnsafeBytes { _ = evbuffer_add(evhttp_request_get_output_buffer(request), $0.baseAddress, $0.count) }

@@ -75,10 +75,31 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     AccessLog.current = accessLog
     let hub = WatchHub(loop: loop, api: api, metrics: metrics, logger: logger, accessLog: accessLog, idleTimeout: config.idleTimeout,
                        limits: WatchHub.Limits(maxWatchers: config.maxWatchers, maxWatchersPerClient: config.maxWatchersPerClient))
+    let access: AccessControl
+    do {
+        access = try AccessControl(path: config.aclFile, logger: logger)
+    } catch {
+        printError("service-registry: \(error.message); fix the file, or start without --acl-file")
+        return 1
+    }
+    var replicaToken: String?
+    if let path = config.replicaTokenFile {
+        switch AccessControl.readToken(path) {
+        case .success(let token): replicaToken = token
+        case .failure(let problem):
+            printError("service-registry: \(problem.message)")
+            return 1
+        }
+        if let policy = access.policy, !policy.caller(token: replicaToken).grant.isOperator {
+            printError("service-registry: the token in \(path) is not an operator token in \(config.aclFile ?? "the ACL file"); "
+                + "the leader would refuse this replica's heartbeat reports. Give it an entry with \"operator\": true")
+            return 1
+        }
+    }
     let http: HTTPFrontEnd
     do {
         http = try HTTPFrontEnd(config: config, loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
-                                accessLog: accessLog)
+                                accessLog: accessLog, access: access)
     } catch {
         printError("service-registry: \(error.message)")
         return 1
@@ -87,15 +108,16 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     var cluster: Cluster?
     if let endpoints = config.etcd {
         let started = Cluster(config: config, endpoints: endpoints, port: http.port, loop: loop, logger: logger)
+        started.relay.token = replicaToken
         api.cluster = started
         cluster = started
     }
     api.metricsExposition = { [unowned service, unowned hub, unowned http] in
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount,
-                                           store: store.stats, transport: http.transportStats, cluster: cluster))
+                                           store: store.stats, transport: http.transportStats, cluster: cluster, access: access))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: [http], heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
-                              shutdownGrace: config.shutdownGrace, logger: logger)
+                              shutdownGrace: config.shutdownGrace, logger: logger, onReload: { access.reload() })
     // Last of every turn: the turn's log lines, with one write.
     loop.onEndOfTurn { logger.flush() }
 
@@ -124,6 +146,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         "access_log": config.accessLogEnabled ? "on" : "off",
         "shutdown_grace": config.shutdownGrace.secondsText, "mode": config.etcd == nil ? "single" : "cluster",
     ])
+    if let policy = access.policy {
+        logger.info("acl_loaded", ["path": config.aclFile ?? "", "tokens": policy.entries.count, "anonymous": policy.anonymous.summary,
+                                   "note": "SIGHUP reloads the file"])
+    } else {
+        logger.warn("acl_off", ["note": "no --acl-file: every client that reaches the port may register, deregister and change any "
+                                    + "instance; give an ACL file (see README, Tokens) anywhere but a trusted network"])
+    }
     logger.flush()
 
     // Restored instances get their full TTL from now, when the registry serves again.

@@ -30,7 +30,7 @@ final class ExampleService {
         let message: String
     }
 
-    init(name: String, host: String, port: UInt16, address: String, registryURLs: [RegistryURL], interval: Duration) throws(StartError) {
+    init(name: String, host: String, port: UInt16, address: String, registryURLs: [RegistryURL], token: String?, interval: Duration) throws(StartError) {
         self.name = name
         self.host = host
         self.port = port
@@ -41,6 +41,7 @@ final class ExampleService {
         guard let http = evhttp_new(base) else { throw StartError(message: "cannot create an HTTP server") }
         self.http = http
         registry = RegistryConnection(urls: registryURLs, base: base, timeout: .seconds(3))
+        registry.token = token
         guard evhttp_bind_socket(http, host, port) == 0 else {
             throw StartError(message: "cannot listen on \(host):\(port): \(String(cString: strerror(errno))); choose another PORT or --host")
         }

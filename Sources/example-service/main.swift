@@ -16,6 +16,8 @@ Usage: example-service [--host ADDRESS] NAME PORT   serve on PORT and join the r
 Environment:
   REGISTRY_URL        the registry (default http://localhost:5001); several, comma-separated
                       (a cluster's replicas), are tried in turn when one fails
+  REGISTRY_TOKEN      the token to send, for a registry with an ACL file (or
+  REGISTRY_TOKEN_FILE a file holding it, such as a mounted Kubernetes Secret)
   SERVICE_ADDRESS     the address to register (default http://localhost:PORT; in Kubernetes,
                       http://$(POD_IP):PORT)
   HEARTBEAT_INTERVAL  seconds between heartbeats (default 10)
@@ -41,8 +43,9 @@ func text(_ value: JSONValue?) -> String {
 }
 
 /// The seed's `example_service.py demo`: health, services, and one round-robin pick for each.
-func demo(_ urls: [RegistryURL]) -> Int32 {
+func demo(_ urls: [RegistryURL], token: String?) -> Int32 {
     let connection = RegistryConnection(urls: urls)
+    connection.token = token
     let url = connection.url
     do {
         let health = try connection.call(.get, "/health")
@@ -95,7 +98,14 @@ func main() -> Int32 {
         printError("example-service: REGISTRY_URL: \(error.message)")
         return 2
     }
-    if arguments == ["demo"] { return demo(url) }
+    let token: String?
+    switch TokenFile.resolve(token: nil, file: nil, environment: environment) {
+    case .success(let found): token = found
+    case .failure(let problem):
+        printError("example-service: \(problem.message)")
+        return 2
+    }
+    if arguments == ["demo"] { return demo(url, token: token) }
     if arguments == ["--version"] || arguments == ["version"] {
         print("example-service \(RegistryVersion.text)")
         return 0
@@ -119,7 +129,7 @@ func main() -> Int32 {
     do {
         let service = try ExampleService(name: arguments[0], host: host, port: port,
                                          address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",
-                                         registryURLs: url, interval: interval)
+                                         registryURLs: url, token: token, interval: interval)
         service.run()
         return 0
     } catch {

@@ -5,11 +5,13 @@ import RegistryClient
 import RegistryWire
 
 let usage = """
-Usage: registryctl [--registry URL] [--json] [--timeout SECONDS] COMMAND …
+Usage: registryctl [--registry URL] [--token TOKEN | --token-file PATH] [--json]
+                   [--timeout SECONDS] COMMAND …
 
 Talks to a service registry (default http://localhost:5001, or REGISTRY_URL). Several URLs,
 comma-separated (a cluster's replicas), are tried in turn when one cannot be reached or
-answers 503.
+answers 503. A registry with an ACL file wants a token: --token, --token-file, or
+REGISTRY_TOKEN / REGISTRY_TOKEN_FILE (a file keeps it out of ps and shell history).
 
 Commands:
   register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z]
@@ -48,6 +50,8 @@ func main() -> Int32 {
     var timeout: Duration = .seconds(5)
     var wantsHelp = false
     var wantsVersion = false
+    var token: String?
+    var tokenFile: String?
     // Global options may come anywhere before `--`.
     var index = 0
     var end = separator
@@ -70,6 +74,12 @@ func main() -> Int32 {
         } else if word == "--registry" || word.hasPrefix("--registry=") {
             guard let value = take() else { printError("registryctl: --registry needs a URL"); return ExitCode.usage }
             registryText = value
+        } else if word == "--token" || word.hasPrefix("--token=") {
+            guard let value = take() else { printError("registryctl: --token needs a token"); return ExitCode.usage }
+            token = value
+        } else if word == "--token-file" || word.hasPrefix("--token-file=") {
+            guard let value = take() else { printError("registryctl: --token-file needs a path"); return ExitCode.usage }
+            tokenFile = value
         } else if word == "--timeout" || word.hasPrefix("--timeout=") {
             guard let value = take(), let parsed = parseInterval(value) else {
                 printError("registryctl: --timeout takes seconds (5, 2.5, 500ms)")
@@ -112,7 +122,14 @@ func main() -> Int32 {
         printError("registryctl: --registry/REGISTRY_URL: \(error.message)")
         return ExitCode.usage
     }
-    let context = Context(connection: RegistryConnection(urls: urls, timeout: timeout), json: json)
+    let connection = RegistryConnection(urls: urls, timeout: timeout)
+    switch TokenFile.resolve(token: token, file: tokenFile, environment: Environment.value) {
+    case .success(let found): connection.token = found
+    case .failure(let problem):
+        printError("registryctl: \(problem.message)")
+        return ExitCode.usage
+    }
+    let context = Context(connection: connection, json: json)
     let rest = words.dropFirst()
     do throws(Arguments.Problem) {
         switch command {

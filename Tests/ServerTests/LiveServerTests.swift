@@ -337,10 +337,13 @@ import Glibc
         #expect(registry.log.contains("Heartbeat timeout: 0.3s"))
     }
 
-    /// Their default action would end the process with no drain and no last fsync.
+    /// Their default action would end the process with no drain and no last fsync. SIGHUP
+    /// reloads the ACL file; without one it says there is nothing to reload.
     @Test func hangupAndUserSignalsAreLoggedAndOtherwiseIgnored() throws {
         let registry = try RegistryProcess()
-        for (signal, name) in [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2"), (SIGALRM, nil)] {
+        kill(registry.process.processIdentifier, SIGHUP)
+        #expect(registry.waitForLog { $0.contains("INFO acl_reload_skipped ") })
+        for (signal, name) in [(SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2"), (SIGALRM, nil)] {
             kill(registry.process.processIdentifier, signal)
             if let name { #expect(registry.waitForLog { $0.contains("INFO signal_ignored signal=\(name) ") }) }
             #expect(try registry.client().request("GET", "/health").status == 200)

@@ -25,7 +25,7 @@ final class Lifecycle {
     private(set) var closing = false
 
     init(loop: EventLoop, service: RegistryService, frontEnds: [HTTPFrontEnd], heldRequests: @escaping () -> Int,
-         shutdownGrace: Duration, logger: Logger) {
+         shutdownGrace: Duration, logger: Logger, onReload: (() -> Void)? = nil) {
         self.loop = loop
         self.service = service
         self.frontEnds = frontEnds
@@ -37,7 +37,12 @@ final class Lifecycle {
             loop.onSignal(signal) { [unowned self] in stop(signal: $0) }
         }
         // Their default action ends the process at once: no drain, no last fsync, no log line.
-        for (signal, name) in [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2")] {
+        // SIGHUP reloads what can be reloaded (the ACL file) without dropping a connection.
+        loop.onSignal(SIGHUP) { [logger] _ in
+            logger.info("reloading", ["signal": "SIGHUP"])
+            onReload?()
+        }
+        for (signal, name) in [(SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2")] {
             loop.onSignal(signal) { [logger] _ in
                 logger.info("signal_ignored", ["signal": name, "note": "send SIGTERM or SIGINT to stop the registry"])
             }

@@ -44,6 +44,9 @@ final class HeartbeatRelay {
 
     var pending: Int { seen.count }
 
+    /// `--replica-token-file`: what the leader's ACL file must grant `operator` to.
+    var token: String?
+
     private func report() {
         guard inFlight == 0, !seen.isEmpty, let url = leaderURL?() else { return }
         if connectedTo != url {
@@ -54,6 +57,7 @@ final class HeartbeatRelay {
                 return
             }
             connection = RegistryConnection(url: parsed, base: loop.base, dns: dns, timeout: .seconds(2))
+            connection?.token = token
             connectedTo = url
         }
         let now = Clock.monotonicNow()

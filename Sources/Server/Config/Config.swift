@@ -39,6 +39,11 @@ struct Config: Equatable {
     var maxWait: Duration = .seconds(600)
     /// Web origins whose pages may write to the registry and read its answers (CORS).
     var allowedOrigins: [String] = []
+    /// `--acl-file`: tokens and what they may do; nil leaves the registry open.
+    var aclFile: String?
+    /// `--replica-token-file`: the token a replica sends to the others (cluster mode with an
+    /// ACL file), read at start.
+    var replicaTokenFile: String?
     /// Long-polls and streams held at once, in total and per client address (0: no limit).
     var maxWatchers = 50_000
     var maxWatchersPerClient = 0
@@ -205,6 +210,16 @@ struct Config: Equatable {
                     + "no path); \(Violation.quoted(origin)) is not one"
             }
             config.allowedOrigins = origins
+            return nil
+        },
+        Option(flag: "--acl-file", variable: "REGISTRY_ACL_FILE", valueName: "PATH",
+               help: "tokens and their permissions (JSON, see README); reloaded on SIGHUP. Without it every client may do everything") { config, value in
+            config.aclFile = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--replica-token-file", variable: "REGISTRY_REPLICA_TOKEN_FILE", valueName: "PATH",
+               help: "cluster mode with --acl-file: a file holding the token this replica sends to the others (an operator token)") { config, value in
+            config.replicaTokenFile = value.isEmpty ? nil : value
             return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
@@ -379,6 +394,10 @@ struct Config: Equatable {
             throw Problem(message: "--heartbeat-timeout (\(config.heartbeatTimeout.secondsText)) must not be above --max-ttl "
                 + "(\(config.maximumTTL.secondsText)), since it is the TTL of instances that do not ask for one; raise --max-ttl or "
                 + "lower --heartbeat-timeout")
+        }
+        if config.etcd != nil && config.aclFile != nil && config.replicaTokenFile == nil {
+            throw Problem(message: "--acl-file in cluster mode needs --replica-token-file: the replicas report heartbeats to the "
+                + "leader with that token, and the ACL file must grant it \"operator\"")
         }
         if config.etcd != nil && config.dataDirectoryGiven {
             throw Problem(message: "--etcd and --data-dir cannot go together: in cluster mode registrations live in etcd, not in a "

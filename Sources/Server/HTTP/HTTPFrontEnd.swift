@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Access
 import CLibevent
 import Registry
 
@@ -31,13 +32,16 @@ final class HTTPFrontEnd {
     private let logger: Logger
     /// Nil unless `--access-log` (or `--log-level debug`) is on.
     private let accessLog: AccessLog?
+    /// The ACL file's rules (`--acl-file`); open without one.
+    let access: AccessControl
     /// Set when the listener closes: held reads are answered at once from then on.
     private(set) var stopping = false
     private var refusalLog = LogThrottle()
 
     init(config: Config, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub, metrics: Metrics,
-         logger: Logger, accessLog: AccessLog?) throws(StartError) {
+         logger: Logger, accessLog: AccessLog?, access: AccessControl) throws(StartError) {
         self.accessLog = accessLog
+        self.access = access
         self.table = table
         self.service = service
         self.hub = hub
@@ -199,10 +203,14 @@ final class HTTPFrontEnd {
                 return
             }
         }
+        // Headers are looked up only when an ACL file is in force.
+        let caller: Caller = access.isOpen ? .anonymous(.everything)
+            : access.caller(authorization: request.header("Authorization"), registryToken: request.header("X-Registry-Token"))
         var route = table.otherRoute
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in
-                let dispatched = table.dispatch(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock)
+                let dispatched = table.dispatch(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock,
+                                                caller: { AccessControl.admit(caller, to: $0) })
                 route = dispatched.route
                 return dispatched.handling
             }
@@ -275,6 +283,7 @@ final class HTTPFrontEnd {
                          timed: Bool) {
         guard route != nil || entry != nil else { return }
         let now = Clock.monotonicNow()
+        if let route, let denial = response.denial { access.count(denial: denial, route: route) }
         if let route {
             metrics.countRequest(route: route, method: method, status: response.status,
                                  seconds: timed ? Double(now.duration(since: start).wholeNanoseconds) / 1e9 : nil)

@@ -20,6 +20,8 @@ struct Response {
     var extraHeaders: [(name: String, value: String)] = []
     /// An error's message, for the access log (the body holds it too).
     var message: String?
+    /// Why access was denied (`no_token`, `unknown_token`, `forbidden`), for `/metrics`.
+    var denial: String?
     /// Cluster mode: what every read carries about this replica's contact with etcd.
     var replicaHeaders: ReplicaHeaders?
 

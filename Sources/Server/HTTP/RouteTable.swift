@@ -1,3 +1,4 @@
+import Access
 import Registry
 
 /// One route: a path template, the methods it serves, and its handler. Each route is
@@ -10,12 +11,16 @@ struct Route {
         case native
     }
 
-    /// What a caller must be allowed to do (tokens, to come, are checked against it).
+    /// What a caller must be allowed to do (`--acl-file`). The front end checks that the
+    /// caller may read (or write) some service before the handler runs; the handler checks
+    /// the service the request names, and filters listings.
     enum Permission {
-        /// Probes: `/health`, `/ready`, `/metrics`.
+        /// Probes: `/health`, `/ready`. Always open.
         case none
         case read
         case write
+        /// `/metrics`, `/cluster`, the replicas' own routes.
+        case `operator`
     }
 
     /// `/register`, or `/discover/{service}`: at most one parameter, at the end, which takes
@@ -52,6 +57,8 @@ struct RouteRequest {
     let body: UnsafeBufferPointer<UInt8>
     let now: Instant
     let wallClock: Int64
+    /// Who sent it (`.anonymous(.everything)` without an ACL file).
+    var caller: Caller = .anonymous(.everything)
 }
 
 /// The routes of every front end, matched by path.
@@ -118,7 +125,9 @@ struct RouteTable {
     /// Routes a request and calls its handler: 404 for a path no route serves, 405 with
     /// `Allow` for a method its route does not. Returns the route's number with the outcome.
     func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
-                  body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64) -> (route: Int, handling: Handling) {
+                  body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64,
+                  caller: (Route.Permission) -> Admission = { _ in .admitted(.anonymous(.everything)) })
+        -> (route: Int, handling: Handling) {
         let (number, parameter) = match(path)
         guard number != otherRoute else {
             return (number, .respond(.error(404, "no such endpoint: \(method.name) \(Self.shown(path)); \(notFoundHint)")))
@@ -128,8 +137,13 @@ struct RouteTable {
             return (number, .respond(.error(405, "method \(method.name) is not allowed on \(Self.shown(path)); use \(route.allow)",
                                             allow: route.allow)))
         }
+        let who: Caller
+        switch caller(route.permission) {
+        case .admitted(let found): who = found
+        case .denied(let denial): return (number, .respond(denial))
+        }
         return (number, route.handler(RouteRequest(method: method, path: path, parameter: parameter, query: query, body: body,
-                                                   now: now, wallClock: wallClock)))
+                                                   now: now, wallClock: wallClock, caller: who)))
     }
 
     /// Convenience for tests and tools: the same with Swift strings; a query follows `?`.

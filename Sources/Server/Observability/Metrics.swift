@@ -33,6 +33,7 @@ final class Metrics {
         var store: StoreStats?
         var transport = Transport.Stats()
         var cluster: Cluster?
+        var access: AccessControl?
     }
 
     init(routeLabels: [String]) {
@@ -143,6 +144,18 @@ final class Metrics {
             single("registry_persistence_snapshot_failures_total", "counter", "Snapshots that failed (the log keeps every change meanwhile).", String(stats.snapshotFailures))
         }
 
+        if let access = figures.access {
+            single("registry_acl_enabled", "gauge", "1 when an ACL file (--acl-file) is in force, 0 when the registry is open.",
+                   access.isOpen ? "0" : "1")
+            single("registry_acl_reloads_total", "counter", "ACL file reloads (SIGHUP) that took effect.", String(access.reloads))
+            single("registry_acl_reload_failures_total", "counter", "ACL file reloads refused (the file was broken; the rules before stay).",
+                   String(access.failedReloads))
+            family("registry_access_denied_total", "counter",
+                   "Requests refused for want of a permission, by route template and reason (no_token, unknown_token, forbidden).")
+            for (key, count) in access.denials.sorted(by: { ($0.key.route, $0.key.reason) < ($1.key.route, $1.key.reason) }) {
+                sample("registry_access_denied_total", [("route", routeLabels[key.route]), ("reason", key.reason)], String(count))
+            }
+        }
         single("registry_cluster_mode", "gauge", "1 in cluster mode (--etcd), 0 for a single registry.", figures.cluster == nil ? "0" : "1")
         if let cluster = figures.cluster {
             let stats = cluster.store.stats

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Access
 import JSON
 import Registry
 
@@ -22,6 +23,9 @@ extension NativeAPI {
                 return .respond(.error(400, violation.message))
             }
         }
+        guard request.caller.grant.mayRead(name) else {
+            return .respond(AccessControl.denial(request.caller, needs: "read on service \(Violation.quoted(name))"))
+        }
         let query: ReadQuery
         switch ReadQuery.parse(request.query, scope: .instances) {
         case .success(let parsed): query = parsed
@@ -40,11 +44,13 @@ extension NativeAPI {
         case .success(let value): query = value
         case .failure(let problem): return .respond(.error(400, problem.message))
         }
-        if stream { return .stream(.services) }
+        // A caller that may not read every service sees only those it may.
+        let readable: Grant? = request.caller.grant.readsEverything ? nil : request.caller.grant
+        if stream { return .stream(.services(readable)) }
         if let index = query.index, index >= service.changeIndex {
-            return .park(.services, wait: min(query.wait ?? ReadQuery.defaultWait, maximumWait))
+            return .park(.services(readable), wait: min(query.wait ?? ReadQuery.defaultWait, maximumWait))
         }
-        return .respond(services(now: request.now))
+        return .respond(services(now: request.now, readable: readable))
     }
 
     /// True when the raw path segment is already a valid service name (1–253 ASCII letters,
@@ -76,7 +82,7 @@ extension NativeAPI {
     func read(_ target: WatchTarget, now: Instant, wallClock: Int64) -> Response {
         switch target {
         case .service(let name, let query): return discover(name, query: query, now: now, wallClock: wallClock)
-        case .services: return services(now: now)
+        case .services(let readable): return services(now: now, readable: readable)
         }
     }
 
@@ -211,10 +217,12 @@ extension NativeAPI {
         return choose(from: ServiceView.Candidates(positions: positions, cumulativeWeights: cumulative), query: query, service: name)
     }
 
-    private func services(now: Instant) -> Response {
+    private func services(now: Instant, readable: Grant?) -> Response {
         // Changes made earlier in this turn reach the listing before it answers.
         service.distributeChanges()
-        let parts = service.read { listing.answer($0, now: now) }
+        let parts = service.read { registry in
+            readable.map { grant in listing.answer(registry, now: now, only: { grant.mayRead($0) }) } ?? listing.answer(registry, now: now)
+        }
         var response = Response(status: 200, body: parts.first ?? [], index: service.changeIndex)
         response.segments = Array(parts.dropFirst())
         return response

@@ -1,3 +1,4 @@
+import Access
 import Registry
 import RegistryWire
 
@@ -14,6 +15,9 @@ extension NativeAPI {
         switch RegistrationRequest.decode(request.body) {
         case .success(let decoded): body = decoded
         case .failure(let problem): return .respond(.error(400, problem.message))
+        }
+        guard request.caller.grant.mayWrite(body.service) else {
+            return .respond(AccessControl.denial(request.caller, needs: "write on service \(Violation.quoted(body.service))"))
         }
         switch service.register(body, now: request.now) {
         case .registered:
@@ -37,6 +41,11 @@ extension NativeAPI {
         }
         let service = reference.service
         let id = reference.name
+        // Before the instance is looked up: a caller that may not write the service learns
+        // nothing of what it holds.
+        guard request.caller.grant.mayWrite(service) else {
+            return .respond(AccessControl.denial(request.caller, needs: "write on service \(Violation.quoted(service))"))
+        }
         let outcome: InstanceOutcome
         switch write {
         case .heartbeat: outcome = self.service.heartbeat(reference, now: request.now)

@@ -72,9 +72,9 @@ final class NativeAPI {
             },
             Route(template: "/health", methods: reads, frontEnd: .native, permission: .none) { [self] in health($0) },
             Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [self] _ in ready() },
-            Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .none) { [self] _ in metrics() },
-            Route(template: "/cluster", methods: reads, frontEnd: .native, permission: .read) { [self] in clusterState($0) },
-            Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .write) { [self] in
+            Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .operator) { [self] _ in metrics() },
+            Route(template: "/cluster", methods: reads, frontEnd: .native, permission: .operator) { [self] in clusterState($0) },
+            Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .operator) { [self] in
                 clusterHeartbeats($0)
             },
         ]

@@ -110,6 +110,36 @@ final class ServicesListing {
         return parts
     }
 
+    /// The same answer listing only the services `only` admits (a token that may read some
+    /// services): built afresh each time from the entries, never cached.
+    func answer(_ registry: Registry, now: Instant, only admits: (String) -> Bool) -> [[UInt8]] {
+        if !seeded { seed(registry) }
+        for name in changed { apply(name, registry) }
+        changed.removeAll(keepingCapacity: true)
+        let due = registry.dueInstanceCounts(now: now)
+        var json = JSONWriter(capacity: 1024)
+        json.raw(Self.opening)
+        var count = 0
+        for block in blocks {
+            for (position, name) in block.names.enumerated() where admits(name) {
+                let entry: [UInt8]
+                if let dueCounts = due[name] {
+                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts) else { continue }
+                    entry = Self.entry(summary)
+                } else {
+                    entry = block.entries[position]
+                }
+                if count > 0 { json.raw(",") }
+                json.raw(entry)
+                count += 1
+            }
+        }
+        json.raw("},\"total_services\":")
+        json.integer(count)
+        json.raw("}")
+        return [json.bytes]
+    }
+
     private func seed(_ registry: Registry) {
         seeded = true
         var block = Block()

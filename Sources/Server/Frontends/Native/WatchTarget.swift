@@ -1,7 +1,10 @@
+import Access
+
 /// What a parked request or a stream watches.
 enum WatchTarget {
     case service(String, ReadQuery)
-    case services
+    /// Every service, or (with a grant) only those the caller may read.
+    case services(Grant?)
 
     /// The service whose changes wake this watcher; nil for all of them.
     var serviceName: String? {
@@ -13,7 +16,8 @@ enum WatchTarget {
     /// read differs (a pick rotates or shuffles per read).
     var sharingKey: String? {
         switch self {
-        case .services: return "*"
+        case .services(nil): return "*"
+        case .services(let grant?): return "*|" + grant.summary
         case .service(let name, let query): return query.pick == nil ? name + "|" + query.filterKey : nil
         }
     }

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Access
+import RegistryClient
+
+/// The ACL file on the loop: loaded at start (a broken file stops the start), reloaded on
+/// SIGHUP (a broken file keeps the rules in force and says why), and asked for each
+/// request's caller. Without `--acl-file` every request may do everything, as before.
+final class AccessControl {
+    struct LoadError: Error {
+        let message: String
+    }
+
+    let path: String?
+    private(set) var policy: AccessPolicy?
+    private let logger: Logger
+    private(set) var reloads = 0
+    private(set) var failedReloads = 0
+    /// Denials by route number and reason (`no_token`, `unknown_token`, `forbidden`).
+    private(set) var denials: [DenialKey: Int] = [:]
+
+    struct DenialKey: Hashable {
+        let route: Int
+        let reason: String
+    }
+
+    init(path: String?, logger: Logger) throws(LoadError) {
+        self.path = path
+        self.logger = logger
+        if let path { policy = try Self.load(path) }
+    }
+
+    var isOpen: Bool { policy == nil }
+
+    /// A token file's token (`--replica-token-file`): read as the tools read theirs.
+    static func readToken(_ path: String) -> Result<String, LoadError> {
+        TokenFile.read(path).mapError { LoadError(message: $0.message) }
+    }
+
+    static func load(_ path: String) throws(LoadError) -> AccessPolicy {
+        let bytes = try readFile(path, what: "the ACL file")
+        do {
+            return try AccessPolicy.parse(bytes)
+        } catch {
+            throw LoadError(message: "the ACL file \(path) is not usable: \(error.message)")
+        }
+    }
+
+    private static func readFile(_ path: String, what: String) throws(LoadError) -> [UInt8] {
+        guard let file = fopen(path, "rb") else {
+            throw LoadError(message: "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count > 0 { bytes += chunk[..<count] }
+            if count < chunk.count { break }
+            if bytes.count > 16 << 20 { throw LoadError(message: "\(what) \(path) is larger than 16 MiB") }
+        }
+        if ferror(file) != 0 { throw LoadError(message: "cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
+        return bytes
+    }
+
+    /// SIGHUP: the file again. Requests already admitted keep what they were granted.
+    func reload() {
+        guard let path else {
+            logger.info("acl_reload_skipped", ["note": "no --acl-file was given; the registry is open to every client"])
+            return
+        }
+        do {
+            let fresh = try Self.load(path)
+            policy = fresh
+            reloads += 1
+            logger.info("acl_reloaded", ["path": path, "tokens": fresh.entries.count, "anonymous": fresh.anonymous.summary])
+        } catch {
+            failedReloads += 1
+            logger.error("acl_reload_failed", ["error": error.message,
+                                               "note": "the rules loaded before stay in force; fix the file and send SIGHUP again"])
+        }
+    }
+
+    /// The caller a request speaks for, from `Authorization: Bearer …` or `X-Registry-Token`.
+    func caller(authorization: String?, registryToken: String?) -> Caller {
+        guard let policy else { return .anonymous(.everything) }
+        if let registryToken { return policy.caller(token: registryToken) }
+        guard let authorization else { return policy.caller(token: nil as String?) }
+        // "Bearer" is case-insensitive (RFC 6750 follows RFC 7235's auth-scheme).
+        let utf8 = Array(authorization.utf8)
+        guard utf8.count > 7, String(decoding: utf8[..<7], as: UTF8.self).lowercased() == "bearer " else {
+            return .unknownToken
+        }
+        var start = 7
+        while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
+        return policy.caller(token: utf8[start...])
+    }
+
+    /// The answer to a request its caller may not make: 401 when it has no usable token, 403
+    /// when its token lacks the permission. `needed` says what was missing ("write on
+    /// service \"payment-api\""); the token itself is never quoted.
+    static func denial(_ caller: Caller, needs needed: String) -> Response {
+        var response: Response
+        let reason: String
+        switch caller {
+        case .unknownToken:
+            reason = "unknown_token"
+            response = .error(401, "the token sent is not one this registry knows (this request needs \(needed)); "
+                + "check the token, or send none for what anonymous requests may do")
+        case .anonymous:
+            reason = "no_token"
+            response = .error(401, "this request needs a token with \(needed); send it as Authorization: Bearer TOKEN "
+                + "or X-Registry-Token")
+        case .token(let name, _):
+            reason = "forbidden"
+            response = .error(403, "the token \"\(name)\" lacks \(needed)")
+        }
+        response.denial = reason
+        if response.status == 401 { response.extraHeaders.append(("WWW-Authenticate", "Bearer realm=\"service-registry\"")) }
+        return response
+    }
+
+    /// Counts a denial for `/metrics`.
+    func count(denial reason: String, route: Int) {
+        denials[DenialKey(route: route, reason: reason), default: 0] += 1
+    }
+}
+
+/// The front end's verdict on a request, before its handler runs.
+enum Admission {
+    case admitted(Caller)
+    case denied(Response)
+}
+
+extension AccessControl {
+    /// The front end's check, before the handler: probes pass; an unknown token is refused
+    /// everywhere else; operator routes need an operator; a read needs some service it may
+    /// read. Which service a read or write may touch is the handler's check.
+    static func admit(_ caller: Caller, to permission: Route.Permission) -> Admission {
+        switch permission {
+        case .none:
+            return .admitted(caller)
+        case .operator:
+            return caller.grant.isOperator ? .admitted(caller) : .denied(denial(caller, needs: "the operator permission"))
+        case .read:
+            if case .unknownToken = caller { return .denied(denial(caller, needs: "read on some service")) }
+            return caller.grant.readsSomething ? .admitted(caller) : .denied(denial(caller, needs: "read on some service"))
+        case .write:
+            if case .unknownToken = caller { return .denied(denial(caller, needs: "write on some service")) }
+            return .admitted(caller)
+        }
+    }
+}

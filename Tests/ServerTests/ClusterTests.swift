@@ -16,9 +16,10 @@ struct ClusterTests {
         let extra: [String]
         let prefix = "/test-\(UUID().uuidString.prefix(6))/"
 
-        init(etcd: EtcdCluster, count: Int = 3, extra: [String] = []) throws {
+        init(etcd: EtcdCluster, count: Int = 3, extra: [String] = [], token: String? = nil) throws {
             self.etcd = etcd
             self.extra = extra
+            self.token = token
             processes = Array(repeating: nil, count: count)
             for index in 0..<count { try start(index) }
             try waitUntilServing()
@@ -40,8 +41,12 @@ struct ClusterTests {
 
         func port(_ index: Int) -> UInt16 { processes[index]!.port }
 
+        /// Sent with every request when the replicas run with an ACL file.
+        var token: String?
+
         func request(_ index: Int, _ method: String, _ path: String, body: String? = nil) throws -> TestHTTPClient.Reply {
-            try TestHTTPClient(port: port(index), timeout: 10).request(method, path, body: body)
+            try TestHTTPClient(port: port(index), timeout: 10).request(method, path, body: body,
+                                                                     headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:])
         }
 
         func cluster(_ index: Int) -> [String: Any] {
@@ -243,6 +248,47 @@ struct ClusterTests {
         #expect(Set(addresses.compactMap { $0["address"] as? String }) == ["kept", "new"], "\(replica.log)")
         #expect(replica.log.contains("etcd_watch_compacted"))
         #expect(try http().request("GET", "/metrics").text.contains("registry_etcd_reloads_total 1\n"))
+    }
+
+    /// With an ACL file, a follower's heartbeat reports reach the leader with the replica
+    /// token: an instance heartbeating only through a follower outlives its TTL many times.
+    @Test func tokensApplyOnEveryReplicaAndTheRelayCarriesTheReplicaToken() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-acl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let acl = directory.appendingPathComponent("acl.json"), replicaToken = directory.appendingPathComponent("replica.token")
+        let ops = "ops-token-0123456789abcdef", writer = "writer-token-0123456789ab"
+        try #"{"tokens": [{"name": "replicas", "token": "\#(ops)", "operator": true}, {"name": "writer", "token": "\#(writer)", "write": ["api"]}], "anonymous": {"read": ["*"]}}"#
+            .write(to: acl, atomically: true, encoding: .utf8)
+        try "\(ops)\n".write(to: replicaToken, atomically: true, encoding: .utf8)
+        // A replica token the file does not make an operator is refused at start.
+        let weak = directory.appendingPathComponent("weak.token")
+        try "\(writer)\n".write(to: weak, atomically: true, encoding: .utf8)
+        let refused = try RegistryProcess.runToExit(["--etcd", "http://127.0.0.1:1", "--acl-file", acl.path, "--replica-token-file", weak.path])
+        #expect(refused.status == 1 && refused.stderr.contains("not an operator token"), "\(refused.stderr)")
+
+        let etcd = try EtcdCluster(size: 3)
+        let replicas = try Replicas(etcd: etcd, extra: ["--acl-file", acl.path, "--replica-token-file", replicaToken.path], token: ops)
+        defer { for index in replicas.processes.indices { replicas.kill(index) } }
+        let leader = try #require(replicas.leader())
+        let follower = replicas.live.first { $0 != leader }!
+        let client = try TestHTTPClient(port: replicas.port(follower), timeout: 10)
+        let body = Self.register("api", "a", ttl: 2)
+        #expect(try client.request("POST", "/register", body: body).status == 401, "every replica enforces the file")
+        #expect(try client.request("POST", "/register", body: body, headers: ["Authorization": "Bearer \(writer)"]).status == 201)
+        // Heartbeats through the follower only, for 3 TTLs: the leader hears of them through
+        // the relay, which it refuses without the replica token.
+        let until = Date().addingTimeInterval(6)
+        while Date() < until {
+            let beat = try client.request("POST", "/heartbeat", body: #"{"service":"api","address":"a"}"#, headers: ["X-Registry-Token": writer])
+            #expect(beat.status == 200, "\(beat.text)")
+            usleep(400_000)
+        }
+        let discover = try TestHTTPClient(port: replicas.port(leader), timeout: 10).request("GET", "/discover/api")
+        #expect(discover.json["count"] as? Int == 1, "\(discover.text)")
+        let metrics = try replicas.request(leader, "GET", "/metrics").text
+        #expect(!metrics.contains(#"registry_access_denied_total{route="/cluster/heartbeats""#), "the relay was never refused")
+        #expect(metrics.contains(#"registry_http_requests_total{route="/cluster/heartbeats",method="POST",code="200"}"#))
+        #expect(try TestHTTPClient(port: replicas.port(leader), timeout: 10).request("GET", "/cluster").status == 401)
     }
 
     @Test func clusterModeRefusesADataDirectory() throws {

@@ -117,7 +117,11 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
                                            store: store.stats, transport: http.transportStats, cluster: cluster, access: access))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: [http], heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
-                              shutdownGrace: config.shutdownGrace, logger: logger, onReload: { access.reload() })
+                              shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub] in
+        // Streams and blocking queries admitted under the old rules end (a revoked token's
+        // stream must not go on); their clients come back and are judged by the new ones.
+        if access.reload() { hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow(), end: .aclReloaded) }
+    })
     // Last of every turn: the turn's log lines, with one write.
     loop.onEndOfTurn { logger.flush() }
 

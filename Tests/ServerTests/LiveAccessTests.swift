@@ -186,14 +186,28 @@ import Glibc
         #expect(registry.waitForLog { $0.contains("INFO acl_reloaded ") && $0.contains("anonymous=\"read on *\"") })
         #expect(try kept.request("GET", "/discover/payment-api").status == 404)
 
-        // A token removed from the file no longer works.
+        // A token removed from the file no longer works, and its open stream ends.
+        let stream = try registry.client()
+        try stream.send("GET /watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.reader)\r\n\r\n")
+        var received = ""
+        let firstEvent = Date().addingTimeInterval(5)
+        while !received.contains("total_services"), Date() < firstEvent {
+            received += String(decoding: try stream.receiveSome(), as: UTF8.self)
+        }
         try #"{"tokens": [{"name": "ops", "token": "\#(Self.ops)", "operator": true}]}"#.write(to: aclURL, atomically: true, encoding: .utf8)
         stop.set(true)
         let deadline = Date().addingTimeInterval(10)
         while !finished.value, Date() < deadline { usleep(10_000) }
         kill(registry.process.processIdentifier, SIGHUP)
         #expect(registry.waitForLog { $0.contains("INFO acl_reloaded ") && $0.contains("tokens=1 ") })
+        received = ""
+        let ended = Date().addingTimeInterval(5)
+        while !received.hasSuffix("0\r\n\r\n"), Date() < ended {
+            received += String(decoding: (try? stream.receiveSome()) ?? Data(), as: UTF8.self)
+        }
+        #expect(received.hasSuffix("0\r\n\r\n"), "the revoked token's stream ended")
         #expect(try call("GET", "/services", token: Self.reader).status == 401)
+        #expect(try call("GET", "/watch", token: Self.reader).status == 401)
         #expect(failures.value == 0, "every read during the reloads was answered 200")
         #expect(requests.value > 0)
         #expect(registry.stop() == 0)

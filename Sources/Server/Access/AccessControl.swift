@@ -64,21 +64,25 @@ final class AccessControl {
         return bytes
     }
 
-    /// SIGHUP: the file again. Requests already admitted keep what they were granted.
-    func reload() {
+    /// SIGHUP: the file again. Returns whether new rules took effect; the caller then ends
+    /// the held requests and streams admitted under the old ones.
+    @discardableResult
+    func reload() -> Bool {
         guard let path else {
             logger.info("acl_reload_skipped", ["note": "no --acl-file was given; the registry is open to every client"])
-            return
+            return false
         }
         do {
             let fresh = try Self.load(path)
             policy = fresh
             reloads += 1
             logger.info("acl_reloaded", ["path": path, "tokens": fresh.entries.count, "anonymous": fresh.anonymous.summary])
+            return true
         } catch {
             failedReloads += 1
             logger.error("acl_reload_failed", ["error": error.message,
                                                "note": "the rules loaded before stay in force; fix the file and send SIGHUP again"])
+            return false
         }
     }
 

@@ -34,6 +34,9 @@ final class AccessLog {
         case clientSentMore = "client_sent_more"
         /// The registry is stopping.
         case shutdown
+        /// The ACL file was reloaded: held requests and streams end, and come back under the
+        /// new rules (a stream's client reconnects with its last event id).
+        case aclReloaded = "acl_reloaded"
         /// libevent closed the connection (a write failed, or stalled past `--idle-timeout`).
         case connectionClosed = "connection_closed"
         /// A `HEAD` of a stream: headers only.

@@ -392,8 +392,8 @@ final class WatchHub {
     }
 
     /// Answers every held request; before the server closes.
-    func finishAll(now: Instant, wallClock: Int64) {
-        for watcher in Array(watchers.values) { finish(watcher, now: now, wallClock: wallClock, end: .shutdown) }
+    func finishAll(now: Instant, wallClock: Int64, end: AccessLog.End = .shutdown) {
+        for watcher in Array(watchers.values) { finish(watcher, now: now, wallClock: wallClock, end: end) }
     }
 
     private func forget(_ watcher: Watcher) {

@@ -82,6 +82,10 @@ import Glibc
                          header: "X-Registry-Token")
         #expect(reply.status == 201)
 
+        // The scheme is case-insensitive; another scheme is no token this registry knows.
+        #expect(try registry.client().request("GET", "/discover/payment-api", headers: ["Authorization": "bearer   \(Self.reader)"]).status == 200)
+        #expect(try registry.client().request("GET", "/discover/payment-api", headers: ["Authorization": "Basic \(Self.reader)"]).status == 401)
+
         // Reads: anonymous may read public-* only.
         #expect(try call("GET", "/discover/public-web").status == 200)
         reply = try call("GET", "/discover/payment-api")

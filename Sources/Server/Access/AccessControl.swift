@@ -92,13 +92,15 @@ final class AccessControl {
         if let registryToken { return policy.caller(token: registryToken) }
         guard let authorization else { return policy.caller(token: nil as String?) }
         // "Bearer" is case-insensitive (RFC 6750 follows RFC 7235's auth-scheme).
-        let utf8 = Array(authorization.utf8)
-        guard utf8.count > 7, String(decoding: utf8[..<7], as: UTF8.self).lowercased() == "bearer " else {
-            return .unknownToken
+        var header = authorization
+        return header.withUTF8 { utf8 -> Caller in
+            let scheme: StaticString = "bearer "
+            guard utf8.count > 7 else { return .unknownToken }
+            for position in 0..<7 where utf8[position] | 0x20 != scheme.utf8Start[position] { return .unknownToken }
+            var start = 7
+            while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
+            return policy.caller(token: UnsafeBufferPointer(rebasing: utf8[start...]))
         }
-        var start = 7
-        while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
-        return policy.caller(token: utf8[start...])
     }
 
     /// The answer to a request its caller may not make: 401 when it has no usable token, 403

@@ -122,15 +122,6 @@ public enum Caller: Equatable, Sendable {
         case .unknownToken: return .nothing
         }
     }
-
-    /// "the token \"reader\"" or "a request without a token", for messages.
-    public var described: String {
-        switch self {
-        case .anonymous: return "a request without a token"
-        case .token(let name, _): return "the token \"\(name)\""
-        case .unknownToken: return "an unknown token"
-        }
-    }
 }
 
 /// The ACL file, parsed and checked: tokens with their grants, and what a request without a

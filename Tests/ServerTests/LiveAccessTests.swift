@@ -46,6 +46,16 @@ import Glibc
 
     private func message(_ reply: TestHTTPClient.Reply) -> String { reply.json["message"] as? String ?? "" }
 
+    /// What a stream sends until `done` holds for it (or 5 s pass).
+    private func read(_ stream: TestHTTPClient, until done: (String) -> Bool) -> String {
+        var received = ""
+        let deadline = Date().addingTimeInterval(5)
+        while !done(received), Date() < deadline {
+            received += String(decoding: (try? stream.receiveSome()) ?? Data(), as: UTF8.self)
+        }
+        return received
+    }
+
     @Test func everyRouteWithoutATokenWithAWrongOneWithoutThePermissionAndWithIt() throws {
         let payment = #"{"service":"payment-api","address":"http://10.0.0.1:80"}"#
         // Writes: /register, /heartbeat, /status, /deregister.
@@ -132,19 +142,12 @@ import Glibc
         // payment-api sends it nothing it may not see.
         let stream = try registry.client()
         try stream.send("GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
-        var received = ""
-        let deadline = Date().addingTimeInterval(5)
-        while !received.contains("total_services"), Date() < deadline {
-            received += String(decoding: try stream.receiveSome(), as: UTF8.self)
-        }
+        var received = read(stream) { $0.contains("total_services") }
         #expect(received.contains("public-web"))
         #expect(!received.contains("payment-api"))
         #expect(try call("POST", "/register", body: #"{"service":"payment-api","address":"p2"}"#, token: Self.ops).status == 201)
         #expect(try call("POST", "/register", body: #"{"service":"public-web","address":"w2"}"#, token: Self.ops).status == 201)
-        received = ""
-        while !received.contains("\"total_instances\":2"), Date() < deadline {
-            received += String(decoding: try stream.receiveSome(), as: UTF8.self)
-        }
+        received = read(stream) { $0.contains("\"total_instances\":2") }
         #expect(received.contains("\"total_instances\":2"))
         #expect(!received.contains("payment-api"))
 
@@ -193,23 +196,14 @@ import Glibc
         // A token removed from the file no longer works, and its open stream ends.
         let stream = try registry.client()
         try stream.send("GET /watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.reader)\r\n\r\n")
-        var received = ""
-        let firstEvent = Date().addingTimeInterval(5)
-        while !received.contains("total_services"), Date() < firstEvent {
-            received += String(decoding: try stream.receiveSome(), as: UTF8.self)
-        }
+        #expect(read(stream) { $0.contains("total_services") }.contains("total_services"))
         try #"{"tokens": [{"name": "ops", "token": "\#(Self.ops)", "operator": true}]}"#.write(to: aclURL, atomically: true, encoding: .utf8)
         stop.set(true)
         let deadline = Date().addingTimeInterval(10)
         while !finished.value, Date() < deadline { usleep(10_000) }
         kill(registry.process.processIdentifier, SIGHUP)
         #expect(registry.waitForLog { $0.contains("INFO acl_reloaded ") && $0.contains("tokens=1 ") })
-        received = ""
-        let ended = Date().addingTimeInterval(5)
-        while !received.hasSuffix("0\r\n\r\n"), Date() < ended {
-            received += String(decoding: (try? stream.receiveSome()) ?? Data(), as: UTF8.self)
-        }
-        #expect(received.hasSuffix("0\r\n\r\n"), "the revoked token's stream ended")
+        #expect(read(stream) { $0.hasSuffix("0\r\n\r\n") }.hasSuffix("0\r\n\r\n"), "the revoked token's stream ended")
         #expect(try call("GET", "/services", token: Self.reader).status == 401)
         #expect(try call("GET", "/watch", token: Self.reader).status == 401)
         #expect(failures.value == 0, "every read during the reloads was answered 200")

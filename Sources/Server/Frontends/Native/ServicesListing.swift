@@ -62,9 +62,7 @@ final class ServicesListing {
     /// The answer for the registry's current state at `now`, in parts to be sent in order:
     /// the blocks are sent by reference, not joined into one 22 MB copy.
     func answer(_ registry: Registry, now: Instant) -> [[UInt8]] {
-        if !seeded { seed(registry) }
-        for name in changed { apply(name, registry) }
-        changed.removeAll(keepingCapacity: true)
+        bringUpToDate(registry)
         let due = registry.dueInstanceCounts(now: now)
         if due.isEmpty, let cached, cached.changeIndex == registry.changeIndex { return cached.parts }
 
@@ -82,14 +80,8 @@ final class ServicesListing {
             // A block with due instances is joined afresh for this answer only.
             var json = JSONWriter(capacity: block.joined?.count ?? 1024)
             var listed = 0
-            for (position, name) in block.names.enumerated() {
-                let entry: [UInt8]
-                if let dueCounts = due[name] {
-                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts) else { continue }
-                    entry = Self.entry(summary)
-                } else {
-                    entry = block.entries[position]
-                }
+            for position in block.names.indices {
+                guard let entry = currentEntry(block, position, due: due, registry) else { continue }
                 if listed > 0 { json.raw(",") }
                 json.raw(entry)
                 listed += 1
@@ -100,9 +92,7 @@ final class ServicesListing {
             count += listed
         }
         var tail = JSONWriter(capacity: 32)
-        tail.raw("},\"total_services\":")
-        tail.integer(count)
-        tail.raw("}")
+        Self.close(&tail, count: count)
         parts.append(tail.bytes)
         // A small listing goes out as one piece.
         if parts.count <= 3 { parts = [parts.reduce(into: []) { $0 += $1 }] }
@@ -113,31 +103,42 @@ final class ServicesListing {
     /// The same answer listing only the services `only` admits (a token that may read some
     /// services): built afresh each time from the entries, never cached.
     func answer(_ registry: Registry, now: Instant, only admits: (String) -> Bool) -> [[UInt8]] {
-        if !seeded { seed(registry) }
-        for name in changed { apply(name, registry) }
-        changed.removeAll(keepingCapacity: true)
+        bringUpToDate(registry)
         let due = registry.dueInstanceCounts(now: now)
         var json = JSONWriter(capacity: 1024)
         json.raw(Self.opening)
         var count = 0
         for block in blocks {
             for (position, name) in block.names.enumerated() where admits(name) {
-                let entry: [UInt8]
-                if let dueCounts = due[name] {
-                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts) else { continue }
-                    entry = Self.entry(summary)
-                } else {
-                    entry = block.entries[position]
-                }
+                guard let entry = currentEntry(block, position, due: due, registry) else { continue }
                 if count > 0 { json.raw(",") }
                 json.raw(entry)
                 count += 1
             }
         }
+        Self.close(&json, count: count)
+        return [json.bytes]
+    }
+
+    /// Seeds the blocks once, then applies the changes noted since the last answer.
+    private func bringUpToDate(_ registry: Registry) {
+        if !seeded { seed(registry) }
+        for name in changed { apply(name, registry) }
+        changed.removeAll(keepingCapacity: true)
+    }
+
+    /// A service's entry as an answer at this moment lists it: the kept one, or rendered
+    /// afresh without its due instances; nil when nothing of it is left.
+    private func currentEntry(_ block: Block, _ position: Int, due: [String: [InstanceStatus: Int]], _ registry: Registry) -> [UInt8]? {
+        let name = block.names[position]
+        guard let dueCounts = due[name] else { return block.entries[position] }
+        return registry.summary(ofService: name, leavingOut: dueCounts).map(Self.entry)
+    }
+
+    private static func close(_ json: inout JSONWriter, count: Int) {
         json.raw("},\"total_services\":")
         json.integer(count)
         json.raw("}")
-        return [json.bytes]
     }
 
     private func seed(_ registry: Registry) {

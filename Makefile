@@ -12,12 +12,13 @@ TEST_TIMEOUT ?= 20m
 
 .PHONY: run test build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo clean
 
-# libevent's evhttp (headers and pkg-config file) from Debian, once.
+# libevent's evhttp and bufferevent_openssl, and OpenSSL's headers (with their pkg-config
+# files) from Debian, once.
 deps:
-	@if ! pkg-config --exists libevent 2>/dev/null; then \
-		echo "Installing libevent-dev and pkg-config with apt-get (missing)..."; \
+	@if ! pkg-config --exists libevent libevent_openssl openssl 2>/dev/null; then \
+		echo "Installing libevent-dev, libssl-dev and pkg-config with apt-get (missing)..."; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libevent-dev pkg-config >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libevent-dev libssl-dev pkg-config >/dev/null; \
 	fi
 
 # The registry, registryctl and example-service (the README's examples use all three).

@@ -15,6 +15,15 @@ let package = Package(
             pkgConfig: "libevent",
             providers: [.apt(["libevent-dev"])]
         ),
+        // OpenSSL 3 from Debian's libssl-dev, for the TLS target only.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // TLS on libevent: the server's and the client's OpenSSL contexts from PEM files,
+        // bufferevent_openssl for evhttp, certificate names and handshake figures.
+        .target(name: "TLS", dependencies: ["CLibevent", "COpenSSL"]),
         // The registry as a pure, single-threaded state machine: no I/O, no clock reads.
         .target(name: "Registry"),
         // A strict RFC 8259 parser and an allocation-light writer, shared by the server and
@@ -31,11 +40,11 @@ let package = Package(
         // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
         .target(name: "Etcd", dependencies: ["CLibevent", "JSON"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
-        .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON", "RegistryWire"]),
+        .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON", "RegistryWire", "TLS"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access", "TLS"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -44,9 +53,9 @@ let package = Package(
         ),
         // registryctl: the registry from the command line and from scripts; `run` joins a
         // command to the registry for as long as it runs.
-        .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "RegistryWire", "Registry", "JSON"]),
+        .executableTarget(name: "registryctl", dependencies: ["RegistryClient", "RegistryWire", "Registry", "JSON", "TLS"]),
         // The seed's example service, for real: serves HTTP, registers, heartbeats, deregisters.
-        .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "RegistryWire", "Registry", "JSON"]),
+        .executableTarget(name: "example-service", dependencies: ["CLibevent", "RegistryClient", "RegistryWire", "Registry", "JSON", "TLS"]),
         // What the test targets share: a seeded generator for reproducible random inputs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),

@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 command -v promtool >/dev/null || bash scripts/apt-install.sh prometheus
 # etcd (Debian's etcd-server: the server and etcdctl's v3 API) for the cluster tests.
 command -v etcd >/dev/null || bash scripts/apt-install.sh etcd-server
+# openssl (certificates for the TLS tests, scripts/make-certs.sh) and curl (a real HTTPS client).
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+((${#missing[@]} == 0)) || bash scripts/apt-install.sh "${missing[@]}"
 
 tools=.build/tools
 if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $tools/bin/shellcheck

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLibevent
 import JSON
+import TLS
 
 /// One keep-alive HTTP connection to a registry, on libevent's HTTP client.
 ///
@@ -66,6 +67,12 @@ public final class RegistryConnection {
     /// Sent with every request as `Authorization: Bearer …` when set: a registry with an
     /// ACL file (`--acl-file`) grants what the token may do.
     public var token: String?
+    /// How `https://` URLs are trusted and which client certificate they present; the
+    /// system's CAs and none when not set (made at the first https request).
+    public var tls: TLSClientContext?
+    /// The kept-alive connections libevent has closed: an https one cannot be reconnected
+    /// (its TLS session is over), so the next request makes a new one.
+    private var closed: Set<OpaquePointer> = []
 
     /// A connection with its own event base, for `call` and `follow`.
     public convenience init(url: RegistryURL, timeout: Duration = .seconds(5)) {
@@ -170,7 +177,16 @@ public final class RegistryConnection {
             evhttp_add_header(headers, "Content-Type", "application/json")
             body.withUnsafeBytes { _ = evbuffer_add(evhttp_request_get_output_buffer(request), $0.baseAddress, $0.count) }
         }
-        let connection = connectionForRequests(streaming: streaming)
+        let connection: OpaquePointer
+        switch connectionForRequests(streaming: streaming) {
+        case .success(let made): connection = made
+        case .failure(let failure):
+            evhttp_request_free(request)
+            Unmanaged<PendingCall>.fromOpaque(context).release()
+            completion(.failure(failure))
+            return
+        }
+        if url.secure { call.tlsEvents = evhttp_connection_get_bufferevent(connection) }
         if evhttp_make_request(connection, request, method.command, path) != 0 {
             // libevent has freed the request (and called nothing): answer here.
             Unmanaged<PendingCall>.fromOpaque(context).release()
@@ -213,10 +229,37 @@ public final class RegistryConnection {
 
     /// The keep-alive connection for ordinary requests; a stream gets one of its own with no
     /// read timeout but the registry's keep-alives.
-    private func connectionForRequests(streaming: Bool) -> OpaquePointer {
-        if !streaming, let connection = connections[current] { return connection }
-        guard let made = evhttp_connection_base_new(base, dns, url.host, url.port) else {
-            fatalError("cannot create an HTTP connection")
+    private func connectionForRequests(streaming: Bool) -> Result<OpaquePointer, Failure> {
+        if !streaming, let connection = connections[current] {
+            guard closed.remove(connection) != nil else { return .success(connection) }
+            evhttp_connection_free(connection)
+            connections[current] = nil
+        }
+        let made: OpaquePointer
+        if url.secure {
+            if tls == nil {
+                do {
+                    tls = try TLSClientContext()
+                } catch {
+                    return .failure(Failure(kind: .broken, message: "cannot set up TLS for \(url): \(error.message)"))
+                }
+            }
+            guard let events = tls?.connectingBufferevent(base, host: url.host),
+                  let connection = evhttp_connection_base_bufferevent_new(base, dns, events, url.host, url.port) else {
+                return .failure(Failure(kind: .broken, message: "cannot create a TLS connection to \(url)"))
+            }
+            made = connection
+            if !streaming {
+                evhttp_connection_set_closecb(connection, { connection, context in
+                    guard let connection, let context else { return }
+                    Unmanaged<RegistryConnection>.fromOpaque(context).takeUnretainedValue().closed.insert(connection)
+                }, Unmanaged.passUnretained(self).toOpaque())
+            }
+        } else {
+            guard let connection = evhttp_connection_base_new(base, dns, url.host, url.port) else {
+                fatalError("cannot create an HTTP connection")
+            }
+            made = connection
         }
         let limit = streaming ? Duration.seconds(60) : timeout
         let (seconds, attoseconds) = limit.components
@@ -224,7 +267,7 @@ public final class RegistryConnection {
         evhttp_connection_set_timeout_tv(made, &interval)
         evhttp_connection_set_retries(made, 0)
         if !streaming { connections[current] = made }
-        return made
+        return .success(made)
     }
 }
 
@@ -234,6 +277,10 @@ private final class PendingCall {
     let completion: (Result<RegistryConnection.Reply, RegistryConnection.Failure>) -> Void
     let onChunk: (([UInt8]) -> Void)?
     var error: (kind: evhttp_request_error, errno: Int32)?
+    /// An https request's bufferevent, asked why the connection failed.
+    var tlsEvents: OpaquePointer?
+    /// What TLS said when the request failed.
+    var tlsFailure: String?
 
     init(url: RegistryURL, completion: @escaping (Result<RegistryConnection.Reply, RegistryConnection.Failure>) -> Void,
          onChunk: (([UInt8]) -> Void)?) {
@@ -244,6 +291,7 @@ private final class PendingCall {
 
     func failed(_ kind: evhttp_request_error, _ code: Int32) {
         error = (kind, code)
+        if let tlsEvents { tlsFailure = TLSClientContext.failure(of: tlsEvents) }
     }
 
     /// Set when the answer's headers show it is not a registry's: its body is not delivered.
@@ -319,7 +367,16 @@ private final class PendingCall {
     }
 
     private func describeFailure() -> RegistryConnection.Failure {
-        let hint = "is it running there? Point --registry or REGISTRY_URL at it"
+        var hint = "is it running there? Point --registry or REGISTRY_URL at it"
+        if url.secure {
+            // TLS 1.3 clients finish their side of the handshake before the server has checked
+            // their certificate: its refusal can arrive as a reset rather than an alert.
+            hint += "; if it requires a client certificate, give one its client CA signed with --cert and --key"
+        }
+        if let tlsFailure {
+            return .init(kind: .unreachable, message: "the TLS connection to the registry at \(url) failed: \(tlsFailure); "
+                + "check --cacert (the CA that signed the registry's certificate) and, if it asks for one, --cert and --key")
+        }
         switch error?.kind {
         case EVREQ_HTTP_TIMEOUT?:
             return .init(kind: .timedOut, message: "the registry at \(url) did not answer in time")

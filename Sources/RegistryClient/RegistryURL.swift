@@ -1,34 +1,41 @@
-/// Where a registry is: `http://HOST:PORT` (or just `HOST:PORT`; the port defaults to 5001).
+/// Where a registry is: `http://HOST:PORT` (or just `HOST:PORT`; the port defaults to 5001),
+/// or `https://HOST:PORT` for its TLS port (default 5443).
 public struct RegistryURL: Equatable, Sendable, CustomStringConvertible {
     public let host: String
     public let port: UInt16
+    /// `https://`: the connection speaks TLS (see `RegistryConnection.tls`).
+    public let secure: Bool
 
     public static let defaultPort: UInt16 = 5001
+    public static let defaultSecurePort: UInt16 = 5443
 
     public struct Invalid: Error, Equatable {
         public let message: String
     }
 
-    public init(host: String, port: UInt16) {
+    public init(host: String, port: UInt16, secure: Bool = false) {
         self.host = host
         self.port = port
+        self.secure = secure
     }
 
     public init(parsing text: String) throws(Invalid) {
         var rest = Substring(text)
+        var secure = false
         if rest.hasPrefix("http://") {
             rest = rest.dropFirst("http://".count)
         } else if rest.hasPrefix("https://") {
-            throw Invalid(message: "'\(text)': https is not supported; the registry speaks plain HTTP (put TLS in front of it)")
+            rest = rest.dropFirst("https://".count)
+            secure = true
         } else if rest.contains("://") {
-            throw Invalid(message: "'\(text)' is not an http:// URL")
+            throw Invalid(message: "'\(text)' is not an http:// or https:// URL")
         }
         while rest.hasSuffix("/") { rest = rest.dropLast() }
         guard !rest.contains("/") else {
-            throw Invalid(message: "'\(text)' has a path; give only http://HOST:PORT")
+            throw Invalid(message: "'\(text)' has a path; give only http://HOST:PORT or https://HOST:PORT")
         }
         var host = rest
-        var port = Self.defaultPort
+        var port = secure ? Self.defaultSecurePort : Self.defaultPort
         if rest.hasPrefix("[") {
             // An IPv6 literal: [::1]:5001
             guard let close = rest.firstIndex(of: "]") else { throw Invalid(message: "'\(text)': unclosed '[' in the host") }
@@ -48,7 +55,7 @@ public struct RegistryURL: Equatable, Sendable, CustomStringConvertible {
             port = parsed
         }
         guard !host.isEmpty else { throw Invalid(message: "'\(text)' has no host") }
-        self.init(host: String(host), port: port)
+        self.init(host: String(host), port: port, secure: secure)
     }
 
     /// A comma-separated list (the replicas of a cluster), in order, without repeats.
@@ -64,6 +71,7 @@ public struct RegistryURL: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        let scheme = secure ? "https" : "http"
+        return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
     }
 }

@@ -96,28 +96,49 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             return 1
         }
     }
-    let http: HTTPFrontEnd
+    let certificates: Certificates?
     do {
-        http = try HTTPFrontEnd(config: config, loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
-                                accessLog: accessLog, access: access)
+        certificates = try config.tlsEnabled ? Certificates(config: config, logger: logger) : nil
     } catch {
         printError("service-registry: \(error.message)")
         return 1
     }
+    var frontEnds: [HTTPFrontEnd] = []
+    do {
+        if config.plainListener {
+            frontEnds.append(try HTTPFrontEnd(config: config, listener: .init(host: config.host, port: config.port, portFlag: "--port"),
+                                              loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
+                                              accessLog: accessLog, access: access))
+        }
+        if let certificates {
+            frontEnds.append(try HTTPFrontEnd(config: config, listener: .init(host: config.tlsHost ?? config.host, port: config.tlsPort,
+                                                                             tls: certificates.current, portFlag: "--tls-port"),
+                                              loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
+                                              accessLog: accessLog, access: access))
+        }
+    } catch {
+        printError("service-registry: \(error.message)")
+        return 1
+    }
+    let plain = frontEnds.first { !$0.isTLS }
+    let secure = frontEnds.first { $0.isTLS }
+    certificates?.onReload = { context in secure?.useCertificates(context) }
     // Cluster mode: the registry mirrors etcd, and writes go there first.
     var cluster: Cluster?
-    if let endpoints = config.etcd {
-        let started = Cluster(config: config, endpoints: endpoints, port: http.port, loop: loop, logger: logger)
+    if let endpoints = config.etcd, let plain {
+        let started = Cluster(config: config, endpoints: endpoints, port: plain.port, loop: loop, logger: logger)
         started.relay.token = replicaToken
         api.cluster = started
         cluster = started
     }
-    api.metricsExposition = { [unowned service, unowned hub, unowned http] in
-        metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount,
-                                           store: store.stats, transport: http.transportStats, cluster: cluster, access: access))
+    api.metricsExposition = { [unowned service, unowned hub] in
+        metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount, store: store.stats,
+                                           transport: frontEnds.map(\.transportStats).reduce(Transport.Stats(), +), cluster: cluster,
+                                           access: access, certificates: certificates))
     }
-    let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: [http], heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
+    let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: frontEnds, heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
                               shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub] in
+        certificates?.reload()
         // Streams and blocking queries admitted under the old rules end (a revoked token's
         // stream must not go on); their clients come back and are judged by the new ones.
         if access.reload() { hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow(), end: .aclReloaded) }
@@ -125,7 +146,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     // Last of every turn: the turn's log lines, with one write.
     loop.onEndOfTurn { logger.flush() }
 
-    logger.plain("Service Registry starting on port \(http.port)...")
+    if let plain {
+        logger.plain("Service Registry starting on port \(plain.port)...")
+        if let secure { logger.plain("HTTPS on port \(secure.port)\(certificates?.clientNote ?? "")") }
+    } else if let secure {
+        logger.plain("Service Registry starting on port \(secure.port) (HTTPS only)...")
+        logger.plain("HTTPS on port \(secure.port)\(certificates?.clientNote ?? "")")
+    }
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
     if let cluster {
         logger.plain("Cluster: replica \(cluster.leadership.me.name) (\(cluster.leadership.me.url)) on etcd "
@@ -141,7 +168,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         logger.plain("Stop: Ctrl-C (SIGINT) or SIGTERM closes at once (--shutdown-grace 0)")
     }
     logger.info("listening", [
-        "host": config.host, "port": http.port, "max_body_bytes": config.maxBodyBytes,
+        "host": config.host, "port": plain.map { $0.port as any LogValue } ?? "off", "tls_port": secure.map { $0.port as any LogValue } ?? "off",
+        "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
         "header_timeout": config.headerTimeout.secondsText, "body_timeout": config.bodyTimeout.secondsText,
         "max_connections": config.maxConnections ?? Limits.defaultMaxConnections,
@@ -150,6 +178,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         "access_log": config.accessLogEnabled ? "on" : "off",
         "shutdown_grace": config.shutdownGrace.secondsText, "mode": config.etcd == nil ? "single" : "cluster",
     ])
+    if let certificates { certificates.logLoaded() }
     if let policy = access.policy {
         logger.info("acl_loaded", ["path": config.aclFile ?? "", "tokens": policy.entries.count, "anonymous": policy.anonymous.summary,
                                    "note": "SIGHUP reloads the file"])
@@ -168,7 +197,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     // The loop is over: make the store durable and close it, then free evhttp and the loop.
     let synced = service.finish()
     withExtendedLifetime(lifecycle) {}
-    http.close()
+    for frontEnd in frontEnds { frontEnd.close() }
     loop.close()
     logger.info("stopped")
     logger.flush()

@@ -5,6 +5,7 @@ import CLibevent
 import JSON
 import Registry
 import RegistryClient
+import TLS
 import RegistryWire
 
 /// The seed's example service, made real: it serves HTTP on its port, registers with the
@@ -30,7 +31,8 @@ final class ExampleService {
         let message: String
     }
 
-    init(name: String, host: String, port: UInt16, address: String, registryURLs: [RegistryURL], token: String?, interval: Duration) throws(StartError) {
+    init(name: String, host: String, port: UInt16, address: String, registryURLs: [RegistryURL], token: String?, tls: TLSClientContext? = nil,
+         interval: Duration) throws(StartError) {
         self.name = name
         self.host = host
         self.port = port
@@ -42,6 +44,7 @@ final class ExampleService {
         self.http = http
         registry = RegistryConnection(urls: registryURLs, base: base, timeout: .seconds(3))
         registry.token = token
+        registry.tls = tls
         guard evhttp_bind_socket(http, host, port) == 0 else {
             throw StartError(message: "cannot listen on \(host):\(port): \(String(cString: strerror(errno))); choose another PORT or --host")
         }

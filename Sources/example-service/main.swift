@@ -3,6 +3,7 @@ import Glibc
 #endif
 import JSON
 import RegistryClient
+import TLS
 import RegistryWire
 
 let usage = """
@@ -18,6 +19,10 @@ Environment:
                       (a cluster's replicas), are tried in turn when one fails
   REGISTRY_TOKEN      the token to send, for a registry with an ACL file (or
   REGISTRY_TOKEN_FILE a file holding it, such as a mounted Kubernetes Secret)
+  REGISTRY_CACERT     for an https:// registry: the CA bundle (PEM) its certificate must
+                      chain to (default: the system's CAs)
+  REGISTRY_CERT       a client certificate and its key (PEM), for a registry that asks
+  REGISTRY_KEY        for one (mutual TLS)
   SERVICE_ADDRESS     the address to register (default http://localhost:PORT; in Kubernetes,
                       http://$(POD_IP):PORT)
   HEARTBEAT_INTERVAL  seconds between heartbeats (default 10)
@@ -43,9 +48,10 @@ func text(_ value: JSONValue?) -> String {
 }
 
 /// The seed's `example_service.py demo`: health, services, and one round-robin pick for each.
-func demo(_ urls: [RegistryURL], token: String?) -> Int32 {
+func demo(_ urls: [RegistryURL], token: String?, tls: TLSClientContext?) -> Int32 {
     let connection = RegistryConnection(urls: urls)
     connection.token = token
+    connection.tls = tls
     let url = connection.url
     do {
         let health = try connection.call(.get, "/health")
@@ -105,7 +111,14 @@ func main() -> Int32 {
         printError("example-service: \(problem.message)")
         return 2
     }
-    if arguments == ["demo"] { return demo(url, token: token) }
+    let tls: TLSClientContext?
+    switch ClientTLS.resolve(caFile: nil, certificate: nil, key: nil, environment: environment) {
+    case .success(let found): tls = found
+    case .failure(let problem):
+        printError("example-service: TLS: \(problem.message)")
+        return 2
+    }
+    if arguments == ["demo"] { return demo(url, token: token, tls: tls) }
     if arguments == ["--version"] || arguments == ["version"] {
         print("example-service \(RegistryVersion.text)")
         return 0
@@ -129,7 +142,7 @@ func main() -> Int32 {
     do {
         let service = try ExampleService(name: arguments[0], host: host, port: port,
                                          address: environment("SERVICE_ADDRESS") ?? "http://localhost:\(port)",
-                                         registryURLs: url, token: token, interval: interval)
+                                         registryURLs: url, token: token, tls: tls, interval: interval)
         service.run()
         return 0
     } catch {

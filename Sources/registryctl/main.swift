@@ -6,12 +6,15 @@ import RegistryWire
 
 let usage = """
 Usage: registryctl [--registry URL] [--token TOKEN | --token-file PATH] [--json]
-                   [--timeout SECONDS] COMMAND …
+                   [--cacert PEM] [--cert PEM --key PEM] [--timeout SECONDS] COMMAND …
 
 Talks to a service registry (default http://localhost:5001, or REGISTRY_URL). Several URLs,
 comma-separated (a cluster's replicas), are tried in turn when one cannot be reached or
 answers 503. A registry with an ACL file wants a token: --token, --token-file, or
 REGISTRY_TOKEN / REGISTRY_TOKEN_FILE (a file keeps it out of ps and shell history).
+An https:// URL (the registry's --tls-port, default 5443) is checked against the system's
+CAs, or the CA bundle --cacert (REGISTRY_CACERT); a registry that asks for a client
+certificate gets --cert and --key (REGISTRY_CERT, REGISTRY_KEY).
 
 Commands:
   register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z]
@@ -52,6 +55,9 @@ func main() -> Int32 {
     var wantsVersion = false
     var token: String?
     var tokenFile: String?
+    var caFile: String?
+    var certificate: String?
+    var key: String?
     // Global options may come anywhere before `--`.
     var index = 0
     var end = separator
@@ -80,6 +86,15 @@ func main() -> Int32 {
         } else if word == "--token-file" || word.hasPrefix("--token-file=") {
             guard let value = take() else { printError("registryctl: --token-file needs a path"); return ExitCode.usage }
             tokenFile = value
+        } else if word == "--cacert" || word.hasPrefix("--cacert=") {
+            guard let value = take() else { printError("registryctl: --cacert needs a path (a PEM CA bundle)"); return ExitCode.usage }
+            caFile = value
+        } else if word == "--cert" || word.hasPrefix("--cert=") {
+            guard let value = take() else { printError("registryctl: --cert needs a path (a PEM certificate)"); return ExitCode.usage }
+            certificate = value
+        } else if word == "--key" || word.hasPrefix("--key=") {
+            guard let value = take() else { printError("registryctl: --key needs a path (a PEM private key)"); return ExitCode.usage }
+            key = value
         } else if word == "--timeout" || word.hasPrefix("--timeout=") {
             guard let value = take(), let parsed = parseInterval(value) else {
                 printError("registryctl: --timeout takes seconds (5, 2.5, 500ms)")
@@ -127,6 +142,12 @@ func main() -> Int32 {
     case .success(let found): connection.token = found
     case .failure(let problem):
         printError("registryctl: \(problem.message)")
+        return ExitCode.usage
+    }
+    switch ClientTLS.resolve(caFile: caFile, certificate: certificate, key: key, environment: Environment.value) {
+    case .success(let found): connection.tls = found
+    case .failure(let problem):
+        printError("registryctl: TLS: \(problem.message)")
         return ExitCode.usage
     }
     let context = Context(connection: connection, json: json)

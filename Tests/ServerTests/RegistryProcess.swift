@@ -119,6 +119,12 @@ final class RegistryProcess {
         (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
     }
 
+    /// The HTTPS port (`--tls-port`), from the banner's "HTTPS on port N" line.
+    var tlsPort: UInt16? {
+        guard let range = log.range(of: "HTTPS on port ") else { return nil }
+        return UInt16(log[range.upperBound...].prefix { $0.isNumber })
+    }
+
     func client(timeout: Double = 5) throws -> TestHTTPClient {
         try TestHTTPClient(port: port, timeout: timeout)
     }

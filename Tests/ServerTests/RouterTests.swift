@@ -394,7 +394,7 @@ import TestSupport
     }
 
     @Test func badEnvironmentIsNamed() {
-        #expect(throws: Config.Problem(message: "REGISTRY_PORT must be an integer from 0 to 65535, got 'x'")) {
+        #expect(throws: Config.Problem(message: "REGISTRY_PORT must be an integer from 0 to 65535, or off, got 'x'")) {
             try Config.parse(arguments: [], environment: ["REGISTRY_PORT": "x"])
         }
     }

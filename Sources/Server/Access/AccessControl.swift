@@ -86,11 +86,16 @@ final class AccessControl {
         }
     }
 
-    /// The caller a request speaks for, from `Authorization: Bearer …` or `X-Registry-Token`.
-    func caller(authorization: String?, registryToken: String?) -> Caller {
+    /// The caller a request speaks for, from `Authorization: Bearer …` or `X-Registry-Token`;
+    /// without either, from the client certificate's names (`certificateNames`, asked only
+    /// then: a TLS listener's) when an entry's `cert_subject` is one of them; else anonymous.
+    func caller(authorization: String?, registryToken: String?, certificateNames: (() -> [String])? = nil) -> Caller {
         guard let policy else { return .anonymous(.everything) }
         if let registryToken { return policy.caller(token: registryToken) }
-        guard let authorization else { return policy.caller(token: nil as String?) }
+        guard let authorization else {
+            if let certificateNames, let named = policy.caller(certificateNames: certificateNames()) { return named }
+            return policy.caller(token: nil as String?)
+        }
         // "Bearer" is case-insensitive (RFC 6750 follows RFC 7235's auth-scheme).
         var header = authorization
         return header.withUTF8 { utf8 -> Caller in

@@ -21,6 +21,17 @@ struct Config: Equatable {
 
     var host = "0.0.0.0"
     var port: UInt16 = 5001
+    /// `--port off`: no plain HTTP listener (TLS only).
+    var plainListener = true
+    /// The TLS listener (`--tls-cert` and `--tls-key`): its port, address and files.
+    var tlsPort: UInt16 = 5443
+    /// nil: the same address as `--host`.
+    var tlsHost: String?
+    var tlsCertificate: String?
+    var tlsKey: String?
+    /// With a client CA, the TLS listener requires client certificates signed by it.
+    var tlsClientCA: String?
+    var tlsEnabled: Bool { tlsCertificate != nil }
     var heartbeatTimeout: Duration = .seconds(30)
     var maxBodyBytes = 64 * 1024
     /// Answers queued for slow readers, counted once however many share them (`OutputMemory`).
@@ -140,9 +151,41 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--port", variable: "REGISTRY_PORT", valueName: "PORT",
-               help: "TCP port; 0 picks a free one (default 5001)") { config, value in
-            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+               help: "TCP port of plain HTTP; 0 picks a free one; off serves TLS only (default 5001)") { config, value in
+            if value.lowercased() == "off" {
+                config.plainListener = false
+                return nil
+            }
+            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535, or off" }
             config.port = UInt16(port)
+            config.plainListener = true
+            return nil
+        },
+        Option(flag: "--tls-cert", variable: "REGISTRY_TLS_CERT", valueName: "PATH",
+               help: "PEM certificate chain (the server's first) for HTTPS on --tls-port; reloaded on SIGHUP") { config, value in
+            config.tlsCertificate = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--tls-key", variable: "REGISTRY_TLS_KEY", valueName: "PATH",
+               help: "PEM private key of --tls-cert (unencrypted); reloaded on SIGHUP") { config, value in
+            config.tlsKey = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--tls-client-ca", variable: "REGISTRY_TLS_CLIENT_CA", valueName: "PATH",
+               help: "PEM CA bundle: the TLS port then requires a client certificate signed by it (mutual TLS; see cert_subject in the ACL file)") { config, value in
+            config.tlsClientCA = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--tls-port", variable: "REGISTRY_TLS_PORT", valueName: "PORT",
+               help: "TCP port of HTTPS, with --tls-cert and --tls-key; 0 picks a free one (default 5443)") { config, value in
+            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+            config.tlsPort = UInt16(port)
+            return nil
+        },
+        Option(flag: "--tls-host", variable: "REGISTRY_TLS_HOST", valueName: "ADDRESS",
+               help: "address of the HTTPS listener (default: the same as --host)") { config, value in
+            guard !value.isEmpty else { return "must not be empty" }
+            config.tlsHost = value
             return nil
         },
         Option(flag: "--heartbeat-timeout", variable: "REGISTRY_HEARTBEAT_TIMEOUT", valueName: "SECONDS",
@@ -394,6 +437,28 @@ struct Config: Equatable {
             throw Problem(message: "--heartbeat-timeout (\(config.heartbeatTimeout.secondsText)) must not be above --max-ttl "
                 + "(\(config.maximumTTL.secondsText)), since it is the TTL of instances that do not ask for one; raise --max-ttl or "
                 + "lower --heartbeat-timeout")
+        }
+        switch (config.tlsCertificate, config.tlsKey) {
+        case (.some, nil):
+            throw Problem(message: "--tls-cert needs --tls-key (the certificate's private key, PEM)")
+        case (nil, .some):
+            throw Problem(message: "--tls-key needs --tls-cert (the certificate chain, PEM)")
+        default:
+            break
+        }
+        if config.tlsClientCA != nil && !config.tlsEnabled {
+            throw Problem(message: "--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for on the TLS port")
+        }
+        if !config.plainListener && !config.tlsEnabled {
+            throw Problem(message: "--port off leaves no listener: give --tls-cert and --tls-key to serve HTTPS, or a --port")
+        }
+        if config.plainListener && config.tlsEnabled && config.port == config.tlsPort && config.port != 0
+            && (config.tlsHost ?? config.host) == config.host {
+            throw Problem(message: "--port and --tls-port are both \(config.port); give them different ports")
+        }
+        if config.etcd != nil && !config.plainListener {
+            throw Problem(message: "--port off cannot go with --etcd: the replicas reach each other over the plain port "
+                + "(TLS between replicas is not built yet); bind --port to a private address with --host instead")
         }
         if config.etcd != nil && config.aclFile != nil && config.replicaTokenFile == nil {
             throw Problem(message: "--acl-file in cluster mode needs --replica-token-file: the replicas report heartbeats to the "

@@ -4,6 +4,7 @@ import Glibc
 import Access
 import CLibevent
 import Registry
+import TLS
 
 /// One HTTP listener: an evhttp object bound to one address, its transport, and the
 /// dispatch of its requests through the route table.
@@ -17,10 +18,21 @@ final class HTTPFrontEnd {
         let message: String
     }
 
+    /// Where one front end listens, and whether it speaks TLS.
+    struct Listener {
+        var host: String
+        var port: UInt16
+        /// The certificates of a TLS listener (`--tls-port`); nil for plain HTTP.
+        var tls: TLSServerContext?
+        /// How the flags name this listener's port, for error messages.
+        var portFlag: String
+    }
+
     /// NUL-terminated, as every StaticString literal is.
     private static let defaultContentType: StaticString = "application/json"
 
     let port: UInt16
+    let isTLS: Bool
     private var http: OpaquePointer?
     private var listener: OpaquePointer?
     private let table: RouteTable
@@ -38,8 +50,9 @@ final class HTTPFrontEnd {
     private(set) var stopping = false
     private var refusalLog = LogThrottle()
 
-    init(config: Config, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub, metrics: Metrics,
-         logger: Logger, accessLog: AccessLog?, access: AccessControl) throws(StartError) {
+    init(config: Config, listener place: Listener, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub,
+         metrics: Metrics, logger: Logger, accessLog: AccessLog?, access: AccessControl) throws(StartError) {
+        isTLS = place.tls != nil
         self.accessLog = accessLog
         self.access = access
         self.table = table
@@ -73,10 +86,11 @@ final class HTTPFrontEnd {
 
         OutputMemory.budget = config.maxOutputBytes
         let maxConnections = config.maxConnections ?? Limits.defaultMaxConnections
-        transport = Transport(mode: .filtered, loop: loop, limits: Transport.Limits(
+        transport = Transport(mode: isTLS ? .tls : .filtered, loop: loop, limits: Transport.Limits(
             maxConnections: maxConnections, maxHeadBytes: config.maxHeaderBytes,
             headerTimeout: config.headerTimeout, bodyTimeout: config.bodyTimeout, idleTimeout: config.idleTimeout),
             logger: logger, allowedMethods: { [table] in table.allowedMethods($0) })
+        transport.tls = place.tls
         transport.install(on: http)
         if maxConnections > Limits.openFiles {
             logger.warn("max_connections_above_descriptor_limit", [
@@ -86,22 +100,23 @@ final class HTTPFrontEnd {
         }
 
         // evhttp resolves the host itself and leaves errno meaningless when that fails.
-        if let problem = Self.resolutionProblem(config.host) {
+        let hostFlag = isTLS ? "--tls-host" : "--host"
+        if let problem = Self.resolutionProblem(place.host) {
             evhttp_free(http)
             self.http = nil
-            throw StartError(message: "cannot listen on \(config.host):\(config.port): the host name does not resolve (\(problem)); "
-                + "give an address this machine has, such as 0.0.0.0 or 127.0.0.1, with --host")
+            throw StartError(message: "cannot listen on \(place.host):\(place.port): the host name does not resolve (\(problem)); "
+                + "give an address this machine has, such as 0.0.0.0 or 127.0.0.1, with \(hostFlag)")
         }
-        guard let bound = evhttp_bind_socket_with_handle(http, config.host, config.port) else {
+        guard let bound = evhttp_bind_socket_with_handle(http, place.host, place.port) else {
             let code = errno
             evhttp_free(http)
             self.http = nil
             let reason = String(cString: strerror(code))
             guard code == EADDRINUSE else {
-                throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason); choose another --port or --host")
+                throw StartError(message: "cannot listen on \(place.host):\(place.port): \(reason); choose another \(place.portFlag) or \(hostFlag)")
             }
-            throw StartError(message: "cannot listen on \(config.host):\(config.port): \(reason): "
-                + PortHolder.describe(host: config.host, port: config.port))
+            throw StartError(message: "cannot listen on \(place.host):\(place.port): \(reason): "
+                + PortHolder.describe(host: place.host, port: place.port))
         }
         listener = bound
         transport.watch(bound)
@@ -111,7 +126,7 @@ final class HTTPFrontEnd {
         // client's delayed ACK: 40 ms per response.
         var noDelay: Int32 = 1
         setsockopt(listeningSocket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
-        port = Self.localPort(of: listeningSocket) ?? config.port
+        port = Self.localPort(of: listeningSocket) ?? place.port
 
         evhttp_set_gencb(http, { request, context in
             guard let request, let context else { return }
@@ -120,6 +135,11 @@ final class HTTPFrontEnd {
     }
 
     var transportStats: Transport.Stats { transport.stats }
+
+    /// New TLS connections use `context` from now on (a reload's certificates).
+    func useCertificates(_ context: TLSServerContext) {
+        transport.tls = context
+    }
 
     /// Stops accepting and answers every held read with the current state.
     func stopAccepting() {
@@ -205,7 +225,8 @@ final class HTTPFrontEnd {
         }
         // Headers are looked up only when an ACL file is in force.
         let caller: Caller = access.isOpen ? .anonymous(.everything)
-            : access.caller(authorization: request.header("Authorization"), registryToken: request.header("X-Registry-Token"))
+            : access.caller(authorization: request.header("Authorization"), registryToken: request.header("X-Registry-Token"),
+                            certificateNames: isTLS ? { [raw = request.inspect { $0 }] in Transport.connection(of: raw)?.certificateNames ?? [] } : nil)
         var route = table.otherRoute
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Registry
+import TLS
 import JSON
 
 /// Counts requests and renders `/metrics` in the Prometheus text format (version 0.0.4).
@@ -34,6 +35,7 @@ final class Metrics {
         var transport = Transport.Stats()
         var cluster: Cluster?
         var access: AccessControl?
+        var certificates: Certificates?
     }
 
     init(routeLabels: [String]) {
@@ -155,6 +157,20 @@ final class Metrics {
             for (key, count) in access.denials.sorted(by: { ($0.key.route, $0.key.reason) < ($1.key.route, $1.key.reason) }) {
                 sample("registry_access_denied_total", [("route", routeLabels[key.route]), ("reason", key.reason)], String(count))
             }
+        }
+        single("registry_tls_enabled", "gauge", "1 when the HTTPS listener (--tls-cert) is on.", figures.certificates == nil ? "0" : "1")
+        if let certificates = figures.certificates {
+            single("registry_tls_certificate_expiry_timestamp_seconds", "gauge", "When the server certificate in use stops being valid (seconds since 1970).",
+                   String(certificates.current.certificateNotAfter))
+            single("registry_tls_handshakes_total", "counter", "TLS handshakes completed.", String(TLSEvents.handshakes))
+            family("registry_tls_handshakes_refused_total", "counter",
+                   "TLS handshakes the server ended with an alert, by reason (the client certificate check's, or the alert's).")
+            for (reason, count) in TLSEvents.refusals.sorted(by: { $0.key < $1.key }) {
+                sample("registry_tls_handshakes_refused_total", [("reason", reason)], String(count))
+            }
+            single("registry_tls_reloads_total", "counter", "Certificate reloads (SIGHUP) that took effect.", String(certificates.reloads))
+            single("registry_tls_reload_failures_total", "counter", "Certificate reloads refused (a file was bad; the certificates before stay).",
+                   String(certificates.failedReloads))
         }
         single("registry_cluster_mode", "gauge", "1 in cluster mode (--etcd), 0 for a single registry.", figures.cluster == nil ? "0" : "1")
         if let cluster = figures.cluster {

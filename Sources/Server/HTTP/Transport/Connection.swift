@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLibevent
 import Registry
+import TLS
 
 /// One filtered connection: its framing state, its deadline and its writer.
 final class Connection {
@@ -264,9 +265,10 @@ final class Connection {
     }
 
     /// A whole answer written straight to the socket, for when no request of evhttp's is in
-    /// flight: it cannot interleave with one. Best effort: the connection closes next.
+    /// flight: it cannot interleave with one. Best effort: the connection closes next. Not
+    /// on TLS, whose bytes only OpenSSL writes: that connection just closes.
     private func sendDirectly(status: Int, reason: String, retryAfter: Bool = false, message: String) {
-        guard descriptor >= 0 else { return }
+        guard descriptor >= 0, transport.writesAtOnce else { return }
         let body = Response.errorBody(message)
         var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n"
         if retryAfter { head += "Retry-After: 1\r\n" }
@@ -281,6 +283,11 @@ final class Connection {
     /// evhttp added to the output outside a reply the server is making (an error reply, a
     /// stream's chunk, `100 Continue`): written before the loop next polls.
     func outputAdded() {
+        guard transport.writesAtOnce else {
+            // The TLS bufferevent writes on its own: the output counts as waiting until it has.
+            if stuckSince == nil { transport.noteStuck(self, true) }
+            return
+        }
         if !isReplying { transport.schedule(self) }
     }
 
@@ -291,6 +298,17 @@ final class Connection {
         transport.noteStuck(self, false)
         if onDrained != nil { transport.schedule(self) }
     }
+
+    /// The names of the client certificate on a TLS connection (CN, DNS and URI names), read
+    /// once, after the handshake, the first time a request needs them.
+    var certificateNames: [String] {
+        if let known = peerNames { return known }
+        guard transport.mode == .tls, let socketEvents else { return [] }
+        let names = TLSServerContext.peerNames(socketEvents)
+        peerNames = names
+        return names
+    }
+    private var peerNames: [String]?
 
     /// Brackets `evhttp_send_reply`: the reply is written by `flush()` right after.
     func beginReply() { isReplying = true }
@@ -307,7 +325,13 @@ final class Connection {
     /// write event; a write error is reported to evhttp as the socket's bufferevent would.
     func flush() {
         register()
-        guard let socketEvents, !isClosed, bufferevent_get_enabled(socketEvents) & Int16(EV_WRITE) != 0 else { return }
+        guard let socketEvents, !isClosed else { return }
+        guard transport.writesAtOnce else {
+            // TLS: the bufferevent writes (and runs evhttp's write callback) itself.
+            if evbuffer_get_length(bufferevent_get_output(socketEvents)) == 0 { onDrained?() }
+            return
+        }
+        guard bufferevent_get_enabled(socketEvents) & Int16(EV_WRITE) != 0 else { return }
         let output = bufferevent_get_output(socketEvents)
         if evbuffer_get_length(output) > 0 {
             // At most a slice per call: a client whose socket takes megabytes at once (a

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLibevent
 import Registry
+import TLS
 
 /// Everything the server does beneath evhttp, for one listener: with `Connection`,
 /// `RequestFraming` and `LibeventErrorReply` in this folder, the one place where the
@@ -41,16 +42,20 @@ import Registry
 /// - **Held requests**: a long-poll or stream has reads turned off by evhttp; `HeldWatch`
 ///   watches its socket so that a client that leaves is noticed at once.
 ///
-/// `Mode.filtered` is all of the above; `Mode.plain` installs nothing on the evhttp object
-/// (`evhttp_set_bevcb` applies to a whole object, so each listener has its own object and
-/// transport), and evhttp's own bufferevents do all reading and writing: that is the mode
-/// for a TLS listener (to come), so that nothing here bypasses encryption. A plain
-/// listener keeps the accept back-off and held-request watches (they only peek at the
-/// socket), but not framing checks, deadlines or the connection cap.
+/// `Mode.filtered` is all of the above. `Mode.tls` makes each connection's bufferevent a
+/// `bufferevent_openssl` over the socket (`evhttp_set_bevcb` applies to a whole evhttp
+/// object, so each listener has its own object and transport): the input check, deadlines,
+/// the connection cap, close callbacks, held-request watches and the output budget work on
+/// the decrypted bytes as above, but nothing is written to the socket except by OpenSSL.
+/// The bufferevent writes evhttp's output itself (no write at once), and a connection
+/// refused over the cap or past a deadline is closed without the plain-text 503 or 408
+/// that the filtered mode writes straight to the socket. `Mode.plain` installs nothing, and
+/// evhttp's own bufferevents do all reading and writing.
 final class Transport {
     enum Mode {
         case filtered
         case plain
+        case tls
     }
 
     struct Limits {
@@ -75,6 +80,15 @@ final class Transport {
         /// The transport's own writes of evhttp's output: the socket took all of it, or not.
         var completeWrites: UInt64 = 0
         var partialWrites: UInt64 = 0
+
+        /// Two listeners' figures together.
+        static func + (lhs: Stats, rhs: Stats) -> Stats {
+            Stats(openConnections: lhs.openConnections + rhs.openConnections,
+                  refusedConnections: lhs.refusedConnections + rhs.refusedConnections, acceptErrors: lhs.acceptErrors + rhs.acceptErrors,
+                  refusedRequests: lhs.refusedRequests + rhs.refusedRequests, headerTimeouts: lhs.headerTimeouts + rhs.headerTimeouts,
+                  bodyTimeouts: lhs.bodyTimeouts + rhs.bodyTimeouts, shedConnections: lhs.shedConnections + rhs.shedConnections,
+                  completeWrites: lhs.completeWrites + rhs.completeWrites, partialWrites: lhs.partialWrites + rhs.partialWrites)
+        }
     }
 
     /// What evhttp may have waiting of a connection's requests, beyond one head: enough
@@ -85,6 +99,11 @@ final class Transport {
     private static let acceptLogInterval: Duration = .seconds(10)
 
     let mode: Mode
+    /// The TLS listener's certificates, swapped by a reload (connections keep the context
+    /// they began with).
+    var tls: TLSServerContext?
+    /// Whether evhttp's output is written to the socket as a reply is made (not through TLS).
+    let writesAtOnce: Bool
     let limits: Limits
     private(set) var stats = Stats()
     private let base: OpaquePointer
@@ -114,6 +133,7 @@ final class Transport {
     init(mode: Mode, loop: EventLoop, limits: Limits, logger: Logger,
          allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> String) {
         self.mode = mode
+        writesAtOnce = mode == .filtered
         self.base = loop.base
         self.limits = limits
         self.logger = logger
@@ -174,10 +194,10 @@ final class Transport {
         }
     }
 
-    /// In filtered mode, gives every connection `http` accepts from now on this transport's
-    /// bufferevent.
+    /// In filtered and TLS mode, gives every connection `http` accepts from now on this
+    /// transport's bufferevent.
     func install(on http: OpaquePointer) {
-        guard mode == .filtered else { return }
+        guard mode != .plain else { return }
         evhttp_set_bevcb(http, { base, context in
             guard let base, let context else { return nil }
             return Unmanaged<Transport>.fromOpaque(context).takeUnretainedValue().makeBufferevent(base)
@@ -209,7 +229,8 @@ final class Transport {
     // MARK: Connections
 
     private func makeBufferevent(_ base: OpaquePointer) -> OpaquePointer? {
-        guard let socket = bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
+        let made = mode == .tls ? tls?.acceptingBufferevent(base) : bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))
+        guard let socket = made else { return nil }
         let connection = Connection(transport: self)
         // Held until evhttp frees the connection, then released a loop step later (`retire`).
         _ = Unmanaged.passRetained(connection)

@@ -64,6 +64,30 @@ public struct Grant: Equatable, Sendable {
     public var read: [ServicePattern]
     public var write: [ServicePattern]
     public var isOperator: Bool
+    /// What the entry's callers may hold and how fast they may ask (absent: no bound beyond
+    /// the registry's own).
+    public var limits = Limits()
+
+    /// An entry's quotas. `maxInstances` and `maxServices` bound what the services it may
+    /// write hold together (its namespace: whoever registered them); `requestsPerSecond` and
+    /// `burst` are a token bucket shared by every request the entry's callers send.
+    public struct Limits: Equatable, Sendable {
+        public var maxInstances: Int?
+        public var maxServices: Int?
+        public var requestsPerSecond: Double?
+        public var burst: Int?
+
+        public init(maxInstances: Int? = nil, maxServices: Int? = nil, requestsPerSecond: Double? = nil, burst: Int? = nil) {
+            self.maxInstances = maxInstances
+            self.maxServices = maxServices
+            self.requestsPerSecond = requestsPerSecond
+            self.burst = burst
+        }
+
+        public var boundsHoldings: Bool { maxInstances != nil || maxServices != nil }
+        /// The bucket's size: `burst`, else one second's worth (at least 1).
+        public var bucketSize: Double { burst.map(Double.init) ?? max(1, (requestsPerSecond ?? 1).rounded(.up)) }
+    }
 
     public init(read: [ServicePattern] = [], write: [ServicePattern] = [], isOperator: Bool = false) {
         self.read = read
@@ -188,7 +212,7 @@ public struct AccessPolicy: Sendable {
             guard case .object(let fields) = value else {
                 throw Problem("\"anonymous\" must be an object such as {\"read\": [\"*\"]}, not \(value.kindDescription)")
             }
-            try refuseUnknown(fields, known: ["read", "write", "operator"], in: "\"anonymous\"")
+            try refuseUnknown(fields, known: Set(["read", "write", "operator"]).union(limitKeys), in: "\"anonymous\"")
             anonymous = try grant(value, in: "\"anonymous\"")
         }
         return AccessPolicy(entries: entries, anonymous: anonymous)
@@ -201,7 +225,8 @@ public struct AccessPolicy: Sendable {
             throw Problem("\(place) needs a \"name\" (a non-empty string): logs and messages name tokens by it")
         }
         let named = "token \"\(name)\""
-        try refuseUnknown(fields, known: ["name", "token", "sha256", "cert_subject", "read", "write", "operator"], in: named)
+        try refuseUnknown(fields, known: Set(["name", "token", "sha256", "cert_subject", "read", "write", "operator"]).union(limitKeys),
+                          in: named)
         var digest: [UInt8]?
         switch (item[member: "token"], item[member: "sha256"]) {
         case (.some, .some):
@@ -248,7 +273,35 @@ public struct AccessPolicy: Sendable {
         case .bool(let flag)?: grant.isOperator = flag
         case let other?: throw Problem("\"operator\" of \(place) must be true or false, not \(other.kindDescription)")
         }
+        grant.limits.maxInstances = try count(value[member: "max_instances"], key: "max_instances", in: place)
+        grant.limits.maxServices = try count(value[member: "max_services"], key: "max_services", in: place)
+        grant.limits.burst = try count(value[member: "burst"], key: "burst", in: place)
+        switch value[member: "requests_per_second"] {
+        case nil: break
+        case .number(let rate)? where rate > 0 && rate <= 1_000_000:
+            grant.limits.requestsPerSecond = rate
+        case let other?:
+            throw Problem("\"requests_per_second\" of \(place) must be a number above 0 and at most 1000000, not \(shown(other))")
+        }
+        if grant.limits.burst != nil && grant.limits.requestsPerSecond == nil {
+            throw Problem("\"burst\" of \(place) needs \"requests_per_second\": it is the size of that rate's bucket")
+        }
         return grant
+    }
+
+    private static func shown(_ value: JSONValue) -> String {
+        if case .number(let number) = value { return number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number) }
+        return value.kindDescription
+    }
+
+    static let limitKeys: Set<String> = ["max_instances", "max_services", "requests_per_second", "burst"]
+
+    private static func count(_ value: JSONValue?, key: String, in place: String) throws(Problem) -> Int? {
+        guard let value else { return nil }
+        guard case .number(let number) = value, number >= 1, number <= 1_000_000_000, number.rounded() == number else {
+            throw Problem("\"\(key)\" of \(place) must be a whole number from 1 to 1000000000, not \(shown(value))")
+        }
+        return Int(number)
     }
 
     private static func patterns(_ value: JSONValue?, key: String, in place: String) throws(Problem) -> [ServicePattern] {

@@ -9,4 +9,13 @@ public enum RegisterOutcome: Equatable, Sendable {
     /// registered under an explicit id at another address: nothing was changed.
     case conflict(existingAddress: String)
     case invalid(Violation)
+    /// A new instance (or a new service) would pass `RegistryPolicy.maxInstances` (or
+    /// `maxServices`): nothing was changed.
+    case overLimit(RegistryLimit)
+}
+
+/// A registry-wide bound on what it holds (`RegistryPolicy`).
+public enum RegistryLimit: Equatable, Sendable {
+    case instances(Int)
+    case services(Int)
 }

@@ -60,6 +60,7 @@ extension Registry {
             return (.updated(changed: true), Proposal(service: service, id: id, state: state, basedOn: current.version))
         }
         // New, or taking the place of one whose expiry is proposed (whichever commits first wins).
+        if slot == nil, let limit = limitPassed(byNewInstanceOf: service) { return (.overLimit(limit), nil) }
         let attributes = fields.applied(to: InstanceAttributes(address: address), address: address)
         let state = InstanceState(service: service, id: id, attributes: attributes, registeredAt: now)
         return (.registered, Proposal(service: service, id: id, state: state, basedOn: slot.map { instances[Int($0)].version } ?? 0))

@@ -13,6 +13,16 @@ extension Registry {
         serviceSlots[service] != nil
     }
 
+    /// The instances the service holds, due or not (0 when it has none).
+    public func instanceCount(ofService name: String) -> Int {
+        serviceSlots[name].map { services[Int($0)].liveCount } ?? 0
+    }
+
+    /// Whether the service holds an instance of that id, due or not.
+    public func holds(service: String, id: String) -> Bool {
+        peekInstance(service: service, id: id) != nil
+    }
+
     /// The change index of the service's last visible change, after expiring its due
     /// instances; nil when the service has no instance.
     ///

@@ -87,9 +87,17 @@ public struct Registry: Sendable {
             finishChange(of: slot, prior: before, unprotected: unprotected, now: now)
             return .updated(changed: before != nil || unprotected)
         }
+        if let limit = limitPassed(byNewInstanceOf: service) { return .overLimit(limit) }
         let base = InstanceAttributes(address: address)
         insert(service: service, id: id, attributes: fields.applied(to: base, address: address), registeredAt: now, now: now)
         return .registered
+    }
+
+    /// The limit a new instance of `service` would pass, if any.
+    func limitPassed(byNewInstanceOf service: String) -> RegistryLimit? {
+        if instanceCount >= policy.maxInstances { return .instances(policy.maxInstances) }
+        if serviceCount >= policy.maxServices, !contains(service: service) { return .services(policy.maxServices) }
+        return nil
     }
 
     /// Moves the instance's deadline to `now + ttl`; with `status`, also sets its status.

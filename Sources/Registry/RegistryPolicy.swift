@@ -18,10 +18,16 @@ public struct RegistryPolicy: Sendable {
     /// How long after its TTL ran out an instance is due: in a cluster, the time another
     /// replica's report of a heartbeat may take to reach the leader (zero otherwise).
     public var expiryGrace: Duration
+    /// Registrations of a new instance (or of an instance of a new service) past these are
+    /// refused (`RegisterOutcome.overLimit`); what is restored or mirrored is never refused.
+    public var maxInstances: Int
+    public var maxServices: Int
 
     public init(heartbeatTimeout: Duration, minimumTTL: Duration = .seconds(1), maximumTTL: Duration = .seconds(3600),
                 expiryProtection: Double? = nil, journaling: Bool = false, mirrored: Bool = false,
-                expiryGrace: Duration = .zero) {
+                expiryGrace: Duration = .zero, maxInstances: Int = .max, maxServices: Int = .max) {
+        self.maxInstances = maxInstances
+        self.maxServices = maxServices
         self.heartbeatTimeout = heartbeatTimeout
         self.minimumTTL = minimumTTL
         self.maximumTTL = maximumTTL

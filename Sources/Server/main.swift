@@ -96,6 +96,10 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             return 1
         }
     }
+    let quotas = Quotas(clientRate: config.maxRequestRatePerClient)
+    api.quotas = quotas
+    service.read { quotas.rebuild(access.policy, registry: $0) }
+    service.onChange { [unowned service] changed in service.read { registry in for name in changed { quotas.note(name, registry: registry) } } }
     let certificates: Certificates?
     do {
         certificates = try config.tlsEnabled ? Certificates(config: config, logger: logger) : nil
@@ -108,13 +112,13 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         if config.plainListener {
             frontEnds.append(try HTTPFrontEnd(config: config, listener: .init(host: config.host, port: config.port, portFlag: "--port"),
                                               loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
-                                              accessLog: accessLog, access: access))
+                                              accessLog: accessLog, access: access, quotas: quotas))
         }
         if let certificates {
             frontEnds.append(try HTTPFrontEnd(config: config, listener: .init(host: config.tlsHost ?? config.host, port: config.tlsPort,
                                                                              tls: certificates.current, portFlag: "--tls-port"),
                                               loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
-                                              accessLog: accessLog, access: access))
+                                              accessLog: accessLog, access: access, quotas: quotas))
         }
     } catch {
         printError("service-registry: \(error.message)")
@@ -134,14 +138,17 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     api.metricsExposition = { [unowned service, unowned hub] in
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount, store: store.stats,
                                            transport: frontEnds.map(\.transportStats).reduce(Transport.Stats(), +), cluster: cluster,
-                                           access: access, certificates: certificates))
+                                           access: access, certificates: certificates, quotas: quotas, config: config))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: frontEnds, heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
-                              shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub] in
+                              shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub, unowned service] in
         certificates?.reload()
         // Streams and blocking queries admitted under the old rules end (a revoked token's
         // stream must not go on); their clients come back and are judged by the new ones.
-        if access.reload() { hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow(), end: .aclReloaded) }
+        if access.reload() {
+            service.read { quotas.rebuild(access.policy, registry: $0) }
+            hub.finishAll(now: Clock.monotonicNow(), wallClock: Clock.wallNow(), end: .aclReloaded)
+        }
     })
     // Last of every turn: the turn's log lines, with one write.
     loop.onEndOfTurn { logger.flush() }

@@ -95,6 +95,21 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(policy.caller(token: nil as String?).grant, .nothing)
     }
 
+    func testLimitsAreReadForTokensAndAnonymous() throws {
+        let policy = try AccessPolicy.parse(Array(#"""
+            {"tokens": [{"name": "a", "token": "0123456789abcdef", "write": ["a-*"], "max_instances": 100, "max_services": 5,
+                         "requests_per_second": 2.5, "burst": 20}],
+             "anonymous": {"read": ["*"], "requests_per_second": 50}}
+            """#.utf8))
+        let limits = policy.entries[0].grant.limits
+        XCTAssertEqual(limits, Grant.Limits(maxInstances: 100, maxServices: 5, requestsPerSecond: 2.5, burst: 20))
+        XCTAssertEqual(limits.bucketSize, 20)
+        XCTAssertTrue(limits.boundsHoldings)
+        XCTAssertEqual(policy.anonymous.limits.requestsPerSecond, 50)
+        XCTAssertEqual(policy.anonymous.limits.bucketSize, 50, "without burst, one second's worth")
+        XCTAssertFalse(policy.anonymous.limits.boundsHoldings)
+    }
+
     func testBrokenFilesAreRefusedWithTheReason() {
         let cases: [(String, String)] = [
             ("[]", "must hold a JSON object"),
@@ -112,6 +127,11 @@ final class AccessPolicyTests: XCTestCase {
             (#"{"tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "a", "token": "0123456789abcdeg"}]}"#, "named \"a\""),
             (#"{"tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "b", "token": "0123456789abcdef"}]}"#, "same token"),
             (#"{"anonymous": {"read": ["*"], "token": "x"}}"#, "unknown key \"token\""),
+            (#"{"tokens": [{"name": "a", "token": "0123456789abcdef", "max_instances": 0}]}"#, "whole number from 1"),
+            (#"{"tokens": [{"name": "a", "token": "0123456789abcdef", "max_services": 2.5}]}"#, "not 2.5"),
+            (#"{"tokens": [{"name": "a", "token": "0123456789abcdef", "requests_per_second": -1}]}"#, "above 0"),
+            (#"{"tokens": [{"name": "a", "token": "0123456789abcdef", "burst": 10}]}"#, "needs \"requests_per_second\""),
+            (#"{"anonymous": {"read": ["*"], "requests_per_second": "fast"}}"#, "not a string"),
         ]
         for (text, expected) in cases {
             do {

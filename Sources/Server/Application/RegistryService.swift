@@ -101,7 +101,7 @@ final class RegistryService: DurableStateSource {
             logger.info("registered", ["service": request.service, "id": id, "address": request.address])
         case .updated(let changed):
             if changed { logger.info("updated", ["service": request.service, "id": id]) }
-        case .conflict, .invalid:
+        case .conflict, .invalid, .overLimit:
             break
         }
         noteWork()

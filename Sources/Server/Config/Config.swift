@@ -55,6 +55,11 @@ struct Config: Equatable {
     /// `--replica-token-file`: the token a replica sends to the others (cluster mode with an
     /// ACL file), read at start.
     var replicaTokenFile: String?
+    /// What the registry holds at most (`RegistryPolicy.maxInstances`, `maxServices`).
+    var maxInstances = 2_000_000
+    var maxServices = 500_000
+    /// Requests a second one client address may send (`--max-request-rate-per-client`); nil: no limit.
+    var maxRequestRatePerClient: Double?
     /// Long-polls and streams held at once, in total and per client address (0: no limit).
     var maxWatchers = 50_000
     var maxWatchersPerClient = 0
@@ -240,6 +245,20 @@ struct Config: Equatable {
         Option(flag: "--max-watchers-per-client", variable: "REGISTRY_MAX_WATCHERS_PER_CLIENT", valueName: "COUNT",
                help: "long-polls and streams one client address may hold; one more is answered 429; 0 for no limit (default 0)") { config, value in
             assignCount(value, minimum: 0, maximum: 10_000_000) { config.maxWatchersPerClient = $0 }
+        },
+        Option(flag: "--max-instances", variable: "REGISTRY_MAX_INSTANCES", valueName: "COUNT",
+               help: "instances the registry holds at most; a registration of one more is answered 429 (default 2000000)") { config, value in
+            assignCount(value, minimum: 1, maximum: 1_000_000_000) { config.maxInstances = $0 }
+        },
+        Option(flag: "--max-services", variable: "REGISTRY_MAX_SERVICES", valueName: "COUNT",
+               help: "services the registry holds at most; a registration that would add one more is answered 429 (default 500000)") { config, value in
+            assignCount(value, minimum: 1, maximum: 1_000_000_000) { config.maxServices = $0 }
+        },
+        Option(flag: "--max-request-rate-per-client", variable: "REGISTRY_MAX_REQUEST_RATE_PER_CLIENT", valueName: "RATE",
+               help: "requests a second one client address may send (a bucket of one second's worth); more get 429 with Retry-After; 0 for no limit (default 0)") { config, value in
+            guard let rate = DecimalText.number(value), rate >= 0, rate <= 10_000_000 else { return "must be a number from 0 to 10000000" }
+            config.maxRequestRatePerClient = rate == 0 ? nil : rate
+            return nil
         },
         Option(flag: "--max-wait", variable: "REGISTRY_MAX_WAIT", valueName: "SECONDS",
                help: "the longest a blocking query (index=…) is held; longer waits are cut to it (default 600)") { config, value in
@@ -479,7 +498,7 @@ struct Config: Equatable {
     var registryPolicy: RegistryPolicy {
         RegistryPolicy(heartbeatTimeout: heartbeatTimeout, minimumTTL: minimumTTL, maximumTTL: maximumTTL,
                        expiryProtection: expiryProtection, journaling: etcd == nil && persistenceDirectory != nil, mirrored: etcd != nil,
-                       expiryGrace: etcd == nil ? .zero : Self.clusterExpiryGrace)
+                       expiryGrace: etcd == nil ? .zero : Self.clusterExpiryGrace, maxInstances: maxInstances, maxServices: maxServices)
     }
 
     static var usage: String {

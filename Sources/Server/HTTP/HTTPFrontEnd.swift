@@ -46,13 +46,16 @@ final class HTTPFrontEnd {
     private let accessLog: AccessLog?
     /// The ACL file's rules (`--acl-file`); open without one.
     let access: AccessControl
+    /// Request rates (ACL entries' `requests_per_second`, `--max-request-rate-per-client`).
+    let quotas: Quotas
     /// Set when the listener closes: held reads are answered at once from then on.
     private(set) var stopping = false
     private var refusalLog = LogThrottle()
 
     init(config: Config, listener place: Listener, loop: EventLoop, table: RouteTable, service: RegistryService, hub: WatchHub,
-         metrics: Metrics, logger: Logger, accessLog: AccessLog?, access: AccessControl) throws(StartError) {
+         metrics: Metrics, logger: Logger, accessLog: AccessLog?, access: AccessControl, quotas: Quotas) throws(StartError) {
         isTLS = place.tls != nil
+        self.quotas = quotas
         self.accessLog = accessLog
         self.access = access
         self.table = table
@@ -231,7 +234,13 @@ final class HTTPFrontEnd {
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in
                 let dispatched = table.dispatch(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock,
-                                                caller: { AccessControl.admit(caller, to: $0) })
+                                                caller: { route in
+                    let admission = AccessControl.admit(caller, to: route.permission)
+                    guard route.rateLimited, case .admitted(let who) = admission,
+                          let refusal = quotas.admitRate(who, client: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host }, now: now)
+                    else { return admission }
+                    return .denied(refusal)
+                })
                 route = dispatched.route
                 return dispatched.handling
             }

@@ -29,13 +29,17 @@ struct Route {
     let methods: [HTTPMethod]
     let frontEnd: FrontEnd
     let permission: Permission
+    /// Whether its requests count against the request rates (`Quotas`): not a replica's
+    /// relay of heartbeats, counted already where they arrived.
+    let rateLimited: Bool
     let handler: (RouteRequest) -> Handling
     /// The `Allow` header of this route's 405s, made once: the transport asks for it with
     /// every request head.
     let allow: String
 
-    init(template: String, methods: [HTTPMethod], frontEnd: FrontEnd, permission: Permission,
+    init(template: String, methods: [HTTPMethod], frontEnd: FrontEnd, permission: Permission, rateLimited: Bool = true,
          handler: @escaping (RouteRequest) -> Handling) {
+        self.rateLimited = rateLimited && permission != .none
         self.template = template
         self.methods = methods
         self.frontEnd = frontEnd
@@ -126,7 +130,7 @@ struct RouteTable {
     /// `Allow` for a method its route does not. Returns the route's number with the outcome.
     func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
                   body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64,
-                  caller: (Route.Permission) -> Admission = { _ in .admitted(.anonymous(.everything)) })
+                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) })
         -> (route: Int, handling: Handling) {
         let (number, parameter) = match(path)
         guard number != otherRoute else {
@@ -138,7 +142,7 @@ struct RouteTable {
                                             allow: route.allow)))
         }
         let who: Caller
-        switch caller(route.permission) {
+        switch caller(route) {
         case .admitted(let found): who = found
         case .denied(let denial): return (number, .respond(denial))
         }

@@ -36,6 +36,8 @@ final class Metrics {
         var cluster: Cluster?
         var access: AccessControl?
         var certificates: Certificates?
+        var quotas: Quotas?
+        var config: Config?
     }
 
     init(routeLabels: [String]) {
@@ -157,6 +159,23 @@ final class Metrics {
             for (key, count) in access.denials.sorted(by: { ($0.key.route, $0.key.reason) < ($1.key.route, $1.key.reason) }) {
                 sample("registry_access_denied_total", [("route", routeLabels[key.route]), ("reason", key.reason)], String(count))
             }
+        }
+        if let config = figures.config {
+            single("registry_max_instances", "gauge", "Instances the registry holds at most (--max-instances).", String(config.maxInstances))
+            single("registry_max_services", "gauge", "Services the registry holds at most (--max-services).", String(config.maxServices))
+            single("registry_max_request_rate_per_client", "gauge", "Requests a second one client address may send (--max-request-rate-per-client; 0: no limit).",
+                   config.maxRequestRatePerClient.map { String($0) } ?? "0")
+        }
+        if let quotas = figures.quotas {
+            family("registry_quota_refusals_total", "counter",
+                   "Requests answered 429 by a limit: instances, services (the registry's), token_instances, token_services (an ACL entry's namespace), token_rate, client_rate.")
+            for limit in ["instances", "services", "token_instances", "token_services", "token_rate", "client_rate"] {
+                sample("registry_quota_refusals_total", [("limit", limit)], String(quotas.refusals[limit] ?? 0))
+            }
+            family("registry_quota_instances", "gauge", "Instances held by the services an ACL entry with max_instances or max_services may write.")
+            for account in quotas.accounts { sample("registry_quota_instances", [("token", account.name)], String(account.instances)) }
+            family("registry_quota_services", "gauge", "Services with instances among those an ACL entry with max_instances or max_services may write.")
+            for account in quotas.accounts { sample("registry_quota_services", [("token", account.name)], String(account.services)) }
         }
         single("registry_tls_enabled", "gauge", "1 when the HTTPS listener (--tls-cert) is on.", figures.certificates == nil ? "0" : "1")
         if let certificates = figures.certificates {

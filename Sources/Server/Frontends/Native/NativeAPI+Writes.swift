@@ -19,7 +19,19 @@ extension NativeAPI {
         guard request.caller.grant.mayWrite(body.service) else {
             return .respond(AccessControl.denial(request.caller, needs: "write on service \(Violation.quoted(body.service))"))
         }
-        switch service.register(body, now: request.now) {
+        if let quotas, let refusal = service.read({ quotas.holdingRefusal(request.caller, service: body.service, id: body.id ?? body.address,
+                                                                        registry: $0) }) {
+            return .respond(refusal)
+        }
+        let outcome = service.register(body, now: request.now)
+        if let quotas {
+            switch outcome {
+            case .registered: service.read { quotas.note(body.service, registry: $0) }
+            case .overLimit(let limit): quotas.countRegistryLimit(limit)
+            default: break
+            }
+        }
+        switch outcome {
         case .registered:
             return .respondWhenCommitted(.status(201, "registered", "Service \(body.service) registered at \(body.address)"))
         case .updated:
@@ -30,6 +42,12 @@ extension NativeAPI {
                 + "otherwise give this instance an \"id\" of its own"))
         case .invalid(let violation):
             return .respond(.error(400, violation.message))
+        case .overLimit(.instances(let limit)):
+            return .respond(.error(429, "the registry holds \(limit) instances, its limit (--max-instances); nothing was changed. "
+                + "Deregister instances that are gone, or raise the limit"))
+        case .overLimit(.services(let limit)):
+            return .respond(.error(429, "the registry holds \(limit) services, its limit (--max-services), and \(body.service) would be "
+                + "a new one; nothing was changed. Deregister services that are gone, or raise the limit"))
         }
     }
 

@@ -20,6 +20,8 @@ final class NativeAPI {
 
     /// Cluster mode's parts (`--etcd`); nil for a single registry.
     var cluster: Cluster?
+    /// What ACL entries' namespaces may hold (`max_instances`, `max_services`).
+    var quotas: Quotas?
 
     /// Renders `/metrics`; set by whoever holds the figures (most live outside this API).
     var metricsExposition: (() -> [UInt8])?
@@ -74,7 +76,7 @@ final class NativeAPI {
             Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [self] _ in ready() },
             Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .operator) { [self] _ in metrics() },
             Route(template: "/cluster", methods: reads, frontEnd: .native, permission: .operator) { [self] in clusterState($0) },
-            Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .operator) { [self] in
+            Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .operator, rateLimited: false) { [self] in
                 clusterHeartbeats($0)
             },
         ]

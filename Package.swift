@@ -37,6 +37,9 @@ let package = Package(
         // Who may do what: the ACL file's tokens and grants, SHA-256 digests, service-name
         // patterns. Pure, like the core: the server reads the file and asks it.
         .target(name: "Access", dependencies: ["JSON"]),
+        // What a request's bytes must be, before the server acts on them: HTTP/1.1 framing
+        // (RFC 9112), the read query, percent-decoding, strict decimals. Pure, and fuzzed.
+        .target(name: "HTTPParsing", dependencies: ["Registry", "RegistryWire"]),
         // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
         .target(name: "Etcd", dependencies: ["CLibevent", "JSON"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
@@ -44,7 +47,7 @@ let package = Package(
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access", "TLS"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access", "TLS", "HTTPParsing"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -60,7 +63,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport", "Access"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport", "Access", "HTTPParsing"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "CLibevent", "JSON", "TestSupport"]),
         .testTarget(name: "AccessTests", dependencies: ["Access", "JSON"]),
         .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),

@@ -4,6 +4,7 @@ import Registry
 @testable import Server
 import JSON
 import TestSupport
+import HTTPParsing
 
 /// Hostile input through the router, as classes: every numeric field and parameter with
 /// every extreme a client can write, and bodies from a generator. Nothing may trap, and a

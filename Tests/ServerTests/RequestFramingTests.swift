@@ -1,5 +1,6 @@
 import Testing
 @testable import Server
+import HTTPParsing
 
 /// The framing rules on raw bytes, with no sockets: what is let through, what is refused
 /// and with which status.

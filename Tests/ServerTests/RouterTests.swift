@@ -4,6 +4,7 @@ import Registry
 @testable import Server
 import JSON
 import TestSupport
+import HTTPParsing
 
 /// The API with no sockets: the router, the handlers and their caches, on a fake clock.
 @Suite struct RouterTests {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Access
 import RegistryClient
+import HTTPParsing
 
 /// The ACL file on the loop: loaded at start (a broken file stops the start), reloaded on
 /// SIGHUP (a broken file keeps the rules in force and says why), and asked for each

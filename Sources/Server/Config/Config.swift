@@ -1,5 +1,6 @@
 import Etcd
 import Registry
+import HTTPParsing
 
 /// Everything the server is told at start-up, built once from flags and the environment
 /// (flags win) and passed down; nothing reads it from a global.

@@ -4,6 +4,7 @@ import Glibc
 import Registry
 import TLS
 import JSON
+import HTTPParsing
 
 /// Counts requests and renders `/metrics` in the Prometheus text format (version 0.0.4).
 ///

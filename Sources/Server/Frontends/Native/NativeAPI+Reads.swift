@@ -4,6 +4,7 @@ import Glibc
 import Access
 import JSON
 import Registry
+import HTTPParsing
 
 /// `GET /discover/{service}`, `/services`, and their streams under `/watch`: the query is
 /// checked, a blocking query whose index is current is parked (`WatchHub`), and answers are

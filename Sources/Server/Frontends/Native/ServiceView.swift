@@ -1,5 +1,6 @@
 import Registry
 import JSON
+import HTTPParsing
 
 /// What one service's `/discover` answers are made of, kept up to date change by change.
 ///

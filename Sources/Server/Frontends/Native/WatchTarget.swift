@@ -1,4 +1,5 @@
 import Access
+import HTTPParsing
 
 /// What a parked request or a stream watches.
 enum WatchTarget {

@@ -4,6 +4,7 @@ import Glibc
 import CLibevent
 import Registry
 import TLS
+import HTTPParsing
 
 /// One filtered connection: its framing state, its deadline and its writer.
 final class Connection {

@@ -4,6 +4,7 @@ import Glibc
 import CLibevent
 import Registry
 import TLS
+import HTTPParsing
 
 /// Everything the server does beneath evhttp, for one listener: with `Connection`,
 /// `RequestFraming` and `LibeventErrorReply` in this folder, the one place where the

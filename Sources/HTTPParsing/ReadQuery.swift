@@ -5,34 +5,34 @@ import Registry
 ///
 /// Unknown parameters are refused rather than ignored: a misspelt filter (`tags=` for
 /// `tag=`) silently matching everything is worse than a 400.
-struct ReadQuery: Equatable {
-    enum StatusFilter: Hashable {
+public struct ReadQuery: Equatable {
+    public enum StatusFilter: Hashable {
         case only(InstanceStatus)
         case any
     }
 
-    enum Pick: String, Equatable, CaseIterable {
+    public enum Pick: String, Equatable, CaseIterable {
         case roundRobin = "round-robin"
         case random
         case weighted
     }
 
-    var tags: [String] = []
-    var zone: String?
-    var metadata: [MetadataEntry] = []
-    var status: StatusFilter = .only(.up)
-    var pick: Pick?
-    var limit: Int?
+    public var tags: [String] = []
+    public var zone: String?
+    public var metadata: [MetadataEntry] = []
+    public var status: StatusFilter = .only(.up)
+    public var pick: Pick?
+    public var limit: Int?
     /// A blocking query: answer once the index is above this.
-    var index: UInt64?
-    var wait: Duration?
+    public var index: UInt64?
+    public var wait: Duration?
 
     /// The wait of a blocking query that names none (before the server's `--max-wait`).
-    static let defaultWait: Duration = .seconds(300)
+    public static let defaultWait: Duration = .seconds(300)
 
     /// The filter, canonically: two queries with the same key list the same instances in the
     /// same order (when neither picks), whatever their `index` and `wait`.
-    var filterKey: String {
+    public var filterKey: String {
         var key = "s=" + (status == .any ? "any" : { if case .only(let only) = status { return only.rawValue }; return "" }())
         if !tags.isEmpty { key += "|t=" + tags.joined(separator: "\u{1}") }
         if let zone { key += "|z=" + zone }
@@ -42,17 +42,17 @@ struct ReadQuery: Equatable {
     }
 
     /// True when the answer is the plain, cacheable one: UP instances, no filter, no pick.
-    var isDefaultListing: Bool {
+    public var isDefaultListing: Bool {
         tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && pick == nil && limit == nil
     }
 
     /// Which parameters a route takes: filters only on instance listings.
-    enum Scope {
+    public enum Scope {
         case instances
         case services
     }
 
-    static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, WireProblem> {
+    public static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, WireProblem> {
         Result { () throws(WireProblem) in
             var query = ReadQuery()
             guard let raw, !raw.isEmpty else { return query }
@@ -121,7 +121,7 @@ struct ReadQuery: Equatable {
 
     /// "500ms", "30s", "5m", "1h" or plain seconds ("2.5"): a decimal number (no sign,
     /// exponent or hex) and an optional unit.
-    static func parseWait(_ text: String) -> Duration? {
+    public static func parseWait(_ text: String) -> Duration? {
         let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         var number = Substring(text)
         var scale = 1.0

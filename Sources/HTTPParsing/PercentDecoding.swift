@@ -2,12 +2,12 @@
 ///
 /// A '%' not followed by two hex digits, and a result that is not UTF-8, are errors rather
 /// than being passed through: a name the client did not mean must not reach the registry.
-enum PercentDecoding {
-    struct Problem: Error, Equatable {
-        let message: String
+public enum PercentDecoding {
+    public struct Problem: Error, Equatable {
+        public let message: String
     }
 
-    static func decode(_ encoded: UnsafeBufferPointer<UInt8>) -> Result<String, Problem> {
+    public static func decode(_ encoded: UnsafeBufferPointer<UInt8>) -> Result<String, Problem> {
         guard encoded.contains(UInt8(ascii: "%")) else {
             return validUTF8(encoded)
         }

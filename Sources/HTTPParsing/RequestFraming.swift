@@ -21,16 +21,16 @@ import Registry
 /// within `maxHeadBytes`. Empty lines before a request line are skipped, as RFC 9112 asks.
 ///
 /// Pure: it sees bytes and returns what to do with them. `Transport` carries that out.
-struct RequestFraming {
+public struct RequestFraming {
     /// A refusal, answered in place of the request that broke a rule.
-    struct Rejection: Equatable {
-        let status: Int32
-        let message: String
+    public struct Rejection: Equatable {
+        public let status: Int32
+        public let message: String
         /// For 405: the methods the target does allow.
-        var allow: String?
+        public var allow: String?
     }
 
-    enum Phase: Equatable {
+    public enum Phase: Equatable {
         /// Between requests: nothing of the next one has arrived.
         case idle
         /// Part of a request line or its headers has arrived; the header deadline runs.
@@ -42,7 +42,7 @@ struct RequestFraming {
     }
 
     /// What to do with the bytes waiting after the last call.
-    enum Step: Equatable {
+    public enum Step: Equatable {
         /// Let this many bytes through to evhttp (whole heads, and body bytes).
         case pass(Int)
         /// Drop this many bytes (empty lines before a request line).
@@ -53,13 +53,13 @@ struct RequestFraming {
         case reject(pass: Int, Rejection)
     }
 
-    let maxHeadBytes: Int
+    public let maxHeadBytes: Int
     /// The methods allowed on a path, for a 405's `Allow` header.
-    let allowedMethods: (UnsafeBufferPointer<UInt8>) -> String
+    public let allowedMethods: (UnsafeBufferPointer<UInt8>) -> String
 
-    private(set) var phase: Phase = .idle
+    public private(set) var phase: Phase = .idle
     /// Heads begun since the connection opened: tells one request's deadline from the next's.
-    private(set) var heads = 0
+    public private(set) var heads = 0
     /// Bytes of the current head scanned so far, from the start of the waiting bytes.
     private var scanned = 0
     /// Where the current line starts, from the start of the waiting bytes.
@@ -87,7 +87,7 @@ struct RequestFraming {
         var hasBody: Bool { self == .post || self == .put || self == .patch }
     }
 
-    init(maxHeadBytes: Int, allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> String) {
+    public init(maxHeadBytes: Int, allowedMethods: @escaping (UnsafeBufferPointer<UInt8>) -> String) {
         self.maxHeadBytes = maxHeadBytes
         self.allowedMethods = allowedMethods
     }
@@ -98,12 +98,12 @@ struct RequestFraming {
     /// `pass` or `discard` (with the bytes that remain), until it answers `wait`.
     /// Whether the next call needs the waiting bytes themselves (a head is being scanned), or
     /// only their count (a body passes through unread).
-    var needsBytes: Bool {
+    public var needsBytes: Bool {
         if case .body = phase { return false }
         return phase != .rejected
     }
 
-    mutating func next(waiting: Int, visible: UnsafeBufferPointer<UInt8>) -> Step {
+    public mutating func next(waiting: Int, visible: UnsafeBufferPointer<UInt8>) -> Step {
         switch phase {
         case .rejected:
             return waiting == 0 ? .wait : .discard(waiting)
@@ -293,7 +293,7 @@ struct RequestFraming {
     }
 
     /// tchar of RFC 9110: the bytes a method or a header name may hold.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"):
             return true

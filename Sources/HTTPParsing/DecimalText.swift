@@ -3,9 +3,9 @@
 /// Swift's `Double(_:)` and `Int(_:)` accept more than a person means by a number: `0x10`
 /// (hex), `1e3`, `inf`, `nan`, a leading `+`. A registry must not read `wait=0x10` as 16
 /// seconds, so every number a client or an operator types goes through these instead.
-enum DecimalText {
+public enum DecimalText {
     /// `1*DIGIT`, at most 18 digits (so the value always fits): nil for anything else.
-    static func unsigned<Text: StringProtocol>(_ text: Text) -> UInt64? {
+    public static func unsigned<Text: StringProtocol>(_ text: Text) -> UInt64? {
         let digits = text.utf8
         guard !digits.isEmpty, digits.count <= 18 else { return nil }
         var value: UInt64 = 0
@@ -18,7 +18,7 @@ enum DecimalText {
 
     /// `1*DIGIT ["." 1*DIGIT]`: a non-negative decimal with an optional fraction, nil for
     /// anything else (signs, exponents, hex, `inf`, `nan`, spaces, an empty string).
-    static func number<Text: StringProtocol>(_ text: Text) -> Double? {
+    public static func number<Text: StringProtocol>(_ text: Text) -> Double? {
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty, bytes.count <= 40 else { return nil }
         var seenDot = false

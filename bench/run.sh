@@ -111,6 +111,11 @@ LONG_HEARTBEAT_TIMEOUT=3600
 CHURN_LEASE_ID=99999
 HEARTBEAT_FIRST_LEASE_ID=100000
 
+# Set by the TLS and token scenarios for their own servers and clients.
+REG_EXTRA_ARGS=()
+NGINX_TLS=0
+WRK_SCHEME=http
+CERTS=
 SERVER_CPU=0 CLIENT_CPU=1
 if (($(nproc) < 2)); then
     SERVER_CPU=0 CLIENT_CPU=0
@@ -191,6 +196,18 @@ start_server() {
 }
 
 free_ports() { python3 "$BENCH/probe.py" free-ports "$1"; }
+
+# wait_https PORT LOG: waits for an HTTPS server just started to answer.
+wait_https() {
+    local tries
+    for ((tries = 0; tries < 200; tries++)); do
+        curl -fsS -o /dev/null --cacert "$CERTS/ca.pem" "https://localhost:$1/" 2>/dev/null && return 0
+        kill -0 "$LAST_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$2" >&2 || true
+    die "the HTTPS server on port $1 did not answer"
+}
 
 # wait_http PORT PATH LOG: waits for the server just started (LAST_PID) to
 # answer 200, or dies showing the server's log.
@@ -297,7 +314,7 @@ start_registry() {
     REG_PORT=$(free_ports 1)
     local log_file=$TMP/registry-$REG_PORT.log
     start_server "$log_file" "$REGISTRY_BIN" --host 127.0.0.1 --port "$REG_PORT" \
-        --heartbeat-timeout "$1" --log-level warn --in-memory --shutdown-grace 0
+        --heartbeat-timeout "$1" --log-level warn --in-memory --shutdown-grace 0 "${REG_EXTRA_ARGS[@]}"
     REG_PID=$LAST_PID
     wait_http "$REG_PORT" /health "$log_file"
     [[ -n $COMPARE_REV ]] || return 0
@@ -358,6 +375,14 @@ start_nginx() {
         # instead (GET only: nginx's static module answers POST with 405).
         answer="root $dir; try_files /body.json =404;"
     fi
+    local listen="listen 127.0.0.1:$NGINX_PORT;"
+    if ((NGINX_TLS)); then
+        # The registry's certificate and key, TLS 1.2 and 1.3 as the registry offers.
+        listen="listen 127.0.0.1:$NGINX_PORT ssl;
+        ssl_certificate $CERTS/server.pem;
+        ssl_certificate_key $CERTS/server-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
     cat >"$dir/nginx.conf" <<EOF
 daemon off;
 master_process on;
@@ -380,7 +405,7 @@ http {
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        $listen
         location / {
             $answer
         }
@@ -389,7 +414,11 @@ http {
 EOF
     start_server "$dir/stderr.log" nginx -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf"
     NGINX_PID=$LAST_PID
-    wait_http "$NGINX_PORT" / "$dir/error.log"
+    if ((NGINX_TLS)); then
+        wait_https "$NGINX_PORT" "$dir/error.log"
+    else
+        wait_http "$NGINX_PORT" / "$dir/error.log"
+    fi
 }
 
 # Started once, on first use, and shared by the scenarios; each writes under
@@ -463,7 +492,7 @@ wrk_run() {
     # timeout: wrk stops itself after -d, but never trust a client to.
     if ! timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" \
         wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
-        -s "$LUA/$script" "http://127.0.0.1:$port" -- "$@" >"$out" 2>&1; then
+        -s "$LUA/$script" "$WRK_SCHEME://127.0.0.1:$port" -- "$@" >"$out" 2>&1; then
         cat "$out" >&2
         die "wrk failed: $scenario against $server"
     fi
@@ -541,6 +570,102 @@ discover_scenario() {
         etcd=(etcd_range.lua "$ETCD_API" "/$scenario")
     fi
     rounds "$scenario" "$conns" discover.lua -- "${etcd[@]}"
+    stop_scenario_servers
+}
+
+# ---------------------------------------------------------------- TLS and tokens
+
+# make_certs: the CA and server certificate scripts/make-certs.sh makes, once per run.
+make_certs() {
+    [[ -n $CERTS ]] && return 0
+    CERTS=$TMP/certs
+    bash "$ROOT/scripts/make-certs.sh" "$CERTS" >/dev/null
+    # nginx's workers run as nobody.
+    chmod 755 "$CERTS"
+    chmod 644 "$CERTS"/*.pem
+}
+
+# tls_rounds SCENARIO CONNS SCRIPT ARGS...: the registry's HTTPS port against nginx serving
+# the same bytes over TLS with the same certificate, alternating.
+tls_rounds() {
+    local scenario=$1 conns=$2 round
+    shift 2
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run "$scenario" registry "$round" "$REG_TLS_PORT" "$conns" "$@"
+        wrk_run "$scenario" nginx "$round" "$NGINX_PORT" "$conns" "$@"
+    done
+}
+
+# tls_scenario NAME SCRIPT METHOD PATH BODY KIND ARGS...: the registry with --tls-cert (the
+# requests over HTTPS, keep-alive unless SCRIPT closes), 100 instances of svc-0 behind it;
+# nginx over TLS answering the body the registry gives.
+tls_scenario() {
+    local scenario=$1 script=$2 method=$3 path=$4 request=$5 kind=$6 body=$TMP/body-$1.json
+    shift 6
+    if [[ -n $COMPARE_REV ]] || ((BASELINES_ONLY)); then
+        log "$scenario: skipped (it compares the registry with nginx over TLS)"
+        return 0
+    fi
+    make_certs
+    REG_TLS_PORT=$(free_ports 1)
+    REG_EXTRA_ARGS=(--tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-port "$REG_TLS_PORT")
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    REG_EXTRA_ARGS=()
+    populate_registry --services 1 --instances 3
+    capture_body "$body" "$method" "$path" "$request" "$kind" 3
+    NGINX_TLS=1
+    start_nginx "$body"
+    NGINX_TLS=0
+    WRK_SCHEME=https
+    tls_rounds "$scenario" "$CONNS" "$script" "$@"
+    WRK_SCHEME=http
+    stop_scenario_servers
+}
+
+scenario_tls_discover() {
+    log "tls-discover: GET /discover over HTTPS (keep-alive), registry and nginx with one certificate"
+    tls_scenario tls-discover discover.lua GET /discover/svc-0 "" discover
+}
+
+scenario_tls_heartbeat() {
+    log "tls-heartbeat: POST /heartbeat over HTTPS (keep-alive)"
+    tls_scenario tls-heartbeat heartbeat.lua POST /heartbeat '{"service":"svc-0","address":"127.0.0.1:20000"}' heartbeat 1 3
+}
+
+scenario_tls_handshakes() {
+    log "tls-handshakes: a new TLS connection for every GET /health-sized answer (Connection: close)"
+    tls_scenario tls-handshakes discover_close.lua GET /discover/svc-0 "" discover
+}
+
+# tokens-discover: GET /discover with a token, from a registry with an ACL file, against the
+# same registry without one.
+scenario_tokens_discover() {
+    local scenario=tokens-discover round open_port open_pid acl=$TMP/acl.json token
+    if [[ -n $COMPARE_REV ]] || ((BASELINES_ONLY)); then
+        log "$scenario: skipped (it compares the registry with itself)"
+        return 0
+    fi
+    log "$scenario: GET /discover with an ACL file and a Bearer token, against no ACL file"
+    token=bench-token-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    printf '{"tokens":[{"name":"bench","sha256":"%s","read":["*"],"write":["svc-*"]}],"anonymous":{}}\n' \
+        "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$acl"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate_registry --services 1 --instances 3
+    open_port=$REG_PORT open_pid=$REG_PID
+    REG_EXTRA_ARGS=(--acl-file "$acl")
+    # The populater sends no token: this one is filled through the open one's answers.
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    REG_EXTRA_ARGS=()
+    local instance
+    for instance in 0 1 2; do
+        curl -fsS -o /dev/null -H "Authorization: Bearer $token" -X POST \
+            -d "{\"service\":\"svc-0\",\"address\":\"127.0.0.1:$((20000 + instance))\"}" "http://127.0.0.1:$REG_PORT/register"
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run "$scenario" registry "$round" "$REG_PORT" "$CONNS" discover_token.lua "$token"
+        wrk_run "$scenario" open "$round" "$open_port" "$CONNS" discover_token.lua "$token"
+    done
+    stop_pid "$open_pid"
     stop_scenario_servers
 }
 

@@ -30,6 +30,14 @@ SCENARIOS = [
     Scenario("churn", "throughput", [("rps", "bare", ">=", 0.75), ("rps", "etcd", ">=", 5)]),
     Scenario("mix", "throughput", [("rps", "bare", ">=", 0.85)]),
     Scenario("conns-10k", "throughput", [("rps", "bare", ">=", 0.85), ("p99", "bare", "<=", 1.2)]),
+    # The registry's HTTPS port (--tls-cert) against nginx over TLS with the same certificate
+    # and bytes; tls-handshakes opens a connection per request (a full handshake each), its
+    # ratio reported (threshold None).
+    Scenario("tls-discover", "throughput", [("rps", "nginx", ">=", 0.8)]),
+    Scenario("tls-heartbeat", "throughput", [("rps", "nginx", ">=", 0.8)]),
+    Scenario("tls-handshakes", "throughput", [("rps", "nginx", ">=", None)]),
+    # With an ACL file and a token on every request, against the same registry without one.
+    Scenario("tokens-discover", "throughput", [("rps", "open", ">=", 0.95)]),
     Scenario("memory-1m", "other"),
     Scenario("mass-expiry", "other"),
     Scenario("startup", "other"),

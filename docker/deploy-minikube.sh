@@ -22,6 +22,8 @@ if [[ ${1:-} == --delete ]]; then
     kubectl delete -f docker/k8s-cluster/ --ignore-not-found
     kubectl delete pvc -l app.kubernetes.io/name=service-registry --ignore-not-found
     kubectl delete pvc -l app.kubernetes.io/name=etcd --ignore-not-found
+    kubectl delete secret service-registry-tls service-registry-acl service-registry-ca \
+        service-registry-services-token service-registry-replica-token --ignore-not-found
     exit 0
 fi
 # The registry's manifests: one replica on a volume, or three on etcd. The example
@@ -38,6 +40,23 @@ if ! minikube status >/dev/null 2>&1; then
     echo "Starting Minikube..."
     minikube start
 fi
+
+# TLS and tokens: the Secrets the manifests mount, made once (docker/make-secrets.sh) and
+# kept in docker/secrets on this machine. Existing Secrets are left as they are.
+secrets=docker/secrets
+bash docker/make-secrets.sh "$secrets"
+kubectl get secret service-registry-tls >/dev/null 2>&1 ||
+    kubectl create secret generic service-registry-tls --type=kubernetes.io/tls \
+        --from-file=tls.crt="$secrets/server.pem" --from-file=tls.key="$secrets/server-key.pem" \
+        --from-file=ca.crt="$secrets/ca.pem"
+kubectl get secret service-registry-acl >/dev/null 2>&1 ||
+    kubectl create secret generic service-registry-acl --from-file=acl.json="$secrets/acl.json"
+kubectl get secret service-registry-ca >/dev/null 2>&1 ||
+    kubectl create secret generic service-registry-ca --from-file=ca.crt="$secrets/ca.pem"
+kubectl get secret service-registry-services-token >/dev/null 2>&1 ||
+    kubectl create secret generic service-registry-services-token --from-file=token="$secrets/services.token"
+kubectl get secret service-registry-replica-token >/dev/null 2>&1 ||
+    kubectl create secret generic service-registry-replica-token --from-file=token="$secrets/replica.token"
 
 echo "Building service-registry:latest inside Minikube's Docker..."
 eval "$(minikube docker-env)"
@@ -57,12 +76,14 @@ cat <<INFO
 
 The registry is up.
 
-  Inside the cluster:   http://service-registry:5001
-  From this machine:    http://$ip:30001
+  Inside the cluster:   https://service-registry:5443 (and http://service-registry:5001)
+  From this machine:    https://$ip:30443 (and http://$ip:30001)
+  CA and tokens:        $secrets/ca.pem, $secrets/ops.token (operator), $secrets/services.token
 
 Try:
   curl http://$ip:30001/health
-  curl http://$ip:30001/services
+  curl --cacert $secrets/ca.pem --resolve service-registry:30443:$ip https://service-registry:30443/services
+  curl -H "Authorization: Bearer \$(cat $secrets/ops.token)" http://$ip:30001/metrics
   curl http://$ip:30001/discover/user-service
   curl -N http://$ip:30001/watch/user-service      # follow changes; Ctrl-C to stop
   kubectl scale deployment/user-service --replicas=4   # and watch them register

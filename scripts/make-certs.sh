@@ -6,6 +6,7 @@
 # DIR gets (EC P-256 keys, PEM):
 #   ca.pem                    the CA (give it to clients: curl --cacert, registryctl --cacert)
 #   server.pem server-key.pem for the registry: CN localhost, names localhost, 127.0.0.1, ::1
+#                             and the DNS names in SERVER_NAMES (comma-separated), if set
 #   client-NAME.pem/-key.pem  one client certificate per NAME (CN=NAME, URI spiffe://registry/NAME)
 #   expired.pem expired-key.pem   a client certificate of the CA that expired in 2020
 #   stranger.pem stranger-key.pem a client certificate of another CA (other-ca.pem)
@@ -35,7 +36,10 @@ sign() {
         -extfile "$1.ext" -out "$1.pem" 2>/dev/null
     rm -f "$1.csr" "$1.ext"
 }
-sign server ca "/CN=localhost" "$(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE')"
+names=DNS:localhost,IP:127.0.0.1,IP:::1
+IFS=, read -r -a extra <<<"${SERVER_NAMES:-}"
+for name in "${extra[@]}"; do [[ -z $name ]] || names+=",DNS:$name"; done
+sign server ca "/CN=localhost" "$(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE' "$names")"
 for name in "${clients[@]}"; do
     sign "client-$name" ca "/CN=$name" "$(printf 'subjectAltName=URI:spiffe://registry/%s\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE' "$name")"
 done

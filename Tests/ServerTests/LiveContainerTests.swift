@@ -42,6 +42,27 @@ import Glibc
         return (environment, user)
     }
 
+    /// The Secrets the manifest mounts under /etc/registry, made by docker/make-secrets.sh
+    /// (as deploy-minikube.sh makes them) in the scratch folder: the environment's paths are
+    /// pointed there, and the free ports stand in for 5443. Returns the folder.
+    @discardableResult
+    private func mapSecrets(_ environment: inout [String: String]) throws -> URL {
+        let secrets = scratch.appendingPathComponent("secrets")
+        if !FileManager.default.fileExists(atPath: secrets.appendingPathComponent("acl.json").path) {
+            let made = try CommandRun.run("bash", [Self.repository.appendingPathComponent("docker/make-secrets.sh").path, secrets.path])
+            #expect(made.status == 0, Comment(rawValue: made.stderr))
+            // The registry runs as uid 10001 here: it must reach the files, as the kubelet lets it.
+            chmod(secrets.path, 0o755)
+        }
+        let files = ["/etc/registry/tls/tls.crt": "server.pem", "/etc/registry/tls/tls.key": "server-key.pem",
+                     "/etc/registry/acl/acl.json": "acl.json", "/etc/registry/replica/token": "replica.token"]
+        for (name, value) in environment {
+            if let file = files[value] { environment[name] = secrets.appendingPathComponent(file).path }
+        }
+        if environment["REGISTRY_TLS_PORT"] != nil { environment["REGISTRY_TLS_PORT"] = "0" }
+        return secrets
+    }
+
     /// Starts the registry as the StatefulSet would, on loopback and a free port instead of
     /// 0.0.0.0:5001, with its data in `data`.
     private func start(data: URL, environment extra: [String: String] = [:]) throws -> RegistryProcess {
@@ -52,6 +73,7 @@ import Glibc
         environment["REGISTRY_DATA_DIR"] = data.path
         environment["REGISTRY_HOST"] = "127.0.0.1"
         environment["REGISTRY_PORT"] = "0"
+        try mapSecrets(&environment)
         environment.merge(extra) { $1 }
         // A working directory nobody may write, as under readOnlyRootFilesystem.
         let workingDirectory = scratch.appendingPathComponent("root")
@@ -74,8 +96,21 @@ import Glibc
             let registry = try start(data: data)
             let http = try registry.client()
             #expect(try http.request("GET", "/ready").status == 200)
-            #expect(try http.request("POST", "/register", body: #"{"service":"orders","address":"http://10.0.0.7:8080"}"#).status == 201)
-            #expect(try http.request("GET", "/metrics").text.contains("registry_persistence_enabled 1"))
+            // Tokens and TLS from the Secrets: writes need the services' token, /metrics the operator's.
+            let secrets = scratch.appendingPathComponent("secrets")
+            let services = try String(contentsOf: secrets.appendingPathComponent("services.token"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let ops = try String(contentsOf: secrets.appendingPathComponent("ops.token"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let order = #"{"service":"orders","address":"http://10.0.0.7:8080"}"#
+            #expect(try http.request("POST", "/register", body: order).status == 401)
+            #expect(try http.request("POST", "/register", body: order, headers: ["Authorization": "Bearer \(services)"]).status == 201)
+            #expect(try http.request("GET", "/discover/orders").status == 200, "anonymous reads, as the ACL file says")
+            #expect(try http.request("GET", "/metrics", headers: ["Authorization": "Bearer \(ops)"]).text.contains("registry_persistence_enabled 1"))
+            let tls = try #require(registry.tlsPort, "HTTPS from the TLS Secret: \(registry.log)")
+            let https = try CommandRun.run("curl", ["-sS", "--cacert", secrets.appendingPathComponent("ca.pem").path,
+                                                    "--resolve", "service-registry:\(tls):127.0.0.1", "https://service-registry:\(tls)/health"])
+            #expect(https.stdout.contains("healthy"), "the certificate is for the Service's name: \(https.stderr)")
             // Every log line is JSON, as REGISTRY_LOG_FORMAT=json asks.
             for line in registry.log.split(separator: "\n") {
                 #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "\(line)")
@@ -113,6 +148,7 @@ import Glibc
         environment["REGISTRY_PORT"] = "0"
         environment["REGISTRY_REPLICA_NAME"] = "service-registry-0"
         environment["REGISTRY_ADVERTISE_URL"] = "http://127.0.0.1:1"
+        try mapSecrets(&environment)
         let workingDirectory = scratch.appendingPathComponent("root")
         try FileManager.default.createDirectory(at: workingDirectory, withIntermediateDirectories: true)
         chmod(workingDirectory.path, 0o555)
@@ -121,8 +157,12 @@ import Glibc
         let deadline = Date().addingTimeInterval(10)
         while (try? http.request("GET", "/ready").status) != 200 && Date() < deadline { usleep(100_000) }
         #expect(try http.request("GET", "/ready").status == 200, "\(registry.log)")
-        #expect(try http.request("POST", "/register", body: #"{"service":"orders","address":"http://10.0.0.7:8080"}"#).status == 201)
-        #expect(try http.request("GET", "/metrics").text.contains("registry_cluster_mode 1"))
+        let services = try String(contentsOf: scratch.appendingPathComponent("secrets/services.token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try http.request("POST", "/register", body: #"{"service":"orders","address":"http://10.0.0.7:8080"}"#,
+                                 headers: ["Authorization": "Bearer \(services)"]).status == 201)
+        #expect(try http.request("GET", "/metrics").status == 401, "the ACL file from the Secret is in force")
+        #expect(registry.tlsPort != nil, "HTTPS from the TLS Secret")
         #expect(registry.waitForLog { $0.contains("\"event\":\"leading\"") }, "\(registry.log)")
     }
 
@@ -136,6 +176,7 @@ import Glibc
         merged["REGISTRY_DATA_DIR"] = data.path
         merged["REGISTRY_HOST"] = "127.0.0.1"
         merged["REGISTRY_PORT"] = "0"
+        try mapSecrets(&merged)
         var wrapper: [String] = []
         if getuid() == 0 {
             chown(data.path, 0, 0)

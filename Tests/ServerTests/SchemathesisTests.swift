@@ -14,15 +14,27 @@ import Testing
         return folder
     }
 
-    @Test func theLiveServerDoesWhatItsOpenAPIDocumentSays() throws {
+    /// Open (no ACL file), and with an ACL file whose operator token schemathesis sends.
+    @Test(arguments: [false, true]) func theLiveServerDoesWhatItsOpenAPIDocumentSays(withTokens: Bool) throws {
         let tool = Self.packageRoot.appendingPathComponent(".build/tools/bin/schemathesis")
         try #require(FileManager.default.isExecutableFile(atPath: tool.path),
                      "schemathesis is missing: run scripts/install-test-tools.sh (make test does)")
         // Blocking queries are cut to 50 ms, so that the generated ones (index=17,
         // wait=30s) come back within the request timeout.
-        let registry = try RegistryProcess(["--max-wait", "0.05"])
         let reports = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: reports, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: reports) }
+        var flags = ["--max-wait", "0.05"]
+        var headers: [String] = []
+        if withTokens {
+            let token = "schemathesis-operator-token-0123456789"
+            let acl = reports.appendingPathComponent("acl.json")
+            try #"{"tokens": [{"name": "ops", "token": "\#(token)", "operator": true}], "anonymous": {"read": ["public-*"]}}"#
+                .write(to: acl, atomically: true, encoding: .utf8)
+            flags += ["--acl-file", acl.path]
+            headers = ["--header", "Authorization: Bearer \(token)"]
+        }
+        let registry = try RegistryProcess(flags)
         let run = Process()
         run.executableURL = tool
         // The streams (GET /watch, /watch/{service}) never end by design; their HEAD forms are
@@ -34,7 +46,7 @@ import Testing
             "--max-examples", "100", "--seed", "2026", "--workers", "1", "--request-timeout", "5",
             "--exclude-operation-id", "watchService", "--exclude-operation-id", "watchAll",
             "--no-color", "--generation-database", "none", "--report-dir", reports.path,
-        ]
+        ] + headers
         run.currentDirectoryURL = FileManager.default.temporaryDirectory
         let output = Pipe()
         run.standardOutput = output

@@ -41,7 +41,7 @@ let package = Package(
         // (RFC 9112), the read query, percent-decoding, strict decimals. Pure, and fuzzed.
         .target(name: "HTTPParsing", dependencies: ["Registry", "RegistryWire"]),
         // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
-        .target(name: "Etcd", dependencies: ["CLibevent", "JSON"]),
+        .target(name: "Etcd", dependencies: ["CLibevent", "JSON", "TLS"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
         .target(name: "RegistryClient", dependencies: ["CLibevent", "JSON", "RegistryWire", "TLS"]),
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.

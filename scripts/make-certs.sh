@@ -8,6 +8,9 @@
 #   server.pem server-key.pem for the registry: CN localhost, names localhost, 127.0.0.1, ::1
 #                             and the DNS names in SERVER_NAMES (comma-separated), if set
 #   client-NAME.pem/-key.pem  one client certificate per NAME (CN=NAME, URI spiffe://registry/NAME)
+#   etcd-client.pem/-key.pem  a client certificate with no CN (URI spiffe://registry/etcd-client):
+#                             etcd's JSON gateway refuses client certificates that carry a CN
+#                             when its auth is on, so the registry's certificate for etcd has none
 #   expired.pem expired-key.pem   a client certificate of the CA that expired in 2020
 #   stranger.pem stranger-key.pem a client certificate of another CA (other-ca.pem)
 set -euo pipefail
@@ -39,10 +42,13 @@ sign() {
 names=DNS:localhost,IP:127.0.0.1,IP:::1
 IFS=, read -r -a extra <<<"${SERVER_NAMES:-}"
 for name in "${extra[@]}"; do [[ -z $name ]] || names+=",DNS:$name"; done
-sign server ca "/CN=localhost" "$(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE' "$names")"
+# clientAuth too: etcd's JSON gateway dials its own server with the server's certificate, which
+# a member with --client-cert-auth checks as a client's (the tests run etcd with this one).
+sign server ca "/CN=localhost" "$(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE' "$names")"
 for name in "${clients[@]}"; do
     sign "client-$name" ca "/CN=$name" "$(printf 'subjectAltName=URI:spiffe://registry/%s\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE' "$name")"
 done
+sign etcd-client ca "/O=service-registry" "$(printf 'subjectAltName=URI:spiffe://registry/etcd-client\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE')"
 sign stranger other-ca "/CN=stranger" "$(printf 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE')"
 
 # An expired client certificate: only `openssl ca` sets dates in the past.

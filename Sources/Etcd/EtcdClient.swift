@@ -1,5 +1,6 @@
 import CLibevent
 import JSON
+import TLS
 
 /// etcd's v3 API through its JSON gateway, on the caller's libevent loop: every call is
 /// asynchronous and its completion runs on that loop.
@@ -26,6 +27,21 @@ public final class EtcdClient {
     public var onAnswer: ((EtcdEndpoint) -> Void)?
     /// Called when requests move from one member to another, and why.
     public var onFailover: ((_ from: EtcdEndpoint, _ to: EtcdEndpoint, _ why: EtcdError) -> Void)?
+    /// For `https://` members: the CAs their certificates must chain to, and a client
+    /// certificate for members started with `--client-cert-auth` (the system's CAs and none
+    /// when nil).
+    public var tls: TLSClientContext?
+    /// etcd's authentication (`auth enable`): the user and password this client
+    /// authenticates with (`/v3/auth/authenticate`); its token goes with every request and is
+    /// renewed when etcd says it is no longer valid.
+    public var credentials: (user: String, password: String)?
+    /// The token of the last authentication, while etcd accepts it.
+    private var authToken: String?
+    /// Requests waiting for an authentication in flight.
+    private var awaitingToken: [(Result<Void, EtcdError>) -> Void] = []
+    /// Pooled connections libevent has closed: a TLS connection cannot be reconnected (its
+    /// session is over), so the next request replaces it.
+    private var closed: Set<OpaquePointer> = []
 
     /// `startingAt` is the member requests start with (clients that start at different
     /// members spread the members' work: each watch's events are encoded by its member).
@@ -174,16 +190,69 @@ public final class EtcdClient {
         }
     }
 
-    /// POSTs `body` to `path`, moving to the next member when one fails.
+    /// POSTs `body` to `path`, moving to the next member when one fails. With `credentials`,
+    /// authenticates first when there is no token, and once more when etcd refuses the one
+    /// sent (it expired, or the member restarted).
     public func post(_ path: String, _ body: [UInt8], completion: @escaping (Result<JSONValue, EtcdError>) -> Void) {
-        attempt(path, body, endpoint: preferred, triesLeft: endpoints.count, completion: completion)
+        authorized { [weak self] ready in
+            guard let self else { return }
+            if case .failure(let error) = ready { return completion(.failure(error)) }
+            let sentToken = authToken
+            attempt(path, body, endpoint: preferred, triesLeft: endpoints.count) { [weak self] result in
+                guard let self, case .failure(let error) = result, error.isInvalidToken, credentials != nil else {
+                    return completion(result)
+                }
+                if authToken == sentToken { authToken = nil }
+                authorized { [weak self] again in
+                    guard let self else { return }
+                    if case .failure(let error) = again { return completion(.failure(error)) }
+                    attempt(path, body, endpoint: preferred, triesLeft: endpoints.count, completion: completion)
+                }
+            }
+        }
+    }
+
+    /// A watch saw its token refused: the next request authenticates again.
+    func forgetToken() { authToken = nil }
+
+    /// Runs `body` once requests carry a valid token (at once without `credentials`).
+    func authorized(_ body: @escaping (Result<Void, EtcdError>) -> Void) {
+        guard let credentials, authToken == nil else { return body(.success(())) }
+        awaitingToken.append(body)
+        guard awaitingToken.count == 1 else { return }
+        var json = JSONWriter()
+        json.raw("{\"name\":")
+        json.string(credentials.user)
+        json.raw(",\"password\":")
+        json.string(credentials.password)
+        json.raw("}")
+        attempt("/v3/auth/authenticate", json.bytes, endpoint: preferred, triesLeft: endpoints.count, counts: false,
+                authenticating: true) { [weak self] result in
+            guard let self else { return }
+            let outcome: Result<Void, EtcdError>
+            switch result {
+            case .success(let answer):
+                if let token = answer[member: "token"]?.stringValue, !token.isEmpty {
+                    authToken = token
+                    outcome = .success(())
+                } else {
+                    outcome = .failure(EtcdError(.malformed, "etcd answered the authentication of \(credentials.user) without a token"))
+                }
+            case .failure(let error):
+                outcome = .failure(EtcdError(error.kind, "etcd refused to authenticate user \(credentials.user): \(error.message); "
+                    + "check --etcd-user and --etcd-password-file, and that etcd's auth is enabled for that user"))
+            }
+            let waiting = awaitingToken
+            awaitingToken = []
+            for resume in waiting { resume(outcome) }
+        }
     }
 
     // MARK: Connections and failover
 
     private func attempt(_ path: String, _ body: [UInt8], endpoint: Int, triesLeft: Int, counts: Bool = true,
-                         completion: @escaping (Result<JSONValue, EtcdError>) -> Void) {
-        send(path, body, on: connection(to: endpoint), endpoint: endpoints[endpoint]) { [weak self] result in
+                         authenticating: Bool = false, completion: @escaping (Result<JSONValue, EtcdError>) -> Void) {
+        send(path, body, on: connection(to: endpoint), endpoint: endpoints[endpoint], withToken: !authenticating) { [weak self] result in
             guard let self else { return }
             switch result {
             case .success:
@@ -196,7 +265,8 @@ public final class EtcdClient {
                 }
                 let next = (endpoint + 1) % endpoints.count
                 movePreferred(from: endpoint, to: next, because: error)
-                attempt(path, body, endpoint: next, triesLeft: triesLeft - 1, completion: completion)
+                attempt(path, body, endpoint: next, triesLeft: triesLeft - 1, counts: counts, authenticating: authenticating,
+                        completion: completion)
             }
         }
     }
@@ -214,6 +284,11 @@ public final class EtcdClient {
     }
 
     private func connection(to endpoint: Int) -> OpaquePointer {
+        if !closed.isEmpty, let index = pools[endpoint].firstIndex(where: { closed.contains($0) }) {
+            let stale = pools[endpoint].remove(at: index)
+            closed.remove(stale)
+            evhttp_connection_free(stale)
+        }
         if pools[endpoint].count < poolSize {
             let made = makeConnection(to: endpoints[endpoint], timeout: requestTimeout)
             pools[endpoint].append(made)
@@ -223,9 +298,26 @@ public final class EtcdClient {
         return pools[endpoint][nextInPool]
     }
 
-    func makeConnection(to endpoint: EtcdEndpoint, timeout: Duration) -> OpaquePointer {
-        guard let made = evhttp_connection_base_new(base, dns, endpoint.host, endpoint.port) else {
-            fatalError("cannot create an HTTP connection to etcd at \(endpoint)")
+    func makeConnection(to endpoint: EtcdEndpoint, timeout: Duration, pooled: Bool = true) -> OpaquePointer {
+        let made: OpaquePointer
+        if endpoint.secure {
+            if tls == nil { tls = try? TLSClientContext() }
+            guard let events = tls?.connectingBufferevent(base, host: endpoint.host),
+                  let connection = evhttp_connection_base_bufferevent_new(base, dns, events, endpoint.host, endpoint.port) else {
+                fatalError("cannot create a TLS connection to etcd at \(endpoint)")
+            }
+            made = connection
+            if pooled {
+                evhttp_connection_set_closecb(made, { connection, context in
+                    guard let connection, let context else { return }
+                    Unmanaged<EtcdClient>.fromOpaque(context).takeUnretainedValue().closed.insert(connection)
+                }, Unmanaged.passUnretained(self).toOpaque())
+            }
+        } else {
+            guard let connection = evhttp_connection_base_new(base, dns, endpoint.host, endpoint.port) else {
+                fatalError("cannot create an HTTP connection to etcd at \(endpoint)")
+            }
+            made = connection
         }
         let (seconds, attoseconds) = timeout.components
         var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
@@ -237,10 +329,11 @@ public final class EtcdClient {
     /// One HTTP request; `onChunk` makes it a stream (a watch). Returns the request, which
     /// `cancel` may end (its completion is then never called).
     @discardableResult
-    func send(_ path: String, _ body: [UInt8], on connection: OpaquePointer, endpoint: EtcdEndpoint,
+    func send(_ path: String, _ body: [UInt8], on connection: OpaquePointer, endpoint: EtcdEndpoint, withToken: Bool = true,
               onChunk: ((UnsafeMutablePointer<evhttp_request>) -> Void)? = nil,
               completion: @escaping (Result<JSONValue, EtcdError>) -> Void) -> UnsafeMutablePointer<evhttp_request>? {
         let call = EtcdCall(endpoint: endpoint, path: path, completion: completion, onChunk: onChunk)
+        if endpoint.secure { call.tlsEvents = evhttp_connection_get_bufferevent(connection) }
         let context = Unmanaged.passRetained(call).toOpaque()
         guard let request = evhttp_request_new({ request, context in
             Unmanaged<EtcdCall>.fromOpaque(context!).takeRetainedValue().finish(request)
@@ -268,6 +361,7 @@ public final class EtcdClient {
         let headers = evhttp_request_get_output_headers(request)
         evhttp_add_header(headers, "Host", endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)")
         evhttp_add_header(headers, "Content-Type", "application/json")
+        if withToken, let authToken { evhttp_add_header(headers, "Authorization", authToken) }
         body.withUnsafeBytes { _ = evbuffer_add(evhttp_request_get_output_buffer(request), $0.baseAddress, $0.count) }
         if evhttp_make_request(connection, request, EVHTTP_REQ_POST, path) != 0 {
             // libevent has freed the request and called nothing.
@@ -286,6 +380,8 @@ final class EtcdCall {
     let completion: (Result<JSONValue, EtcdError>) -> Void
     let onChunk: ((UnsafeMutablePointer<evhttp_request>) -> Void)?
     var error: evhttp_request_error?
+    /// A TLS request's bufferevent, asked why the connection failed.
+    var tlsEvents: OpaquePointer?
 
     init(endpoint: EtcdEndpoint, path: String, completion: @escaping (Result<JSONValue, EtcdError>) -> Void,
          onChunk: ((UnsafeMutablePointer<evhttp_request>) -> Void)?) {
@@ -299,6 +395,9 @@ final class EtcdCall {
         guard let request, evhttp_request_get_response_code(request) != 0 else {
             if error == EVREQ_HTTP_TIMEOUT {
                 completion(.failure(EtcdError(.timedOut, "etcd at \(endpoint) did not answer \(path) in time")))
+            } else if let tlsEvents, let failure = TLSClientContext.failure(of: tlsEvents) {
+                completion(.failure(EtcdError(.unreachable, "the TLS connection to etcd at \(endpoint) failed: \(failure); check "
+                    + "--etcd-cacert (the CA of etcd's certificate) and, if etcd asks for one, --etcd-cert and --etcd-key")))
             } else {
                 completion(.failure(EtcdError(.unreachable, "etcd at \(endpoint) could not be reached or closed the connection (\(path))")))
             }

@@ -1,9 +1,11 @@
-/// One etcd member's client URL: `http://HOST:PORT` (the port defaults to 2379). A host
+/// One etcd member's client URL: `http://HOST:PORT` or `https://HOST:PORT` (the port defaults
+/// to 2379; https needs `EtcdClient.tls`, or uses the system's CAs). A host
 /// name is resolved by libevent's asynchronous resolver when the connection is made, never
 /// by a blocking call on the loop.
 public struct EtcdEndpoint: Equatable, Hashable, Sendable, CustomStringConvertible {
     public let host: String
     public let port: UInt16
+    public let secure: Bool
 
     public static let defaultPort: UInt16 = 2379
 
@@ -12,19 +14,22 @@ public struct EtcdEndpoint: Equatable, Hashable, Sendable, CustomStringConvertib
         public var description: String { message }
     }
 
-    public init(host: String, port: UInt16) {
+    public init(host: String, port: UInt16, secure: Bool = false) {
         self.host = host
         self.port = port
+        self.secure = secure
     }
 
     public init(parsing text: String) throws(Invalid) {
         var rest = Substring(text.trimmingSpaces)
+        var secure = false
         if rest.hasPrefix("http://") {
             rest = rest.dropFirst("http://".count)
         } else if rest.hasPrefix("https://") {
-            throw Invalid(message: "etcd endpoint '\(text)': https is not supported yet; give etcd's plain http:// client URL")
+            rest = rest.dropFirst("https://".count)
+            secure = true
         } else if rest.contains("://") {
-            throw Invalid(message: "etcd endpoint '\(text)' is not an http:// URL")
+            throw Invalid(message: "etcd endpoint '\(text)' is not an http:// or https:// URL")
         }
         while rest.hasSuffix("/") { rest = rest.dropLast() }
         guard !rest.contains("/") else {
@@ -50,7 +55,7 @@ public struct EtcdEndpoint: Equatable, Hashable, Sendable, CustomStringConvertib
             port = parsed
         }
         guard !host.isEmpty else { throw Invalid(message: "etcd endpoint '\(text)' has no host") }
-        self.init(host: String(host), port: port)
+        self.init(host: String(host), port: port, secure: secure)
     }
 
     /// A comma-separated list, as `--etcd` takes it.
@@ -65,7 +70,8 @@ public struct EtcdEndpoint: Equatable, Hashable, Sendable, CustomStringConvertib
     }
 
     public var description: String {
-        host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        let scheme = secure ? "https" : "http"
+        return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
     }
 }
 

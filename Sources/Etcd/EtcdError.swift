@@ -24,6 +24,13 @@ public struct EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 
+    /// etcd refused the auth token sent: it expired (simple tokens after `--auth-token-ttl`
+    /// of disuse), or the member that issued it restarted. Authenticating again fixes it.
+    public var isInvalidToken: Bool {
+        if case .server(let code) = kind, code == 16 { return message.contains("invalid auth token") }
+        return false
+    }
+
     /// Another member may do better: the connection failed, it timed out, or the member
     /// could not reach its cluster's leader.
     public var worthAnotherMember: Bool {

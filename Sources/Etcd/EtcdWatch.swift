@@ -31,7 +31,7 @@ public final class EtcdWatch {
         self.endpoint = client.preferredEndpoint
         self.onResponse = onResponse
         self.onEnd = onEnd
-        link = Link(connection: client.makeConnection(to: endpoint, timeout: idleTimeout), base: client.base)
+        link = Link(connection: client.makeConnection(to: endpoint, timeout: idleTimeout, pooled: false), base: client.base)
         var json = JSONWriter(capacity: 160)
         json.raw("{\"create_request\":{\"key\":")
         json.string(Base64.encode(key))
@@ -45,20 +45,26 @@ public final class EtcdWatch {
         if progressNotify { json.raw(",\"progress_notify\":true") }
         json.raw("}}")
         let link = link
-        link.request = client.send("/v3/watch", json.bytes, on: link.connection, endpoint: endpoint, onChunk: { [weak self] request in
-            self?.arrived(request)
-        }, completion: { [weak self] result in
-            link.request = nil
-            guard let self else { return }
-            switch result {
-            case .failure(let error): end(error)
-            case .success(let json):
-                // The stream's last piece may come with the end of the answer.
-                if case .object = json { deliver(json) }
-                end(EtcdError(.unreachable, "etcd at \(endpoint) ended the watch stream"))
-            }
-        })
-        if link.request == nil { ended = true }
+        let body = json.bytes
+        // With etcd auth, the stream starts once the client holds a token.
+        client.authorized { [weak self] ready in
+            guard let self, !ended else { return }
+            if case .failure(let error) = ready { return end(error) }
+            link.request = client.send("/v3/watch", body, on: link.connection, endpoint: endpoint, onChunk: { [weak self] request in
+                self?.arrived(request)
+            }, completion: { [weak self] result in
+                link.request = nil
+                guard let self else { return }
+                switch result {
+                case .failure(let error): end(error)
+                case .success(let json):
+                    // The stream's last piece may come with the end of the answer.
+                    if case .object = json { deliver(json) }
+                    end(EtcdError(.unreachable, "etcd at \(endpoint) ended the watch stream"))
+                }
+            })
+            if link.request == nil { ended = true }
+        }
     }
 
     deinit { link.close() }
@@ -128,6 +134,7 @@ public final class EtcdWatch {
     private func end(_ error: EtcdError) {
         guard !ended else { return }
         ended = true
+        if error.isInvalidToken { client.forgetToken() }
         link.close()
         onEnd(error)
     }

@@ -131,6 +131,12 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     var cluster: Cluster?
     if let endpoints = config.etcd, let plain {
         let started = Cluster(config: config, endpoints: endpoints, port: plain.port, loop: loop, logger: logger)
+        do {
+            try started.configureEtcdSecurity(config)
+        } catch {
+            printError("service-registry: \(error.message)")
+            return 1
+        }
         started.relay.token = replicaToken
         api.cluster = started
         cluster = started

@@ -14,19 +14,24 @@ struct ClusterTests {
         let etcd: EtcdCluster
         var processes: [RegistryProcess?]
         let extra: [String]
-        let prefix = "/test-\(UUID().uuidString.prefix(6))/"
+        let prefix: String
+        /// `--etcd`: the members' plain client URLs unless given.
+        let endpoints: String
 
-        init(etcd: EtcdCluster, count: Int = 3, extra: [String] = [], token: String? = nil) throws {
+        init(etcd: EtcdCluster, count: Int = 3, extra: [String] = [], token: String? = nil, endpoints: String? = nil,
+             prefix: String = "/test-\(UUID().uuidString.prefix(6))/") throws {
             self.etcd = etcd
             self.extra = extra
             self.token = token
+            self.endpoints = endpoints ?? etcd.endpoints
+            self.prefix = prefix
             processes = Array(repeating: nil, count: count)
             for index in 0..<count { try start(index) }
             try waitUntilServing()
         }
 
         func start(_ index: Int) throws {
-            processes[index] = try RegistryProcess(["--etcd", etcd.endpoints, "--etcd-prefix", prefix, "--replica-name", "r\(index + 1)",
+            processes[index] = try RegistryProcess(["--etcd", endpoints, "--etcd-prefix", prefix, "--replica-name", "r\(index + 1)",
                                                     "--lease-ttl", "2", "--etcd-timeout", "2"] + extra)
         }
 
@@ -251,6 +256,63 @@ struct ClusterTests {
     }
 
     /// With an ACL file, a follower's heartbeat reports reach the leader with the replica
+    /// etcd with TLS (client certificates required) and authentication on: the replicas
+    /// connect with --etcd-cacert, a client certificate and --etcd-user, and authenticate again
+    /// when a member restart has made their token invalid.
+    @Test func replicasUseEtcdOverTLSWithAuthenticationAndAuthenticateAgainWhenTheirTokenGoesStale() throws {
+        let certificates = try TestCertificates()
+        let etcd = try EtcdCluster(size: 1, tls: .init(certificate: certificates.path("server.pem"), key: certificates.path("server-key.pem"),
+                                                       clientCA: certificates.ca))
+        let prefix = "/secure-\(UUID().uuidString.prefix(6))/"
+        let password = "registry-password-\(UUID().uuidString.prefix(8))"
+        try etcd.enableAuth(user: "registry", password: password, prefix: prefix)
+        let passwordFile = certificates.directory.appendingPathComponent("etcd-password")
+        try "\(password)\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+        // etcd's gateway refuses a client certificate with a CN once auth is on: this one has none.
+        let security = ["--etcd-cacert", certificates.ca, "--etcd-cert", certificates.path("etcd-client.pem"),
+                        "--etcd-key", certificates.path("etcd-client-key.pem"), "--etcd-user", "registry",
+                        "--etcd-password-file", passwordFile.path]
+        let replicas = try Replicas(etcd: etcd, count: 2, extra: security, endpoints: etcd.secureEndpoints, prefix: prefix)
+        #expect(try replicas.request(0, "POST", "/register", body: #"{"service":"api","address":"http://10.0.0.1:80"}"#).status == 201)
+        func listed(_ address: String, on index: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                if (try? replicas.request(index, "GET", "/discover/api").text.contains(address)) == true { return true }
+                usleep(100_000)
+            }
+            return false
+        }
+        #expect(listed("10.0.0.1", on: 1), "the other replica's watch runs over TLS with a token")
+        // A restarted member has forgotten every token it issued (simple tokens live in its memory).
+        try etcd.restart(0)
+        try etcd.waitUntilHealthy([0])
+        var status = 0
+        let deadline = Date().addingTimeInterval(15)
+        while status != 201, Date() < deadline {
+            status = (try? replicas.request(0, "POST", "/register", body: #"{"service":"api","address":"http://10.0.0.2:80"}"#).status) ?? 0
+            if status != 201 { usleep(200_000) }
+        }
+        #expect(status == 201, Comment(rawValue: replicas.processes[0]!.log.suffix(3000).description))
+        #expect(listed("10.0.0.2", on: 1))
+        #expect(!replicas.processes[0]!.log.contains("etcd_password_in_clear"))
+
+        // A wrong password, and no client certificate: each replica says what is wrong.
+        let wrong = certificates.directory.appendingPathComponent("wrong-password")
+        try "not-the-password\n".write(to: wrong, atomically: true, encoding: .utf8)
+        let refused = try RegistryProcess(["--etcd", etcd.secureEndpoints, "--etcd-prefix", prefix, "--replica-name", "r9",
+                                           "--etcd-cacert", certificates.ca, "--etcd-cert", certificates.path("etcd-client.pem"),
+                                           "--etcd-key", certificates.path("etcd-client-key.pem"), "--etcd-user", "registry",
+                                           "--etcd-password-file", wrong.path])
+        #expect(refused.waitForLog(timeout: 10) { $0.contains("etcd refused to authenticate user registry") }, Comment(rawValue: refused.log))
+        #expect(try refused.client().request("GET", "/ready").status == 503)
+        let anonymous = try RegistryProcess(["--etcd", etcd.secureEndpoints, "--etcd-prefix", prefix, "--replica-name", "r8",
+                                             "--etcd-cacert", certificates.ca])
+        #expect(anonymous.waitForLog(timeout: 10) { $0.contains("the TLS connection to etcd at https://127.0.0.1:") || $0.contains("user name is empty") },
+                Comment(rawValue: anonymous.log))
+        #expect(try RegistryProcess.runToExit(["--etcd", etcd.secureEndpoints, "--etcd-user", "registry"]).stderr
+            .contains("--etcd-user and --etcd-password-file go together"))
+    }
+
     /// token: an instance heartbeating only through a follower outlives its TTL many times.
     @Test func tokensApplyOnEveryReplicaAndTheRelayCarriesTheReplicaToken() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-acl-\(UUID().uuidString)")

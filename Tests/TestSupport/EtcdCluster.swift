@@ -11,24 +11,44 @@ public final class EtcdCluster: @unchecked Sendable {
         public let name: String
         public let clientPort: UInt16
         public let peerPort: UInt16
+        /// With `tls`: a second client URL, https, beside the plain one the health checks use.
+        public let secureClientPort: UInt16
         public var process: Process?
         public var clientURL: String { "http://127.0.0.1:\(clientPort)" }
+        public var secureClientURL: String { "https://127.0.0.1:\(secureClientPort)" }
+    }
+
+    /// The members' certificate and key for their https client URLs, and, when set, the CA
+    /// a client's certificate must chain to (`--client-cert-auth`).
+    public struct TLSFiles: Sendable {
+        public let certificate: String
+        public let key: String
+        public let clientCA: String?
+
+        public init(certificate: String, key: String, clientCA: String? = nil) {
+            self.certificate = certificate
+            self.key = key
+            self.clientCA = clientCA
+        }
     }
 
     public private(set) var members: [Member]
     public let directory: URL
     private let token: String
+    public let tls: TLSFiles?
 
     public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") }
 
     /// Starts `size` members and waits until every one reports itself healthy.
-    public init(size: Int = 3) throws {
+    public init(size: Int = 3, tls: TLSFiles? = nil) throws {
+        self.tls = tls
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         token = "test-\(UUID().uuidString.prefix(8))"
         var members: [Member] = []
         for index in 0..<size {
-            members.append(Member(name: "m\(index + 1)", clientPort: try Self.freePort(), peerPort: try Self.freePort(), process: nil))
+            members.append(Member(name: "m\(index + 1)", clientPort: try Self.freePort(), peerPort: try Self.freePort(),
+                                  secureClientPort: try Self.freePort(), process: nil))
         }
         self.members = members
         for index in members.indices { try start(index) }
@@ -42,16 +62,25 @@ public final class EtcdCluster: @unchecked Sendable {
 
     /// `http://127.0.0.1:A,http://127.0.0.1:B,…`, as `--etcd` takes it.
     public var endpoints: String { members.map(\.clientURL).joined(separator: ",") }
+    /// `https://127.0.0.1:A,…`: the members' TLS client URLs (with `tls`).
+    public var secureEndpoints: String { members.map(\.secureClientURL).joined(separator: ",") }
 
     public func start(_ index: Int) throws {
         let member = members[index]
         let initial = members.map { "\($0.name)=http://127.0.0.1:\($0.peerPort)" }.joined(separator: ",")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
-        process.arguments = [
+        var listen = member.clientURL
+        var secure: [String] = []
+        if let tls {
+            listen += "," + member.secureClientURL
+            secure = ["--cert-file", tls.certificate, "--key-file", tls.key]
+            if let clientCA = tls.clientCA { secure += ["--client-cert-auth", "--trusted-ca-file", clientCA] }
+        }
+        process.arguments = secure + [
             "--name", member.name,
             "--data-dir", directory.appendingPathComponent(member.name).path,
-            "--listen-client-urls", member.clientURL, "--advertise-client-urls", member.clientURL,
+            "--listen-client-urls", listen, "--advertise-client-urls", member.clientURL,
             "--listen-peer-urls", "http://127.0.0.1:\(member.peerPort)",
             "--initial-advertise-peer-urls", "http://127.0.0.1:\(member.peerPort)",
             "--initial-cluster", initial, "--initial-cluster-token", token, "--initial-cluster-state", "new",
@@ -87,6 +116,29 @@ public final class EtcdCluster: @unchecked Sendable {
                 }
                 usleep(100_000)
             }
+        }
+    }
+
+    /// etcd's authentication, through the gateway on the first member: a root user, and
+    /// `user` with `password` and readwrite on the keys under `prefix` only; then auth on.
+    public func enableAuth(user: String, password: String, prefix: String) throws {
+        let port = members[0].clientPort
+        func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+        var end = Array(prefix.utf8)
+        end[end.count - 1] += 1
+        let steps: [(String, String)] = [
+            ("/v3/auth/user/add", #"{"name":"root","password":"root-\#(token)"}"#),
+            ("/v3/auth/role/add", #"{"name":"root"}"#),
+            ("/v3/auth/user/grant", #"{"user":"root","role":"root"}"#),
+            ("/v3/auth/user/add", #"{"name":"\#(user)","password":"\#(password)"}"#),
+            ("/v3/auth/role/add", #"{"name":"\#(user)"}"#),
+            ("/v3/auth/role/grant", #"{"name":"\#(user)","perm":{"permType":"READWRITE","key":"\#(base64(prefix))","range_end":"\#(Data(end).base64EncodedString())"}}"#),
+            ("/v3/auth/user/grant", #"{"user":"\#(user)","role":"\#(user)"}"#),
+            ("/v3/auth/enable", "{}"),
+        ]
+        for (path, body) in steps {
+            let answer = try Self.post(port: port, path: path, body: body)
+            guard answer.contains("\"header\"") else { throw Failure(message: "etcd refused \(path): \(answer)") }
         }
     }
 
@@ -128,6 +180,16 @@ public final class EtcdCluster: @unchecked Sendable {
 
     /// A blocking GET with a 2 s timeout: the whole answer, head and body.
     public static func get(port: UInt16, path: String) throws -> String {
+        try exchange(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    }
+
+    /// A blocking POST of a JSON body, as `get`.
+    public static func post(port: UInt16, path: String, body: String) throws -> String {
+        try exchange(port: port, request: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    }
+
+    private static func exchange(port: UInt16, request text: String) throws -> String {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }
         var wait = timeval(tv_sec: 2, tv_usec: 0)
@@ -141,7 +203,7 @@ public final class EtcdCluster: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw Failure(message: "connect failed") }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array(text.utf8)
         guard send(socket, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { throw Failure(message: "send failed") }
         var answer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Etcd
+import TLS
+import RegistryClient
 import Registry
 
 /// Cluster mode's parts, wired to one replica's service: the store (mirror and writes),
@@ -48,6 +50,36 @@ final class Cluster {
         members = endpoints.map { MemberHealth(endpoint: $0) }
         client.onFailover = { [logger] from, to, why in
             logger.warn("etcd_failover", ["from": from.description, "to": to.description, "error": why.message])
+        }
+    }
+
+    struct SecurityProblem: Error {
+        let message: String
+    }
+
+    /// etcd's TLS (`--etcd-cacert`, `--etcd-cert`, `--etcd-key`) and authentication
+    /// (`--etcd-user`, `--etcd-password-file`), set before anything is sent.
+    func configureEtcdSecurity(_ config: Config) throws(SecurityProblem) {
+        if config.etcdCACert != nil || config.etcdCert != nil {
+            do {
+                client.tls = try TLSClientContext(caFile: config.etcdCACert, certificate: config.etcdCert, key: config.etcdKey)
+            } catch {
+                throw SecurityProblem(message: "etcd TLS: \(error.message)")
+            }
+        }
+        if let user = config.etcdUser, let file = config.etcdPasswordFile {
+            switch TokenFile.read(file) {
+            case .success(let password): client.credentials = (user, password)
+            case .failure(let problem):
+                throw SecurityProblem(message: "--etcd-password-file: \(problem.message) (the file holds the password)")
+            }
+        }
+        if config.etcdCACert != nil, !client.endpoints.contains(where: \.secure) {
+            logger.warn("etcd_cacert_unused", ["note": "--etcd-cacert is given but every --etcd member is http://; use https:// URLs for TLS"])
+        }
+        if client.credentials != nil, !client.endpoints.allSatisfy(\.secure) {
+            logger.warn("etcd_password_in_clear", ["note": "etcd authentication over http:// sends the password and tokens unencrypted; "
+                + "use https:// members"])
         }
     }
 

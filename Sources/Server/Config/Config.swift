@@ -101,6 +101,12 @@ struct Config: Equatable {
     var leaseTTL = 3
     /// How long one request to an etcd member may take before the next member is tried.
     var etcdTimeout: Duration = .seconds(3)
+    /// etcd's TLS (for https:// members) and authentication.
+    var etcdCACert: String?
+    var etcdCert: String?
+    var etcdKey: String?
+    var etcdUser: String?
+    var etcdPasswordFile: String?
     /// Whether `--data-dir` (or its variable) was given, which cluster mode refuses.
     var dataDirectoryGiven = false
 
@@ -366,6 +372,31 @@ struct Config: Equatable {
             }
             return nil
         },
+        Option(flag: "--etcd-cacert", variable: "REGISTRY_ETCD_CACERT", valueName: "PATH",
+               help: "cluster mode with https:// etcd members: the PEM CA bundle their certificates must chain to (default: the system's CAs)") { config, value in
+            config.etcdCACert = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--etcd-cert", variable: "REGISTRY_ETCD_CERT", valueName: "PATH",
+               help: "a PEM client certificate for etcd members started with --client-cert-auth (with --etcd-key)") { config, value in
+            config.etcdCert = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--etcd-key", variable: "REGISTRY_ETCD_KEY", valueName: "PATH",
+               help: "the PEM key of --etcd-cert") { config, value in
+            config.etcdKey = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--etcd-user", variable: "REGISTRY_ETCD_USER", valueName: "NAME",
+               help: "etcd with auth enabled: the user the replicas authenticate as (with --etcd-password-file); it needs readwrite on --etcd-prefix") { config, value in
+            config.etcdUser = value.isEmpty ? nil : value
+            return nil
+        },
+        Option(flag: "--etcd-password-file", variable: "REGISTRY_ETCD_PASSWORD_FILE", valueName: "PATH",
+               help: "a file holding --etcd-user's password (its first line), such as a mounted Secret") { config, value in
+            config.etcdPasswordFile = value.isEmpty ? nil : value
+            return nil
+        },
         Option(flag: "--etcd-prefix", variable: "REGISTRY_ETCD_PREFIX", valueName: "PREFIX",
                help: "the etcd key prefix of this registry, so that several share one etcd (default /service-registry/)") { config, value in
             guard value.hasPrefix("/"), value.hasSuffix("/"), value.count >= 2, value.utf8.count <= 200,
@@ -475,6 +506,15 @@ struct Config: Equatable {
         if config.plainListener && config.tlsEnabled && config.port == config.tlsPort && config.port != 0
             && (config.tlsHost ?? config.host) == config.host {
             throw Problem(message: "--port and --tls-port are both \(config.port); give them different ports")
+        }
+        if (config.etcdUser == nil) != (config.etcdPasswordFile == nil) {
+            throw Problem(message: "--etcd-user and --etcd-password-file go together: the user etcd authenticates, and the file holding its password")
+        }
+        if (config.etcdCert == nil) != (config.etcdKey == nil) {
+            throw Problem(message: "--etcd-cert and --etcd-key go together: a client certificate for etcd, and its key")
+        }
+        if config.etcd == nil && (config.etcdUser != nil || config.etcdCACert != nil || config.etcdCert != nil) {
+            throw Problem(message: "--etcd-user, --etcd-cacert and --etcd-cert are for cluster mode: give --etcd too")
         }
         if config.etcd != nil && !config.plainListener {
             throw Problem(message: "--port off cannot go with --etcd: the replicas reach each other over the plain port "

@@ -13,70 +13,72 @@ public enum SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    /// The 32-byte digest of `bytes`. Works in two stack buffers (the message schedule and
-    /// the last, padded blocks): a token is hashed on every request.
+    /// The 32-byte digest of `bytes`. Hashes contiguous bytes in place (a token is hashed on
+    /// every request), with the message schedule and the padded last blocks on the stack.
     public static func digest<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        if let digest = bytes.withContiguousStorageIfAvailable({ digest(contiguous: $0) }) { return digest }
+        return Array(bytes).withUnsafeBufferPointer { digest(contiguous: $0) }
+    }
+
+    private static func digest(contiguous bytes: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
             (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
         let count = bytes.count
         let bitLength = UInt64(count) &* 8
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
-                func compress(_ block: (Int) -> UInt8) {
-                    for t in 0..<16 {
-                        w[t] = UInt32(block(t * 4)) << 24 | UInt32(block(t * 4 + 1)) << 16 | UInt32(block(t * 4 + 2)) << 8
-                            | UInt32(block(t * 4 + 3))
+        k.withUnsafeBufferPointer { k in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+                    @inline(__always) func compress(_ block: UnsafePointer<UInt8>) {
+                        for t in 0..<16 {
+                            w[t] = UInt32(block[t * 4]) << 24 | UInt32(block[t * 4 + 1]) << 16 | UInt32(block[t * 4 + 2]) << 8
+                                | UInt32(block[t * 4 + 3])
+                        }
+                        for t in 16..<64 {
+                            let s0 = rotate(w[t - 15], 7) ^ rotate(w[t - 15], 18) ^ (w[t - 15] >> 3)
+                            let s1 = rotate(w[t - 2], 17) ^ rotate(w[t - 2], 19) ^ (w[t - 2] >> 10)
+                            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+                        }
+                        var (a, b, c, d, e, f, g, hh) = h
+                        for t in 0..<64 {
+                            let s1 = rotate(e, 6) ^ rotate(e, 11) ^ rotate(e, 25)
+                            let choice = (e & f) ^ (~e & g)
+                            let t1 = hh &+ s1 &+ choice &+ k[t] &+ w[t]
+                            let s0 = rotate(a, 2) ^ rotate(a, 13) ^ rotate(a, 22)
+                            let majority = (a & b) ^ (a & c) ^ (b & c)
+                            let t2 = s0 &+ majority
+                            hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+                        }
+                        h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e, h.5 &+ f, h.6 &+ g, h.7 &+ hh)
                     }
-                    for t in 16..<64 {
-                        let s0 = rotate(w[t - 15], 7) ^ rotate(w[t - 15], 18) ^ (w[t - 15] >> 3)
-                        let s1 = rotate(w[t - 2], 17) ^ rotate(w[t - 2], 19) ^ (w[t - 2] >> 10)
-                        w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+                    // Whole blocks straight from the input, then the rest with the padding.
+                    var offset = 0
+                    if let base = bytes.baseAddress {
+                        while count - offset >= 64 {
+                            compress(base + offset)
+                            offset += 64
+                        }
                     }
-                    var (a, b, c, d, e, f, g, hh) = h
-                    for t in 0..<64 {
-                        let s1 = rotate(e, 6) ^ rotate(e, 11) ^ rotate(e, 25)
-                        let choice = (e & f) ^ (~e & g)
-                        let t1 = hh &+ s1 &+ choice &+ k[t] &+ w[t]
-                        let s0 = rotate(a, 2) ^ rotate(a, 13) ^ rotate(a, 22)
-                        let majority = (a & b) ^ (a & c) ^ (b & c)
-                        let t2 = s0 &+ majority
-                        hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-                    }
-                    h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e, h.5 &+ f, h.6 &+ g, h.7 &+ hh)
+                    let used = count - offset
+                    for position in 0..<used { tail[position] = bytes[offset + position] }
+                    tail[used] = 0x80
+                    let total = used + 1 + 8 <= 64 ? 64 : 128
+                    for position in (used + 1)..<(total - 8) { tail[position] = 0 }
+                    for byte in 0..<8 { tail[total - 8 + byte] = UInt8(truncatingIfNeeded: bitLength >> UInt64(56 - 8 * byte)) }
+                    let padded = UnsafePointer(tail.baseAddress!)
+                    compress(padded)
+                    if total == 128 { compress(padded + 64) }
                 }
-                // Whole blocks straight from the input, then the rest with the padding.
-                var index = bytes.startIndex
-                var remaining = count
-                let block = UnsafeMutableBufferPointer(rebasing: tail[0..<64])
-                while remaining >= 64 {
-                    for position in 0..<64 {
-                        block[position] = bytes[index]
-                        index = bytes.index(after: index)
-                    }
-                    compress { block[$0] }
-                    remaining -= 64
-                }
-                var used = 0
-                while index != bytes.endIndex {
-                    tail[used] = bytes[index]
-                    used += 1
-                    index = bytes.index(after: index)
-                }
-                tail[used] = 0x80
-                let total = used + 1 + 8 <= 64 ? 64 : 128
-                for position in (used + 1)..<(total - 8) { tail[position] = 0 }
-                for byte in 0..<8 { tail[total - 8 + byte] = UInt8(truncatingIfNeeded: bitLength >> UInt64(56 - 8 * byte)) }
-                compress { tail[$0] }
-                if total == 128 { compress { tail[64 + $0] } }
             }
         }
         return [UInt8](unsafeUninitializedCapacity: 32) { out, initialized in
-            for (slot, word) in [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7].enumerated() {
+            func put(_ word: UInt32, at slot: Int) {
                 out[slot * 4] = UInt8(truncatingIfNeeded: word >> 24)
                 out[slot * 4 + 1] = UInt8(truncatingIfNeeded: word >> 16)
                 out[slot * 4 + 2] = UInt8(truncatingIfNeeded: word >> 8)
                 out[slot * 4 + 3] = UInt8(truncatingIfNeeded: word)
             }
+            put(h.0, at: 0); put(h.1, at: 1); put(h.2, at: 2); put(h.3, at: 3)
+            put(h.4, at: 4); put(h.5, at: 5); put(h.6, at: 6); put(h.7, at: 7)
             initialized = 32
         }
     }

@@ -20,6 +20,10 @@ static inline void COpenSSL_server_options(SSL_CTX *ctx) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE
         | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    // No read-ahead, though it would read a record's header and body in one system call:
+    // libevent 2.1's bufferevent_openssl waits for the socket to be readable, and bytes
+    // OpenSSL read ahead (a request sent with the handshake's last message) would wait there
+    // unseen until the client gave up.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 }
 

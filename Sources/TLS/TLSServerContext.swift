@@ -84,6 +84,19 @@ public final class TLSServerContext {
         return bufferevent
     }
 
+    /// Writes `count` bytes at `bytes` as one TLS record, now, through the connection's own
+    /// OpenSSL session (so through TLS, never around it): true when all of it was written.
+    /// False changes nothing the bufferevent cannot carry on from: a write the socket would
+    /// block is retried by the bufferevent with the same bytes, as OpenSSL requires.
+    public static func writeNow(_ bufferevent: OpaquePointer, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        guard count > 0, count <= Int(Int32.max), let session = bufferevent_openssl_get_ssl(bufferevent),
+              SSL_is_init_finished(session) == 1 else { return false }
+        ERR_clear_error()
+        let written = SSL_write(session, bytes, Int32(count))
+        if written <= 0 { ERR_clear_error() }
+        return Int(written) == count
+    }
+
     /// The names of the certificate the client on `bufferevent` presented (its CN, DNS and URI
     /// names), or none.
     public static func peerNames(_ bufferevent: OpaquePointer) -> [String] {

@@ -219,7 +219,9 @@ struct EtcdClientTests {
             EtcdEndpoint(host: "127.0.0.1", port: 2379), EtcdEndpoint(host: "10.0.0.2", port: 2380), EtcdEndpoint(host: "10.0.0.3", port: 2379),
         ])
         #expect(try EtcdEndpoint(parsing: "http://[::1]:2379") == EtcdEndpoint(host: "::1", port: 2379))
-        #expect(throws: EtcdEndpoint.Invalid.self) { try EtcdEndpoint(parsing: "https://etcd:2379") }
+        #expect(try EtcdEndpoint(parsing: "https://etcd") == EtcdEndpoint(host: "etcd", port: 2379, secure: true))
+        #expect(try EtcdEndpoint(parsing: "https://etcd:2379").description == "https://etcd:2379")
+        #expect(throws: EtcdEndpoint.Invalid.self) { try EtcdEndpoint(parsing: "ftp://etcd:2379") }
         #expect(throws: EtcdEndpoint.Invalid.self) { try EtcdEndpoint(parsing: "http://etcd:2379/v3") }
         #expect(throws: EtcdEndpoint.Invalid.self) { try EtcdEndpoint(parsing: "http://etcd:0") }
         #expect(throws: EtcdEndpoint.Invalid.self) { try EtcdEndpoint.list(parsing: "") }

@@ -90,23 +90,31 @@ final class AccessControl {
     /// The caller a request speaks for, from `Authorization: Bearer …` or `X-Registry-Token`;
     /// without either, from the client certificate's names (`certificateNames`, asked only
     /// then: a TLS listener's) when an entry's `cert_subject` is one of them; else anonymous.
-    func caller(authorization: String?, registryToken: String?, certificateNames: (() -> [String])? = nil) -> Caller {
+    /// (The headers' bytes as evhttp holds them: no copies on the request path.)
+    /// `memo` is the connection's: a keep-alive client sends the same token with every
+    /// request, and the caller it stood for under the rules in force is kept there.
+    func caller(authorization: UnsafeBufferPointer<UInt8>?, registryToken: UnsafeBufferPointer<UInt8>?,
+                certificateNames: (() -> [String])? = nil, memo: TokenMemo? = nil) -> Caller {
         guard let policy else { return .anonymous(.everything) }
-        if let registryToken { return policy.caller(token: registryToken) }
-        guard let authorization else {
+        func lookUp(_ token: UnsafeBufferPointer<UInt8>) -> Caller {
+            guard let memo else { return policy.caller(token: token) }
+            if memo.generation == reloads, memo.matches(token) { return memo.caller }
+            let found = policy.caller(token: token)
+            memo.remember(token, as: found, generation: reloads)
+            return found
+        }
+        if let registryToken { return lookUp(registryToken) }
+        guard let utf8 = authorization else {
             if let certificateNames, let named = policy.caller(certificateNames: certificateNames()) { return named }
             return policy.caller(token: nil as String?)
         }
         // "Bearer" is case-insensitive (RFC 6750 follows RFC 7235's auth-scheme).
-        var header = authorization
-        return header.withUTF8 { utf8 -> Caller in
-            let scheme: StaticString = "bearer "
-            guard utf8.count > 7 else { return .unknownToken }
-            for position in 0..<7 where utf8[position] | 0x20 != scheme.utf8Start[position] { return .unknownToken }
-            var start = 7
-            while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
-            return policy.caller(token: UnsafeBufferPointer(rebasing: utf8[start...]))
-        }
+        let scheme: StaticString = "bearer "
+        guard utf8.count > 7 else { return .unknownToken }
+        for position in 0..<7 where utf8[position] | 0x20 != scheme.utf8Start[position] { return .unknownToken }
+        var start = 7
+        while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
+        return lookUp(UnsafeBufferPointer(rebasing: utf8[start...]))
     }
 
     /// The answer to a request its caller may not make: 401 when it has no usable token, 403
@@ -162,5 +170,27 @@ extension AccessControl {
             if case .unknownToken = caller { return .denied(denial(caller, needs: "write on some service")) }
             return .admitted(caller)
         }
+    }
+}
+
+/// The last token a connection sent and the caller it stood for, under the ACL file of one
+/// generation (a reload starts a new one). The comparison takes the same time however many
+/// bytes agree; what it could reveal is only what this connection sent before.
+final class TokenMemo {
+    private(set) var generation = -1
+    private var token: [UInt8] = []
+    private(set) var caller: Caller = .unknownToken
+
+    func matches(_ presented: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard presented.count == token.count else { return false }
+        var difference: UInt8 = 0
+        for index in 0..<token.count { difference |= token[index] ^ presented[index] }
+        return difference == 0
+    }
+
+    func remember(_ presented: UnsafeBufferPointer<UInt8>, as caller: Caller, generation: Int) {
+        token = Array(presented)
+        self.caller = caller
+        self.generation = generation
     }
 }

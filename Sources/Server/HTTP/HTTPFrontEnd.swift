@@ -228,8 +228,12 @@ final class HTTPFrontEnd {
         }
         // Headers are looked up only when an ACL file is in force.
         let caller: Caller = access.isOpen ? .anonymous(.everything)
-            : access.caller(authorization: request.header("Authorization"), registryToken: request.header("X-Registry-Token"),
-                            certificateNames: isTLS ? { [raw = request.inspect { $0 }] in Transport.connection(of: raw)?.certificateNames ?? [] } : nil)
+            : request.withTokenHeaders { authorization, registryToken in
+                let connection = request.inspect { Transport.connection(of: $0) }
+                return access.caller(authorization: authorization, registryToken: registryToken,
+                                     certificateNames: isTLS ? { connection?.certificateNames ?? [] } : nil,
+                                     memo: connection?.tokenMemo)
+            }
         var route = table.otherRoute
         let handling: Handling = request.withBody { body in
             request.withTarget { path, query -> Handling in

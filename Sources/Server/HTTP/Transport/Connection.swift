@@ -48,6 +48,8 @@ final class Connection {
 
     private static let poison = Array("!\r\n".utf8)
     private static let writeSliceBytes = 256 * 1024
+    /// A TLS record's largest payload: smaller output is made one piece before OpenSSL writes it.
+    private static let coalescedRecordBytes = 16 * 1024
 
     init(transport: Transport) {
         self.transport = transport
@@ -310,14 +312,22 @@ final class Connection {
         return names
     }
     private var peerNames: [String]?
+    /// The caller of the token this connection sent last (`AccessControl.caller`); made on
+    /// first use, with an ACL file.
+    lazy var tokenMemo = TokenMemo()
 
     /// Brackets `evhttp_send_reply`: the reply is written by `flush()` right after.
     func beginReply() { isReplying = true }
 
     func endReply() {
         isReplying = false
+        replyJustMade = true
         flush()
+        replyJustMade = false
     }
+
+    /// Set while `endReply` flushes: on TLS only a reply is written at once.
+    private var replyJustMade = false
 
     /// Writes evhttp's output to the socket, as much as it takes. Once all of it is written,
     /// evhttp's write callback runs, as the socket's bufferevent would run it: evhttp then
@@ -328,8 +338,24 @@ final class Connection {
         register()
         guard let socketEvents, !isClosed else { return }
         guard transport.writesAtOnce else {
-            // TLS: the bufferevent writes (and runs evhttp's write callback) itself.
-            if evbuffer_get_length(bufferevent_get_output(socketEvents)) == 0 { onDrained?() }
+            // TLS: the bufferevent writes (and runs evhttp's write callback) itself, one TLS
+            // record per piece of the buffer: a reply of evhttp's head and the body (and
+            // a stream's event) goes out as one record, one write, when it is one piece.
+            let output = bufferevent_get_output(socketEvents)
+            let length = evbuffer_get_length(output)
+            if length == 0 {
+                onDrained?()
+            } else if length <= Self.coalescedRecordBytes, isReplying || replyJustMade {
+                // A reply, written at once as one record through OpenSSL (which saves the
+                // loop turn the bufferevent's own write event would take); then evhttp's
+                // write callback runs, as the bufferevent would run it.
+                replyJustMade = false
+                if let bytes = evbuffer_pullup(output, -1), TLSServerContext.writeNow(socketEvents, bytes, count: length) {
+                    evbuffer_drain(output, length)
+                    transport.countWrite(complete: true)
+                    bufferevent_trigger(socketEvents, Int16(EV_WRITE), 0)
+                }
+            }
             return
         }
         guard bufferevent_get_enabled(socketEvents) & Int16(EV_WRITE) != 0 else { return }

@@ -193,7 +193,10 @@ import Glibc
         #expect(registry.waitForLog { $0.contains("INFO acl_reloaded ") && $0.contains("anonymous=\"read on *\"") })
         #expect(try kept.request("GET", "/discover/payment-api").status == 404)
 
-        // A token removed from the file no longer works, and its open stream ends.
+        // A token removed from the file no longer works, on a connection that sent it before
+        // (which remembers its caller) too, and its open stream ends.
+        let remembered = try registry.client()
+        #expect(try remembered.request("GET", "/services", headers: ["Authorization": "Bearer \(Self.reader)"]).status == 200)
         let stream = try registry.client()
         try stream.send("GET /watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.reader)\r\n\r\n")
         #expect(read(stream) { $0.contains("total_services") }.contains("total_services"))
@@ -205,6 +208,9 @@ import Glibc
         #expect(registry.waitForLog { $0.contains("INFO acl_reloaded ") && $0.contains("tokens=1 ") })
         #expect(read(stream) { $0.hasSuffix("0\r\n\r\n") }.hasSuffix("0\r\n\r\n"), "the revoked token's stream ended")
         #expect(try call("GET", "/services", token: Self.reader).status == 401)
+        #expect(try remembered.request("GET", "/services", headers: ["Authorization": "Bearer \(Self.reader)"]).status == 401)
+        #expect(try remembered.request("GET", "/services", headers: ["X-Registry-Token": Self.ops]).status == 200,
+                "another token on the same connection is its own")
         #expect(try call("GET", "/watch", token: Self.reader).status == 401)
         #expect(failures.value == 0, "every read during the reloads was answered 200")
         #expect(requests.value > 0)

@@ -3,8 +3,9 @@
 #
 #   ca.pem                 the private CA (clients trust it: REGISTRY_CACERT); its key is
 #                          not kept, so no more certificates can be signed with it
-#   server.pem server-key.pem  the registry's certificate, for localhost, registry (Compose)
-#                          and service-registry[.NAMESPACE.svc] (Kubernetes)
+#   server.pem server-key.pem  the registry's certificate, for localhost, registry (Compose),
+#                          service-registry[.NAMESPACE.svc] and each replica's pod name on the
+#                          headless Service (Kubernetes)
 #   acl.json               the ACL file: tokens as SHA-256 digests only, so it is not itself
 #                          a secret; ops is the operator, services may write and read every
 #                          service, anonymous requests may read
@@ -20,7 +21,7 @@ namespace=${NAMESPACE:-default}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$dir"
 if [[ ! -f $dir/server.pem ]]; then
-    SERVER_NAMES="registry,service-registry,service-registry.$namespace.svc,service-registry.$namespace.svc.cluster.local" \
+    SERVER_NAMES="registry,service-registry,service-registry.$namespace.svc,service-registry.$namespace.svc.cluster.local,*.service-registry-headless,*.service-registry-headless.$namespace.svc" \
         bash "$root/scripts/make-certs.sh" "$dir" >/dev/null
     # Only what a deployment needs stays.
     (cd "$dir" && rm -f client-*.pem expired*.pem stranger*.pem other-ca*.pem)

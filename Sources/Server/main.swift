@@ -4,6 +4,7 @@ import Glibc
 import Persistence
 import Registry
 import RegistryWire
+import TLS
 
 /// The composition root: parses the configuration, restores the data directory, wires the
 /// parts together and runs the loop until a stop signal.
@@ -129,8 +130,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     certificates?.onReload = { context in secure?.useCertificates(context) }
     // Cluster mode: the registry mirrors etcd, and writes go there first.
     var cluster: Cluster?
-    if let endpoints = config.etcd, let plain {
-        let started = Cluster(config: config, endpoints: endpoints, port: plain.port, loop: loop, logger: logger)
+    if let endpoints = config.etcd, let reachable = plain ?? secure {
+        let started = Cluster(config: config, endpoints: endpoints, port: reachable.port, secure: plain == nil, loop: loop, logger: logger)
         do {
             try started.configureEtcdSecurity(config)
         } catch {
@@ -138,6 +139,16 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             return 1
         }
         started.relay.token = replicaToken
+        if config.tlsEnabled || config.replicaCACert != nil {
+            // To a leader advertising https://: its CA, and this replica's certificate for a
+            // leader that asks for one (--tls-client-ca).
+            do {
+                started.relay.tls = try TLSClientContext(caFile: config.replicaCACert, certificate: config.tlsCertificate, key: config.tlsKey)
+            } catch {
+                printError("service-registry: the TLS of the replicas' reports to the leader: \(error.message)")
+                return 1
+            }
+        }
         api.cluster = started
         cluster = started
     }

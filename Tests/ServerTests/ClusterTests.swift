@@ -18,9 +18,13 @@ struct ClusterTests {
         /// `--etcd`: the members' plain client URLs unless given.
         let endpoints: String
 
+        /// Flags of one replica's own (its TLS port, its advertise URL).
+        let perReplica: (Int) -> [String]
+
         init(etcd: EtcdCluster, count: Int = 3, extra: [String] = [], token: String? = nil, endpoints: String? = nil,
-             prefix: String = "/test-\(UUID().uuidString.prefix(6))/") throws {
+             prefix: String = "/test-\(UUID().uuidString.prefix(6))/", perReplica: @escaping (Int) -> [String] = { _ in [] }) throws {
             self.etcd = etcd
+            self.perReplica = perReplica
             self.extra = extra
             self.token = token
             self.endpoints = endpoints ?? etcd.endpoints
@@ -32,7 +36,7 @@ struct ClusterTests {
 
         func start(_ index: Int) throws {
             processes[index] = try RegistryProcess(["--etcd", endpoints, "--etcd-prefix", prefix, "--replica-name", "r\(index + 1)",
-                                                    "--lease-ttl", "2", "--etcd-timeout", "2"] + extra)
+                                                    "--lease-ttl", "2", "--etcd-timeout", "2"] + extra + perReplica(index))
         }
 
         func kill(_ index: Int) {
@@ -351,6 +355,37 @@ struct ClusterTests {
         #expect(!metrics.contains(#"registry_access_denied_total{route="/cluster/heartbeats""#), "the relay was never refused")
         #expect(metrics.contains(#"registry_http_requests_total{route="/cluster/heartbeats",method="POST",code="200"}"#))
         #expect(try TestHTTPClient(port: replicas.port(leader), timeout: 10).request("GET", "/cluster").status == 401)
+    }
+
+    /// Replicas that advertise https:// URLs and require client certificates: a follower's
+    /// heartbeat reports reach the leader over mutual TLS (the follower presents its own
+    /// certificate), and an instance heartbeating only through the follower stays.
+    @Test func theRelayReachesALeaderThatAdvertisesHTTPSWithMutualTLS() throws {
+        let certificates = try TestCertificates()
+        let etcd = try EtcdCluster(size: 1)
+        let ports = try (0..<2).map { _ in try EtcdCluster.freePort() }
+        let replicas = try Replicas(etcd: etcd, count: 2, extra: certificates.serverFlags + ["--tls-client-ca", certificates.ca,
+                                                                                           "--replica-cacert", certificates.ca],
+                                    perReplica: { ["--tls-port", String(ports[$0]), "--advertise-url", "https://127.0.0.1:\(ports[$0])"] })
+        defer { for index in replicas.processes.indices { replicas.kill(index) } }
+        let leader = try #require(replicas.leader())
+        let follower = replicas.live.first { $0 != leader }!
+        #expect((replicas.cluster(follower)["leader"] as? [String: Any])?["url"] as? String == "https://127.0.0.1:\(ports[leader])")
+        let client = try TestHTTPClient(port: replicas.port(follower), timeout: 10)
+        #expect(try client.request("POST", "/register", body: Self.register("api", "a", ttl: 2)).status == 201)
+        let until = Date().addingTimeInterval(6)
+        while Date() < until {
+            #expect(try client.request("POST", "/heartbeat", body: #"{"service":"api","address":"a"}"#).status == 200)
+            usleep(400_000)
+        }
+        let discover = try replicas.request(leader, "GET", "/discover/api")
+        #expect(discover.json["count"] as? Int == 1, "the leader heard of the follower's heartbeats: \(discover.text)")
+        let metrics = try replicas.request(leader, "GET", "/metrics").text
+        #expect(metrics.contains(#"registry_http_requests_total{route="/cluster/heartbeats",method="POST",code="200"}"#), Comment(rawValue: metrics))
+        #expect(!metrics.contains("registry_tls_handshakes_refused_total{"), "the follower's certificate was accepted")
+        // The same without --replica-cacert: the follower does not trust the leader, and says so.
+        #expect(try RegistryProcess.runToExit(["--etcd", etcd.endpoints, "--advertise-url", "https://127.0.0.1:1"]).stderr
+            .contains("--advertise-url https://… needs --tls-cert"))
     }
 
     @Test func clusterModeRefusesADataDirectory() throws {

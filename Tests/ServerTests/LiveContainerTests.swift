@@ -55,7 +55,8 @@ import Glibc
             chmod(secrets.path, 0o755)
         }
         let files = ["/etc/registry/tls/tls.crt": "server.pem", "/etc/registry/tls/tls.key": "server-key.pem",
-                     "/etc/registry/acl/acl.json": "acl.json", "/etc/registry/replica/token": "replica.token"]
+                     "/etc/registry/acl/acl.json": "acl.json", "/etc/registry/replica/token": "replica.token",
+                     "/etc/registry/tls/ca.crt": "ca.pem"]
         for (name, value) in environment {
             if let file = files[value] { environment[name] = secrets.appendingPathComponent(file).path }
         }

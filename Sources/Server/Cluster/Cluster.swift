@@ -27,12 +27,15 @@ final class Cluster {
     }
     private(set) var members: [MemberHealth]
 
-    init(config: Config, endpoints: [EtcdEndpoint], port: UInt16, loop: EventLoop, logger: Logger) {
+    /// `port` is the one the others reach this replica on: the plain port, or with `secure`
+    /// (`--port off`) the TLS port.
+    init(config: Config, endpoints: [EtcdEndpoint], port: UInt16, secure: Bool = false, loop: EventLoop, logger: Logger) {
         let host = Self.hostName()
         // Listening on one address: that is how others reach it; on all of them, by host name.
         let listening = ["0.0.0.0", "::", "[::]"].contains(config.host) ? host : config.host
         let name = config.replicaName ?? "\(host):\(port)"
-        let url = config.advertiseURL ?? (listening.contains(":") ? "http://[\(listening)]:\(port)" : "http://\(listening):\(port)")
+        let scheme = secure ? "https" : "http"
+        let url = config.advertiseURL ?? (listening.contains(":") ? "\(scheme)://[\(listening)]:\(port)" : "\(scheme)://\(listening):\(port)")
         // Replicas start at different members (by their name), so that the members share the
         // work of encoding the watches' events: with every replica on the first member, that
         // member spent more CPU than the other two together under registrations.

@@ -1,6 +1,7 @@
 import JSON
 import Registry
 import RegistryClient
+import TLS
 
 /// Heartbeats never go to etcd. Every replica answers the heartbeats it receives from its
 /// own mirror, and a follower tells the leader, about once a second, which instances
@@ -46,6 +47,8 @@ final class HeartbeatRelay {
 
     /// `--replica-token-file`: what the leader's ACL file must grant `operator` to.
     var token: String?
+    /// For a leader that advertises https://: `--replica-cacert`, and this replica's certificate.
+    var tls: TLSClientContext?
 
     private func report() {
         guard inFlight == 0, !seen.isEmpty, let url = leaderURL?() else { return }
@@ -58,6 +61,7 @@ final class HeartbeatRelay {
             }
             connection = RegistryConnection(url: parsed, base: loop.base, dns: dns, timeout: .seconds(2))
             connection?.token = token
+            connection?.tls = tls
             connectedTo = url
         }
         let now = Clock.monotonicNow()

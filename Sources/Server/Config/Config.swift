@@ -107,6 +107,8 @@ struct Config: Equatable {
     var etcdKey: String?
     var etcdUser: String?
     var etcdPasswordFile: String?
+    /// The CA of the other replicas' HTTPS certificates (https:// advertise URLs).
+    var replicaCACert: String?
     /// Whether `--data-dir` (or its variable) was given, which cluster mode refuses.
     var dataDirectoryGiven = false
 
@@ -416,11 +418,17 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--advertise-url", variable: "REGISTRY_ADVERTISE_URL", valueName: "URL",
-               help: "how the other replicas and clients reach this one, http://HOST:PORT (default http://HOST-NAME:PORT)") { config, value in
-            guard value.hasPrefix("http://"), value.count > "http://".count, !value.dropFirst("http://".count).contains("/") else {
-                return "must be http://HOST:PORT with no path"
+               help: "how the other replicas and clients reach this one, http://HOST:PORT or https://HOST:TLS-PORT (default http://HOST-NAME:PORT; with --port off, https://HOST-NAME:TLS-PORT)") { config, value in
+            let scheme = value.hasPrefix("https://") ? "https://" : "http://"
+            guard value.hasPrefix(scheme), value.count > scheme.count, !value.dropFirst(scheme.count).contains("/") else {
+                return "must be http://HOST:PORT or https://HOST:PORT with no path"
             }
             config.advertiseURL = value
+            return nil
+        },
+        Option(flag: "--replica-cacert", variable: "REGISTRY_REPLICA_CACERT", valueName: "PATH",
+               help: "cluster mode with https:// advertise URLs: the PEM CA bundle the other replicas' certificates must chain to (default: the system's CAs); a replica presents its --tls-cert to the leader") { config, value in
+            config.replicaCACert = value.isEmpty ? nil : value
             return nil
         },
         Option(flag: "--lease-ttl", variable: "REGISTRY_LEASE_TTL", valueName: "SECONDS",
@@ -516,9 +524,12 @@ struct Config: Equatable {
         if config.etcd == nil && (config.etcdUser != nil || config.etcdCACert != nil || config.etcdCert != nil) {
             throw Problem(message: "--etcd-user, --etcd-cacert and --etcd-cert are for cluster mode: give --etcd too")
         }
-        if config.etcd != nil && !config.plainListener {
-            throw Problem(message: "--port off cannot go with --etcd: the replicas reach each other over the plain port "
-                + "(TLS between replicas is not built yet); bind --port to a private address with --host instead")
+        if config.etcd != nil, config.advertiseURL?.hasPrefix("https://") == true, !config.tlsEnabled {
+            throw Problem(message: "--advertise-url https://… needs --tls-cert and --tls-key: the other replicas reach this one on its TLS port")
+        }
+        if config.etcd != nil, !config.plainListener, config.advertiseURL?.hasPrefix("http://") == true {
+            throw Problem(message: "--port off with an http:// --advertise-url: the other replicas could not reach this one; "
+                + "advertise its https:// URL")
         }
         if config.etcd != nil && config.aclFile != nil && config.replicaTokenFile == nil {
             throw Problem(message: "--acl-file in cluster mode needs --replica-token-file: the replicas report heartbeats to the "

@@ -47,10 +47,12 @@ import HTTPParsing
 /// `bufferevent_openssl` over the socket (`evhttp_set_bevcb` applies to a whole evhttp
 /// object, so each listener has its own object and transport): the input check, deadlines,
 /// the connection cap, close callbacks, held-request watches and the output budget work on
-/// the decrypted bytes as above, but nothing is written to the socket except by OpenSSL.
-/// The bufferevent writes evhttp's output itself (no write at once), and a connection
-/// refused over the cap or past a deadline is closed without the plain-text 503 or 408
-/// that the filtered mode writes straight to the socket. `Mode.plain` installs nothing, and
+/// the decrypted bytes as above, but nothing is written to the socket except by OpenSSL. A
+/// reply is still written at once, as one TLS record, through the connection's own OpenSSL
+/// session (`TLSServerContext.writeNow`); anything else evhttp queues (a stream's events, a
+/// reply the socket would not take) the bufferevent writes itself. A connection refused over
+/// the cap or past a deadline is closed without the plain-text 503 or 408 that the filtered
+/// mode writes straight to the socket. `Mode.plain` installs nothing, and
 /// evhttp's own bufferevents do all reading and writing.
 final class Transport {
     enum Mode {

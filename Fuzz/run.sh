@@ -25,7 +25,7 @@ all=(json bodies acl query percent framing journal recovery)
 ((smoke)) && seconds=3
 
 build=.build/fuzz
-flags=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld)
+flags=(-Xswiftc "-sanitize=fuzzer,address" -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld)
 for target in "${targets[@]}"; do
     [[ -d Fuzz/$target ]] || { echo "fuzz: no target '$target'; the targets are ${all[*]}" >&2; exit 2; }
     echo "fuzz: building fuzz-$target" >&2

@@ -3,7 +3,8 @@ import Glibc
 #endif
 import HTTPParsing
 
-/// A read's query string (both scopes) and the duration and decimal parsers: refused with a
+/// A read's query string (both scopes), the duration and decimal parsers and instance
+/// addresses as endpoints: refused with a
 /// message or parsed into values inside their bounds.
 func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = UnsafeBufferPointer(start: data, count: size)
@@ -18,6 +19,10 @@ func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
     }
     let text = String(decoding: bytes, as: UTF8.self)
+    // An instance's address as the Prometheus targets (and Consul's view) read it.
+    if let endpoint = InstanceEndpoint.parse(text), endpoint.port < 1 || endpoint.port > 65_535 || endpoint.host.isEmpty {
+        fatalError("endpoint \(endpoint) from \(text)")
+    }
     if let wait = ReadQuery.parseWait(text), wait < .zero || wait > .seconds(86_400) { fatalError("wait \(wait) from \(text)") }
     if let number = DecimalText.number(text), !number.isFinite || number < 0 { fatalError("number \(number) from \(text)") }
     if let count = DecimalText.unsigned(text), String(count) != text.drop(while: { $0 == "0" }).description, count != 0 {

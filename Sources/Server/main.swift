@@ -70,7 +70,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     let store: any ChangeStore = restored.map { LocalLogStore(setup: $0, loop: loop, logger: logger) } ?? MemoryStore()
     let service = RegistryService(registry: registry, store: store, logger: logger, loop: loop)
     let api = NativeAPI(service: service, logger: logger, maximumWait: config.maxWait)
-    let table = RouteTable(api.routes())
+    let table = RouteTable.registry(api: api, service: service)
     let metrics = Metrics(routeLabels: table.labels)
     let accessLog = config.accessLogEnabled ? AccessLog(logger: logger) : nil
     AccessLog.current = accessLog

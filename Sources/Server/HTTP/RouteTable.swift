@@ -9,6 +9,8 @@ struct Route {
     /// under `/eureka/`, the dashboard under `/ui`) are front ends of their own.
     enum FrontEnd: String {
         case native
+        /// Prometheus HTTP service discovery (`Frontends/Prometheus/`).
+        case prometheus
     }
 
     /// What a caller must be allowed to do (`--acl-file`). The front end checks that the
@@ -180,5 +182,13 @@ struct RouteTable {
         // Back off to a character boundary: continuation bytes are 10xxxxxx.
         while end > 0 && path[end] & 0xC0 == 0x80 { end -= 1 }
         return String(decoding: UnsafeBufferPointer(rebasing: path[..<end]), as: UTF8.self) + "… (\(path.count) bytes)"
+    }
+}
+
+extension RouteTable {
+    /// Every front end's routes, in the one table a listener serves: the native API's, then
+    /// Prometheus service discovery's.
+    static func registry(api: NativeAPI, service: RegistryService) -> RouteTable {
+        RouteTable(api.routes() + PrometheusTargets(service: service).routes())
     }
 }

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Prometheus HTTP service discovery (`GET /v1/prometheus/targets`), against Debian's real
+/// Prometheus (installed by scripts/install-test-tools.sh), started here on a loopback port
+/// with a generated configuration.
+@Suite(.serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prometheus"),
+                             "prometheus is not installed: run scripts/install-test-tools.sh"))
+struct LivePrometheusTests {
+    @Test func theAnswerParsesAsHTTPSDAndFiltersByServiceTagAndPermission() throws {
+        let registry = try RegistryProcess()
+        let http = try registry.client()
+        for body in [#"{"service":"api","address":"http://10.0.0.1:8080","tags":["v2","canary-1"],"metadata":{"team.name":"pay"},"zone":"eu-1"}"#,
+                     #"{"service":"api","address":"https://api.example"}"#, #"{"service":"db","address":"10.0.0.9:5432","status":"DOWN"}"#,
+                     #"{"service":"web","address":"[::1]:81"}"#, #"{"service":"odd","address":"not-a-url"}"#] {
+            #expect(try http.request("POST", "/register", body: body).status == 201)
+        }
+        let reply = try http.request("GET", "/v1/prometheus/targets")
+        #expect(reply.header("Content-Type") == "application/json")
+        let groups = try #require(try JSONSerialization.jsonObject(with: reply.body) as? [[String: Any]])
+        let targets = groups.compactMap { ($0["targets"] as? [String])?.first }
+        #expect(targets == ["10.0.0.1:8080", "api.example:443", "[::1]:81"], "UP instances with a host and port; the scheme's port")
+        let labels = try #require(groups.first?["labels"] as? [String: String])
+        #expect(labels["__meta_registry_service"] == "api")
+        #expect(labels["__meta_registry_zone"] == "eu-1")
+        #expect(labels["__meta_registry_scheme"] == "http")
+        #expect(labels["__meta_registry_tag_canary_1"] == "true")
+        #expect(labels["__meta_registry_metadata_team_name"] == "pay")
+        #expect(labels["__meta_registry_tags"] == ",v2,canary-1,")
+        for group in groups {
+            for name in (group["labels"] as? [String: String] ?? [:]).keys {
+                #expect(name.range(of: "^[a-zA-Z_][a-zA-Z0-9_]*$", options: .regularExpression) != nil, Comment(rawValue: name))
+            }
+        }
+        let filtered = try JSONSerialization.jsonObject(with: http.request("GET", "/v1/prometheus/targets?service=api&service=web&tag=v2").body) as? [[String: Any]]
+        #expect(filtered?.count == 1)
+        #expect(try http.request("GET", "/v1/prometheus/targets?services=api").status == 400)
+        #expect(try http.request("GET", "/v1/prometheus/targets?tag=").status == 400)
+        #expect(try http.request("GET", "/v1/prometheus/targets?service=a%2Fb").status == 400)
+    }
+
+    @Test func prometheusDiscoversTheInstancesWithTheirLabelsAndDropsADeregisteredOne() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prometheus-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // With an ACL file: discovery reads with a token, as Prometheus sends it (`authorization`).
+        let token = "prometheus-token-0123456789"
+        let acl = directory.appendingPathComponent("acl.json")
+        try #"{"tokens": [{"name": "prometheus", "token": "\#(token)", "read": ["*"]}, {"name": "ops", "token": "ops-token-0123456789", "operator": true}]}"#
+            .write(to: acl, atomically: true, encoding: .utf8)
+        let registry = try RegistryProcess(["--acl-file", acl.path])
+        let http = try registry.client()
+        let ops = ["Authorization": "Bearer ops-token-0123456789"]
+        #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://127.0.0.1:9","tags":["v2"]}"#, headers: ops).status == 201)
+        #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://127.0.0.1:10"}"#, headers: ops).status == 201)
+        #expect(try http.request("GET", "/v1/prometheus/targets").status == 401, "the token is needed")
+        let port = try EtcdCluster.freePort()
+        let config = directory.appendingPathComponent("prometheus.yml")
+        try """
+            global:
+              scrape_interval: 1h
+            scrape_configs:
+              - job_name: registry
+                http_sd_configs:
+                  - url: http://127.0.0.1:\(registry.port)/v1/prometheus/targets
+                    refresh_interval: 1s
+                    authorization:
+                      type: Bearer
+                      credentials: \(token)
+                relabel_configs:
+                  - source_labels: [__meta_registry_service]
+                    target_label: service
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let prometheus = Process()
+        prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
+        prometheus.arguments = ["--config.file", config.path, "--storage.tsdb.path", directory.appendingPathComponent("data").path,
+                                "--web.listen-address", "127.0.0.1:\(port)", "--log.level", "warn"]
+        let log = directory.appendingPathComponent("prometheus.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        prometheus.standardOutput = try FileHandle(forWritingTo: log)
+        prometheus.standardError = prometheus.standardOutput
+        try prometheus.run()
+        defer { if prometheus.isRunning { kill(prometheus.processIdentifier, SIGKILL); prometheus.waitUntilExit() } }
+
+        func activeTargets() -> [[String: Any]] {
+            guard let text = try? EtcdCluster.get(port: port, path: "/api/v1/targets?state=active"),
+                  let body = text.range(of: "\r\n\r\n").map({ String(text[$0.upperBound...]) }),
+                  let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                  let data = json["data"] as? [String: Any] else { return [] }
+            return data["activeTargets"] as? [[String: Any]] ?? []
+        }
+        func waitFor(_ seconds: Double, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {
+            let deadline = Date().addingTimeInterval(seconds)
+            var targets = activeTargets()
+            while !condition(targets), Date() < deadline {
+                usleep(200_000)
+                targets = activeTargets()
+            }
+            return targets
+        }
+        var targets = waitFor(20) { $0.count == 2 }
+        #expect(targets.count == 2, Comment(rawValue: (try? String(contentsOf: log, encoding: .utf8)) ?? ""))
+        let first = targets.first { ($0["discoveredLabels"] as? [String: String])?["__address__"] == "127.0.0.1:9" }
+        let discovered = first?["discoveredLabels"] as? [String: String] ?? [:]
+        #expect(discovered["__meta_registry_tag_v2"] == "true")
+        #expect(discovered["__meta_registry_scheme"] == "http")
+        #expect((first?["labels"] as? [String: String])?["service"] == "api", "relabelled from __meta_registry_service")
+        // Deregistered: gone from Prometheus within the refresh interval and a few seconds.
+        #expect(try http.request("POST", "/deregister", body: #"{"service":"api","address":"http://127.0.0.1:9"}"#, headers: ops).status == 200)
+        let removed = Date()
+        targets = waitFor(10) { $0.count == 1 }
+        #expect(targets.count == 1)
+        #expect(Date().timeIntervalSince(removed) < 6)
+    }
+}

@@ -86,8 +86,11 @@ if Context.environment["REGISTRY_FUZZ"] != nil {
         ("journal", ["Persistence", "Registry"]),
         ("recovery", ["Persistence", "Registry"]),
     ]
+    // libFuzzer's driver and entry point, which every fuzzer's main.swift shares.
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/Support"))
     for fuzzer in fuzzers {
-        package.targets.append(.executableTarget(name: "fuzz-\(fuzzer.name)", dependencies: fuzzer.dependencies, path: "Fuzz/\(fuzzer.name)"))
+        package.targets.append(.executableTarget(name: "fuzz-\(fuzzer.name)", dependencies: fuzzer.dependencies + ["FuzzSupport"],
+                                                 path: "Fuzz/\(fuzzer.name)"))
         package.products.append(.executable(name: "fuzz-\(fuzzer.name)", targets: ["fuzz-\(fuzzer.name)"]))
     }
 }

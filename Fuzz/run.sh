@@ -29,10 +29,12 @@ flags=(-Xswiftc "-sanitize=fuzzer,address" -Xswiftc -Xclang-linker -Xswiftc -fus
 for target in "${targets[@]}"; do
     [[ -d Fuzz/$target ]] || { echo "fuzz: no target '$target'; the targets are ${all[*]}" >&2; exit 2; }
     echo "fuzz: building fuzz-$target" >&2
-    REGISTRY_FUZZ=1 swift build --build-path "$build" --product "fuzz-$target" "${flags[@]}" 2>&1 \
-        | grep -v -e "Cannot export local symbol" -e "^\[" -e "^Building for" -e "^Build of product" \
-            -e "found 3 file(s) which are unhandled" -e "Tests/PersistenceTests/Fixtures" >&2 || true
-    [[ -x $build/debug/fuzz-$target ]] || { echo "fuzz: fuzz-$target did not build" >&2; exit 1; }
+    mkdir -p "$build"
+    if ! REGISTRY_FUZZ=1 swift build --build-path "$build" --product "fuzz-$target" "${flags[@]}" >"$build/build-$target.log" 2>&1; then
+        grep -v -e "Cannot export local symbol" "$build/build-$target.log" | tail -30 >&2
+        echo "fuzz: fuzz-$target did not build (the whole output: $build/build-$target.log)" >&2
+        exit 1
+    fi
 done
 
 total=0

@@ -1,13 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FuzzSupport
 import HTTPParsing
 
 /// The raw-request filter: bytes arriving in pieces (the first byte of the input chooses
 /// the piece size) are passed, discarded, held or refused; every step accounts for bytes
 /// that are there, no step loops, and once refused nothing more is passed.
-func fuzzFraming(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    guard size > 0 else { return 0 }
+func fuzzFraming(_ data: UnsafePointer<UInt8>, _ size: Int) {
+    guard size > 0 else { return }
     let piece = Int(data[0] % 64) + 1
     let input = UnsafeBufferPointer(start: data + 1, count: size - 1)
     var framing = RequestFraming(maxHeadBytes: 512, allowedMethods: { _ in "GET, POST" })
@@ -47,25 +45,6 @@ func fuzzFraming(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
         if offset >= input.count { break }
     }
-    return 0
 }
 
-/// libFuzzer's entry point, for its own `main` (which the linker may take).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    return fuzzFraming(data, size)
-}
-
-// libFuzzer's driver, called from here: SwiftPM gives an executable a `main` of its own.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
-var arguments = CommandLine.argc
-var vector = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&arguments, &vector) { data, size in
-    guard let data else { return 0 }
-    return fuzzFraming(data, size)
-})
+runFuzzer(fuzzFraming)

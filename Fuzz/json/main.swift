@@ -1,11 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FuzzSupport
 import JSON
 
 /// The strict JSON parser: any bytes either parse or fail with an offset inside the input;
 /// parsing is deterministic; and the writer's output for a parsed string parses back to it.
-func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     do {
         let value = try JSONParser.parse(bytes)
@@ -18,25 +16,6 @@ func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     } catch {
         guard error.offset >= 0, error.offset <= size else { fatalError("error offset \(error.offset) outside \(size) bytes") }
     }
-    return 0
 }
 
-/// libFuzzer's entry point, for its own `main` (which the linker may take).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    return fuzzJSON(data, size)
-}
-
-// libFuzzer's driver, called from here: SwiftPM gives an executable a `main` of its own.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
-var arguments = CommandLine.argc
-var vector = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&arguments, &vector) { data, size in
-    guard let data else { return 0 }
-    return fuzzJSON(data, size)
-})
+runFuzzer(fuzzJSON)

@@ -1,12 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FuzzSupport
 import HTTPParsing
 
 /// A read's query string (both scopes), the duration and decimal parsers and instance
 /// addresses as endpoints: refused with a
 /// message or parsed into values inside their bounds.
-func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     for scope in [ReadQuery.Scope.instances, .services] {
         switch ReadQuery.parse(bytes, scope: scope) {
@@ -28,25 +26,6 @@ func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if let count = DecimalText.unsigned(text), String(count) != text.drop(while: { $0 == "0" }).description, count != 0 {
         fatalError("unsigned \(count) from \(text)")
     }
-    return 0
 }
 
-/// libFuzzer's entry point, for its own `main` (which the linker may take).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    return fuzzQuery(data, size)
-}
-
-// libFuzzer's driver, called from here: SwiftPM gives an executable a `main` of its own.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
-var arguments = CommandLine.argc
-var vector = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&arguments, &vector) { data, size in
-    guard let data else { return 0 }
-    return fuzzQuery(data, size)
-})
+runFuzzer(fuzzQuery)

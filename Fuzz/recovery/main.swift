@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FuzzSupport
 @testable import Persistence
 import Registry
 
@@ -49,7 +50,7 @@ private func write(_ bytes: [UInt8], to name: String) {
     close(descriptor)
 }
 
-func fuzzRecovery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzRecovery(_ data: UnsafePointer<UInt8>, _ size: Int) {
     let input = Array(UnsafeBufferPointer(start: data, count: size))[...]
     var log = input
     var snapshot: ArraySlice<UInt8>?
@@ -79,25 +80,6 @@ func fuzzRecovery(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         // Whatever loaded is a registry that serves.
         _ = registry.serviceSummaries(now: Instant(nanoseconds: 2_000_000_000))
     }
-    return 0
 }
 
-/// libFuzzer's entry point, for its own `main` (which the linker may take).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    return fuzzRecovery(data, size)
-}
-
-// libFuzzer's driver, called from here: SwiftPM gives an executable a `main` of its own.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
-var arguments = CommandLine.argc
-var vector = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&arguments, &vector) { data, size in
-    guard let data else { return 0 }
-    return fuzzRecovery(data, size)
-})
+runFuzzer(fuzzRecovery)

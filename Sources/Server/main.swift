@@ -100,7 +100,10 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     let quotas = Quotas(clientRate: config.maxRequestRatePerClient)
     api.quotas = quotas
     service.read { quotas.rebuild(access.policy, registry: $0) }
-    service.onChange { [unowned service] changed in service.read { registry in for name in changed { quotas.note(name, registry: registry) } } }
+    service.onChange { [unowned service] changed in
+        guard quotas.tracksHoldings else { return }
+        service.read { registry in for name in changed { quotas.note(name, registry: registry) } }
+    }
     let certificates: Certificates?
     do {
         certificates = try config.tlsEnabled ? Certificates(config: config, logger: logger) : nil

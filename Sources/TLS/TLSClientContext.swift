@@ -29,19 +29,7 @@ public final class TLSClientContext {
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
         switch (certificate, key) {
         case (let certificate?, let key?):
-            guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
-                throw .openSSL("cannot use \(certificate) as the client certificate (PEM)")
-            }
-            guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
-                let problem = TLSProblem.openSSL("cannot use \(key) as the client key (PEM, unencrypted)")
-                if problem.message.contains("key values mismatch") {
-                    throw TLSProblem("the key in \(key) does not belong to the certificate in \(certificate)")
-                }
-                throw problem
-            }
-            guard SSL_CTX_check_private_key(context) == 1 else {
-                throw .openSSL("the key in \(key) does not belong to the certificate in \(certificate)")
-            }
+            try TLSProblem.useCertificate(certificate, key: key, in: context, role: "client")
         case (nil, nil):
             break
         default:

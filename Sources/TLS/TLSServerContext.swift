@@ -31,19 +31,7 @@ public final class TLSServerContext {
         guard COpenSSL_set_min_tls12(context) == 1 else { throw .openSSL("cannot require TLS 1.2 or later") }
         COpenSSL_server_options(context)
         guard SSL_CTX_set_cipher_list(context, Self.tls12Ciphers) == 1 else { throw .openSSL("cannot set the TLS 1.2 ciphers") }
-        guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
-            throw .openSSL("cannot use \(certificate) as the server certificate (a PEM certificate chain, the server's first)")
-        }
-        guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
-            let problem = TLSProblem.openSSL("cannot use \(key) as the private key (PEM, unencrypted)")
-            if problem.message.contains("key values mismatch") {
-                throw TLSProblem("the key in \(key) does not belong to the certificate in \(certificate)")
-            }
-            throw problem
-        }
-        guard SSL_CTX_check_private_key(context) == 1 else {
-            throw .openSSL("the key in \(key) does not belong to the certificate in \(certificate)")
-        }
+        try TLSProblem.useCertificate(certificate, key: key, in: context, role: "server")
         certificateNotAfter = SSL_CTX_get0_certificate(context).map { COpenSSL_not_after($0) } ?? 0
         // Resumed sessions need an id context once client certificates are asked for.
         let sessionContext: [UInt8] = Array("service-registry".utf8)

@@ -47,6 +47,12 @@ final class Quotas {
 
     // MARK: Rates
 
+    /// Whether an ACL entry (or `anonymous`) has a `requests_per_second`.
+    private var entryRates = false
+
+    /// Whether any request rate is bounded: without one, requests skip `admitRate`.
+    var boundsRates: Bool { entryRates || clientRate != nil }
+
     /// nil when the request may go on; else the 429 to send. `client` is asked only when the
     /// per-client rate is on.
     func admitRate(_ caller: Caller, client: () -> String?, now: Instant) -> Response? {
@@ -116,6 +122,9 @@ final class Quotas {
         accounts = []
         accountByName = [:]
         known = [:]
+        entryRates = policy.map { policy in
+            policy.anonymous.limits.requestsPerSecond != nil || policy.entries.contains { $0.grant.limits.requestsPerSecond != nil }
+        } ?? false
         guard let policy else { return }
         for entry in policy.entries where entry.grant.limits.boundsHoldings {
             accountByName[entry.name] = accounts.count
@@ -125,13 +134,17 @@ final class Quotas {
             accountByName[Self.anonymousName] = accounts.count
             accounts.append(Account(name: Self.anonymousName, grant: policy.anonymous))
         }
-        guard !accounts.isEmpty else { return }
+        guard tracksHoldings else { return }
         for name in registry.serviceNames { note(name, registry: registry) }
     }
 
+    /// Whether an ACL entry bounds what its namespace holds: without one, registrations and
+    /// changes need no bookkeeping here.
+    var tracksHoldings: Bool { !accounts.isEmpty }
+
     /// The service's instance count may have changed: the accounts it belongs to follow.
     func note(_ service: String, registry: Registry) {
-        guard !accounts.isEmpty else { return }
+        guard tracksHoldings else { return }
         let count = registry.instanceCount(ofService: service)
         let before = known[service] ?? (0, accounts.indices.filter { accounts[$0].grant.mayWrite(service) })
         guard count != before.count else { return }

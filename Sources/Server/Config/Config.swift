@@ -145,6 +145,24 @@ struct Config: Equatable {
         let valueName: String
         let help: String
         let apply: @Sendable (inout Config, String) -> String?
+
+        init(flag: String, variable: String, valueName: String, help: String,
+             apply: @escaping @Sendable (inout Config, String) -> String?) {
+            self.flag = flag
+            self.variable = variable
+            self.valueName = valueName
+            self.help = help
+            self.apply = apply
+        }
+
+        /// An option naming a file (or a name) that is unset when empty: an image's variable
+        /// cannot be removed, only emptied.
+        init(flag: String, variable: String, valueName: String, help: String, setting field: WritableKeyPath<Config, String?> & Sendable) {
+            self.init(flag: flag, variable: variable, valueName: valueName, help: help) { config, value in
+                config[keyPath: field] = value.isEmpty ? nil : value
+                return nil
+            }
+        }
     }
 
     /// Applies a switch's value ("true" when given as a flag).
@@ -176,20 +194,11 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--tls-cert", variable: "REGISTRY_TLS_CERT", valueName: "PATH",
-               help: "PEM certificate chain (the server's first) for HTTPS on --tls-port; reloaded on SIGHUP") { config, value in
-            config.tlsCertificate = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "PEM certificate chain (the server's first) for HTTPS on --tls-port; reloaded on SIGHUP", setting: \.tlsCertificate),
         Option(flag: "--tls-key", variable: "REGISTRY_TLS_KEY", valueName: "PATH",
-               help: "PEM private key of --tls-cert (unencrypted); reloaded on SIGHUP") { config, value in
-            config.tlsKey = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "PEM private key of --tls-cert (unencrypted); reloaded on SIGHUP", setting: \.tlsKey),
         Option(flag: "--tls-client-ca", variable: "REGISTRY_TLS_CLIENT_CA", valueName: "PATH",
-               help: "PEM CA bundle: the TLS port then requires a client certificate signed by it (mutual TLS; see cert_subject in the ACL file)") { config, value in
-            config.tlsClientCA = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "PEM CA bundle: the TLS port then requires a client certificate signed by it (mutual TLS; see cert_subject in the ACL file)", setting: \.tlsClientCA),
         Option(flag: "--tls-port", variable: "REGISTRY_TLS_PORT", valueName: "PORT",
                help: "TCP port of HTTPS, with --tls-cert and --tls-key; 0 picks a free one (default 5443)") { config, value in
             guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
@@ -284,15 +293,9 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--acl-file", variable: "REGISTRY_ACL_FILE", valueName: "PATH",
-               help: "tokens and their permissions (JSON, see README); reloaded on SIGHUP. Without it every client may do everything") { config, value in
-            config.aclFile = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "tokens and their permissions (JSON, see README); reloaded on SIGHUP. Without it every client may do everything", setting: \.aclFile),
         Option(flag: "--replica-token-file", variable: "REGISTRY_REPLICA_TOKEN_FILE", valueName: "PATH",
-               help: "cluster mode with --acl-file: a file holding the token this replica sends to the others (an operator token)") { config, value in
-            config.replicaTokenFile = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "cluster mode with --acl-file: a file holding the token this replica sends to the others (an operator token)", setting: \.replicaTokenFile),
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
                help: "debug (also turns on --access-log), info, warn or error (default info)") { config, value in
             guard let level = LogLevel.allCases.first(where: { $0.name == value.lowercased() }) else {
@@ -375,30 +378,15 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--etcd-cacert", variable: "REGISTRY_ETCD_CACERT", valueName: "PATH",
-               help: "cluster mode with https:// etcd members: the PEM CA bundle their certificates must chain to (default: the system's CAs)") { config, value in
-            config.etcdCACert = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "cluster mode with https:// etcd members: the PEM CA bundle their certificates must chain to (default: the system's CAs)", setting: \.etcdCACert),
         Option(flag: "--etcd-cert", variable: "REGISTRY_ETCD_CERT", valueName: "PATH",
-               help: "a PEM client certificate for etcd members started with --client-cert-auth (with --etcd-key)") { config, value in
-            config.etcdCert = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "a PEM client certificate for etcd members started with --client-cert-auth (with --etcd-key)", setting: \.etcdCert),
         Option(flag: "--etcd-key", variable: "REGISTRY_ETCD_KEY", valueName: "PATH",
-               help: "the PEM key of --etcd-cert") { config, value in
-            config.etcdKey = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "the PEM key of --etcd-cert", setting: \.etcdKey),
         Option(flag: "--etcd-user", variable: "REGISTRY_ETCD_USER", valueName: "NAME",
-               help: "etcd with auth enabled: the user the replicas authenticate as (with --etcd-password-file); it needs readwrite on --etcd-prefix") { config, value in
-            config.etcdUser = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "etcd with auth enabled: the user the replicas authenticate as (with --etcd-password-file); it needs readwrite on --etcd-prefix", setting: \.etcdUser),
         Option(flag: "--etcd-password-file", variable: "REGISTRY_ETCD_PASSWORD_FILE", valueName: "PATH",
-               help: "a file holding --etcd-user's password (its first line), such as a mounted Secret") { config, value in
-            config.etcdPasswordFile = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "a file holding --etcd-user's password (its first line), such as a mounted Secret", setting: \.etcdPasswordFile),
         Option(flag: "--etcd-prefix", variable: "REGISTRY_ETCD_PREFIX", valueName: "PREFIX",
                help: "the etcd key prefix of this registry, so that several share one etcd (default /service-registry/)") { config, value in
             guard value.hasPrefix("/"), value.hasSuffix("/"), value.count >= 2, value.utf8.count <= 200,
@@ -427,10 +415,7 @@ struct Config: Equatable {
             return nil
         },
         Option(flag: "--replica-cacert", variable: "REGISTRY_REPLICA_CACERT", valueName: "PATH",
-               help: "cluster mode with https:// advertise URLs: the PEM CA bundle the other replicas' certificates must chain to (default: the system's CAs); a replica presents its --tls-cert to the leader") { config, value in
-            config.replicaCACert = value.isEmpty ? nil : value
-            return nil
-        },
+               help: "cluster mode with https:// advertise URLs: the PEM CA bundle the other replicas' certificates must chain to (default: the system's CAs); a replica presents its --tls-cert to the leader", setting: \.replicaCACert),
         Option(flag: "--lease-ttl", variable: "REGISTRY_LEASE_TTL", valueName: "SECONDS",
                help: "the leader's etcd lease: when it dies another replica leads within about this long (whole seconds, 2 to 60; default 3)") { config, value in
             guard let seconds = DecimalText.unsigned(value), seconds >= 2, seconds <= 60 else { return "must be a whole number of seconds from 2 to 60" }

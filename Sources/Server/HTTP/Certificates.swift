@@ -1,3 +1,4 @@
+import JSON
 import Registry
 import TLS
 
@@ -78,21 +79,10 @@ final class Certificates {
         logger.info("tls_handshake_refused", ["reason": reason, "client": client, "refusals_not_logged": suppressed])
     }
 
-    /// Seconds since 1970 as an RFC 3339 date (UTC).
+    /// Seconds since 1970 as an RFC 3339 date (UTC), as the API writes its timestamps.
     static func date(_ seconds: Int64) -> String {
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let rest = seconds - days * 86_400
-        // Howard Hinnant's civil-from-days.
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(year)-\(two(month))-\(two(day))T\(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60))Z"
+        var json = JSONWriter(capacity: 32)
+        json.timestamp(unixNanoseconds: seconds &* 1_000_000_000)
+        return String(decoding: json.bytes.dropFirst().dropLast(), as: UTF8.self)
     }
 }

@@ -240,7 +240,7 @@ final class HTTPFrontEnd {
                 let dispatched = table.dispatch(method: method, path: path, query: query, body: body, now: now, wallClock: wallClock,
                                                 caller: { route in
                     let admission = AccessControl.admit(caller, to: route.permission)
-                    guard route.rateLimited, case .admitted(let who) = admission,
+                    guard route.rateLimited, quotas.boundsRates, case .admitted(let who) = admission,
                           let refusal = quotas.admitRate(who, client: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host }, now: now)
                     else { return admission }
                     return .denied(refusal)

@@ -19,17 +19,16 @@ extension NativeAPI {
         guard request.caller.grant.mayWrite(body.service) else {
             return .respond(AccessControl.denial(request.caller, needs: "write on service \(Violation.quoted(body.service))"))
         }
-        if let quotas, let refusal = service.read({ quotas.holdingRefusal(request.caller, service: body.service, id: body.id ?? body.address,
-                                                                        registry: $0) }) {
+        let holdings = quotas.flatMap { $0.tracksHoldings ? $0 : nil }
+        if let holdings, let refusal = service.read({ holdings.holdingRefusal(request.caller, service: body.service,
+                                                                              id: body.id ?? body.address, registry: $0) }) {
             return .respond(refusal)
         }
         let outcome = service.register(body, now: request.now)
-        if let quotas {
-            switch outcome {
-            case .registered: service.read { quotas.note(body.service, registry: $0) }
-            case .overLimit(let limit): quotas.countRegistryLimit(limit)
-            default: break
-            }
+        switch outcome {
+        case .registered: if let holdings { service.read { holdings.note(body.service, registry: $0) } }
+        case .overLimit(let limit): quotas?.countRegistryLimit(limit)
+        default: break
         }
         switch outcome {
         case .registered:

@@ -287,8 +287,9 @@ final class Connection {
     /// stream's chunk, `100 Continue`): written before the loop next polls.
     func outputAdded() {
         guard transport.writesAtOnce else {
-            // The TLS bufferevent writes on its own: the output counts as waiting until it has.
-            if stuckSince == nil { transport.noteStuck(self, true) }
+            // The TLS bufferevent writes on its own: the output counts as waiting until it
+            // has (a reply being made is written at once by `endReply`, or marked there).
+            if !isReplying, stuckSince == nil { transport.noteStuck(self, true) }
             return
         }
         if !isReplying { transport.schedule(self) }
@@ -321,13 +322,27 @@ final class Connection {
 
     func endReply() {
         isReplying = false
-        replyJustMade = true
-        flush()
-        replyJustMade = false
+        if transport.writesAtOnce { flush() } else { writeReplyThroughTLS() }
     }
 
-    /// Set while `endReply` flushes: on TLS only a reply is written at once.
-    private var replyJustMade = false
+    /// A TLS reply (at most a record's worth), written at once as one record through the
+    /// connection's own OpenSSL session, which saves the loop turn the bufferevent's write
+    /// event would take; then evhttp's write callback runs, as the bufferevent would run it.
+    /// A larger reply, or one the socket does not take now, is the bufferevent's to write.
+    private func writeReplyThroughTLS() {
+        guard let socketEvents, !isClosed else { return }
+        let output = bufferevent_get_output(socketEvents)
+        let length = evbuffer_get_length(output)
+        guard length > 0 else { return }
+        if length <= Self.coalescedRecordBytes, let bytes = evbuffer_pullup(output, -1),
+           TLSServerContext.writeNow(socketEvents, bytes, count: length) {
+            evbuffer_drain(output, length)
+            transport.countWrite(complete: true)
+            bufferevent_trigger(socketEvents, Int16(EV_WRITE), 0)
+        } else if stuckSince == nil {
+            transport.noteStuck(self, true)
+        }
+    }
 
     /// Writes evhttp's output to the socket, as much as it takes. Once all of it is written,
     /// evhttp's write callback runs, as the socket's bufferevent would run it: evhttp then
@@ -338,24 +353,9 @@ final class Connection {
         register()
         guard let socketEvents, !isClosed else { return }
         guard transport.writesAtOnce else {
-            // TLS: the bufferevent writes (and runs evhttp's write callback) itself, one TLS
-            // record per piece of the buffer: a reply of evhttp's head and the body (and
-            // a stream's event) goes out as one record, one write, when it is one piece.
-            let output = bufferevent_get_output(socketEvents)
-            let length = evbuffer_get_length(output)
-            if length == 0 {
-                onDrained?()
-            } else if length <= Self.coalescedRecordBytes, isReplying || replyJustMade {
-                // A reply, written at once as one record through OpenSSL (which saves the
-                // loop turn the bufferevent's own write event would take); then evhttp's
-                // write callback runs, as the bufferevent would run it.
-                replyJustMade = false
-                if let bytes = evbuffer_pullup(output, -1), TLSServerContext.writeNow(socketEvents, bytes, count: length) {
-                    evbuffer_drain(output, length)
-                    transport.countWrite(complete: true)
-                    bufferevent_trigger(socketEvents, Int16(EV_WRITE), 0)
-                }
-            }
+            // TLS: the bufferevent writes (and runs evhttp's write callback) itself; a
+            // stream's holder hears when it has written everything.
+            if evbuffer_get_length(bufferevent_get_output(socketEvents)) == 0 { onDrained?() }
             return
         }
         guard bufferevent_get_enabled(socketEvents) & Int16(EV_WRITE) != 0 else { return }

@@ -7,9 +7,11 @@ import Registry
 ///
 /// Layout: `u8 kind`, then, for the kinds written since format 2, `u8 format`; then `u64
 /// change index`, then for an upsert the service, id, address, tags, metadata, weight, zone,
-/// status, TTL and registration time, for a removal the service and id, for an index mark
-/// nothing more. Format 1 (kinds 1–3) had no format byte; it is still read, so that a data
-/// directory written before format 2 loads. A record of a format above `currentFormat` is
+/// status, TTL (0: the server's, -1: none) and registration time, and from format 3 the
+/// checks (`u32` count, then each check's id, name, probe, interval, timeout, deregister-after
+/// and status), for a removal the service and id, for an index mark nothing more. A record of
+/// format 2 reads as an instance without checks. Format 1 (kinds 1–3) had no format byte; it
+/// is still read, so that a data directory written before format 2 loads. A record of a format above `currentFormat` is
 /// refused with a message that says it was written by a newer registry, never taken for
 /// damage. A snapshot file starts with a header record (its own kind) that gives the change
 /// index, and ends with a trailer record that gives the number of instance records between.
@@ -21,7 +23,7 @@ public enum JournalCodec {
     }
 
     /// The record format this registry writes, and the newest it reads.
-    static let currentFormat: UInt8 = 2
+    static let currentFormat: UInt8 = 3
 
     // Format 1, without a format byte.
     private static let upsertKindV1: UInt8 = 1
@@ -51,8 +53,82 @@ public enum JournalCodec {
             + string + Violation.maxZoneLength
             + string + InstanceStatus.allCases.map(\.rawValue.utf8.count).max()!
             + 8 + 8
+            + 4 + Violation.maxChecks * maxCheckBytes
         return upsert
     }()
+
+    /// One check at its limits: id and name, the longest probe (an HTTP one), four durations
+    /// and a status.
+    private static let maxCheckBytes: Int = {
+        let string = 4
+        return 2 * (string + Violation.maxCheckIDLength * 4) + 1
+            + string + Violation.maxCheckURLLength + string + 16
+            + 4 + Violation.maxCheckHeaders * (string + Violation.maxCheckHeaderNameLength + string + Violation.maxCheckHeaderValueLength * 4)
+            + 1 + 8 * 3 + string + CheckStatus.allCases.map(\.rawValue.utf8.count).max()!
+    }()
+
+    private static let httpProbe: UInt8 = 1
+    private static let tcpProbe: UInt8 = 2
+    private static let ttlProbe: UInt8 = 3
+
+    private static func encode(_ check: HealthCheck, into writer: inout ByteWriter) {
+        writer.string(check.id)
+        writer.string(check.name)
+        switch check.probe {
+        case .http(let http):
+            writer.u8(httpProbe)
+            writer.string(http.url)
+            writer.string(http.method)
+            writer.u32(UInt32(http.headers.count))
+            for header in http.headers {
+                writer.string(header.key)
+                writer.string(header.value)
+            }
+            writer.u8(http.tlsSkipVerify ? 1 : 0)
+        case .tcp(let host, let port):
+            writer.u8(tcpProbe)
+            writer.string(host)
+            writer.u32(UInt32(port))
+        case .ttl(let ttl):
+            writer.u8(ttlProbe)
+            writer.i64(ttl.wholeNanoseconds)
+        }
+        writer.i64(check.interval.wholeNanoseconds)
+        writer.i64(check.timeout.wholeNanoseconds)
+        writer.i64(check.deregisterAfter?.wholeNanoseconds ?? 0)
+        writer.string(check.status.rawValue)
+    }
+
+    private static func decodeCheck(_ reader: inout ByteReader) throws(Failure) -> HealthCheck {
+        guard let id = reader.string(), let name = reader.string(), let kind = reader.u8() else { throw Failure(reason: "malformed check") }
+        let probe: HealthCheck.Probe
+        switch kind {
+        case httpProbe:
+            guard let url = reader.string(), let method = reader.string(), let count = reader.u32(), count <= 4096 else {
+                throw Failure(reason: "malformed HTTP check")
+            }
+            var headers: [MetadataEntry] = []
+            for _ in 0..<count {
+                guard let key = reader.string(), let value = reader.string() else { throw Failure(reason: "malformed check header") }
+                headers.append(MetadataEntry(key, value))
+            }
+            guard let skip = reader.u8(), skip <= 1 else { throw Failure(reason: "malformed HTTP check") }
+            probe = .http(HealthCheck.HTTPProbe(url: url, method: method, headers: headers, tlsSkipVerify: skip == 1))
+        case tcpProbe:
+            guard let host = reader.string(), let port = reader.u32(), port <= 65535 else { throw Failure(reason: "malformed TCP check") }
+            probe = .tcp(host: host, port: Int(port))
+        case ttlProbe:
+            guard let ttl = reader.i64(), ttl > 0 else { throw Failure(reason: "malformed TTL check") }
+            probe = .ttl(.nanoseconds(ttl))
+        default:
+            throw Failure(reason: "unknown check kind \(kind)")
+        }
+        guard let interval = reader.i64(), interval >= 0, let timeout = reader.i64(), timeout >= 0, let after = reader.i64(), after >= 0,
+              let statusText = reader.string(), let status = CheckStatus(rawValue: statusText)
+        else { throw Failure(reason: "malformed check") }
+        return HealthCheck(id: id, name: name, probe: probe, interval: .nanoseconds(interval), timeout: .nanoseconds(timeout),
+                           deregisterAfter: after > 0 ? .nanoseconds(after) : nil, status: status)
+    }
 
     /// Whether `payload` is a record this server can read (a journal entry, or a snapshot's
     /// header or trailer): what the search for valid records after damage accepts.
@@ -113,8 +189,10 @@ public enum JournalCodec {
             writer.u32(UInt32(attributes.weight))
             writer.string(attributes.zone ?? "")
             writer.string(attributes.status.rawValue)
-            writer.i64(attributes.ttl?.wholeNanoseconds ?? 0)
+            writer.i64(attributes.ttl.map { $0 == InstanceAttributes.noExpiry ? -1 : $0.wholeNanoseconds } ?? 0)
             writer.i64(state.registeredAt.nanoseconds &+ wallOffset)
+            writer.u32(UInt32(attributes.checks.count))
+            for check in attributes.checks { encode(check, into: &writer) }
         case .remove(let service, let id, let index):
             writer.u8(removeKind)
             writer.u8(currentFormat)
@@ -137,12 +215,14 @@ public enum JournalCodec {
     static func decode(_ payload: ArraySlice<UInt8>, wallOffset: Int64) throws(Failure) -> JournalEntry {
         var reader = ByteReader(payload)
         guard var kind = reader.u8() else { throw Failure(reason: "truncated record header") }
+        var format: UInt8 = 1
         switch kind {
         case upsertKindV1, removeKindV1, indexKindV1:
             // Format 1: the same fields, without a format byte.
             kind += 0x10
         case upsertKind, removeKind, indexKind:
-            guard let format = reader.u8() else { throw Failure(reason: "truncated record header") }
+            guard let written = reader.u8() else { throw Failure(reason: "truncated record header") }
+            format = written
             if format > currentFormat {
                 throw Failure(reason: "a record of format \(format), written by a newer registry (this one reads formats 1 to "
                     + "\(currentFormat))", isNewerFormat: true)
@@ -178,12 +258,20 @@ public enum JournalCodec {
                 metadata.append(MetadataEntry(key, value))
             }
             guard let weight = reader.u32(), let zone = reader.string(), let statusText = reader.string(),
-                  let status = InstanceStatus(rawValue: statusText), let ttl = reader.i64(), let registeredAt = reader.i64(),
-                  reader.isAtEnd
+                  let status = InstanceStatus(rawValue: statusText), let ttl = reader.i64(), ttl >= -1, let registeredAt = reader.i64()
             else { throw Failure(reason: "malformed instance record") }
+            var checks: [HealthCheck] = []
+            if format >= 3 {
+                guard let count = reader.u32(), count <= 4096 else { throw Failure(reason: "malformed checks") }
+                for _ in 0..<count { checks.append(try decodeCheck(&reader)) }
+            }
+            guard reader.isAtEnd else { throw Failure(reason: "malformed instance record") }
             let state = InstanceState(
-                service: service, id: id, address: address, tags: tags, metadata: metadata, weight: Int(weight),
-                zone: zone.isEmpty ? nil : zone, status: status, ttl: ttl > 0 ? .nanoseconds(ttl) : nil,
+                service: service, id: id,
+                attributes: InstanceAttributes(address: address, tags: tags, metadata: metadata, weight: Int(weight),
+                                               zone: zone.isEmpty ? nil : zone, status: status,
+                                               ttl: ttl > 0 ? .nanoseconds(ttl) : ttl == -1 ? InstanceAttributes.noExpiry : nil,
+                                               checks: checks),
                 registeredAt: Instant(nanoseconds: registeredAt &- wallOffset))
             return .upsert(state, changeIndex: index)
         default:
@@ -194,9 +282,21 @@ public enum JournalCodec {
     /// Encodes `entry` in format 1, as registries before format 2 wrote it: for tests that
     /// check such files still load.
     static func encodeFormat1(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
-        var bytes = encode(entry, wallOffset: wallOffset)
+        var bytes = encodeFormat2(entry, wallOffset: wallOffset)
         bytes[0] -= 0x10
         bytes.remove(at: 1)
+        return bytes
+    }
+
+    /// Encodes `entry` (an instance without checks) in format 2, as registries before format
+    /// 3 wrote it.
+    static func encodeFormat2(_ entry: JournalEntry, wallOffset: Int64) -> [UInt8] {
+        var bytes = encode(entry, wallOffset: wallOffset)
+        bytes[1] = 2
+        if case .upsert(let state, _) = entry {
+            precondition(state.attributes.checks.isEmpty, "format 2 has no checks")
+            bytes.removeLast(4)
+        }
         return bytes
     }
 }

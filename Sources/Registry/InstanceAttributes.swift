@@ -9,13 +9,18 @@ public struct InstanceAttributes: Hashable, Sendable {
     public var weight: Int
     public var zone: String?
     public var status: InstanceStatus
-    /// This instance's own heartbeat timeout; nil for the server's.
+    /// This instance's own heartbeat timeout; nil for the server's; `noExpiry` for none.
     public var ttl: Duration?
+    /// Checks the registry runs or the instance reports, each with its verdict.
+    public var checks: [HealthCheck]
 
     public static let defaultWeight = 100
+    /// A `ttl` that never runs out: the instance stays until it is deregistered, or until a
+    /// check with `deregisterAfter` has been critical that long (how Consul registers).
+    public static let noExpiry = Duration.zero
 
     public init(address: String, tags: [String] = [], metadata: [MetadataEntry] = [], weight: Int = defaultWeight,
-                zone: String? = nil, status: InstanceStatus = .up, ttl: Duration? = nil) {
+                zone: String? = nil, status: InstanceStatus = .up, ttl: Duration? = nil, checks: [HealthCheck] = []) {
         self.address = address
         self.tags = tags
         self.metadata = metadata
@@ -23,6 +28,22 @@ public struct InstanceAttributes: Hashable, Sendable {
         self.zone = zone
         self.status = status
         self.ttl = ttl
+        self.checks = checks
+    }
+
+    /// A critical check takes the instance out of default discovery, whatever its status.
+    public var hasCriticalCheck: Bool {
+        checks.contains { $0.status == .critical }
+    }
+
+    /// The worst verdict of its checks (passing when it has none).
+    public var health: CheckStatus {
+        var worst = CheckStatus.passing
+        for check in checks {
+            if check.status == .critical { return .critical }
+            if check.status == .warning { worst = .warning }
+        }
+        return worst
     }
 }
 
@@ -38,4 +59,5 @@ extension CarriesInstanceAttributes {
     public var weight: Int { attributes.weight }
     public var zone: String? { attributes.zone }
     public var status: InstanceStatus { attributes.status }
+    public var checks: [HealthCheck] { attributes.checks }
 }

@@ -10,8 +10,9 @@ struct InstanceRecord {
     /// In a mirror: its removal has been proposed (its deadline passed on the leader); it
     /// is listed until the removal is committed, but no longer renewed.
     var isExpiring: Bool
-    /// `attributes.ttl` in nanoseconds, 0 for the server's: kept beside it because every
-    /// heartbeat needs it, and turning a `Duration` into nanoseconds costs a division.
+    /// `attributes.ttl` in nanoseconds, 0 for the server's, `neverExpires` for none: kept
+    /// beside it because every heartbeat needs it, and turning a `Duration` into nanoseconds
+    /// costs a division.
     var customTTL: Int64
     var registeredAt: Int64
     var lastHeartbeat: Int64
@@ -26,11 +27,18 @@ struct InstanceRecord {
         self.orderPosition = orderPosition
         self.isProtected = false
         self.isExpiring = false
-        self.customTTL = attributes.ttl?.wholeNanoseconds ?? 0
+        self.customTTL = Self.customTTL(of: attributes)
         self.registeredAt = registeredAt
         self.lastHeartbeat = 0
         self.deadline = 0
         self.version = 0
+    }
+
+    static let neverExpires: Int64 = -1
+
+    static func customTTL(of attributes: InstanceAttributes) -> Int64 {
+        guard let ttl = attributes.ttl else { return 0 }
+        return ttl == InstanceAttributes.noExpiry ? neverExpires : ttl.wholeNanoseconds
     }
 
     static let vacant = InstanceRecord(id: "", attributes: InstanceAttributes(address: "", weight: 0), service: -1,

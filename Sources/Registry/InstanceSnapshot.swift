@@ -6,7 +6,8 @@ public struct InstanceSnapshot: Equatable, Sendable, CarriesInstanceAttributes {
     public let registeredAt: Instant
     public let lastHeartbeat: Instant
     public let deadline: Instant
-    /// The heartbeat timeout in force for this instance: its own, or the server's.
+    /// The heartbeat timeout in force for this instance: its own, or the server's
+    /// (`InstanceAttributes.noExpiry` when it has none).
     public let ttl: Duration
     /// Kept past its deadline by expiry protection.
     public let isProtected: Bool

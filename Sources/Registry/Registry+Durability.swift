@@ -124,7 +124,7 @@ extension Registry {
         var state = state
         // The TTL bounds are this server's configuration, not a rule of the data: a restart
         // with a narrower `--min-ttl`/`--max-ttl` keeps the instance, its TTL brought within.
-        if let ttl = state.attributes.ttl {
+        if let ttl = state.attributes.ttl, ttl != InstanceAttributes.noExpiry {
             state.attributes.ttl = min(max(ttl, policy.minimumTTL), policy.maximumTTL)
         }
         let fields = InstanceFields(state.attributes)

@@ -81,6 +81,23 @@ extension Registry {
         }
     }
 
+    /// What `setCheckStatus` would do, without doing it (the heartbeat, soft state, is the
+    /// caller's to count).
+    public func judgeCheckStatus(service: String, id: String, check checkID: String, status: CheckStatus) -> (outcome: InstanceOutcome, proposal: Proposal?) {
+        switch judgedInstance(service: service, id: id, address: nil) {
+        case .failure(let refusal):
+            return (refusal.outcome, nil)
+        case .success(let slot):
+            let current = instances[Int(slot)]
+            guard let position = current.attributes.checks.firstIndex(where: { $0.id == checkID }) else { return (.unknownCheck, nil) }
+            guard current.attributes.checks[position].status != status else { return (.done(changed: false), nil) }
+            var attributes = current.attributes
+            attributes.checks[position].status = status
+            let state = InstanceState(service: service, id: id, attributes: attributes, registeredAt: Instant(nanoseconds: current.registeredAt))
+            return (.done(changed: true), Proposal(service: service, id: id, state: state, basedOn: current.version))
+        }
+    }
+
     /// What `deregister` would do, without doing it.
     public func judgeDeregister(service: String, id: String, address: String? = nil) -> (outcome: InstanceOutcome, proposal: Proposal?) {
         switch judgedInstance(service: service, id: id, address: address) {
@@ -137,7 +154,7 @@ extension Registry {
             removeIfPresent(service: service, id: id)
             return nil
         case .put(var state):
-            if let ttl = state.attributes.ttl {
+            if let ttl = state.attributes.ttl, ttl != InstanceAttributes.noExpiry {
                 state.attributes.ttl = min(max(ttl, policy.minimumTTL), policy.maximumTTL)
             }
             if let violation = Violation.checkServiceName(state.service) ?? Violation.checkAddress(state.attributes.address)

@@ -140,7 +140,8 @@ extension Registry {
             registeredAt: Instant(nanoseconds: instance.registeredAt),
             lastHeartbeat: Instant(nanoseconds: instance.lastHeartbeat),
             deadline: Instant(nanoseconds: instance.deadline),
-            ttl: .nanoseconds(instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos),
+            ttl: instance.customTTL == InstanceRecord.neverExpires ? InstanceAttributes.noExpiry
+                : .nanoseconds(instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos),
             isProtected: instance.isProtected)
     }
 }

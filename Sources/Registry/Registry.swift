@@ -127,6 +127,26 @@ public struct Registry: Sendable {
         }
     }
 
+    /// Gives one of the instance's checks a new verdict (the checker's, or the instance's own
+    /// report for a TTL check); with `heartbeat`, also counts a heartbeat, as a TTL check's
+    /// report does.
+    public mutating func setCheckStatus(service: String, id: String, check checkID: String, status: CheckStatus,
+                                        heartbeat: Bool = false, now: Instant) -> InstanceOutcome {
+        if case .found(let slot) = findLiveInstance(service: service, id: id, now: now),
+           !instances[Int(slot)].attributes.checks.contains(where: { $0.id == checkID }) {
+            return .unknownCheck
+        }
+        return withLiveInstance(service: service, id: id, now: now) { registry, slot in
+            var attributes = registry.instances[Int(slot)].attributes
+            guard let position = attributes.checks.firstIndex(where: { $0.id == checkID }) else { return false }
+            attributes.checks[position].status = status
+            let before = registry.update(slot, to: attributes)
+            let unprotected = heartbeat ? registry.renew(slot, now: now) : false
+            registry.finishChange(of: slot, prior: before, unprotected: unprotected, now: now)
+            return before != nil || unprotected
+        }
+    }
+
     public mutating func deregister(service: String, id: String, address: String? = nil, now: Instant) -> InstanceOutcome {
         withLiveInstance(service: service, id: id, address: address, now: now) { registry, slot in
             registry.remove(slot)
@@ -171,6 +191,7 @@ public struct Registry: Sendable {
         if let metadata = fields.metadata, let violation = Violation.checkMetadata(metadata) { return violation }
         if let weight = fields.weight, let violation = Violation.checkWeight(weight) { return violation }
         if let zone = fields.zone.flatMap({ $0 }), let violation = Violation.checkZone(zone) { return violation }
+        if let checks = fields.checks, let violation = Violation.checkHealthChecks(checks) { return violation }
         if case .seconds(let seconds) = fields.ttl {
             // Compared as numbers of seconds, before any conversion: NaN fails both tests.
             let minimum = Double(policy.minimumTTL.wholeNanoseconds) / 1e9
@@ -248,7 +269,7 @@ public struct Registry: Sendable {
         let before = instances[Int(slot)]
         guard before.attributes != attributes else { return nil }
         instances[Int(slot)].attributes = attributes
-        instances[Int(slot)].customTTL = attributes.ttl?.wholeNanoseconds ?? 0
+        instances[Int(slot)].customTTL = InstanceRecord.customTTL(of: attributes)
         services[Int(before.service)].replace(before.attributes, with: attributes)
         return before
     }
@@ -263,7 +284,8 @@ public struct Registry: Sendable {
 
     /// When an instance heartbeating at `now` is next due.
     func deadline(of instance: InstanceRecord, from now: Instant) -> Int64 {
-        now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos) &+ graceNanos
+        if instance.customTTL == InstanceRecord.neverExpires { return .max }
+        return now.nanoseconds &+ (instance.customTTL > 0 ? instance.customTTL : defaultTTLNanos) &+ graceNanos
     }
 
     /// Counts a heartbeat. Returns true when the instance was under protection and no

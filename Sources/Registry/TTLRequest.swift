@@ -6,9 +6,11 @@ public enum TTLRequest: Equatable, Sendable {
     /// before it becomes a `Duration`, so no number a client can send (`-1e10`, `1e300`)
     /// reaches a conversion that traps, and a refusal reports the number that was sent.
     case seconds(Double)
+    /// No heartbeat timeout at all (`InstanceAttributes.noExpiry`): Consul's registrations.
+    case never
 
     /// The same request for a `Duration` (restoring, tools, tests).
     public static func duration(_ duration: Duration) -> TTLRequest {
-        .seconds(Double(duration.wholeNanoseconds) / 1e9)
+        duration == InstanceAttributes.noExpiry ? .never : .seconds(Double(duration.wholeNanoseconds) / 1e9)
     }
 }

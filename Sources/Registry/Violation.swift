@@ -23,6 +23,9 @@ public enum Violation: Error, Equatable, Sendable {
     case weightOutOfRange(Int)
     case badZone(String, reason: String)
     case ttlOutOfRange(seconds: Double, minimum: Duration, maximum: Duration)
+    case tooManyChecks(count: Int)
+    /// `id` is the check's id as sent (empty when that is what is wrong).
+    case badCheck(id: String, reason: String)
 
     public static let maxServiceNameLength = 253
     public static let maxAddressLength = 1024
@@ -80,6 +83,10 @@ public enum Violation: Error, Equatable, Sendable {
             return "zone \(Self.quoted(zone)) \(reason)"
         case .ttlOutOfRange(let seconds, let minimum, let maximum):
             return "ttl_seconds must be from \(minimum.secondsText) to \(maximum.secondsText) on this server, got \(Self.numberText(seconds))"
+        case .tooManyChecks(let count):
+            return "an instance may have at most \(Self.maxChecks) checks, got \(count)"
+        case .badCheck(let id, let reason):
+            return id.isEmpty ? "check: \(reason)" : "check \(Self.quoted(id)): \(reason)"
         }
     }
 

@@ -31,7 +31,7 @@ public struct RegistrationRequest: Equatable, Sendable {
     public static func decode(_ body: UnsafeBufferPointer<UInt8>) -> Result<RegistrationRequest, WireProblem> {
         Result { () throws(WireProblem) in
             let object = try BodyObject(body, example: example)
-            try object.onlyKnown(["service", "address", "id", "tags", "metadata", "weight", "zone", "status", "ttl_seconds"])
+            try object.onlyKnown(["service", "address", "id", "tags", "metadata", "weight", "zone", "status", "ttl_seconds", "check", "checks"])
             var fields = InstanceFields()
             fields.tags = try object.optionalStringArray("tags")
             fields.metadata = try object.optionalStringMap("metadata")
@@ -42,8 +42,10 @@ public struct RegistrationRequest: Equatable, Sendable {
                 // The number goes to the core as it was sent; it checks the bounds first.
                 fields.ttl = try object.nullableNumber("ttl_seconds").map(TTLRequest.seconds) ?? .serverDefault
             }
-            return RegistrationRequest(service: try object.string("service", example: example), address: try object.string("address", example: example),
-                                       id: try object.optionalString("id"), fields: fields)
+            let address = try object.string("address", example: example)
+            let id = try object.optionalString("id")
+            fields.checks = try CheckDefinition.decode(from: object, instance: id ?? address)
+            return RegistrationRequest(service: try object.string("service", example: example), address: address, id: id, fields: fields)
         }
     }
 
@@ -94,6 +96,17 @@ public struct RegistrationRequest: Equatable, Sendable {
         case .seconds(let seconds)?:
             json.raw(",\"ttl_seconds\":")
             json.raw(Violation.numberText(seconds))
+        case .never?:
+            // Not a choice of the native API: Consul's registrations only.
+            break
+        }
+        if let checks = fields.checks {
+            json.raw(",\"checks\":[")
+            for (position, check) in checks.filter(\.isActive).enumerated() {
+                if position > 0 { json.raw(",") }
+                CheckDefinition.encode(check, into: &json)
+            }
+            json.raw("]")
         }
         json.raw("}")
         return json.bytes

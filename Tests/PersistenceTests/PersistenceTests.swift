@@ -51,12 +51,38 @@ import TestSupport
         }
     }
 
-    @Test func recordsOfFormatOneAreStillRead() throws {
+    @Test func recordsOfFormatsOneAndTwoAreStillRead() throws {
         let (_, journal) = history()
         for entry in journal {
             let old = JournalCodec.encodeFormat1(entry, wallOffset: wallOffset)
+            let two = JournalCodec.encodeFormat2(entry, wallOffset: wallOffset)
             #expect(try JournalCodec.decode(old[...], wallOffset: wallOffset) == entry)
-            #expect(old.count + 1 == JournalCodec.encode(entry, wallOffset: wallOffset).count)
+            #expect(try JournalCodec.decode(two[...], wallOffset: wallOffset) == entry)
+            #expect(old.count + 1 == two.count)
+            if case .upsert = entry { #expect(two.count + 4 == JournalCodec.encode(entry, wallOffset: wallOffset).count) }
+        }
+    }
+
+    /// Format 3's checks and an instance without a heartbeat timeout, every kind of probe and
+    /// every optional part, round-trip exactly; a truncated one is refused, never misread.
+    @Test func checksAndNoExpiryRoundTrip() throws {
+        let checks = [
+            HealthCheck(id: "service:a", name: "HTTP on /health",
+                        probe: .http(.init(url: "https://[::1]:8443/health?x=1", method: "HEAD",
+                                           headers: [MetadataEntry("X-Token", "s3cr\u{e9}t"), MetadataEntry("Accept", "*/*")],
+                                           tlsSkipVerify: true)),
+                        interval: .seconds(10), timeout: .milliseconds(1500), deregisterAfter: .seconds(30), status: .warning),
+            HealthCheck(id: "tcp", probe: .tcp(host: "db.internal", port: 5432), interval: .seconds(5), status: .passing),
+            HealthCheck(id: "service:a:2", probe: .ttl(.seconds(15)), deregisterAfter: .seconds(90)),
+        ]
+        let state = InstanceState(service: "api", id: "a",
+                                  attributes: InstanceAttributes(address: "http://10.0.0.1:80", ttl: InstanceAttributes.noExpiry, checks: checks),
+                                  registeredAt: now)
+        let entry = JournalEntry.upsert(state, changeIndex: 9)
+        let bytes = JournalCodec.encode(entry, wallOffset: wallOffset)
+        #expect(try JournalCodec.decode(bytes[...], wallOffset: wallOffset) == entry)
+        for cut in stride(from: 1, to: bytes.count, by: 7) {
+            #expect(throws: (any Error).self) { try JournalCodec.decode(bytes[..<cut], wallOffset: wallOffset) }
         }
     }
 
@@ -289,7 +315,7 @@ import TestSupport
 
     @Test func theLongestRecordTheRulesAllowFitsTheBound() throws {
         let wide = String(repeating: "🙂", count: Violation.maxAddressLength)
-        let state = InstanceState(
+        var state = InstanceState(
             service: String(repeating: "s", count: Violation.maxServiceNameLength), id: wide, address: wide,
             tags: (0..<Violation.maxTags).map { "\($0)" + String(repeating: "🙂", count: Violation.maxTagLength - 2) },
             metadata: (0..<Violation.maxMetadataEntries).map {
@@ -298,6 +324,18 @@ import TestSupport
             },
             weight: 1000, zone: String(repeating: "z", count: Violation.maxZoneLength), status: .outOfService,
             ttl: .seconds(3600), registeredAt: now)
+        let longID = String(repeating: "🙂", count: Violation.maxCheckIDLength - 1)
+        let url = "http://x/" + String(repeating: "p", count: Violation.maxCheckURLLength - 9)
+        let headers = (0..<Violation.maxCheckHeaders).map {
+            MetadataEntry("\($0)" + String(repeating: "h", count: Violation.maxCheckHeaderNameLength - 1),
+                          String(repeating: "🙂", count: Violation.maxCheckHeaderValueLength))
+        }
+        state.attributes.checks = (0..<Violation.maxChecks).map {
+            HealthCheck(id: "\($0)" + longID, name: "\($0)" + longID,
+                        probe: .http(.init(url: url, method: "PROPPATCHPROPPAT", headers: headers)),
+                        interval: .seconds(10), deregisterAfter: .seconds(60), status: .critical)
+        }
+        #expect(Violation.checkHealthChecks(state.attributes.checks) == nil)
         let payload = JournalCodec.encode(.upsert(state, changeIndex: .max), wallOffset: wallOffset)
         #expect(payload.count <= Frames.maxPayloadBytes)
         #expect(payload.count > Frames.maxPayloadBytes - 1024)

@@ -74,7 +74,7 @@ import TestSupport
         // A member this version does not know is refused, naming it: a typo (`ttl` for
         // `ttl_seconds`) dropped in silence would leave the default in its place.
         #expect(message(#"{"service":"a","address":"b","later":{"x":[1]}}"#)
-            == #"unknown field "later"; this request takes service, address, id, tags, metadata, weight, zone, status, ttl_seconds"#)
+            == #"unknown field "later"; this request takes service, address, id, tags, metadata, weight, zone, status, ttl_seconds, check, checks"#)
     }
 
     @Test func referencesNeedAnAddressOrIdAndAStatusWhereRequired() {

@@ -86,6 +86,9 @@ extension NativeAPI {
         case .unknownInstance:
             return .respond(.status(404, "not_found", write == .heartbeat
                 ? "Service \(service) has no instance at \(id); register it first" : "Service \(service) has no instance at \(id)"))
+        case .unknownCheck:
+            // These writes name no check.
+            return .respond(.status(404, "not_found", "Service \(service) has no instance at \(id)"))
         case .invalid(let violation):
             return .respond(.error(400, violation.message))
         }

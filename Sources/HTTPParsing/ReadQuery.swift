@@ -11,6 +11,34 @@ public struct ReadQuery: Equatable {
         case any
     }
 
+    /// What the instances' checks must say: by default (`passing`) none is critical (a
+    /// warning keeps an instance listed); `critical` lists the failing ones; `any` all.
+    /// `status=any` alone means `health=any` as well: everything the service holds.
+    public enum HealthFilter: String, Hashable, CaseIterable {
+        case passing
+        case critical
+        case any
+
+        public func admits(_ attributes: InstanceAttributes) -> Bool {
+            switch self {
+            case .passing: return !attributes.hasCriticalCheck
+            case .critical: return attributes.hasCriticalCheck
+            case .any: return true
+            }
+        }
+    }
+
+    /// Both filters of what an instance says about itself, as a key for cached candidates.
+    public struct Standing: Hashable {
+        public let status: StatusFilter
+        public let health: HealthFilter
+
+        public func admits(_ attributes: InstanceAttributes) -> Bool {
+            if case .only(let wanted) = status, attributes.status != wanted { return false }
+            return health.admits(attributes)
+        }
+    }
+
     public enum Pick: String, Equatable, CaseIterable {
         case roundRobin = "round-robin"
         case random
@@ -21,6 +49,8 @@ public struct ReadQuery: Equatable {
     public var zone: String?
     public var metadata: [MetadataEntry] = []
     public var status: StatusFilter = .only(.up)
+    /// nil: `passing`, or `any` with `status=any`.
+    public var healthParameter: HealthFilter?
     public var pick: Pick?
     public var limit: Int?
     /// A blocking query: answer once the index is above this.
@@ -32,8 +62,12 @@ public struct ReadQuery: Equatable {
 
     /// The filter, canonically: two queries with the same key list the same instances in the
     /// same order (when neither picks), whatever their `index` and `wait`.
+    public var health: HealthFilter { healthParameter ?? (status == .any ? .any : .passing) }
+    public var standing: Standing { Standing(status: status, health: health) }
+
     public var filterKey: String {
         var key = "s=" + (status == .any ? "any" : { if case .only(let only) = status { return only.rawValue }; return "" }())
+        key += "|h=" + health.rawValue
         if !tags.isEmpty { key += "|t=" + tags.joined(separator: "\u{1}") }
         if let zone { key += "|z=" + zone }
         for entry in metadata { key += "|m=" + entry.key + "\u{1}" + entry.value }
@@ -43,7 +77,8 @@ public struct ReadQuery: Equatable {
 
     /// True when the answer is the plain, cacheable one: UP instances, no filter, no pick.
     public var isDefaultListing: Bool {
-        tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && pick == nil && limit == nil
+        tags.isEmpty && zone == nil && metadata.isEmpty && status == .only(.up) && health == .passing && pick == nil
+            && limit == nil
     }
 
     /// Which parameters a route takes: filters only on instance listings.
@@ -97,6 +132,11 @@ public struct ReadQuery: Equatable {
             } else {
                 throw WireProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \(Violation.quoted(value))")
             }
+        case ("health", .instances):
+            guard let parsed = HealthFilter(rawValue: value.lowercased()) else {
+                throw WireProblem(message: "query parameter 'health' must be passing, critical or any, got \(Violation.quoted(value))")
+            }
+            healthParameter = parsed
         case ("pick", .instances):
             guard let parsed = Pick(rawValue: value) else {
                 throw WireProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \(Violation.quoted(value))")
@@ -114,7 +154,7 @@ public struct ReadQuery: Equatable {
             }
             metadata.append(MetadataEntry(key, value))
         default:
-            let known = scope == .instances ? "tag, zone, meta.KEY, status, pick, limit, index, wait" : "index, wait"
+            let known = scope == .instances ? "tag, zone, meta.KEY, status, health, pick, limit, index, wait" : "index, wait"
             throw WireProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")
         }
     }

@@ -56,6 +56,12 @@ extension Registry {
         return result
     }
 
+    /// One instance as `instances(ofService:now:)` would list it (due ones are not expired
+    /// here: a peek for the checker and the Consul view, which then read the service).
+    public func instance(service: String, id: String) -> InstanceSnapshot? {
+        peekInstance(service: service, id: id).map { snapshot(of: instances[Int($0)]) }
+    }
+
     /// The instance in `slot`, as `instances(ofService:now:)` lists it. `slot` must come
     /// from `instanceVersions(ofService:now:)` with nothing changed since.
     public func instance(inSlot slot: Int32) -> InstanceSnapshot {

@@ -2,6 +2,8 @@
 /// can show, judged at registration so that nothing wrong is found at the first run.
 extension Violation {
     public static let maxChecks = 8
+    /// What libevent's HTTP client can send.
+    public static let checkMethods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"]
     public static let maxCheckIDLength = 128
     public static let maxCheckURLLength = 2048
     public static let maxCheckHeaders = 8
@@ -40,8 +42,8 @@ extension Violation {
                 return "url \(quoted(http.url)) is not an http:// or https:// URL with a host (and a port from 1 to 65535, "
                     + "no user name, no fragment, printable ASCII only)"
             }
-            if http.method.isEmpty || http.method.utf8.count > 16 || !http.method.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) {
-                return "method \(quoted(http.method)) is not an HTTP method (1 to 16 capital letters, such as GET or HEAD)"
+            if !checkMethods.contains(http.method) {
+                return "method \(quoted(http.method)) is not one the checker sends: " + checkMethods.joined(separator: ", ")
             }
             if http.headers.count > maxCheckHeaders { return "\(http.headers.count) headers; the limit is \(maxCheckHeaders)" }
             for header in http.headers {

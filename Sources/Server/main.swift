@@ -155,10 +155,14 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         api.cluster = started
         cluster = started
     }
+    let checker = HealthChecker(service: service, loop: loop, logger: logger, activeChecks: config.activeChecks, allow: config.checkAllow,
+                                maxInFlight: config.maxChecksInFlight)
+    api.checker = checker
     api.metricsExposition = { [unowned service, unowned hub] in
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount, store: store.stats,
                                            transport: frontEnds.map(\.transportStats).reduce(Transport.Stats(), +), cluster: cluster,
-                                           access: access, certificates: certificates, quotas: quotas, config: config))
+                                           access: access, certificates: certificates, quotas: quotas, config: config,
+                                           checker: checker))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: frontEnds, heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
                               shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub, unowned service] in
@@ -204,7 +208,14 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         "expiry_protection": config.expiryProtection.map { String($0) } ?? "off", "log_level": config.logLevel.name,
         "access_log": config.accessLogEnabled ? "on" : "off",
         "shutdown_grace": config.shutdownGrace.secondsText, "mode": config.etcd == nil ? "single" : "cluster",
+        "checks": config.activeChecks ? "on" : "off",
+        "check_allow": config.checkAllow.allowsEverything ? "all" : config.checkAllow.blocks.map(\.text).joined(separator: ","),
+        "max_checks_in_flight": config.maxChecksInFlight,
     ])
+    if config.activeChecks && config.checkAllow.allowsEverything {
+        logger.info("checks_unrestricted", ["note": "HTTP and TCP checks may connect to any address a client registers; "
+                                                + "restrict them with --check-allow CIDR,... (see README, Health checks)"])
+    }
     if let certificates { certificates.logLoaded() }
     if let policy = access.policy {
         logger.info("acl_loaded", ["path": config.aclFile ?? "", "tokens": policy.entries.count, "anonymous": policy.anonymous.summary,
@@ -220,11 +231,14 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     // Before serving: from here on the /services listing is kept up to date change by change.
     api.prepareListing()
     cluster?.start(service: service)
+    // A single registry leads from the start; a replica starts checking when it leads.
+    checker.start()
     loop.run()
     // The loop is over: make the store durable and close it, then free evhttp and the loop.
     let synced = service.finish()
     withExtendedLifetime(lifecycle) {}
     for frontEnd in frontEnds { frontEnd.close() }
+    checker.close()
     loop.close()
     logger.info("stopped")
     logger.flush()

@@ -11,8 +11,9 @@ public final class TLSClientContext {
     public let context: OpaquePointer
 
     /// `caFile`: a PEM bundle to trust instead of the system's CAs; `certificate` and `key`:
-    /// this client's, for a server that asks for one.
-    public init(caFile: String? = nil, certificate: String? = nil, key: String? = nil) throws(TLSProblem) {
+    /// this client's, for a server that asks for one. `verifyPeer` false accepts any
+    /// certificate (a health check's `tls_skip_verify`, as Consul's `TLSSkipVerify`).
+    public init(caFile: String? = nil, certificate: String? = nil, key: String? = nil, verifyPeer: Bool = true) throws(TLSProblem) {
         _ = TLSProblem.takeErrors()
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw .openSSL("cannot create a TLS context") }
         var ready = false
@@ -26,7 +27,7 @@ public final class TLSClientContext {
         } else if SSL_CTX_set_default_verify_paths(context) != 1 {
             throw .openSSL("cannot read the system's CA certificates")
         }
-        SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
+        SSL_CTX_set_verify(context, verifyPeer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nil)
         switch (certificate, key) {
         case (let certificate?, let key?):
             try TLSProblem.useCertificate(certificate, key: key, in: context, role: "client")

@@ -332,7 +332,7 @@ import TestSupport
         }
         state.attributes.checks = (0..<Violation.maxChecks).map {
             HealthCheck(id: "\($0)" + longID, name: "\($0)" + longID,
-                        probe: .http(.init(url: url, method: "PROPPATCHPROPPAT", headers: headers)),
+                        probe: .http(.init(url: url, method: "OPTIONS", headers: headers)),
                         interval: .seconds(10), deregisterAfter: .seconds(60), status: .critical)
         }
         #expect(Violation.checkHealthChecks(state.attributes.checks) == nil)

@@ -84,6 +84,20 @@ extension RegistryService {
         return outcome
     }
 
+    func clusterSetCheckStatus(service: String, id: String, check: String, to status: CheckStatus, heartbeat: Bool,
+                               now: Instant) -> InstanceOutcome {
+        beginWrite()
+        if deferIfBusy(service: service, id: id) { return .done(changed: false) }
+        let (outcome, proposal) = registry.judgeCheckStatus(service: service, id: id, check: check, status: status)
+        if heartbeat, case .done = outcome {
+            _ = registry.heartbeat(service: service, id: id, now: now)
+            renewed(service: service, id: id, now: now)
+        }
+        propose(proposal)
+        noteWork()
+        return outcome
+    }
+
     func clusterDeregister(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
         beginWrite()
         if deferIfBusy(service: reference.service, id: reference.name) { return .done(changed: true) }
@@ -169,6 +183,7 @@ extension RegistryService {
             armedDeadline = nil
             rearmExpiry(now: now)
         }
+        for listener in roleListeners { listener(leading) }
         noteWork()
     }
 

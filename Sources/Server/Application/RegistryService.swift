@@ -45,6 +45,8 @@ final class RegistryService: DurableStateSource {
     private var turnWaiters: [CommitWaiter] = []
     private var pendingCommits: [(ticket: CommitTicket, waiters: [CommitWaiter])] = []
     private var changeListeners: [([String]) -> Void] = []
+    /// Told when this replica starts or stops leading (a single registry always leads).
+    var roleListeners: [(Bool) -> Void] = []
     private var upkeep: [() -> Void] = []
 
     /// Set on the first stop signal: `/ready` answers 503 from then on.
@@ -130,6 +132,19 @@ final class RegistryService: DurableStateSource {
         return outcome
     }
 
+    /// A check's new verdict (the checker's, or a TTL check's report, which also counts as a
+    /// heartbeat).
+    func setCheckStatus(service: String, id: String, check: String, to status: CheckStatus, heartbeat: Bool = false,
+                        now: Instant) -> InstanceOutcome {
+        if cluster != nil { return clusterSetCheckStatus(service: service, id: id, check: check, to: status, heartbeat: heartbeat, now: now) }
+        let outcome = registry.setCheckStatus(service: service, id: id, check: check, status: status, heartbeat: heartbeat, now: now)
+        if case .done(true) = outcome {
+            logger.info("check", ["service": service, "id": id, "check": check, "status": status.rawValue])
+        }
+        noteWork()
+        return outcome
+    }
+
     func deregister(_ reference: InstanceReference, now: Instant) -> InstanceOutcome {
         if cluster != nil { return clusterDeregister(reference, now: now) }
         let outcome = registry.deregister(service: reference.service, id: reference.name, address: reference.namingAddress, now: now)
@@ -167,6 +182,10 @@ final class RegistryService: DurableStateSource {
         noteWork()
         return result
     }
+
+    /// Whether this replica leads (a single registry always does): it alone expires, and runs
+    /// the health checks.
+    var isLeading: Bool { cluster?.isLeader ?? true }
 
     func serviceChangeIndex(_ service: String, now: Instant) -> UInt64? {
         read { $0.serviceChangeIndex(service, now: now) }

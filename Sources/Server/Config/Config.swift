@@ -64,6 +64,13 @@ struct Config: Equatable {
     /// Long-polls and streams held at once, in total and per client address (0: no limit).
     var maxWatchers = 50_000
     var maxWatchersPerClient = 0
+    /// `--checks`: whether the registry runs HTTP and TCP checks (TTL checks, reported by
+    /// the instances, apply either way).
+    var activeChecks = true
+    /// `--check-allow`: the networks checks may connect to (default all).
+    var checkAllow = NetworkAllowList.everything
+    /// `--max-checks-in-flight`: checks running at once; more wait their turn, in order.
+    var maxChecksInFlight = 512
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
     /// One line per answered request (`--access-log`); `--log-level debug` turns it on too.
@@ -296,6 +303,24 @@ struct Config: Equatable {
                help: "tokens and their permissions (JSON, see README); reloaded on SIGHUP. Without it every client may do everything", setting: \.aclFile),
         Option(flag: "--replica-token-file", variable: "REGISTRY_REPLICA_TOKEN_FILE", valueName: "PATH",
                help: "cluster mode with --acl-file: a file holding the token this replica sends to the others (an operator token)", setting: \.replicaTokenFile),
+        Option(flag: "--checks", variable: "REGISTRY_CHECKS", valueName: "on|off",
+               help: "run the HTTP and TCP checks instances register (requests to addresses clients give; see README); off marks them passing, not run (default on)") { config, value in
+            assignSwitch(value) { config.activeChecks = $0 }
+        },
+        Option(flag: "--check-allow", variable: "REGISTRY_CHECK_ALLOW", valueName: "CIDRS",
+               help: "comma-separated networks (10.0.0.0/8,fd00::/8,127.0.0.1) that checks may connect to, after resolving; all for any (default all)") { config, value in
+            switch NetworkAllowList.parse(value) {
+            case .success(let list):
+                config.checkAllow = list
+                return nil
+            case .failure(let problem):
+                return problem.message
+            }
+        },
+        Option(flag: "--max-checks-in-flight", variable: "REGISTRY_MAX_CHECKS_IN_FLIGHT", valueName: "COUNT",
+               help: "HTTP and TCP checks running at once; more wait their turn in order (default 512)") { config, value in
+            assignCount(value, minimum: 1, maximum: 100_000) { config.maxChecksInFlight = $0 }
+        },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
                help: "debug (also turns on --access-log), info, warn or error (default info)") { config, value in
             guard let level = LogLevel.allCases.first(where: { $0.name == value.lowercased() }) else {

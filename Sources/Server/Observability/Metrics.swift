@@ -39,6 +39,7 @@ final class Metrics {
         var certificates: Certificates?
         var quotas: Quotas?
         var config: Config?
+        var checker: HealthChecker?
     }
 
     init(routeLabels: [String]) {
@@ -216,6 +217,30 @@ final class Metrics {
             family("registry_cluster_heartbeat_reports_total", "counter", "Follower reports of the heartbeats it took, sent to the leader.")
             sample("registry_cluster_heartbeat_reports_total", [("outcome", "sent")], String(cluster.relay.reportsSent))
             sample("registry_cluster_heartbeat_reports_total", [("outcome", "failed")], String(cluster.relay.reportFailures))
+        }
+
+        if let checker = figures.checker {
+            family("registry_checks", "gauge", "Health checks this replica follows, by verdict (it runs them while it leads).")
+            let counts = checker.countsByStatus
+            for status in CheckStatus.allCases { sample("registry_checks", [("status", status.rawValue)], String(counts[status] ?? 0)) }
+            single("registry_checks_in_flight", "gauge", "HTTP and TCP checks running now.", String(checker.inFlight))
+            single("registry_checks_queued", "gauge", "Checks due but waiting for a place (--max-checks-in-flight).", String(checker.queued))
+            family("registry_check_runs_total", "counter", "Check runs finished, by verdict.")
+            for status in CheckStatus.allCases { sample("registry_check_runs_total", [("status", status.rawValue)], String(checker.completed[status] ?? 0)) }
+            single("registry_check_runs_skipped_total", "counter", "Runs not started because the one before was still going or waiting.", String(checker.skipped))
+            single("registry_check_refusals_total", "counter", "Runs refused because the address is outside --check-allow.", String(checker.refused))
+            single("registry_check_deregistrations_total", "counter", "Instances deregistered after a check stayed critical for its deregister_after.",
+                   String(checker.deregistered))
+            family("registry_check_duration_seconds", "histogram", "How long check runs took, timeouts included.")
+            var cumulative: UInt64 = 0
+            for (index, bound) in HealthChecker.latencyBounds.enumerated() {
+                cumulative += checker.latencyBuckets[index]
+                sample("registry_check_duration_seconds_bucket", [("le", format(bound))], String(cumulative))
+            }
+            cumulative += checker.latencyBuckets[HealthChecker.latencyBounds.count]
+            sample("registry_check_duration_seconds_bucket", [("le", "+Inf")], String(cumulative))
+            sample("registry_check_duration_seconds_sum", format(checker.latencySum))
+            sample("registry_check_duration_seconds_count", String(cumulative))
         }
 
         let process = ProcessFigures.read()

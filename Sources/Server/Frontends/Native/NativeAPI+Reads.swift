@@ -112,7 +112,8 @@ extension NativeAPI {
         }
         service.read { registry in
             view.update(from: &registry, changeIndex: changeIndex, now: now, wallOffset: wallOffset)
-            view.refresh(from: &registry, tick: now.nanoseconds / Self.tickNanoseconds, now: now, wallOffset: wallOffset)
+            view.refresh(from: &registry, tick: now.nanoseconds / Self.tickNanoseconds, now: now, wallOffset: wallOffset,
+                         checker: checker)
         }
         if query.isDefaultListing {
             var response = Response(status: 200, body: view.plainParts.first ?? [], index: changeIndex)
@@ -123,7 +124,7 @@ extension NativeAPI {
         // listed, not the size of the service, unless tags, zone or metadata must be matched.
         let chosen: [Int]
         if query.tags.isEmpty && query.zone == nil && query.metadata.isEmpty {
-            chosen = choose(from: view.candidates(query.status), query: query, service: name)
+            chosen = choose(from: view.candidates(query.standing), query: query, service: name)
         } else {
             var positions: [Int] = []
             for (position, entry) in view.entries.enumerated() where matches(entry.instance, query) { positions.append(position) }
@@ -133,7 +134,7 @@ extension NativeAPI {
     }
 
     private func matches(_ instance: borrowing InstanceSnapshot, _ query: ReadQuery) -> Bool {
-        if case .only(let status) = query.status, instance.status != status { return false }
+        if !query.standing.admits(instance.attributes) { return false }
         if let zone = query.zone, instance.zone != zone { return false }
         for tag in query.tags where !instance.tags.contains(tag) { return false }
         for wanted in query.metadata where !instance.metadata.contains(where: { $0.key == wanted.key && $0.value == wanted.value }) {

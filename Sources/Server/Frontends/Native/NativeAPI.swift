@@ -18,6 +18,9 @@ final class NativeAPI {
     /// The `/services` answer, kept up to date change by change.
     let listing = ServicesListing()
 
+    /// The health checker, whose results (output, last run) `/discover` shows.
+    var checker: HealthChecker?
+
     /// Cluster mode's parts (`--etcd`); nil for a single registry.
     var cluster: Cluster?
     /// What ACL entries' namespaces may hold (`max_instances`, `max_services`).

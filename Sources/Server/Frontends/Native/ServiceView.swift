@@ -1,6 +1,7 @@
 import Registry
 import JSON
 import HTTPParsing
+import RegistryWire
 
 /// What one service's `/discover` answers are made of, kept up to date change by change.
 ///
@@ -26,6 +27,10 @@ final class ServiceView {
         /// The last heartbeat this entry's text was made for, and that text.
         var heartbeatAt: Int64 = .min
         var heartbeatText: [UInt8] = []
+        /// `,"checks":[…]` with each check's last result, for the checker's generation of
+        /// the instance's results (empty for an instance without checks).
+        var checksGeneration: UInt64 = .max
+        var checksText: [UInt8] = []
 
         init(slot: Int32, version: UInt64, instance: InstanceSnapshot, head: [UInt8], middle: [UInt8], tail: [UInt8]) {
             self.slot = slot
@@ -74,33 +79,33 @@ final class ServiceView {
         }
     }
 
-    private var candidates: [ReadQuery.StatusFilter: Candidates] = [:]
+    private var candidates: [ReadQuery.Standing: Candidates] = [:]
     private var candidatesIndex: UInt64 = 0
 
     init(name: String) {
         self.name = name
     }
 
-    /// The entries a status filter keeps, made once per change.
-    func candidates(_ status: ReadQuery.StatusFilter) -> Candidates {
+    /// The entries a status and health filter keeps, made once per change.
+    func candidates(_ standing: ReadQuery.Standing) -> Candidates {
         if candidatesIndex != changeIndex {
             candidates.removeAll(keepingCapacity: true)
             candidatesIndex = changeIndex
         }
-        if let known = candidates[status] { return known }
+        if let known = candidates[standing] { return known }
         var positions: [Int] = []
         var cumulative: [Int] = []
         positions.reserveCapacity(entries.count)
         cumulative.reserveCapacity(entries.count)
         var total = 0
         for (position, entry) in entries.enumerated() {
-            if case .only(let wanted) = status, entry.instance.status != wanted { continue }
+            if !standing.admits(entry.instance.attributes) { continue }
             positions.append(position)
             total += entry.instance.weight
             cumulative.append(total)
         }
         let made = Candidates(positions: positions, cumulativeWeights: cumulative)
-        candidates[status] = made
+        candidates[standing] = made
         return made
     }
 
@@ -141,9 +146,9 @@ final class ServiceView {
         entries = updated
     }
 
-    /// Fills in heartbeats for a new tick, or after a change, and brings the plain listing
-    /// up to date: blocks whose entries and tick are unchanged are kept.
-    func refresh(from registry: inout Registry, tick: Int64, now: Instant, wallOffset: Int64) {
+    /// Fills in heartbeats and check results for a new tick, or after a change, and brings the
+    /// plain listing up to date: blocks whose entries and tick are unchanged are kept.
+    func refresh(from registry: inout Registry, tick: Int64, now: Instant, wallOffset: Int64, checker: HealthChecker? = nil) {
         guard tick != self.tick else { return }
         self.tick = tick
         let heartbeats = registry.lastHeartbeats(ofService: name, now: now)
@@ -170,6 +175,14 @@ final class ServiceView {
                     entry.heartbeatAt = heartbeat
                     entry.heartbeatText = text.bytes
                     stale = true
+                }
+                if !entry.instance.checks.isEmpty {
+                    let results = checker?.results(service: name, id: entry.instance.id) ?? (generation: 0, byCheck: [:])
+                    if entry.checksGeneration != results.generation {
+                        entry.checksGeneration = results.generation
+                        entry.checksText = Self.renderChecks(entry.instance.checks, results.byCheck)
+                        stale = true
+                    }
                 }
                 if !stale {
                     let member = block.members[index - range.lowerBound]
@@ -199,7 +212,7 @@ final class ServiceView {
         for index in range {
             let entry = entries[index]
             block.members.append((entry.slot, entry.version))
-            guard entry.instance.status == .up else { continue }
+            guard entry.instance.status == .up, !entry.instance.attributes.hasCriticalCheck else { continue }
             if count > 0 { json.raw(",") }
             count += 1
             append(entry, to: &json)
@@ -231,6 +244,59 @@ final class ServiceView {
         json.raw(entry.middle)
         json.raw(entry.heartbeatText)
         json.raw(entry.tail)
+        json.raw(entry.checksText)
+        json.raw("}")
+    }
+
+    /// `,"checks":[…]`: each check's definition and verdict, and its last run as the checker
+    /// saw it (`output`, `last_run`, `duration_ms`; null before the first run, and on a
+    /// replica that does not lead, which runs no checks).
+    static func renderChecks(_ checks: [HealthCheck], _ results: [String: CheckResult]) -> [UInt8] {
+        var json = JSONWriter(capacity: 160 * checks.count)
+        json.raw(",\"checks\":[")
+        for (position, check) in checks.enumerated() {
+            if position > 0 { json.raw(",") }
+            json.raw("{\"id\":")
+            json.string(check.id)
+            json.raw(",\"name\":")
+            json.string(check.name)
+            switch check.probe {
+            case .http(let http):
+                json.raw(",\"type\":\"http\",\"target\":")
+                json.string(http.url)
+                json.raw(",\"method\":")
+                json.string(http.method)
+            case .tcp(let host, let port):
+                json.raw(",\"type\":\"tcp\",\"target\":")
+                json.string((host.contains(":") ? "[\(host)]" : host) + ":\(port)")
+            case .ttl(let ttl):
+                json.raw(",\"type\":\"ttl\",\"ttl\":")
+                json.string(DurationText.format(ttl))
+            }
+            if check.isActive {
+                json.raw(",\"interval\":")
+                json.string(DurationText.format(check.interval))
+                json.raw(",\"timeout\":")
+                json.string(DurationText.format(check.timeout))
+            }
+            json.raw(",\"deregister_after\":")
+            if let after = check.deregisterAfter { json.string(DurationText.format(after)) } else { json.raw("null") }
+            json.raw(",\"status\":\"")
+            json.raw(check.status.rawValue)
+            json.raw("\",\"output\":")
+            if let result = results[check.id] {
+                json.string(result.output)
+                json.raw(",\"last_run\":")
+                json.timestamp(unixNanoseconds: result.finishedAt)
+                json.raw(",\"duration_ms\":")
+                json.raw(String(Double(result.duration.wholeNanoseconds / 1000) / 1000))
+            } else {
+                json.raw("null,\"last_run\":null,\"duration_ms\":null")
+            }
+            json.raw("}")
+        }
+        json.raw("]")
+        return json.bytes
     }
 
     /// Renders what only a change can alter.
@@ -267,8 +333,10 @@ final class ServiceView {
 
         var tail = JSONWriter(capacity: 48)
         tail.raw(",\"ttl_seconds\":")
-        tail.seconds(instance.ttl)
-        tail.raw(instance.isProtected ? ",\"protected\":true}" : ",\"protected\":false}")
+        if instance.ttl == InstanceAttributes.noExpiry { tail.raw("null") } else { tail.seconds(instance.ttl) }
+        tail.raw(instance.isProtected ? ",\"protected\":true,\"health\":\"" : ",\"protected\":false,\"health\":\"")
+        tail.raw(instance.attributes.health.rawValue)
+        tail.raw("\"")
         return Entry(slot: slot, version: version, instance: instance, head: head.bytes, middle: json.bytes, tail: tail.bytes)
     }
 }

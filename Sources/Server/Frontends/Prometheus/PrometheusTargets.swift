@@ -41,7 +41,7 @@ final class PrometheusTargets {
         service.read { registry in
             let names = query.services.isEmpty ? registry.serviceNames.sorted() : query.services
             for name in names where grant.mayRead(name) {
-                for instance in registry.instances(ofService: name, now: request.now) where instance.status == .up {
+                for instance in registry.instances(ofService: name, now: request.now) where instance.status == .up && !instance.attributes.hasCriticalCheck {
                     guard query.tags.allSatisfy(instance.tags.contains), let endpoint = InstanceEndpoint.parse(instance.address) else { continue }
                     if !first { json.raw(",") }
                     first = false

@@ -85,6 +85,7 @@ if [[ $MODE == full ]]; then
     LEAK_ROUNDS=100 LEAK_CONNS=1000
     LARGE_SERVICES=200000 LARGE_INSTANCES=50000 LARGE_SECONDS=10
     SLOW_SERVICES=2000 SLOW_STREAMS=300
+    CHECK_INSTANCES=10000 CHECK_INTERVAL=10         # 1,000 checks/s
 else
     ROUNDS=1 DURATION=1
     MEMORY_SERVICES=10 MEMORY_INSTANCES=100
@@ -95,6 +96,7 @@ else
     LEAK_ROUNDS=5 LEAK_CONNS=200
     LARGE_SERVICES=2000 LARGE_INSTANCES=2000 LARGE_SECONDS=2
     SLOW_SERVICES=200 SLOW_STREAMS=20
+    CHECK_INSTANCES=500 CHECK_INTERVAL=2
 fi
 # A comparison needs more rounds than a run against baselines: its ratios are close to 1.
 [[ -n $COMPARE_REV && $MODE == full ]] && ROUNDS=5
@@ -676,6 +678,55 @@ scenario_tokens_discover() {
     stop_scenario_servers
 }
 
+# checks-10k: GET /discover on a registry without checks, then on one running CHECK_INSTANCES
+# HTTP checks every CHECK_INTERVAL s against a local target (bench/check_target.c, evhttp, which
+# records when each check's path was asked); then how
+# regular the checks' runs were. Not alternated as the other pairs are: both registries share
+# the server CPU, so a checking registry beside the baseline would load the baseline's rounds
+# too. The baseline's rounds come first, with the checking registry not yet started.
+scenario_checks_10k() {
+    local scenario=checks-10k target_port target_pid hits=$TMP/check-hits.json plain_pid registered start end result round
+    if [[ -n $COMPARE_REV ]] || ((BASELINES_ONLY)); then
+        log "$scenario: skipped (it compares the registry with itself)"
+        return 0
+    fi
+    log "$scenario: GET /discover without checks, then while $CHECK_INSTANCES HTTP checks run every $CHECK_INTERVAL s"
+    target_port=$(free_ports 1)
+    taskset -c "$CLIENT_CPU" "$TMP/check_target" -p "$target_port" -o "$hits" -n "$CHECK_INSTANCES" \
+        >"$TMP/check-target.log" 2>&1 &
+    target_pid=$! LAST_PID=$!
+    PIDS+=("$target_pid")
+    wait_http "$target_port" /c/ready "$TMP/check-target.log"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate_registry --services 1 --instances 3
+    plain_pid=$REG_PID
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run "$scenario" nochecks "$round" "$REG_PORT" "$CONNS" discover.lua
+    done
+    stop_pid "$plain_pid"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate_registry --services 1 --instances 3
+    registered=$(python3 "$BENCH/check_target.py" register --port "$REG_PORT" --target "$target_port" \
+        --count "$CHECK_INSTANCES" --interval "$CHECK_INTERVAL") || die "$scenario: registering the checks failed"
+    # Past the spread (the second run of each check comes 0.5–1.5 intervals after the first).
+    sleep "$(python3 -c "import time; print(max(0, $CHECK_INTERVAL * 1.5 + 1 - (time.monotonic() - $registered)))")"
+    start=$(python3 -c 'import time; print(time.monotonic())')
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run "$scenario" registry "$round" "$REG_PORT" "$CONNS" discover.lua
+    done
+    # At least three intervals, so that every check has runs to judge.
+    sleep "$(python3 -c "import time; print(max(0, 3 * $CHECK_INTERVAL - (time.monotonic() - $start)))")"
+    end=$(python3 -c 'import time; print(time.monotonic())')
+    curl -fsS "http://127.0.0.1:$REG_PORT/metrics" | grep -E '^registry_check(s|_runs)' >"$TMP/check-metrics.txt" || true
+    stop_pid "$target_pid"
+    result=$(python3 "$BENCH/check_target.py" report --file "$hits" --interval "$CHECK_INTERVAL" \
+        --count "$CHECK_INSTANCES" --window-start "$start" --window-end "$end") || die "$scenario: no report"
+    echo "$result" >>"$RESULTS"
+    log "  $result"
+    sed 's/^/bench:   /' "$TMP/check-metrics.txt" >&2
+    stop_scenario_servers
+}
+
 scenario_heartbeat_10k() {
     local scenario=heartbeat-10k body=$TMP/body-heartbeat.json
     local total=$((HEARTBEAT_SERVICES * HEARTBEAT_INSTANCES))
@@ -1177,6 +1228,7 @@ main() {
     RESULTS=$TMP/results.jsonl
     cc -O2 -Wall "$BENCH/bare_evhttp.c" -levent -o "$TMP/bare_evhttp"
     cc -O2 -Wall "$BENCH/fanout_floor.c" -o "$TMP/fanout_floor"
+    cc -O2 -Wall "$BENCH/check_target.c" -levent -o "$TMP/check_target"
     mkdir -p "$ROOT/.build"
     DATA_ROOT=$(mktemp -d "$ROOT/.build/bench-data.XXXXXX")
 

@@ -38,6 +38,9 @@ SCENARIOS = [
     Scenario("tls-handshakes", "throughput", [("rps", "nginx", ">=", None)]),
     # With an ACL file and a token on every request, against the same registry without one.
     Scenario("tokens-discover", "throughput", [("rps", "open", ">=", 0.95)]),
+    # 10,000 instances with an HTTP check every 10 s (1,000 checks/s) against one without
+    # checks; the checks' regularity is reported beside (kind "checks").
+    Scenario("checks-10k", "throughput", [("rps", "nochecks", ">=", 0.9)]),
     Scenario("memory-1m", "other"),
     Scenario("mass-expiry", "other"),
     Scenario("startup", "other"),

@@ -90,7 +90,8 @@ func printError(_ message: String) {
 // MARK: Writes
 
 /// The options every registration takes, shared by `register` and `run`.
-let registrationOptions: Set<String> = ["id", "tag", "meta", "weight", "zone", "status", "ttl"]
+let registrationOptions: Set<String> = ["id", "tag", "meta", "weight", "zone", "status", "ttl", "check-http", "check-tcp",
+                                        "check-interval", "check-timeout", "check-deregister-after"]
 
 func registration(service: String, address: String, from arguments: Arguments) throws(Arguments.Problem) -> RegistrationRequest {
     var spec = RegistrationRequest(service: service, address: address, id: arguments.value("id"))
@@ -115,7 +116,41 @@ func registration(service: String, address: String, from arguments: Arguments) t
         guard let duration = parseInterval(ttl) else { throw Arguments.Problem(message: "--ttl takes seconds (30, 30s, 500ms), got '\(ttl)'") }
         spec.fields.ttl = .seconds(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
+    spec.fields.checks = try check(from: arguments, instance: spec.id ?? address)
     return spec
+}
+
+/// `--check-http URL` or `--check-tcp HOST:PORT`, with `--check-interval`, `--check-timeout`
+/// and `--check-deregister-after` (Go durations, as the API takes them); nil without either.
+func check(from arguments: Arguments, instance: String) throws(Arguments.Problem) -> [HealthCheck]? {
+    func duration(_ option: String) throws(Arguments.Problem) -> Duration? {
+        guard let text = arguments.value(option) else { return nil }
+        guard let parsed = DurationText.parse(text) ?? Double(text).map({ Duration.nanoseconds(Int64(($0 * 1e9).rounded())) }) else {
+            throw Arguments.Problem(message: "--\(option) takes a duration (10s, 1m30s, 500ms), got '\(text)'")
+        }
+        return parsed
+    }
+    let probe: HealthCheck.Probe
+    switch (arguments.value("check-http"), arguments.value("check-tcp")) {
+    case (let url?, nil):
+        probe = .http(HealthCheck.HTTPProbe(url: url))
+    case (nil, let address?):
+        guard let endpoint = CheckDefinition.hostPort(address) else {
+            throw Arguments.Problem(message: "--check-tcp takes HOST:PORT, got '\(address)'")
+        }
+        probe = .tcp(host: endpoint.host, port: endpoint.port)
+    case (nil, nil):
+        for option in ["check-interval", "check-timeout", "check-deregister-after"] where arguments.isSet(option) {
+            throw Arguments.Problem(message: "--\(option) needs --check-http URL or --check-tcp HOST:PORT")
+        }
+        return nil
+    case (_?, _?):
+        throw Arguments.Problem(message: "give --check-http or --check-tcp, not both")
+    }
+    let interval = try duration("check-interval") ?? CheckDefinition.defaultInterval
+    return [HealthCheck(id: "service:" + instance, probe: probe, interval: interval,
+                        timeout: try duration("check-timeout") ?? min(interval, HealthCheck.defaultTimeout),
+                        deregisterAfter: try duration("check-deregister-after"))]
 }
 
 /// A status word in any case, or a usage error that lists the four.
@@ -128,7 +163,7 @@ func parseStatus(_ text: String, option: String) throws(Arguments.Problem) -> In
 
 func register(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Problem) -> Int32 {
     let arguments = try Arguments(words, valued: registrationOptions)
-    try arguments.expectPositionals(2, usage: "registryctl register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z] [--status S] [--ttl SECONDS]")
+    try arguments.expectPositionals(2, usage: "registryctl register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z] [--status S] [--ttl SECONDS] [--check-http URL | --check-tcp HOST:PORT [--check-interval D] [--check-timeout D] [--check-deregister-after D]]")
     let spec = try registration(service: arguments.positionals[0], address: arguments.positionals[1], from: arguments)
     return context.perform(.post, "/register", body: spec.encode()) { $0.message }
 }

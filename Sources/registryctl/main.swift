@@ -19,6 +19,8 @@ certificate gets --cert and --key (REGISTRY_CERT, REGISTRY_KEY).
 Commands:
   register SERVICE ADDRESS [--id ID] [--tag T]… [--meta K=V]… [--weight N] [--zone Z]
                            [--status S] [--ttl SECONDS]
+                           [--check-http URL | --check-tcp HOST:PORT] [--check-interval D]
+                           [--check-timeout D] [--check-deregister-after D]
   heartbeat SERVICE ADDRESS [--status S]
   deregister SERVICE ADDRESS
   status SERVICE ADDRESS UP|STARTING|DOWN|OUT_OF_SERVICE

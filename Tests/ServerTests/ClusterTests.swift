@@ -388,6 +388,54 @@ struct ClusterTests {
             .contains("--advertise-url https://… needs --tls-cert"))
     }
 
+    /// Exactly one replica runs each check: the leader. Its verdict reaches every replica
+    /// through etcd; the output is the leader's alone; a new leader takes the checks over.
+    @Test func onlyTheLeaderRunsChecksAndANewLeaderTakesThemOver() throws {
+        let etcd = try EtcdCluster(size: 1)
+        let replicas = try Replicas(etcd: etcd, count: 2)
+        let leader = try #require(replicas.leader())
+        let follower = 1 - leader
+        let port = try ExampleServiceTests.freePort()
+        let (target, _) = try ExampleServiceTests.launch(["target", String(port)], registryPort: replicas.port(leader), heartbeatInterval: "60")
+        defer { if target.isRunning { Glibc.kill(target.processIdentifier, SIGKILL) } }
+        let body = #"{"service":"checked","address":"http://127.0.0.1:\#(port)","ttl_seconds":3600,"#
+            + #""check":{"http":"http://127.0.0.1:\#(port)/health","interval":"1s","timeout":"500ms"}}"#
+        #expect(try replicas.request(follower, "POST", "/register", body: body).status == 201)
+
+        func check(_ index: Int) -> [String: Any]? {
+            let instances = (try? replicas.request(index, "GET", "/discover/checked?status=any").json["instances"]) as? [[String: Any]]
+            return (instances?.first?["checks"] as? [[String: Any]])?.first
+        }
+        func runs(_ index: Int) -> Int {
+            let text = String(decoding: (try? replicas.request(index, "GET", "/metrics").body) ?? Data(), as: UTF8.self)
+            return text.split(separator: "\n").filter { $0.hasPrefix("registry_check_runs_total{") }
+                .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+        }
+        var deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && !(check(leader)?["status"] as? String == "passing" && check(follower)?["status"] as? String == "passing") {
+            usleep(100_000)
+        }
+        #expect(check(leader)?["status"] as? String == "passing")
+        #expect(check(follower)?["status"] as? String == "passing")
+        #expect((check(leader)?["output"] as? String)?.contains("200 OK") == true)
+        #expect(check(follower)?["output"] is NSNull, "a follower ran the check: \(String(describing: check(follower)))")
+        #expect(runs(leader) > 0)
+        #expect(runs(follower) == 0)
+
+        // The leader dies: the survivor leads, runs the check, and the verdict holds.
+        replicas.kill(leader)
+        deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && runs(follower) == 0 { usleep(200_000) }
+        #expect(runs(follower) > 0, "the new leader does not run the checks: \(replicas.logs)")
+        #expect(check(follower)?["status"] as? String == "passing")
+        // Its target stops answering: the new leader turns the verdict critical.
+        Glibc.kill(target.processIdentifier, SIGKILL)
+        target.waitUntilExit()
+        deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && check(follower)?["status"] as? String != "critical" { usleep(100_000) }
+        #expect(check(follower)?["status"] as? String == "critical")
+    }
+
     @Test func clusterModeRefusesADataDirectory() throws {
         let (status, output) = try RegistryProcess.runToExit(["--etcd", "http://127.0.0.1:2379", "--data-dir", "/tmp/x"], bare: true)
         #expect(status == 2)

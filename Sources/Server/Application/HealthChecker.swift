@@ -61,6 +61,7 @@ final class HealthChecker {
     private(set) var generations: [InstanceName: UInt64] = [:]
     private var waiting: [CheckRun] = []
     private var waitingHead = 0
+    private var drainingQueue = false
     private(set) var inFlight = 0
     private var running = false
     private var dns: OpaquePointer?
@@ -211,7 +212,6 @@ final class HealthChecker {
         var kept: [CheckRun] = []
         for check in instance.checks {
             if let run = existing.first(where: { $0.check.hasSameDefinition(as: check) && !$0.closed }) {
-                run.pendingVerdict = nil
                 if run.check.status != check.status {
                     run.check.status = check.status
                     run.noteVerdict(now: now)
@@ -237,13 +237,19 @@ final class HealthChecker {
         guard activeChecks else {
             run.result = CheckResult(output: "not run: this registry runs no HTTP or TCP checks (--checks off)",
                                      finishedAt: Clock.wallNow(), duration: .zero)
-            if run.check.status != .passing {
-                _ = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: .passing, now: now)
-            }
+            markNotRun(run, now: now)
             return
         }
         let first = min(run.check.interval.wholeNanoseconds, 1_000_000_000)
         run.schedule(afterNanoseconds: Int64.random(in: 0..<max(1, first), using: &random))
+    }
+
+    /// `--checks off`: the check passes, unrun. Looked at again a second later, for a write a
+    /// cluster deferred (another write to the instance was on its way) or failed.
+    private func markNotRun(_ run: CheckRun, now: Instant) {
+        guard run.check.status != .passing else { return }
+        _ = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: .passing, now: now)
+        run.schedule(afterNanoseconds: 1_000_000_000)
     }
 
     // MARK: Runs
@@ -254,6 +260,10 @@ final class HealthChecker {
         let now = Clock.monotonicNow()
         if !run.check.isActive {
             ttlDue(run, now: now)
+            return
+        }
+        if !activeChecks {
+            markNotRun(run, now: now)
             return
         }
         if run.isRunning || run.isQueued {
@@ -352,6 +362,7 @@ final class HealthChecker {
         if let connection = run.connection, run.connectedTo != address || url.isHTTPS {
             // A TLS connection is not reconnected by evhttp once closed: a new one each run.
             retired.append(connection)
+            loop.scheduleEndOfTurn()
             run.connection = nil
         }
         if run.connection == nil {
@@ -380,7 +391,10 @@ final class HealthChecker {
                 finish(run, .critical, "\(run.label): cannot create a connection to \(address)")
                 return
             }
-            var interval = timeval(tv_sec: run.check.timeout.timeval.seconds, tv_usec: run.check.timeout.timeval.microseconds)
+            // A run's timeout is the checker's own timer; this one is how long the connection
+            // may sit idle, which must outlast the interval or every run would connect anew.
+            let idle = run.check.interval + .seconds(10)
+            var interval = timeval(tv_sec: idle.timeval.seconds, tv_usec: idle.timeval.microseconds)
             evhttp_connection_set_timeout_tv(made, &interval)
             evhttp_connection_set_retries(made, 0)
             evhttp_connection_set_max_headers_size(made, 16 * 1024)
@@ -392,7 +406,12 @@ final class HealthChecker {
             run.request = nil
             guard !run.closed, run.attempt == attempt, run.isRunning else { return }
             guard let request, evhttp_request_get_response_code(request) != 0 else {
-                finish(run, .critical, "\(run.label): \(call.failure) (\(address):\(url.port))")
+                var reason = call.failure
+                if url.isHTTPS, let connection = run.connection,
+                   let failure = TLSClientContext.failure(of: evhttp_connection_get_bufferevent(connection)) {
+                    reason = "TLS: " + failure
+                }
+                finish(run, .critical, "\(run.label): \(reason) (\(address):\(url.port))")
                 return
             }
             let code = Int(evhttp_request_get_response_code(request))
@@ -417,7 +436,9 @@ final class HealthChecker {
                 call.release()
             } else {
                 let call = call.takeUnretainedValue()
-                call.errorCode = errno != 0 ? errno : nil
+                // libevent restores the socket's error before this call; it says why only for
+                // a connection that failed, not for an answer that was malformed.
+                if error == EVREQ_HTTP_EOF || error == EVREQ_HTTP_BUFFER_ERROR { call.errorCode = errno != 0 ? errno : nil }
                 call.error = error
             }
         }
@@ -442,13 +463,17 @@ final class HealthChecker {
         evhttp_add_header(headers, "User-Agent", Self.userAgent)
         evhttp_add_header(headers, "Accept", "text/plain, text/*, */*")
         for header in http.headers { evhttp_add_header(headers, header.key, header.value) }
+        // Set first: a connection that fails at once (a local refusal, no route) runs the
+        // request's callbacks inside evhttp_make_request, which clear it.
+        run.request = request
         if evhttp_make_request(run.connection, request, Self.command(http.method), url.target) != 0 {
-            // libevent has freed the request and called nothing.
+            // Taken off the connection's queue, neither answered nor freed (libevent frees it
+            // itself only when it cannot copy the target, which is out of memory).
+            run.request = nil
+            evhttp_request_free(request)
             Unmanaged<HTTPCall>.fromOpaque(context).release()
             finish(run, .critical, "\(run.label): cannot send the request to \(address)")
-            return
         }
-        run.request = request
     }
 
     static func command(_ method: String) -> evhttp_cmd_type {
@@ -530,6 +555,11 @@ final class HealthChecker {
     }
 
     private func startWaiting(now: Instant) {
+        // A run that fails at once (refused by --check-allow, a local refusal) finishes inside
+        // `begin`, which would come back here: the outer call goes on with the queue.
+        guard !drainingQueue else { return }
+        drainingQueue = true
+        defer { drainingQueue = false }
         while inFlight < maxInFlight, waitingHead < waiting.count {
             let next = waiting[waitingHead]
             waitingHead += 1
@@ -545,11 +575,10 @@ final class HealthChecker {
     /// A run's verdict: written when it differs from the registry's; critical for long
     /// enough deregisters.
     private func verdict(_ run: CheckRun, _ status: CheckStatus, now: Instant) {
-        // The registry's verdict comes back through its change notice (`reconcile`); until
-        // then, a run repeating the verdict just written writes nothing more.
-        if status != run.check.status && status != run.pendingVerdict {
-            let outcome = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: status, now: now)
-            if case .done = outcome { run.pendingVerdict = status }
+        // Compared with the registry's verdict as the last change notice gave it: a write that
+        // was deferred or failed (in a cluster) is written again by the next run.
+        if status != run.check.status {
+            _ = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: status, now: now)
         }
         if status == .critical, let since = run.criticalSince, let after = run.check.deregisterAfter,
            now.nanoseconds - since >= after.wholeNanoseconds {
@@ -604,7 +633,9 @@ final class HealthChecker {
         generations[run.owner, default: 0] &+= 1
         _ = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: .critical, now: now)
         if run.criticalSince == nil { run.criticalSince = from + ttl.wholeNanoseconds }
-        scheduleTTL(run, now: now)
+        // The change notice reschedules it; looked at again in a second should the write have
+        // been deferred or failed (in a cluster).
+        run.schedule(afterNanoseconds: 1_000_000_000)
     }
 }
 
@@ -632,8 +663,6 @@ final class CheckRun {
     var result: CheckResult?
     /// Monotonic nanoseconds since when its verdict has been critical, as seen here.
     var criticalSince: Int64?
-    /// A verdict written and not yet seen back from the registry.
-    var pendingVerdict: CheckStatus?
 
     init(checker: HealthChecker, owner: HealthChecker.InstanceName, check: HealthCheck, base: OpaquePointer, now: Instant) {
         self.checker = checker
@@ -771,6 +800,8 @@ final class HTTPCall {
     }
 
     func finish(_ request: UnsafeMutablePointer<evhttp_request>?) {
+        // A refused connection reaches only this callback, with the socket's error still set.
+        if request == nil, error == nil, errno != 0 { errorCode = errno }
         done(request, self)
     }
 
@@ -779,7 +810,7 @@ final class HTTPCall {
         if let errorCode, errorCode != 0 { return String(cString: strerror(errorCode)) }
         switch error {
         case EVREQ_HTTP_TIMEOUT?: return "timed out"
-        case EVREQ_HTTP_EOF?: return "connection refused or closed before an answer"
+        case EVREQ_HTTP_EOF?: return "the connection closed before an answer"
         case EVREQ_HTTP_INVALID_HEADER?: return "the answer is not valid HTTP"
         case EVREQ_HTTP_DATA_TOO_LONG?: return "the answer's headers are too large"
         default: return "the connection failed"

@@ -154,12 +154,10 @@ enum InstanceCodec {
             json.raw(",\"ttl_ns\":")
             json.integer(ttl.wholeNanoseconds)
         }
-        if check.isActive {
-            json.raw(",\"interval_ns\":")
-            json.integer(check.interval.wholeNanoseconds)
-            json.raw(",\"timeout_ns\":")
-            json.integer(check.timeout.wholeNanoseconds)
-        }
+        json.raw(",\"interval_ns\":")
+        json.integer(check.interval.wholeNanoseconds)
+        json.raw(",\"timeout_ns\":")
+        json.integer(check.timeout.wholeNanoseconds)
         if let after = check.deregisterAfter {
             json.raw(",\"deregister_after_ns\":")
             json.integer(after.wholeNanoseconds)

@@ -4,7 +4,8 @@ extension Violation {
     public static let maxChecks = 8
     /// What libevent's HTTP client can send.
     public static let checkMethods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"]
-    public static let maxCheckIDLength = 128
+    /// Room for the default id, `service:` and the instance's id and a number.
+    public static let maxCheckIDLength = maxIDLength + 16
     public static let maxCheckURLLength = 2048
     public static let maxCheckHeaders = 8
     public static let maxCheckHeaderNameLength = 64

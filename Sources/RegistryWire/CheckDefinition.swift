@@ -2,7 +2,7 @@ import JSON
 import Registry
 
 /// A check as `POST /register` takes it, in `check` (one) or `checks` (a list):
-/// `{"http": URL, "method", "headers": {name: value or [values]}, "tls_skip_verify"}` or
+/// `{"http": URL, "method", "headers": {name: value}, "tls_skip_verify"}` or
 /// `{"tcp": "host:port"}`, with `interval` (default 10s), `timeout` (default the interval, at
 /// most 10 s), `deregister_after`, `id`, `name` and the initial `status` (default critical,
 /// as Consul: an instance is listed once its check first passes). Durations are Go's
@@ -43,13 +43,14 @@ public enum CheckDefinition {
         for member in members where !Self.members.contains(member.name) {
             throw WireProblem(message: "unknown field \(Violation.quoted(member.name)) in '\(field)'; a check takes " + Self.members.joined(separator: ", "))
         }
+        // A member is given or left out: null is not a value here.
         func string(_ name: String) throws(WireProblem) -> String? {
-            guard let member = value[member: name], member != .null else { return nil }
+            guard let member = value[member: name] else { return nil }
             guard case .string(let text) = member else { throw WireProblem(message: "field '\(field).\(name)' must be a string, got \(member.kindDescription)") }
             return text
         }
         func duration(_ name: String) throws(WireProblem) -> Duration? {
-            guard let member = value[member: name], member != .null else { return nil }
+            guard let member = value[member: name] else { return nil }
             switch member {
             case .string(let text):
                 guard let parsed = DurationText.parse(text) else {
@@ -82,8 +83,8 @@ public enum CheckDefinition {
         case (let url?, nil):
             var probe = HealthCheck.HTTPProbe(url: url)
             if let method = try string("method") { probe.method = method.uppercased() }
-            probe.headers = try headers(value[member: "headers"], field: field + ".headers")
-            if let skip = value[member: "tls_skip_verify"], skip != .null {
+            probe.headers = try headers(value[member: "headers"], field: field + ".headers", listsAllowed: false)
+            if let skip = value[member: "tls_skip_verify"] {
                 guard case .bool(let flag) = skip else { throw WireProblem(message: "field '\(field).tls_skip_verify' must be true or false") }
                 probe.tlsSkipVerify = flag
             }
@@ -101,8 +102,9 @@ public enum CheckDefinition {
     }
 
     /// `{"X-A": "v", "X-B": ["v1", "v2"]}` (Consul's form is the list) as name-value pairs, in order.
-    static func headers(_ value: JSONValue?, field: String) throws(WireProblem) -> [MetadataEntry] {
-        guard let value, value != .null else { return [] }
+    /// `listsAllowed`: Consul's form; the native API takes one value per name.
+    static func headers(_ value: JSONValue?, field: String, listsAllowed: Bool = true) throws(WireProblem) -> [MetadataEntry] {
+        guard let value else { return [] }
         guard case .object(let members) = value else {
             throw WireProblem(message: "field '\(field)' must be an object of header names to a value or a list of values")
         }
@@ -111,7 +113,7 @@ public enum CheckDefinition {
             switch member.value {
             case .string(let text):
                 result.append(MetadataEntry(member.name, text))
-            case .array(let values):
+            case .array(let values) where listsAllowed:
                 for element in values {
                     guard case .string(let text) = element else {
                         throw WireProblem(message: "field '\(field)': the values of \(Violation.quoted(member.name)) must be strings")
@@ -119,7 +121,7 @@ public enum CheckDefinition {
                     result.append(MetadataEntry(member.name, text))
                 }
             default:
-                throw WireProblem(message: "field '\(field)': \(Violation.quoted(member.name)) must be a string or a list of strings")
+                throw WireProblem(message: "field '\(field)': \(Violation.quoted(member.name)) must be a string" + (listsAllowed ? " or a list of strings" : ""))
             }
         }
         return result
@@ -155,18 +157,11 @@ public enum CheckDefinition {
             json.string(http.method)
             if !http.headers.isEmpty {
                 json.raw(",\"headers\":{")
-                var first = true
-                var seen = Set<String>()
-                for header in http.headers where seen.insert(header.key).inserted {
-                    if !first { json.raw(",") }
-                    first = false
+                for (index, header) in http.headers.enumerated() {
+                    if index > 0 { json.raw(",") }
                     json.string(header.key)
-                    json.raw(":[")
-                    for (index, value) in http.headers.filter({ $0.key == header.key }).enumerated() {
-                        if index > 0 { json.raw(",") }
-                        json.string(value.value)
-                    }
-                    json.raw("]")
+                    json.raw(":")
+                    json.string(header.value)
                 }
                 json.raw("}")
             }

@@ -33,14 +33,14 @@ import Testing
     }
 
     @Test func oneCheckAndAListDecodeWithConsulsDefaultIDs() throws {
-        let one = try decode(#"{"service":"api","address":"http://127.0.0.1:8001","check":{"http":"http://127.0.0.1:8001/health","interval":"5s","timeout":1.5,"deregister_after":"30s","headers":{"X-A":"1","X-B":["2","3"]},"method":"head"}}"#).get()
+        let one = try decode(#"{"service":"api","address":"http://127.0.0.1:8001","check":{"http":"http://127.0.0.1:8001/health","interval":"5s","timeout":1.5,"deregister_after":"30s","headers":{"X-A":"1","X-B":"2"},"method":"head"}}"#).get()
         let check = try #require(one.fields.checks?.first)
         #expect(check.id == "service:http://127.0.0.1:8001")
         #expect(check.interval == .seconds(5) && check.timeout == .milliseconds(1500) && check.deregisterAfter == .seconds(30))
         #expect(check.status == .critical)
         guard case .http(let http) = check.probe else { Issue.record("not http"); return }
         #expect(http.method == "HEAD")
-        #expect(http.headers == [MetadataEntry("X-A", "1"), MetadataEntry("X-B", "2"), MetadataEntry("X-B", "3")])
+        #expect(http.headers == [MetadataEntry("X-A", "1"), MetadataEntry("X-B", "2")])
 
         let list = try decode(#"{"service":"api","address":"a","id":"i-1","checks":[{"tcp":"127.0.0.1:5432"},{"tcp":"[::1]:80","id":"mine","status":"passing"}]}"#).get()
         #expect(list.fields.checks?.map(\.id) == ["service:i-1:1", "mine"])
@@ -67,6 +67,10 @@ import Testing
         #expect(message(#"{"service":"a","address":"b","check":{"tcp":"h:1","status":"fine"}}"#)?.contains("passing, warning or critical") == true)
         #expect(message(#"{"service":"a","address":"b","checks":[{"tcp":"h:1"},3]}"#)?.contains("checks[1]") == true)
         #expect(message(#"{"service":"a","address":"b","check":{"tcp":"h:1"},"checks":[]}"#)?.contains("not both") == true)
-        #expect(message(#"{"service":"a","address":"b","check":{"http":"http://x/","headers":{"A":1}}}"#)?.contains("string or a list") == true)
+        #expect(message(#"{"service":"a","address":"b","check":{"http":"http://x/","headers":{"A":1}}}"#)?.contains("must be a string") == true)
+        // One value per header in the native API (lists are Consul's form), and no nulls.
+        #expect(message(#"{"service":"a","address":"b","check":{"http":"http://x/","headers":{"A":["1"]}}}"#)?.contains("must be a string") == true)
+        #expect(message(#"{"service":"a","address":"b","check":{"http":"http://x/","status":null}}"#)?.contains("must be a string") == true)
+        #expect(message(#"{"service":"a","address":"b","check":{"tcp":"h:1","interval":null}}"#) != nil)
     }
 }

@@ -99,7 +99,8 @@ import Glibc
         #expect(try on.client().request("POST", "/register", body: tcp).status == 201)
         #expect(try waitFor(5) {
             let checks = try instances(on, "?status=any").first?["checks"] as? [[String: Any]] ?? []
-            return checks.map { $0["status"] as? String } == ["passing", "critical"]
+            // Critical is also the verdict before the first run: wait for both outputs.
+            return checks.map { $0["status"] as? String } == ["passing", "critical"] && checks.allSatisfy { $0["output"] is String }
         })
         let checks = try instances(on, "?status=any").first?["checks"] as? [[String: Any]] ?? []
         #expect(checks.first?["id"] as? String == "service:a:1")

@@ -74,6 +74,11 @@ public struct HealthCheck: Hashable, Sendable {
         return true
     }
 
+    /// `host:port`, an IPv6 host in brackets: how a TCP check's target is written.
+    public static func hostPort(host: String, port: Int) -> String {
+        (host.contains(":") ? "[" + host + "]" : host) + ":" + String(port)
+    }
+
     /// What a TTL check's time is, or nil for an active one.
     public var ttl: Duration? {
         if case .ttl(let ttl) = probe { return ttl }

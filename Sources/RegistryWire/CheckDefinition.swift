@@ -168,7 +168,7 @@ public enum CheckDefinition {
             if http.tlsSkipVerify { json.raw(",\"tls_skip_verify\":true") }
         case .tcp(let host, let port):
             json.raw(",\"tcp\":")
-            json.string((host.contains(":") ? "[" + host + "]" : host) + ":" + String(port))
+            json.string(HealthCheck.hostPort(host: host, port: port))
         case .ttl:
             break
         }

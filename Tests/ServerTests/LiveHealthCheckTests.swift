@@ -107,6 +107,30 @@ import Glibc
         #expect((checks.last?["output"] as? String)?.contains("Connection refused") == true, "\(checks)")
     }
 
+    /// A check and its verdict are durable: after a restart the instance is listed at once,
+    /// not critical again until a first run.
+    @Test func checksAndTheirVerdictsSurviveARestart() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("checks-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (socket, port) = try ExampleServiceTests.listeningSocket()
+        defer { close(socket) }
+        let body = #"{"service":"checked","address":"a","ttl_seconds":3600,"#
+            + #""check":{"tcp":"127.0.0.1:\#(port)","interval":"1m","deregister_after":"1h"}}"#
+        do {
+            let registry = try RegistryProcess(["--data-dir", directory])
+            #expect(try registry.client().request("POST", "/register", body: body).status == 201)
+            #expect(try waitFor(5) { try instances(registry).count == 1 })
+            #expect(registry.stop() == 0)
+        }
+        let again = try RegistryProcess(["--data-dir", directory])
+        #expect(try instances(again).count == 1)
+        let check = try #require(try firstCheck(again))
+        #expect(check["status"] as? String == "passing")
+        #expect(check["interval"] as? String == "1m0s")
+        #expect(check["deregister_after"] as? String == "1h0m0s")
+        #expect(check["target"] as? String == "127.0.0.1:\(port)")
+    }
+
     @Test func badChecksAreRefusedAndChangeNothing() throws {
         let registry = try RegistryProcess()
         for (body, words) in [

@@ -96,6 +96,24 @@ import Glibc
         #expect(try ctl(["deregister", "api", "a-1"]).status == 4)
     }
 
+    @Test func registersACheck() throws {
+        var outcome = try ctl(["register", "web", "http://127.0.0.1:1", "--check-tcp", "127.0.0.1:1", "--check-interval", "5s",
+                               "--check-timeout", "500ms", "--check-deregister-after", "1m"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let check = try #require((try discover("web").first?["checks"] as? [[String: Any]])?.first)
+        #expect(check["id"] as? String == "service:http://127.0.0.1:1")
+        #expect(check["target"] as? String == "127.0.0.1:1")
+        #expect(check["interval"] as? String == "5s")
+        #expect(check["timeout"] as? String == "500ms")
+        #expect(check["deregister_after"] as? String == "1m0s")
+        outcome = try ctl(["register", "web", "x", "--check-http", "http://a/", "--check-tcp", "a:1"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.contains("not both"))
+        outcome = try ctl(["register", "web", "x", "--check-http", "gopher://a/"])
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains("is not an http:// or https:// URL"))
+    }
+
     @Test func helpVersionAndWhatAnEmptyAnswerMeans() throws {
         var outcome = try ctl(["help", "discover"])
         #expect(outcome.status == 0)

@@ -290,6 +290,7 @@ final class HealthChecker {
         inFlight += 1
         run.isRunning = true
         run.attempt &+= 1
+        run.retried = false
         run.startedAt = now.nanoseconds
         run.schedule(afterNanoseconds: nextGap(run))
         run.armTimeout(run.check.timeout)
@@ -365,6 +366,7 @@ final class HealthChecker {
             loop.scheduleEndOfTurn()
             run.connection = nil
         }
+        let reused = run.connection != nil
         if run.connection == nil {
             var made: OpaquePointer?
             if url.isHTTPS {
@@ -406,6 +408,16 @@ final class HealthChecker {
             run.request = nil
             guard !run.closed, run.attempt == attempt, run.isRunning else { return }
             guard let request, evhttp_request_get_response_code(request) != 0 else {
+                // A kept connection the target closed as this run began (its idle timeout
+                // near the interval) fails with nothing read: once, on a new connection.
+                if reused && !run.retried, let connection = run.connection {
+                    run.retried = true
+                    retired.append(connection)
+                    loop.scheduleEndOfTurn()
+                    run.connection = nil
+                    connectHTTP(run, http, url, address: address)
+                    return
+                }
                 var reason = call.failure
                 if url.isHTTPS, let connection = run.connection,
                    let failure = TLSClientContext.failure(of: evhttp_connection_get_bufferevent(connection)) {
@@ -654,6 +666,8 @@ final class CheckRun {
     var dnsRequest: OpaquePointer?
     var attempt: UInt64 = 0
     var starts = 0
+    /// This run has already moved to a new connection once.
+    var retried = false
     var isRunning = false
     var isQueued = false
     var closed = false
@@ -685,7 +699,7 @@ final class CheckRun {
     var label: String {
         switch check.probe {
         case .http(let http): return "HTTP \(http.method) \(http.url)"
-        case .tcp(let host, let port): return "TCP " + (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+        case .tcp(let host, let port): return "TCP " + HealthCheck.hostPort(host: host, port: port)
         case .ttl: return "TTL"
         }
     }

@@ -268,7 +268,7 @@ final class ServiceView {
                 json.string(http.method)
             case .tcp(let host, let port):
                 json.raw(",\"type\":\"tcp\",\"target\":")
-                json.string((host.contains(":") ? "[\(host)]" : host) + ":\(port)")
+                json.string(HealthCheck.hostPort(host: host, port: port))
             case .ttl(let ttl):
                 json.raw(",\"type\":\"ttl\",\"ttl\":")
                 json.string(DurationText.format(ttl))

@@ -115,6 +115,7 @@ final class HealthChecker {
         for run in runs.values.joined() { run.close() }
         runs.removeAll()
         known.removeAll()
+        generations.removeAll()
         waiting.removeAll()
         waitingHead = 0
         inFlight = 0
@@ -148,15 +149,6 @@ final class HealthChecker {
     }
 
     var queued: Int { waiting.count - waitingHead }
-
-    /// A TTL check's report (Consul's `check/pass|warn|fail|update`): its note becomes the
-    /// output. The verdict itself is the caller's write.
-    func noteReport(service: String, id: String, check: String, output: String) {
-        let name = InstanceName(service: service, id: id)
-        guard let run = runs[name]?.first(where: { $0.check.id == check }) else { return }
-        run.result = CheckResult(output: output, finishedAt: Clock.wallNow(), duration: .zero)
-        generations[name, default: 0] &+= 1
-    }
 
     // MARK: Following the registry
 

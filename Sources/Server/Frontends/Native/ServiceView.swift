@@ -7,13 +7,15 @@ import RegistryWire
 ///
 /// Each instance is rendered in three parts around the two values that move without a
 /// change (uptime, reported in tenths as the seed showed it, and the last heartbeat):
-/// `{"address":…,"uptime_seconds":`, then `,"id":…,"last_heartbeat":`, then the rest. The
+/// `{"address":…,"uptime_seconds":`, then `,"id":…,"last_heartbeat":`, then the rest; an
+/// instance with checks ends with their results (`,"checks":[…]`), which also move without a
+/// change and are rendered again when the checker's generation for it moves. The
 /// parts are made once per version of the instance: when the service changes, only the
 /// instances whose version moved are rendered again, so a change in a service of 50,000
 /// instances costs one instance's rendering and a walk of the service's versions, not
-/// 50,000 renderings. The numbers are filled in once per 100 ms tick, and the plain listing
-/// (UP instances, no filter) is joined once per tick, so that a service asked for many times
-/// a second is rebuilt a few times a second.
+/// 50,000 renderings. The numbers (and check results) are filled in once per 100 ms tick,
+/// and the plain listing (UP instances without a critical check, no filter) is joined once
+/// per tick, so that a service asked for many times a second is rebuilt a few times a second.
 final class ServiceView {
     /// One instance's parts. A class, so that carrying 50,000 entries from one version of
     /// the view to the next costs one reference count each, not one per field.
@@ -61,8 +63,9 @@ final class ServiceView {
     private(set) var entries: [Entry] = []
     private(set) var tick: Int64 = .min
     private var blocks: [Block] = []
-    /// UP instances, as the default read lists them, for `tick`: one piece for a service of
-    /// one block, else the opening, the blocks (and the commas between them) and the close.
+    /// UP instances without a critical check, as the default read lists them, for `tick`: one
+    /// piece for a service of one block, else the opening, the blocks (and the commas between
+    /// them) and the close.
     private(set) var plainParts: [[UInt8]] = []
 
     /// Candidates of picks and limited listings, per status filter, for `changeIndex`: the

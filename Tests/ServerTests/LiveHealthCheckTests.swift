@@ -131,6 +131,54 @@ import Glibc
         #expect(check["target"] as? String == "127.0.0.1:\(port)")
     }
 
+    /// A target that closes a kept connection just as the next run sends on it (its idle
+    /// timeout near the interval): it answers the first request of each connection and
+    /// closes at the second. The run moves to a new connection once, and stays passing.
+    @Test func aKeptConnectionClosedUnderARunIsRetriedOnANewOne() throws {
+        let (listener, port) = try ExampleServiceTests.listeningSocket()
+        defer { close(listener) }
+        let accepted = Shared(0)
+        let server = Thread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                if connection < 0 { return }
+                accepted.update { $0 += 1 }
+                Thread {
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    var requests = 0
+                    var pending: [UInt8] = []
+                    while true {
+                        let count = read(connection, &buffer, buffer.count)
+                        if count <= 0 { break }
+                        pending += buffer[0..<count]
+                        while let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) {
+                            pending.removeSubrange(0..<end.upperBound)
+                            requests += 1
+                            if requests > 1 {
+                                close(connection)
+                                return
+                            }
+                            let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8)
+                            _ = reply.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+                        }
+                    }
+                    close(connection)
+                }.start()
+            }
+        }
+        server.start()
+        let registry = try RegistryProcess()
+        let body = #"{"service":"checked","address":"a","check":{"http":"http://127.0.0.1:\#(port)/","interval":"1s","timeout":"500ms"}}"#
+        #expect(try registry.client().request("POST", "/register", body: body).status == 201)
+        #expect(try waitFor(5) { try instances(registry).count == 1 })
+        // Three more runs, each on a connection the target closes under it.
+        #expect(try waitFor(6) { accepted.value >= 4 })
+        let metrics = String(decoding: try registry.client().request("GET", "/metrics").body, as: UTF8.self)
+        let check = try firstCheck(registry) ?? [:]
+        #expect(metrics.contains(#"registry_check_runs_total{status="critical"} 0"#), "\(check)")
+        #expect(try instances(registry).count == 1)
+    }
+
     @Test func badChecksAreRefusedAndChangeNothing() throws {
         let registry = try RegistryProcess()
         for (body, words) in [

@@ -188,8 +188,8 @@ func instanceCommand(_ context: Context, _ words: ArraySlice<String>, route: Str
 // MARK: Reads
 
 func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.Problem) -> Int32 {
-    let arguments = try Arguments(words, valued: ["tag", "zone", "meta", "status", "pick", "limit"])
-    try arguments.expectPositionals(1, usage: "registryctl discover SERVICE [--tag T]… [--zone Z] [--meta K=V]… [--status S|any] [--pick round-robin|random|weighted] [--limit N]")
+    let arguments = try Arguments(words, valued: ["tag", "zone", "meta", "status", "health", "pick", "limit"])
+    try arguments.expectPositionals(1, usage: "registryctl discover SERVICE [--tag T]… [--zone Z] [--meta K=V]… [--status S|any] [--health passing|critical|any] [--pick round-robin|random|weighted] [--limit N]")
     var query: [(name: String, value: String)] = arguments.values("tag").map { ("tag", $0) }
     if let zone = arguments.value("zone") { query.append(("zone", zone)) }
     for pair in arguments.values("meta") {
@@ -198,7 +198,7 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
         }
         query.append(("meta." + pair[..<equals], String(pair[pair.index(after: equals)...])))
     }
-    for name in ["status", "pick", "limit"] {
+    for name in ["status", "health", "pick", "limit"] {
         if let value = arguments.value(name) { query.append((name, value)) }
     }
     let service = arguments.positionals[0]
@@ -214,10 +214,12 @@ func discover(_ context: Context, _ words: ArraySlice<String>) throws(Arguments.
     if code == ExitCode.ok, !context.json, asked != "ANY", case .array(let shown)? = reply.json?[member: "instances"],
        shown.isEmpty,
        case .success(let all) = context.call(.get, Requests.path("/discover", service: service,
-                                                                 query: query.filter { $0.name != "status" } + [("status", "any")])),
+                                                                 query: query.filter { $0.name != "status" && $0.name != "health" } + [("status", "any")])),
        case .array(let every)? = all.json?[member: "instances"], !every.isEmpty {
         let word = every.count == 1 ? "instance is" : "instances are"
-        printError("registryctl: \(every.count) \(word) registered under '\(service)' but not \(asked), so hidden; --status any shows them")
+        // Listed by default: UP, and no check failing.
+        let wanted = arguments.value("health").map { "\(asked) with health \($0)" } ?? "\(asked) with passing checks"
+        printError("registryctl: \(every.count) \(word) registered under '\(service)' but not \(wanted), so hidden; --status any shows them")
     }
     return code
 }

@@ -24,7 +24,7 @@ Commands:
   heartbeat SERVICE ADDRESS [--status S]
   deregister SERVICE ADDRESS
   status SERVICE ADDRESS UP|STARTING|DOWN|OUT_OF_SERVICE
-  discover SERVICE [--tag T]… [--zone Z] [--meta K=V]… [--status S|any]
+  discover SERVICE [--tag T]… [--zone Z] [--meta K=V]… [--status S|any] [--health H]
                    [--pick round-robin|random|weighted] [--limit N]
   services
   health

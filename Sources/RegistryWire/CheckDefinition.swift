@@ -157,12 +157,7 @@ public enum CheckDefinition {
             json.string(http.method)
             if !http.headers.isEmpty {
                 json.raw(",\"headers\":{")
-                for (index, header) in http.headers.enumerated() {
-                    if index > 0 { json.raw(",") }
-                    json.string(header.key)
-                    json.raw(":")
-                    json.string(header.value)
-                }
+                json.members(http.headers)
                 json.raw("}")
             }
             if http.tlsSkipVerify { json.raw(",\"tls_skip_verify\":true") }

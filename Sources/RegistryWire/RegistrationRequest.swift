@@ -69,12 +69,7 @@ public struct RegistrationRequest: Equatable, Sendable {
         }
         if let metadata = fields.metadata {
             json.raw(",\"metadata\":{")
-            for (position, entry) in metadata.enumerated() {
-                if position > 0 { json.raw(",") }
-                json.string(entry.key)
-                json.raw(":")
-                json.string(entry.value)
-            }
+            json.members(metadata)
             json.raw("}")
         }
         if let weight = fields.weight {

@@ -1,6 +1,7 @@
 import Etcd
 import JSON
 import Registry
+import RegistryWire
 
 /// Where the registry keeps its state in etcd, under `--etcd-prefix` (P):
 ///
@@ -79,12 +80,7 @@ enum InstanceCodec {
         }
         if !attributes.metadata.isEmpty {
             json.raw(",\"metadata\":{")
-            for (index, entry) in attributes.metadata.enumerated() {
-                if index > 0 { json.raw(",") }
-                json.string(entry.key)
-                json.raw(":")
-                json.string(entry.value)
-            }
+            json.members(attributes.metadata)
             json.raw("}")
         }
         if attributes.weight != InstanceAttributes.defaultWeight {

@@ -318,12 +318,7 @@ final class ServiceView {
             json.string(tag)
         }
         json.raw("],\"metadata\":{")
-        for (position, entry) in instance.metadata.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.string(entry.key)
-            json.raw(":")
-            json.string(entry.value)
-        }
+        json.members(instance.metadata)
         json.raw("},\"weight\":")
         json.integer(instance.weight)
         json.raw(",\"zone\":")

@@ -79,6 +79,7 @@ if Context.environment["REGISTRY_FUZZ"] != nil {
     let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
         ("json", ["JSON"]),
         ("bodies", ["RegistryWire", "Registry"]),
+        ("consul", ["RegistryWire", "Registry", "HTTPParsing"]),
         ("acl", ["Access"]),
         ("query", ["HTTPParsing"]),
         ("percent", ["HTTPParsing"]),

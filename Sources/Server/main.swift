@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HTTPParsing
 import Persistence
 import Registry
 import RegistryWire
@@ -70,7 +71,11 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     let store: any ChangeStore = restored.map { LocalLogStore(setup: $0, loop: loop, logger: logger) } ?? MemoryStore()
     let service = RegistryService(registry: registry, store: store, logger: logger, loop: loop)
     let api = NativeAPI(service: service, logger: logger, maximumWait: config.maxWait)
-    let table = RouteTable.registry(api: api, service: service)
+    let consul = ConsulAPI(service: service, native: api, settings: ConsulAPI.Settings(
+        datacenter: config.consulDatacenter, nodeName: config.consulNode ?? ConsulAPI.hostName(),
+        nodeAddress: config.host == "0.0.0.0" || config.host == "::" ? "127.0.0.1" : config.host,
+        advertised: "", maximumWait: config.maxWait))
+    let table = RouteTable.registry(api: api, service: service, consul: consul)
     let metrics = Metrics(routeLabels: table.labels)
     let accessLog = config.accessLogEnabled ? AccessLog(logger: logger) : nil
     AccessLog.current = accessLog
@@ -112,6 +117,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         return 1
     }
     var frontEnds: [HTTPFrontEnd] = []
+    var consulFrontEnd: HTTPFrontEnd?
     do {
         if config.plainListener {
             frontEnds.append(try HTTPFrontEnd(config: config, listener: .init(host: config.host, port: config.port, portFlag: "--port"),
@@ -124,12 +130,20 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
                                               loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
                                               accessLog: accessLog, access: access, quotas: quotas))
         }
+        if let consulPort = config.consulPort {
+            consulFrontEnd = try HTTPFrontEnd(config: config, listener: .init(host: config.host, port: consulPort, portFlag: "--consul-port"),
+                                              loop: loop, table: table, service: service, hub: hub, metrics: metrics, logger: logger,
+                                              accessLog: accessLog, access: access, quotas: quotas)
+        }
     } catch {
         printError("service-registry: \(error.message)")
         return 1
     }
     let plain = frontEnds.first { !$0.isTLS }
     let secure = frontEnds.first { $0.isTLS }
+    consul.settings.advertised = InstanceEndpoint(scheme: nil, host: consul.settings.nodeAddress,
+                                                  port: Int((plain ?? secure ?? consulFrontEnd)?.port ?? 0)).target
+    if let consulFrontEnd { frontEnds.append(consulFrontEnd) }
     certificates?.onReload = { context in secure?.useCertificates(context) }
     // Cluster mode: the registry mirrors etcd, and writes go there first.
     var cluster: Cluster?
@@ -184,6 +198,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         logger.plain("Service Registry starting on port \(secure.port) (HTTPS only)...")
         logger.plain("HTTPS on port \(secure.port)\(certificates?.clientNote ?? "")")
     }
+    if let consulFrontEnd { logger.plain("Consul clients' port \(consulFrontEnd.port) (--consul-port): the same API, Consul's under /v1/") }
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
     if let cluster {
         logger.plain("Cluster: replica \(cluster.leadership.me.name) (\(cluster.leadership.me.url)) on etcd "
@@ -200,6 +215,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     }
     logger.info("listening", [
         "host": config.host, "port": plain.map { $0.port as any LogValue } ?? "off", "tls_port": secure.map { $0.port as any LogValue } ?? "off",
+        "consul_port": consulFrontEnd.map { $0.port as any LogValue } ?? "off",
         "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
         "header_timeout": config.headerTimeout.secondsText, "body_timeout": config.bodyTimeout.secondsText,

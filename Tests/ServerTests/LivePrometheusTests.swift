@@ -11,6 +11,23 @@ import Glibc
 @Suite(.serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prometheus"),
                              "prometheus is not installed: run scripts/install-test-tools.sh"))
 struct LivePrometheusTests {
+    /// Whether this Prometheus was built with Consul discovery: Debian's 2.42 was not ("Disable
+    /// Consul SD until its Debian package is back in shape"), and its promtool refuses the section.
+    static let hasConsulDiscovery: Bool = {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("consul-sd-\(UUID().uuidString).yml")
+        defer { try? FileManager.default.removeItem(at: config) }
+        guard (try? "scrape_configs:\n  - job_name: c\n    consul_sd_configs:\n      - server: 127.0.0.1:1\n"
+            .write(to: config, atomically: true, encoding: .utf8)) != nil else { return false }
+        let promtool = Process()
+        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        promtool.arguments = ["check", "config", config.path]
+        promtool.standardOutput = Pipe()
+        promtool.standardError = Pipe()
+        guard (try? promtool.run()) != nil else { return false }
+        promtool.waitUntilExit()
+        return promtool.terminationStatus == 0
+    }()
+
     @Test func theAnswerParsesAsHTTPSDAndFiltersByServiceTagAndPermission() throws {
         let registry = try RegistryProcess()
         let http = try registry.client()
@@ -58,12 +75,7 @@ struct LivePrometheusTests {
         #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://127.0.0.1:9","tags":["v2"]}"#, headers: ops).status == 201)
         #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://127.0.0.1:10"}"#, headers: ops).status == 201)
         #expect(try http.request("GET", "/v1/prometheus/targets").status == 401, "the token is needed")
-        let port = try EtcdCluster.freePort()
-        let config = directory.appendingPathComponent("prometheus.yml")
-        try """
-            global:
-              scrape_interval: 1h
-            scrape_configs:
+        let prometheus = try Prometheus(directory: directory, scrapeConfig: """
               - job_name: registry
                 http_sd_configs:
                   - url: http://127.0.0.1:\(registry.port)/v1/prometheus/targets
@@ -74,36 +86,9 @@ struct LivePrometheusTests {
                 relabel_configs:
                   - source_labels: [__meta_registry_service]
                     target_label: service
-            """.write(to: config, atomically: true, encoding: .utf8)
-        let prometheus = Process()
-        prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
-        prometheus.arguments = ["--config.file", config.path, "--storage.tsdb.path", directory.appendingPathComponent("data").path,
-                                "--web.listen-address", "127.0.0.1:\(port)", "--log.level", "warn"]
-        let log = directory.appendingPathComponent("prometheus.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        prometheus.standardOutput = try FileHandle(forWritingTo: log)
-        prometheus.standardError = prometheus.standardOutput
-        try prometheus.run()
-        defer { if prometheus.isRunning { kill(prometheus.processIdentifier, SIGKILL); prometheus.waitUntilExit() } }
-
-        func activeTargets() -> [[String: Any]] {
-            guard let text = try? EtcdCluster.get(port: port, path: "/api/v1/targets?state=active"),
-                  let body = text.range(of: "\r\n\r\n").map({ String(text[$0.upperBound...]) }),
-                  let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-                  let data = json["data"] as? [String: Any] else { return [] }
-            return data["activeTargets"] as? [[String: Any]] ?? []
-        }
-        func waitFor(_ seconds: Double, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {
-            let deadline = Date().addingTimeInterval(seconds)
-            var targets = activeTargets()
-            while !condition(targets), Date() < deadline {
-                usleep(200_000)
-                targets = activeTargets()
-            }
-            return targets
-        }
-        var targets = waitFor(20) { $0.count == 2 }
-        #expect(targets.count == 2, Comment(rawValue: (try? String(contentsOf: log, encoding: .utf8)) ?? ""))
+            """)
+        var targets = prometheus.waitFor(20) { $0.count == 2 }
+        #expect(targets.count == 2, Comment(rawValue: prometheus.log()))
         let first = targets.first { ($0["discoveredLabels"] as? [String: String])?["__address__"] == "127.0.0.1:9" }
         let discovered = first?["discoveredLabels"] as? [String: String] ?? [:]
         #expect(discovered["__meta_registry_tag_v2"] == "true")
@@ -112,8 +97,91 @@ struct LivePrometheusTests {
         // Deregistered: gone from Prometheus within the refresh interval and a few seconds.
         #expect(try http.request("POST", "/deregister", body: #"{"service":"api","address":"http://127.0.0.1:9"}"#, headers: ops).status == 200)
         let removed = Date()
-        targets = waitFor(10) { $0.count == 1 }
+        targets = prometheus.waitFor(10) { $0.count == 1 }
         #expect(targets.count == 1)
         #expect(Date().timeIntervalSince(removed) < 6)
+    }
+
+    /// `consul_sd_configs` against the registry's Consul API, where Prometheus has it.
+    @Test(.enabled(if: LivePrometheusTests.hasConsulDiscovery,
+                   "this Prometheus is built without Consul discovery (Debian's 2.42 is); LiveConsulTests replays its requests"))
+    func prometheusDiscoversTheInstancesThroughConsulDiscovery() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prometheus-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let registry = try RegistryProcess(["--checks", "off"])
+        let http = try registry.client()
+        #expect(try http.request("POST", "/register", body: #"{"service":"api","address":"http://127.0.0.1:9","id":"api-9","tags":["v2"]}"#).status == 201)
+        #expect(try http.request("PUT", "/v1/agent/service/register", body: #"{"Name":"api","ID":"api-10","Address":"127.0.0.1","Port":10}"#).status == 200)
+        let prometheus = try Prometheus(directory: directory, scrapeConfig: """
+              - job_name: registry
+                consul_sd_configs:
+                  - server: 127.0.0.1:\(registry.port)
+                    refresh_interval: 1s
+                relabel_configs:
+                  - source_labels: [__meta_consul_service]
+                    target_label: service
+            """)
+        var targets = prometheus.waitFor(30) { $0.count == 2 }
+        #expect(targets.count == 2, Comment(rawValue: prometheus.log()))
+        let first = targets.first { ($0["discoveredLabels"] as? [String: String])?["__address__"] == "127.0.0.1:9" }
+        let discovered = first?["discoveredLabels"] as? [String: String] ?? [:]
+        #expect(discovered["__meta_consul_service_id"] == "api-9")
+        #expect(discovered["__meta_consul_tags"] == ",v2,")
+        #expect(discovered["__meta_consul_dc"] == "dc1")
+        #expect((first?["labels"] as? [String: String])?["service"] == "api")
+        #expect(try http.request("PUT", "/v1/agent/service/deregister/api-10").status == 200)
+        let removed = Date()
+        targets = prometheus.waitFor(10) { $0.count == 1 }
+        #expect(targets.count == 1)
+        #expect(Date().timeIntervalSince(removed) < 6)
+    }
+}
+
+/// Debian's Prometheus on a loopback port with a generated configuration, stopped with it.
+final class Prometheus {
+    let port: UInt16
+    private let process = Process()
+    private let logURL: URL
+
+    init(directory: URL, scrapeConfig: String) throws {
+        port = try EtcdCluster.freePort()
+        let config = directory.appendingPathComponent("prometheus.yml")
+        try "global:\n  scrape_interval: 1h\nscrape_configs:\n\(scrapeConfig)\n".write(to: config, atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
+        process.arguments = ["--config.file", config.path, "--storage.tsdb.path", directory.appendingPathComponent("data").path,
+                             "--web.listen-address", "127.0.0.1:\(port)", "--log.level", "warn"]
+        logURL = directory.appendingPathComponent("prometheus.log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: logURL)
+        process.standardError = process.standardOutput
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    func log() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    func activeTargets() -> [[String: Any]] {
+        guard let text = try? EtcdCluster.get(port: port, path: "/api/v1/targets?state=active"),
+              let body = text.range(of: "\r\n\r\n").map({ String(text[$0.upperBound...]) }),
+              let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+              let data = json["data"] as? [String: Any] else { return [] }
+        return data["activeTargets"] as? [[String: Any]] ?? []
+    }
+
+    func waitFor(_ seconds: Double, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var targets = activeTargets()
+        while !condition(targets), Date() < deadline {
+            usleep(200_000)
+            targets = activeTargets()
+        }
+        return targets
     }
 }

@@ -22,7 +22,8 @@ final class NativeHarness {
     init(policy: RegistryPolicy, random: RandomSource = RandomSource(SplitMix64(state: 1)), maximumWait: Duration = .seconds(600)) {
         service = RegistryService(registry: Registry(policy: policy), store: MemoryStore(), logger: Logger(level: .error), loop: nil)
         api = NativeAPI(service: service, logger: Logger(level: .error), random: random, maximumWait: maximumWait)
-        table = RouteTable.registry(api: api, service: service)
+        table = RouteTable.registry(api: api, service: service,
+                                    consul: ConsulAPI(service: service, native: api, settings: ConsulAPI.Settings()))
         api.prepareListing()
     }
 

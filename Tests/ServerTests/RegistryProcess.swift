@@ -125,6 +125,12 @@ final class RegistryProcess {
         return UInt16(log[range.upperBound...].prefix { $0.isNumber })
     }
 
+    /// The second listener's port (`--consul-port`), from the banner.
+    var consulPort: UInt16? {
+        guard let range = log.range(of: "Consul clients' port ") else { return nil }
+        return UInt16(log[range.upperBound...].prefix { $0.isNumber })
+    }
+
     func client(timeout: Double = 5) throws -> TestHTTPClient {
         try TestHTTPClient(port: port, timeout: timeout)
     }

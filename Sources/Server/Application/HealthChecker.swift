@@ -141,6 +141,15 @@ final class HealthChecker {
         return (generations[name] ?? 0, byCheck)
     }
 
+    /// A TTL check's report (Consul's `check/pass?note=`, `check/update`): its output is
+    /// kept as a run's would be. Only where checks are followed (the leader).
+    func noteReport(service: String, id: String, check: String, output: String) {
+        let name = InstanceName(service: service, id: id)
+        guard let run = runs[name]?.first(where: { $0.check.id == check }) else { return }
+        run.result = CheckResult(output: output, finishedAt: Clock.wallNow(), duration: .zero)
+        generations[name, default: 0] &+= 1
+    }
+
     /// Checks followed, by their current verdict (`/metrics`).
     var countsByStatus: [CheckStatus: Int] {
         var counts: [CheckStatus: Int] = [:]

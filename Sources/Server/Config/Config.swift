@@ -71,6 +71,12 @@ struct Config: Equatable {
     var checkAllow = NetworkAllowList.everything
     /// `--max-checks-in-flight`: checks running at once; more wait their turn, in order.
     var maxChecksInFlight = 512
+    /// `--consul-port`: a second plain listener for Consul's clients at their default port
+    /// (8500); nil: Consul's API only on the main listeners.
+    var consulPort: UInt16?
+    /// `--consul-datacenter`, `--consul-node`: the datacenter and node Consul's view names.
+    var consulDatacenter = "dc1"
+    var consulNode: String?
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
     /// One line per answered request (`--access-log`); `--log-level debug` turns it on too.
@@ -321,6 +327,24 @@ struct Config: Equatable {
                help: "HTTP and TCP checks running at once; more wait their turn in order (default 512)") { config, value in
             assignCount(value, minimum: 1, maximum: 100_000) { config.maxChecksInFlight = $0 }
         },
+        Option(flag: "--consul-port", variable: "REGISTRY_CONSUL_PORT", valueName: "PORT",
+               help: "also serve the API (Consul's under /v1/ included) on this port, such as Consul's 8500; 0 picks a free one (default: none)") { config, value in
+            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+            config.consulPort = UInt16(port)
+            return nil
+        },
+        Option(flag: "--consul-datacenter", variable: "REGISTRY_CONSUL_DATACENTER", valueName: "NAME",
+               help: "the datacenter Consul's API names (default dc1)") { config, value in
+            guard Violation.checkZone(value) == nil else { return "must be 1 to 128 letters, digits, '.', '_' or '-'" }
+            config.consulDatacenter = value
+            return nil
+        },
+        Option(flag: "--consul-node", variable: "REGISTRY_CONSUL_NODE", valueName: "NAME",
+               help: "the node name Consul's API gives this registry (default: the host name)") { config, value in
+            guard Violation.checkZone(value) == nil else { return "must be 1 to 128 letters, digits, '.', '_' or '-'" }
+            config.consulNode = value
+            return nil
+        },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",
                help: "debug (also turns on --access-log), info, warn or error (default info)") { config, value in
             guard let level = LogLevel.allCases.first(where: { $0.name == value.lowercased() }) else {
@@ -524,6 +548,9 @@ struct Config: Equatable {
         if config.plainListener && config.tlsEnabled && config.port == config.tlsPort && config.port != 0
             && (config.tlsHost ?? config.host) == config.host {
             throw Problem(message: "--port and --tls-port are both \(config.port); give them different ports")
+        }
+        if let consulPort = config.consulPort, consulPort != 0, config.plainListener, consulPort == config.port {
+            throw Problem(message: "--consul-port and --port are both \(consulPort); the main port serves Consul's API already, so leave --consul-port out")
         }
         if (config.etcdUser == nil) != (config.etcdPasswordFile == nil) {
             throw Problem(message: "--etcd-user and --etcd-password-file go together: the user etcd authenticates, and the file holding its password")

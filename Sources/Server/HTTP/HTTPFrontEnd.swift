@@ -191,7 +191,7 @@ final class HTTPFrontEnd {
                 break
             case .refused(let message):
                 let route = request.withTarget { path, _ in table.match(path).route }
-                answer(request, .error(403, message), route: route, method: method, entry: entry, start: now, timed: false)
+                answer(request, table.styled(.error(403, message), route: route), route: route, method: method, entry: entry, start: now, timed: false)
                 if let suppressed = refusalLog.admit(now: now) {
                     // An Origin is the client's to choose: quoted at most 100 bytes long.
                     logger.info("cross_origin_write_refused", ["origin": origin.map { Self.clipped($0) } ?? "-", "method": method.name,
@@ -222,7 +222,7 @@ final class HTTPFrontEnd {
                 var loading = Response.error(503, "this replica has not yet read the registry from etcd (\(cluster.client.preferredEndpoint)); "
                     + "retry in a moment, or ask another replica")
                 loading.retryAfter = 1
-                answer(request, loading, route: route, method: method, entry: entry, start: now, timed: false)
+                answer(request, table.styled(loading, route: route), route: route, method: method, entry: entry, start: now, timed: false)
                 return
             }
         }
@@ -230,9 +230,14 @@ final class HTTPFrontEnd {
         let caller: Caller = access.isOpen ? .anonymous(.everything)
             : request.withTokenHeaders { authorization, registryToken in
                 let connection = request.inspect { Transport.connection(of: $0) }
-                return access.caller(authorization: authorization, registryToken: registryToken,
-                                     certificateNames: isTLS ? { connection?.certificateNames ?? [] } : nil,
-                                     memo: connection?.tokenMemo)
+                // Consul's clients may send the token as `?token=` instead of a header.
+                let queryToken = authorization == nil && registryToken == nil
+                    ? request.withTarget { path, query in ConsulAPI.queryToken(path: path, query: query) } : nil
+                return (queryToken ?? []).withUnsafeBufferPointer { fromQuery in
+                    access.caller(authorization: authorization, registryToken: registryToken ?? (queryToken == nil ? nil : fromQuery),
+                                  certificateNames: isTLS ? { connection?.certificateNames ?? [] } : nil,
+                                  memo: connection?.tokenMemo)
+                }
             }
         var route = table.otherRoute
         let handling: Handling = request.withBody { body in
@@ -244,7 +249,7 @@ final class HTTPFrontEnd {
                           let refusal = quotas.admitRate(who, client: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host }, now: now)
                     else { return admission }
                     return .denied(refusal)
-                })
+                }, peerHost: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host })
                 route = dispatched.route
                 return dispatched.handling
             }
@@ -266,14 +271,14 @@ final class HTTPFrontEnd {
                 var reply = response
                 switch result {
                 case .committed: break
-                case .failed(let message): reply = .error(503, message)
+                case .failed(let message): reply = table.styled(.error(503, message), route: route)
                 case .retry:
                     if attempt < Self.maxWriteAttempts {
                         handle(PendingRequest(raw), attempt: attempt + 1)
                         return
                     }
-                    reply = .error(503, "the instance kept changing through other replicas while this write was judged "
-                        + "\(Self.maxWriteAttempts + 1) times; nothing was changed by it, retry")
+                    reply = table.styled(.error(503, "the instance kept changing through other replicas while this write was judged "
+                        + "\(Self.maxWriteAttempts + 1) times; nothing was changed by it, retry"), route: route)
                 }
                 PendingRequest.send(raw, reply)
                 account(reply, route: route, method: method, entry: entry, start: now, timed: true)
@@ -282,7 +287,7 @@ final class HTTPFrontEnd {
             if let allowedOrigin { request.addCORSHeaders(origin: allowedOrigin) }
             let admission = request.inspect { hub.admission(for: $0) }
             if let refusal = admission.refusal {
-                answer(request, refusal, route: route, method: method, entry: entry, start: now, timed: false)
+                answer(request, table.styled(refusal, route: route), route: route, method: method, entry: entry, start: now, timed: false)
             } else if stopping {
                 answer(request, hub.currentAnswer(target, now: now, wallClock: wallClock), route: route, method: method, entry: entry,
                        start: now, timed: false)

@@ -66,17 +66,21 @@ struct PendingRequest: ~Copyable {
         evhttp_find_header(evhttp_request_get_input_headers(raw), name).map { String(cString: $0) }
     }
 
-    /// The values of `Authorization` and `X-Registry-Token` as evhttp holds them (nil when
-    /// absent; the first of each), found in one pass over the headers, without copies.
+    /// The values of `Authorization` and `X-Registry-Token` (or, without it, Consul's
+    /// `X-Consul-Token`) as evhttp holds them (nil when absent; the first of each), found in
+    /// one pass over the headers, without copies.
     func withTokenHeaders<T>(_ body: (_ authorization: UnsafeBufferPointer<UInt8>?, _ registryToken: UnsafeBufferPointer<UInt8>?) -> T) -> T {
         var authorization: UnsafeMutablePointer<CChar>?
         var registryToken: UnsafeMutablePointer<CChar>?
+        var consulToken: UnsafeMutablePointer<CChar>?
         var header = evhttp_request_get_input_headers(raw)?.pointee.tqh_first
         while let entry = header {
             let key = entry.pointee.key!
-            // "authorization" is 13 bytes, "x-registry-token" 16: the length decides which to compare.
+            // "authorization" is 13 bytes, "x-consul-token" 14, "x-registry-token" 16: the
+            // length decides which to compare.
             switch strlen(key) {
             case 13 where authorization == nil && strcasecmp(key, "authorization") == 0: authorization = entry.pointee.value
+            case 14 where consulToken == nil && strcasecmp(key, "x-consul-token") == 0: consulToken = entry.pointee.value
             case 16 where registryToken == nil && strcasecmp(key, "x-registry-token") == 0: registryToken = entry.pointee.value
             default: break
             }
@@ -85,7 +89,7 @@ struct PendingRequest: ~Copyable {
         func bytes(_ value: UnsafeMutablePointer<CChar>?) -> UnsafeBufferPointer<UInt8>? {
             value.map { UnsafeBufferPointer(start: UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), count: strlen($0)) }
         }
-        return body(bytes(authorization), bytes(registryToken))
+        return body(bytes(authorization), bytes(registryToken ?? consulToken))
     }
 
     /// CORS headers for an answer made later (a held request, a stream).

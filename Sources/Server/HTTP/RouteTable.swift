@@ -5,12 +5,14 @@ import Registry
 /// declared once, in its front end's list (`NativeAPI.routes`); dispatch, `405` with
 /// `Allow`, the 404 text, the metrics labels and the OpenAPI test all read the table.
 struct Route {
-    /// The API a route belongs to. The compatible APIs to come (Consul under `/v1/`, Eureka
-    /// under `/eureka/`, the dashboard under `/ui`) are front ends of their own.
+    /// The API a route belongs to. The compatible APIs to come (Eureka under `/eureka/`, the
+    /// dashboard under `/ui`) are front ends of their own.
     enum FrontEnd: String {
         case native
         /// Prometheus HTTP service discovery (`Frontends/Prometheus/`).
         case prometheus
+        /// Consul's HTTP API under `/v1/` (`Frontends/Consul/`).
+        case consul
     }
 
     /// What a caller must be allowed to do (`--acl-file`). The front end checks that the
@@ -28,6 +30,12 @@ struct Route {
     /// `/register`, or `/discover/{service}`: at most one parameter, at the end, which takes
     /// the rest of the path (still percent-encoded).
     let template: String
+    /// Serves what no other route under its prefix does (Consul's answer for an unknown
+    /// `/v1/…` path): matched after every exact and prefix route.
+    let isFallback: Bool
+    /// How this front end words an answer made outside its handler (a 405, a denial, a
+    /// failed commit, a refused long-poll), from the native form; nil: as it is.
+    let restyle: ((Response) -> Response)?
     let methods: [HTTPMethod]
     let frontEnd: FrontEnd
     let permission: Permission
@@ -40,8 +48,10 @@ struct Route {
     let allow: String
 
     init(template: String, methods: [HTTPMethod], frontEnd: FrontEnd, permission: Permission, rateLimited: Bool = true,
-         handler: @escaping (RouteRequest) -> Handling) {
+         isFallback: Bool = false, restyle: ((Response) -> Response)? = nil, handler: @escaping (RouteRequest) -> Handling) {
         self.rateLimited = rateLimited && permission != .none
+        self.isFallback = isFallback
+        self.restyle = restyle
         self.template = template
         self.methods = methods
         self.frontEnd = frontEnd
@@ -65,6 +75,9 @@ struct RouteRequest {
     let wallClock: Int64
     /// Who sent it (`.anonymous(.everything)` without an ACL file).
     var caller: Caller = .anonymous(.everything)
+    /// The client's address as the listener saw it (asked only by the few handlers that
+    /// need it: a Consul registration without `Address`).
+    var peerHost: () -> String? = { nil }
 }
 
 /// The routes of every front end, matched by path.
@@ -74,6 +87,7 @@ struct RouteTable {
     let labels: [String]
     private var exact: [String: Int] = [:]
     private var prefixes: [(prefix: [UInt8], route: Int)] = []
+    private var fallbacks: [(prefix: [UInt8], route: Int)] = []
     /// The methods some route serves, for the `Allow` of a path no route serves.
     let allMethods: String
     let notFoundHint: String
@@ -86,7 +100,11 @@ struct RouteTable {
         labels = routes.map(\.template) + ["other"]
         for (number, route) in routes.enumerated() {
             if let brace = route.template.firstIndex(of: "{") {
-                prefixes.append((Array(route.template[..<brace].utf8), number))
+                if route.isFallback {
+                    fallbacks.append((Array(route.template[..<brace].utf8), number))
+                } else {
+                    prefixes.append((Array(route.template[..<brace].utf8), number))
+                }
             } else {
                 precondition(exact[route.template] == nil, "route \(route.template) declared twice")
                 exact[route.template] = number
@@ -97,7 +115,7 @@ struct RouteTable {
         // "POST /register, /heartbeat and GET /discover/{service}, /services": by method,
         // in declaration order, HEAD left implied by GET.
         var groups: [(method: HTTPMethod, templates: [String])] = []
-        for route in routes {
+        for route in routes where route.frontEnd != .consul {
             guard let method = route.methods.first(where: { $0 != .head }) else { continue }
             if let position = groups.firstIndex(where: { $0.method == method }) {
                 groups[position].templates.append(route.template)
@@ -119,6 +137,9 @@ struct RouteTable {
         if let number = exact[String(decoding: path, as: UTF8.self)] {
             return (number, UnsafeBufferPointer(start: nil, count: 0))
         }
+        for (prefix, number) in fallbacks where path.starts(with: prefix) {
+            return (number, UnsafeBufferPointer(rebasing: path[prefix.count...]))
+        }
         return (otherRoute, UnsafeBufferPointer(start: nil, count: 0))
     }
 
@@ -132,7 +153,7 @@ struct RouteTable {
     /// `Allow` for a method its route does not. Returns the route's number with the outcome.
     func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
                   body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64,
-                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) })
+                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) }, peerHost: @escaping () -> String? = { nil })
         -> (route: Int, handling: Handling) {
         let (number, parameter) = match(path)
         guard number != otherRoute else {
@@ -140,16 +161,22 @@ struct RouteTable {
         }
         let route = routes[number]
         guard route.methods.contains(method) else {
-            return (number, .respond(.error(405, "method \(method.name) is not allowed on \(Self.shown(path)); use \(route.allow)",
-                                            allow: route.allow)))
+            return (number, .respond(styled(.error(405, "method \(method.name) is not allowed on \(Self.shown(path)); use \(route.allow)",
+                                                   allow: route.allow), route: number)))
         }
         let who: Caller
         switch caller(route) {
         case .admitted(let found): who = found
-        case .denied(let denial): return (number, .respond(denial))
+        case .denied(let denial): return (number, .respond(styled(denial, route: number)))
         }
         return (number, route.handler(RouteRequest(method: method, path: path, parameter: parameter, query: query, body: body,
-                                                   now: now, wallClock: wallClock, caller: who)))
+                                                   now: now, wallClock: wallClock, caller: who, peerHost: peerHost)))
+    }
+
+    /// An answer made for route `number` outside its handler, in its front end's words.
+    func styled(_ response: Response, route number: Int) -> Response {
+        guard number < routes.count, let restyle = routes[number].restyle else { return response }
+        return restyle(response)
     }
 
     /// Convenience for tests and tools: the same with Swift strings; a query follows `?`.
@@ -168,9 +195,10 @@ struct RouteTable {
         }
     }
 
-    /// Every (method, template) served, for the OpenAPI test.
+    /// Every (method, template) the registry's own API serves, for the OpenAPI test (Consul's
+    /// subset is Consul's to describe; the README lists it).
     var operations: [(method: String, path: String)] {
-        routes.flatMap { route in route.methods.map { ($0.name, route.template) } }
+        routes.filter { $0.frontEnd != .consul }.flatMap { route in route.methods.map { ($0.name, route.template) } }
     }
 
     /// A path as an error message quotes it: at most 100 bytes (a client may send 8 KB), and
@@ -186,9 +214,9 @@ struct RouteTable {
 }
 
 extension RouteTable {
-    /// Every front end's routes, in the one table a listener serves: the native API's, then
-    /// Prometheus service discovery's.
-    static func registry(api: NativeAPI, service: RegistryService) -> RouteTable {
-        RouteTable(api.routes() + PrometheusTargets(service: service).routes())
+    /// Every front end's routes, in the one table a listener serves: the native API's,
+    /// Prometheus service discovery's, Consul's.
+    static func registry(api: NativeAPI, service: RegistryService, consul: ConsulAPI) -> RouteTable {
+        RouteTable(api.routes() + PrometheusTargets(service: service).routes() + consul.routes())
     }
 }

@@ -75,6 +75,7 @@ extension NativeAPI {
         switch target {
         case .service(let name, _): return service.serviceChangeIndex(name, now: now) ?? 0
         case .services: return service.changeIndex
+        case .external(let read): return read.index(now)
         }
     }
 
@@ -84,6 +85,7 @@ extension NativeAPI {
         switch target {
         case .service(let name, let query): return discover(name, query: query, now: now, wallClock: wallClock)
         case .services(let readable): return services(now: now, readable: readable)
+        case .external(let read): return read.answer(now, wallClock)
         }
     }
 

@@ -19,17 +19,9 @@ extension NativeAPI {
         guard request.caller.grant.mayWrite(body.service) else {
             return .respond(AccessControl.denial(request.caller, needs: "write on service \(Violation.quoted(body.service))"))
         }
-        let holdings = quotas.flatMap { $0.tracksHoldings ? $0 : nil }
-        if let holdings, let refusal = service.read({ holdings.holdingRefusal(request.caller, service: body.service,
-                                                                              id: body.id ?? body.address, registry: $0) }) {
-            return .respond(refusal)
-        }
+        if let refusal = admitRegistration(body, caller: request.caller) { return .respond(refusal) }
         let outcome = service.register(body, now: request.now)
-        switch outcome {
-        case .registered: if let holdings { service.read { holdings.note(body.service, registry: $0) } }
-        case .overLimit(let limit): quotas?.countRegistryLimit(limit)
-        default: break
-        }
+        noteRegistration(body, outcome: outcome)
         switch outcome {
         case .registered:
             return .respondWhenCommitted(.status(201, "registered", "Service \(body.service) registered at \(body.address)"))
@@ -41,12 +33,39 @@ extension NativeAPI {
                 + "otherwise give this instance an \"id\" of its own"))
         case .invalid(let violation):
             return .respond(.error(400, violation.message))
-        case .overLimit(.instances(let limit)):
-            return .respond(.error(429, "the registry holds \(limit) instances, its limit (--max-instances); nothing was changed. "
-                + "Deregister instances that are gone, or raise the limit"))
+        case .overLimit:
+            return .respond(limitRefusal(outcome, service: body.service))
+        }
+    }
+
+    /// What every front end's registration passes before the core judges it: the caller's
+    /// namespace holdings (an ACL entry's `max_instances`, `max_services`). Nil: admitted.
+    func admitRegistration(_ body: RegistrationRequest, caller: Caller) -> Response? {
+        guard let holdings = quotas.flatMap({ $0.tracksHoldings ? $0 : nil }) else { return nil }
+        return service.read { holdings.holdingRefusal(caller, service: body.service, id: body.id ?? body.address, registry: $0) }
+    }
+
+    /// Keeps the holdings and the limit counters up to date after a registration.
+    func noteRegistration(_ body: RegistrationRequest, outcome: RegisterOutcome) {
+        switch outcome {
+        case .registered:
+            if let holdings = quotas.flatMap({ $0.tracksHoldings ? $0 : nil }) { service.read { holdings.note(body.service, registry: $0) } }
+        case .overLimit(let limit): quotas?.countRegistryLimit(limit)
+        default: break
+        }
+    }
+
+    /// The 429 of a registration over `--max-instances` or `--max-services`.
+    func limitRefusal(_ outcome: RegisterOutcome, service name: String) -> Response {
+        switch outcome {
         case .overLimit(.services(let limit)):
-            return .respond(.error(429, "the registry holds \(limit) services, its limit (--max-services), and \(body.service) would be "
-                + "a new one; nothing was changed. Deregister services that are gone, or raise the limit"))
+            return .error(429, "the registry holds \(limit) services, its limit (--max-services), and \(name) would be "
+                + "a new one; nothing was changed. Deregister services that are gone, or raise the limit")
+        case .overLimit(.instances(let limit)):
+            return .error(429, "the registry holds \(limit) instances, its limit (--max-instances); nothing was changed. "
+                + "Deregister instances that are gone, or raise the limit")
+        default:
+            return .error(500, "internal error: \(outcome) is not a limit")
         }
     }
 

@@ -436,6 +436,47 @@ struct ClusterTests {
         #expect(check(follower)?["status"] as? String == "critical")
     }
 
+    /// Consul's API on replicas: a registration and TTL reports through a follower are
+    /// committed by etcd and seen on both; `status/leader` names the leader's address; a
+    /// blocking query on the leader wakes at a follower's write.
+    @Test func consulsAPIWorksThroughAnyReplica() throws {
+        let etcd = try EtcdCluster(size: 1)
+        let replicas = try Replicas(etcd: etcd, count: 2)
+        let leader = try #require(replicas.leader())
+        let follower = 1 - leader
+        #expect(try replicas.request(follower, "PUT", "/v1/agent/service/register",
+                                     body: #"{"Name":"api","ID":"api-1","Address":"10.0.0.1","Port":80,"Check":{"TTL":"10s"}}"#).status == 200)
+        func status(_ index: Int) -> String? {
+            let entries = (try? JSONSerialization.jsonObject(with: replicas.request(index, "GET", "/v1/health/service/api").body)) as? [[String: Any]]
+            return (entries?.first?["Checks"] as? [[String: Any]])?.first { $0["CheckID"] as? String == "service:api-1" }?["Status"] as? String
+        }
+        #expect(status(leader) == "critical" && status(follower) == "critical")
+        let reply = try replicas.request(leader, "GET", "/v1/health/service/api")
+        let index = try #require(reply.header("X-Consul-Index"))
+        #expect(reply.header("X-Consul-KnownLeader") == "true")
+        #expect(UInt64(reply.header("X-Consul-LastContact") ?? "") != nil)
+        let leaderPort = replicas.port(leader)
+        let started = Date()
+        let poller = Thread {
+            _ = try? TestHTTPClient(port: leaderPort, timeout: 20).request("GET", "/v1/health/service/api?index=\(index)&wait=10s")
+        }
+        poller.start()
+        usleep(300_000)
+        #expect(try replicas.request(follower, "PUT", "/v1/agent/check/pass/service:api-1?note=ok").status == 200)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && !(status(leader) == "passing" && status(follower) == "passing") { usleep(50_000) }
+        #expect(status(leader) == "passing" && status(follower) == "passing")
+        while poller.isExecuting && Date().timeIntervalSince(started) < 12 { usleep(20_000) }
+        #expect(Date().timeIntervalSince(started) < 5, "the leader's blocking query did not wake at the follower's write")
+        let leaderAddress = try JSONSerialization.jsonObject(with: replicas.request(follower, "GET", "/v1/status/leader").body,
+                                                             options: .fragmentsAllowed) as? String
+        #expect(leaderAddress?.hasSuffix(":\(replicas.port(leader))") == true, "\(String(describing: leaderAddress))")
+        let peers = try JSONSerialization.jsonObject(with: replicas.request(leader, "GET", "/v1/status/peers").body) as? [String]
+        #expect(peers?.count == 2)
+        #expect(try replicas.request(follower, "PUT", "/v1/agent/service/deregister/api-1").status == 200)
+        #expect(try replicas.request(leader, "GET", "/v1/agent/services").body == Data("{}".utf8))
+    }
+
     @Test func clusterModeRefusesADataDirectory() throws {
         let (status, output) = try RegistryProcess.runToExit(["--etcd", "http://127.0.0.1:2379", "--data-dir", "/tmp/x"], bare: true)
         #expect(status == 2)

@@ -34,13 +34,7 @@ public struct ConsulQuery: Equatable, Sendable {
     public static func parse(_ raw: UnsafeBufferPointer<UInt8>?) -> Result<ConsulQuery, WireProblem> {
         Result { () throws(WireProblem) in
             var query = ConsulQuery()
-            guard let raw, !raw.isEmpty else { return query }
-            for pair in raw.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-                let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-                let name = try decode(parts[0])
-                let value = parts.count > 1 ? try decode(parts[1]) : ""
-                try query.apply(name: name, value: value)
-            }
+            try QueryPairs.each(raw) { name, value throws(WireProblem) in try query.apply(name: name, value: value) }
             return query
         }
     }
@@ -89,15 +83,6 @@ public struct ConsulQuery: Equatable, Sendable {
         case "", "1", "t", "T", "true", "TRUE", "True": return true
         case "0", "f", "F", "false", "FALSE", "False": return false
         default: return nil
-        }
-    }
-
-    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(WireProblem) -> String {
-        var plain = Array(bytes)
-        for index in plain.indices where plain[index] == UInt8(ascii: "+") { plain[index] = 0x20 }
-        switch plain.withUnsafeBufferPointer({ PercentDecoding.decode($0) }) {
-        case .success(let text): return text
-        case .failure: throw WireProblem(message: "malformed percent-encoding or UTF-8 in the query string")
         }
     }
 }

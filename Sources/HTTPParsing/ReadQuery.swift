@@ -90,13 +90,7 @@ public struct ReadQuery: Equatable {
     public static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, WireProblem> {
         Result { () throws(WireProblem) in
             var query = ReadQuery()
-            guard let raw, !raw.isEmpty else { return query }
-            for pair in raw.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-                let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-                let name = try decode(parts[0])
-                let value = parts.count > 1 ? try decode(parts[1]) : ""
-                try query.apply(name: name, value: value, scope: scope)
-            }
+            try QueryPairs.each(raw) { name, value throws(WireProblem) in try query.apply(name: name, value: value, scope: scope) }
             return query
         }
     }
@@ -172,15 +166,5 @@ public struct ReadQuery: Equatable {
         }
         guard let value = DecimalText.number(number) else { return nil }
         return .nanoseconds(Int64((min(value * scale, 86_400) * 1e9).rounded()))
-    }
-
-    /// Percent-decodes one query component; '+' is a space, as in HTML forms.
-    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(WireProblem) -> String {
-        var plain = Array(bytes)
-        for index in plain.indices where plain[index] == UInt8(ascii: "+") { plain[index] = 0x20 }
-        switch plain.withUnsafeBufferPointer({ PercentDecoding.decode($0) }) {
-        case .success(let text): return text
-        case .failure: throw WireProblem(message: "malformed percent-encoding or UTF-8 in the query string")
-        }
     }
 }

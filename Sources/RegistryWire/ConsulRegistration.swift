@@ -47,16 +47,7 @@ public struct ConsulRegistration: Equatable, Sendable {
 
     public static func decode(_ body: UnsafeBufferPointer<UInt8>) -> Result<ConsulRegistration, WireProblem> {
         Result { () throws(WireProblem) in
-            if body.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
-                throw WireProblem(message: "Request decode failed: the body is empty; send a JSON object like \(example)")
-            }
-            let parsed: JSONValue
-            do throws(JSONParser.Failure) {
-                parsed = try JSONParser.parse(body)
-            } catch {
-                throw WireProblem(message: "Request decode failed: \(error.message) at byte \(error.offset)")
-            }
-            let object = try ConsulObject(parsed, path: "")
+            let object = try ConsulObject(parseJSON(body, example: example), path: "")
             try object.onlyKnown(serviceFields)
             if let kind = try object.string("kind", "Kind"), !kind.isEmpty {
                 throw WireProblem(message: "Kind \(Violation.quoted(kind)) is not supported: this registry has no service mesh; register a typical service (no Kind)")
@@ -103,6 +94,18 @@ public struct ConsulRegistration: Equatable, Sendable {
                 registration.checks = checks
             }
             return registration
+        }
+    }
+
+    /// A body's JSON, or Consul's 400 for it.
+    static func parseJSON(_ body: UnsafeBufferPointer<UInt8>, example: String) throws(WireProblem) -> JSONValue {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
+            throw WireProblem(message: "Request decode failed: the body is empty; send a JSON object like \(example)")
+        }
+        do throws(JSONParser.Failure) {
+            return try JSONParser.parse(body)
+        } catch {
+            throw WireProblem(message: "Request decode failed: \(error.message) at byte \(error.offset)")
         }
     }
 
@@ -230,13 +233,7 @@ public struct ConsulCheckUpdate: Equatable, Sendable {
 
     public static func decode(_ body: UnsafeBufferPointer<UInt8>) -> Result<ConsulCheckUpdate, WireProblem> {
         Result { () throws(WireProblem) in
-            let parsed: JSONValue
-            do throws(JSONParser.Failure) {
-                parsed = try JSONParser.parse(body)
-            } catch {
-                throw WireProblem(message: "Request decode failed: \(error.message) at byte \(error.offset)")
-            }
-            let object = try ConsulObject(parsed, path: "")
+            let object = try ConsulObject(ConsulRegistration.parseJSON(body, example: #"{"Status":"passing","Output":"…"}"#), path: "")
             try object.onlyKnown(["status", "output"])
             let text = try object.string("status", "Status") ?? ""
             guard let status = CheckStatus(rawValue: text) else {

@@ -12,4 +12,14 @@ extension JSONWriter {
             string(entry.value)
         }
     }
+
+    /// `["a","b"]`: tags and other lists of strings.
+    public mutating func strings(_ list: [String]) {
+        raw("[")
+        for (position, item) in list.enumerated() {
+            if position > 0 { raw(",") }
+            string(item)
+        }
+        raw("]")
+    }
 }

@@ -60,12 +60,8 @@ public struct RegistrationRequest: Equatable, Sendable {
             json.string(id)
         }
         if let tags = fields.tags {
-            json.raw(",\"tags\":[")
-            for (position, tag) in tags.enumerated() {
-                if position > 0 { json.raw(",") }
-                json.string(tag)
-            }
-            json.raw("]")
+            json.raw(",\"tags\":")
+            json.strings(tags)
         }
         if let metadata = fields.metadata {
             json.raw(",\"metadata\":{")

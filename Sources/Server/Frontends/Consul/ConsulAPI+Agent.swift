@@ -153,6 +153,24 @@ extension ConsulAPI {
     // MARK: Reads
 
     func agentServices(_ request: RouteRequest) -> Handling {
+        agentMap(request) { [unowned self] name, instance, ambiguous, index, member in
+            member(ambiguous ? name + "/" + instance.id : instance.id) { writeAgentService(instance, service: name, index: index, to: &$0) }
+        }
+    }
+
+    func agentChecks(_ request: RouteRequest) -> Handling {
+        agentMap(request) { [unowned self] name, instance, _, index, member in
+            for check in consulChecks(of: instance, service: name) {
+                member(check.id) { writeCheck(check, instance: instance, service: name, index: index, to: &$0) }
+            }
+        }
+    }
+
+    /// A JSON object over every instance the caller may read (blocking on the registry's
+    /// index): `entries` adds members with the function it is given, a key and its value's writer.
+    private func agentMap(_ request: RouteRequest,
+                          _ entries: @escaping (String, InstanceSnapshot, Bool, UInt64, (String, (inout JSONWriter) -> Void) -> Void) -> Void)
+        -> Handling {
         let parsed: ConsulQuery
         switch query(request) {
         case .success(let value): parsed = value
@@ -165,36 +183,12 @@ extension ConsulAPI {
             var first = true
             let index = service.changeIndex
             forEachInstance(grant: grant, now: now) { name, instance, ambiguous in
-                if !first { json.raw(",") }
-                first = false
-                json.string(ambiguous ? name + "/" + instance.id : instance.id)
-                json.raw(":")
-                writeAgentService(instance, service: name, index: index, to: &json)
-            }
-            json.raw("}")
-            return self.json(json.bytes, index: index, now: now)
-        }
-    }
-
-    func agentChecks(_ request: RouteRequest) -> Handling {
-        let parsed: ConsulQuery
-        switch query(request) {
-        case .success(let value): parsed = value
-        case .failure(let refusal): return .respond(refusal.response)
-        }
-        let grant = request.caller.grant
-        return answer(parsed, service: nil, now: request.now, index: { [unowned self] _ in service.changeIndex }) { [unowned self] now, _ in
-            var json = JSONWriter(capacity: 4096)
-            json.raw("{")
-            var first = true
-            let index = service.changeIndex
-            forEachInstance(grant: grant, now: now) { name, instance, _ in
-                for check in consulChecks(of: instance, service: name) {
+                entries(name, instance, ambiguous, index) { key, value in
                     if !first { json.raw(",") }
                     first = false
-                    json.string(check.id)
+                    json.string(key)
                     json.raw(":")
-                    writeCheck(check, instance: instance, service: name, index: index, to: &json)
+                    value(&json)
                 }
             }
             json.raw("}")
@@ -256,7 +250,7 @@ extension ConsulAPI {
         json.raw(",\"Service\":")
         json.string(name)
         json.raw(",\"Tags\":")
-        writeStrings(instance.tags, to: &json)
+        json.strings(instance.tags)
         json.raw(",\"Meta\":{")
         json.members(instance.metadata)
         json.raw("},\"Port\":")
@@ -272,15 +266,6 @@ extension ConsulAPI {
         json.raw(",\"ModifyIndex\":")
         json.integer(index)
         json.raw("}")
-    }
-
-    func writeStrings(_ list: [String], to json: inout JSONWriter) {
-        json.raw("[")
-        for (position, item) in list.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.string(item)
-        }
-        json.raw("]")
     }
 
     /// A check as Consul's view shows it: the instance's own, or one standing for its status.
@@ -341,7 +326,7 @@ extension ConsulAPI {
         json.raw(",\"ServiceName\":")
         json.string(instance == nil ? "" : name)
         json.raw(",\"ServiceTags\":")
-        writeStrings(instance?.tags ?? [], to: &json)
+        json.strings(instance?.tags ?? [])
         json.raw(",\"Type\":")
         json.string(check.type)
         var interval = ""
@@ -369,7 +354,7 @@ extension ConsulAPI {
                     if position > 0 { json.raw(",") }
                     json.string(header)
                     json.raw(":")
-                    writeStrings(http.headers.filter { $0.key == header }.map(\.value), to: &json)
+                    json.strings(http.headers.filter { $0.key == header }.map(\.value))
                 }
                 json.raw("},\"TLSSkipVerify\":")
                 json.raw(http.tlsSkipVerify ? "true" : "false")

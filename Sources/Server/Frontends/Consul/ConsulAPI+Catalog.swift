@@ -104,7 +104,7 @@ extension ConsulAPI {
                         first = false
                         json.string(name)
                         json.raw(":")
-                        writeStrings(tags.sorted(), to: &json)
+                        json.strings(tags.sorted())
                     }
                 }
             }
@@ -152,7 +152,7 @@ extension ConsulAPI {
             peers = [settings.advertised]
         }
         var json = JSONWriter()
-        writeStrings(peers, to: &json)
+        json.strings(peers)
         return .respond(self.json(json.bytes, index: service.changeIndex, now: request.now))
     }
 
@@ -163,6 +163,17 @@ extension ConsulAPI {
     // MARK: Rendering
 
     func writeNode(index: UInt64, to json: inout JSONWriter) {
+        writeNodeFields(to: &json)
+        json.raw(",\"Meta\":{\"consul-network-segment\":\"\"},\"CreateIndex\":")
+        json.integer(index)
+        json.raw(",\"ModifyIndex\":")
+        json.integer(index)
+        json.raw("}")
+    }
+
+    /// `{"ID":…,"Node":…,"Address":…,"Datacenter":…,"TaggedAddresses":…`: the node, as a
+    /// `Node` object and a catalog entry begin.
+    private func writeNodeFields(to json: inout JSONWriter) {
         json.raw("{\"ID\":")
         json.string(nodeID)
         json.raw(",\"Node\":")
@@ -171,17 +182,7 @@ extension ConsulAPI {
         json.string(settings.nodeAddress)
         json.raw(",\"Datacenter\":")
         json.string(settings.datacenter)
-        json.raw(",\"TaggedAddresses\":")
-        writeTaggedAddresses(to: &json)
-        json.raw(",\"Meta\":{\"consul-network-segment\":\"\"},\"CreateIndex\":")
-        json.integer(index)
-        json.raw(",\"ModifyIndex\":")
-        json.integer(index)
-        json.raw("}")
-    }
-
-    private func writeTaggedAddresses(to json: inout JSONWriter) {
-        json.raw("{\"lan\":")
+        json.raw(",\"TaggedAddresses\":{\"lan\":")
         json.string(settings.nodeAddress)
         json.raw(",\"wan\":")
         json.string(settings.nodeAddress)
@@ -190,22 +191,13 @@ extension ConsulAPI {
 
     func writeCatalogEntry(_ instance: InstanceSnapshot, service name: String, index: UInt64, to json: inout JSONWriter) {
         let endpoint = Self.endpoint(of: instance.address)
-        json.raw("{\"ID\":")
-        json.string(nodeID)
-        json.raw(",\"Node\":")
-        json.string(settings.nodeName)
-        json.raw(",\"Address\":")
-        json.string(settings.nodeAddress)
-        json.raw(",\"Datacenter\":")
-        json.string(settings.datacenter)
-        json.raw(",\"TaggedAddresses\":")
-        writeTaggedAddresses(to: &json)
+        writeNodeFields(to: &json)
         json.raw(",\"NodeMeta\":{\"consul-network-segment\":\"\"},\"ServiceKind\":\"\",\"ServiceID\":")
         json.string(instance.id)
         json.raw(",\"ServiceName\":")
         json.string(name)
         json.raw(",\"ServiceTags\":")
-        writeStrings(instance.tags, to: &json)
+        json.strings(instance.tags)
         json.raw(",\"ServiceAddress\":")
         json.string(endpoint.address)
         json.raw(",\"ServiceWeights\":{\"Passing\":")

@@ -312,12 +312,9 @@ final class ServiceView {
         var json = JSONWriter(capacity: 256)
         json.raw(",\"id\":")
         json.string(instance.id)
-        json.raw(",\"tags\":[")
-        for (position, tag) in instance.tags.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.string(tag)
-        }
-        json.raw("],\"metadata\":{")
+        json.raw(",\"tags\":")
+        json.strings(instance.tags)
+        json.raw(",\"metadata\":{")
         json.members(instance.metadata)
         json.raw("},\"weight\":")
         json.integer(instance.weight)

@@ -241,12 +241,9 @@ final class ServicesListing {
             json.raw("\":")
             json.integer(count)
         }
-        json.raw("},\"tags\":[")
-        for (position, tag) in summary.tags.enumerated() {
-            if position > 0 { json.raw(",") }
-            json.string(tag)
-        }
-        json.raw("],\"index\":")
+        json.raw("},\"tags\":")
+        json.strings(summary.tags)
+        json.raw(",\"index\":")
         json.integer(summary.changeIndex)
         json.raw("}")
         return json.bytes

@@ -2,6 +2,7 @@ import Access
 import HTTPParsing
 import JSON
 import Registry
+import RegistryWire
 
 /// Prometheus HTTP service discovery (`http_sd_configs`): `GET /v1/prometheus/targets` lists
 /// the UP instances whose address has a host and a port (`InstanceEndpoint`), one target
@@ -92,29 +93,23 @@ final class PrometheusTargets {
 
     static func parse(_ raw: UnsafeBufferPointer<UInt8>?) -> Result<Query, Problem> {
         var query = Query()
-        guard let raw, !raw.isEmpty else { return .success(query) }
-        for pair in raw.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            func decoded(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String? {
-                var plain = Array(bytes)
-                for index in plain.indices where plain[index] == UInt8(ascii: "+") { plain[index] = 0x20 }
-                return try? plain.withUnsafeBufferPointer { PercentDecoding.decode($0) }.get()
+        do throws(WireProblem) {
+            try QueryPairs.each(raw) { name, value throws(WireProblem) in
+                switch name {
+                case "service":
+                    if let violation = Violation.checkServiceName(value) { throw WireProblem(message: "query parameter 'service': " + violation.message) }
+                    if !query.services.contains(value) { query.services.append(value) }
+                case "tag":
+                    if let violation = Violation.checkTags([value]) { throw WireProblem(message: "query parameter 'tag': " + violation.message) }
+                    query.tags.append(value)
+                case "_":
+                    break
+                default:
+                    throw WireProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes service, tag")
+                }
             }
-            guard let name = decoded(parts[0]), let value = parts.count > 1 ? decoded(parts[1]) : "" else {
-                return .failure(Problem(message: "malformed percent-encoding or UTF-8 in the query string"))
-            }
-            switch name {
-            case "service":
-                if let violation = Violation.checkServiceName(value) { return .failure(Problem(message: "query parameter 'service': " + violation.message)) }
-                if !query.services.contains(value) { query.services.append(value) }
-            case "tag":
-                if let violation = Violation.checkTags([value]) { return .failure(Problem(message: "query parameter 'tag': " + violation.message)) }
-                query.tags.append(value)
-            case "_":
-                break
-            default:
-                return .failure(Problem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes service, tag"))
-            }
+        } catch {
+            return .failure(Problem(message: error.message))
         }
         return .success(query)
     }

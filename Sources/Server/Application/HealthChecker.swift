@@ -59,6 +59,8 @@ final class HealthChecker {
     private var known: [String: [Int32: (version: UInt64, id: String)]] = [:]
     /// Moves whenever a result of the instance's checks is recorded: what renderings compare.
     private(set) var generations: [InstanceName: UInt64] = [:]
+    /// The same per service: what a rendering of a whole service compares (Consul's view).
+    private var serviceGenerations: [String: UInt64] = [:]
     private var waiting: [CheckRun] = []
     private var waitingHead = 0
     private var drainingQueue = false
@@ -116,6 +118,8 @@ final class HealthChecker {
         runs.removeAll()
         known.removeAll()
         generations.removeAll()
+        // The results are gone: renderings of every service that had some are out of date.
+        for service in serviceGenerations.keys { serviceGenerations[service, default: 0] &+= 1 }
         waiting.removeAll()
         waitingHead = 0
         inFlight = 0
@@ -147,7 +151,17 @@ final class HealthChecker {
         let name = InstanceName(service: service, id: id)
         guard let run = runs[name]?.first(where: { $0.check.id == check }) else { return }
         run.result = CheckResult(output: output, finishedAt: Clock.wallNow(), duration: .zero)
+        noteResult(name)
+    }
+
+    /// Moves whenever a result of one of the service's checks is recorded.
+    func generation(ofService service: String) -> UInt64 {
+        serviceGenerations[service] ?? 0
+    }
+
+    private func noteResult(_ name: InstanceName) {
         generations[name, default: 0] &+= 1
+        serviceGenerations[name.service, default: 0] &+= 1
     }
 
     /// Checks followed, by their current verdict (`/metrics`).
@@ -227,7 +241,7 @@ final class HealthChecker {
         }
         for run in existing where !kept.contains(where: { $0 === run }) { retire(run) }
         runs[name] = kept.isEmpty ? nil : kept
-        generations[name, default: 0] &+= 1
+        noteResult(name)
     }
 
     private func start(_ run: CheckRun, now: Instant) {
@@ -558,7 +572,7 @@ final class HealthChecker {
         let now = Clock.monotonicNow()
         let duration = Duration.nanoseconds(now.nanoseconds - run.startedAt)
         run.result = CheckResult(output: output, finishedAt: Clock.wallNow(), duration: duration)
-        generations[run.owner, default: 0] &+= 1
+        noteResult(run.owner)
         completed[status, default: 0] += 1
         let seconds = Double(duration.wholeNanoseconds) / 1e9
         latencySum += seconds
@@ -643,7 +657,7 @@ final class HealthChecker {
             return
         }
         run.result = CheckResult(output: "TTL expired: no report for \(ttl.secondsText)", finishedAt: Clock.wallNow(), duration: .zero)
-        generations[run.owner, default: 0] &+= 1
+        noteResult(run.owner)
         _ = service.setCheckStatus(service: run.owner.service, id: run.owner.id, check: run.check.id, to: .critical, now: now)
         if run.criticalSince == nil { run.criticalSince = from + ttl.wholeNanoseconds }
         // The change notice reschedules it; looked at again in a second should the write have

@@ -34,46 +34,71 @@ extension ConsulAPI {
         // its index is the registry's until it appears, which it only can at a higher one.
         let index: (Instant) -> UInt64 = { [unowned self] now in service.serviceChangeIndex(name, now: now) ?? service.changeIndex }
         let nodeMatches = parsed.nodeMeta.allSatisfy { $0.key == "consul-network-segment" && $0.value.isEmpty }
+        let key = RenderingKey(service: name, kind: kind, passing: parsed.passing, tags: parsed.tags, nodeMatches: nodeMatches)
         return answer(parsed, service: name, now: request.now, index: index) { [unowned self] now, _ in
             let current = index(now)
-            var instances = nodeMatches ? service.read { $0.instances(ofService: name, now: now) } : []
-            if !parsed.tags.isEmpty { instances = instances.filter { instance in parsed.tags.allSatisfy(instance.tags.contains) } }
-            var json = JSONWriter(capacity: 512 * max(1, instances.count))
-            json.raw("[")
-            var first = true
-            for instance in instances {
-                let checks = consulChecks(of: instance, service: name)
-                if kind == .health, parsed.passing, checks.contains(where: { $0.status != .passing }) { continue }
-                switch kind {
-                case .catalog:
+            let generation = checker?.generation(ofService: name) ?? 0
+            if let cached = renderings[key], cached.index == current, cached.generation == generation {
+                return self.json(cached.body, index: current, now: now)
+            }
+            let body = render(kind, name: name, parsed: parsed, nodeMatches: nodeMatches, index: current, now: now)
+            if renderings.count >= Self.maxRenderings { renderings.removeAll(keepingCapacity: true) }
+            renderings[key] = (current, generation, body)
+            return self.json(body, index: current, now: now)
+        }
+    }
+
+    /// What a service read's answer depends on besides the service's index and its checks' results.
+    struct RenderingKey: Hashable {
+        let service: String
+        let kind: ServiceRead
+        let passing: Bool
+        let tags: [String]
+        let nodeMatches: Bool
+    }
+
+    /// Renderings kept at once; past it they are all dropped (they are made again as asked).
+    static let maxRenderings = 4096
+
+    private func render(_ kind: ServiceRead, name: String, parsed: ConsulQuery, nodeMatches: Bool, index current: UInt64,
+                        now: Instant) -> [UInt8] {
+        var instances = nodeMatches ? service.read { $0.instances(ofService: name, now: now) } : []
+        if !parsed.tags.isEmpty { instances = instances.filter { instance in parsed.tags.allSatisfy(instance.tags.contains) } }
+        var json = JSONWriter(capacity: 512 * max(1, instances.count))
+        json.raw("[")
+        var first = true
+        for instance in instances {
+            let checks = consulChecks(of: instance, service: name)
+            if kind == .health, parsed.passing, checks.contains(where: { $0.status != .passing }) { continue }
+            switch kind {
+            case .catalog:
+                if !first { json.raw(",") }
+                first = false
+                writeCatalogEntry(instance, service: name, index: current, to: &json)
+            case .health:
+                if !first { json.raw(",") }
+                first = false
+                json.raw("{\"Node\":")
+                writeNode(index: current, to: &json)
+                json.raw(",\"Service\":")
+                writeAgentService(instance, service: name, index: current, to: &json)
+                json.raw(",\"Checks\":[")
+                writeCheck(Self.serfHealth, instance: nil, service: "", index: 1, to: &json)
+                for check in checks {
+                    json.raw(",")
+                    writeCheck(check, instance: instance, service: name, index: current, to: &json)
+                }
+                json.raw("]}")
+            case .checks:
+                for check in checks {
                     if !first { json.raw(",") }
                     first = false
-                    writeCatalogEntry(instance, service: name, index: current, to: &json)
-                case .health:
-                    if !first { json.raw(",") }
-                    first = false
-                    json.raw("{\"Node\":")
-                    writeNode(index: current, to: &json)
-                    json.raw(",\"Service\":")
-                    writeAgentService(instance, service: name, index: current, to: &json)
-                    json.raw(",\"Checks\":[")
-                    writeCheck(Self.serfHealth, instance: nil, service: "", index: 1, to: &json)
-                    for check in checks {
-                        json.raw(",")
-                        writeCheck(check, instance: instance, service: name, index: current, to: &json)
-                    }
-                    json.raw("]}")
-                case .checks:
-                    for check in checks {
-                        if !first { json.raw(",") }
-                        first = false
-                        writeCheck(check, instance: instance, service: name, index: current, to: &json)
-                    }
+                    writeCheck(check, instance: instance, service: name, index: current, to: &json)
                 }
             }
-            json.raw("]")
-            return self.json(json.bytes, index: current, now: now)
         }
+        json.raw("]")
+        return json.bytes
     }
 
     /// The node's own check, which Consul lists with every service entry of the node.

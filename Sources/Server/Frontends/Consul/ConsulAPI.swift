@@ -50,7 +50,14 @@ final class ConsulAPI {
     let nodeID: String
     /// Why maintenance was enabled, per instance (soft state: after a restart the default
     /// note is shown).
-    var maintenanceReasons: [ConsulNames.Owner: String] = [:]
+    var maintenanceReasons: [ConsulNames.Owner: String] = [:] {
+        // A reason is part of the answers: a new one outdates what was rendered.
+        didSet { renderings.removeAll() }
+    }
+    /// Service reads as last rendered, by what they depend on, with the service's index and
+    /// its checks' results generation then: Prometheus and the clients' blocking loops read
+    /// the same answers again and again.
+    var renderings: [RenderingKey: (index: UInt64, generation: UInt64, body: [UInt8])] = [:]
 
     var checker: HealthChecker? { native.checker }
     var cluster: Cluster? { native.cluster }

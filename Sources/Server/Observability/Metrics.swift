@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DNS
 import Registry
 import TLS
 import JSON
@@ -40,6 +41,7 @@ final class Metrics {
         var quotas: Quotas?
         var config: Config?
         var checker: HealthChecker?
+        var dns: DNSServer?
     }
 
     init(routeLabels: [String]) {
@@ -241,6 +243,19 @@ final class Metrics {
             sample("registry_check_duration_seconds_bucket", [("le", "+Inf")], String(cumulative))
             sample("registry_check_duration_seconds_sum", format(checker.latencySum))
             sample("registry_check_duration_seconds_count", String(cumulative))
+        }
+
+        if let dns = figures.dns {
+            family("registry_dns_responses_total", "counter", "DNS responses sent, by response code.")
+            for code in [DNSResponseCode.noError, .nameError, .refused, .formatError, .notImplemented, .serverFailure] {
+                sample("registry_dns_responses_total", [("rcode", code.name)], String(dns.answered[code] ?? 0))
+            }
+            single("registry_dns_truncated_total", "counter", "DNS answers cut to fit a UDP datagram (TC set; the client asks again over TCP).",
+                   String(dns.truncated))
+            single("registry_dns_dropped_total", "counter", "DNS messages not answered: not a query, too short, unsent, or a TCP connection over the cap.",
+                   String(dns.dropped))
+            single("registry_dns_tcp_queries_total", "counter", "DNS queries received over TCP.", String(dns.tcpQueries))
+            single("registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.", String(dns.tcpConnections))
         }
 
         let process = ProcessFigures.read()

@@ -1,0 +1,297 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import DNS
+import Registry
+
+/// DNS on the registry's loop (`--dns-port`): a UDP socket and a TCP listener on the same
+/// port, answering from `DNSZone` over the registry's reads. Not libevent's evdns server: in
+/// 2.1 it has no TCP, truncates into malformed packets and reads its socket until it is empty,
+/// so a flood would starve HTTP. Here a UDP callback reads at most `packetsPerCallback`
+/// datagrams and yields to the loop; a truncated UDP answer says so (TC), and the whole answer
+/// is there over TCP (RFC 7766: length-prefixed messages, several per connection, an idle
+/// timeout, a cap on connections).
+final class DNSServer {
+    struct StartError: Error {
+        let message: String
+    }
+
+    static let packetsPerCallback = 64
+    static let maxTCPConnections = 512
+    static let tcpIdleSeconds = 10
+
+    let port: UInt16
+    private let zone: DNSZone
+    private let service: RegistryService
+    private let logger: Logger
+    private var udpSocket: Int32 = -1
+    private var udpEvent: OpaquePointer?
+    private var listener: OpaquePointer?
+    private var connections: [ObjectIdentifier: TCPConnection] = [:]
+    /// Lower-cased service name to the names that lower-case to it (only names that are DNS
+    /// labels: the others cannot be asked for).
+    private var servicesByLabel: [String: [String]] = [:]
+    private var rotations: [String: Int] = [:]
+    private var buffer = [UInt8](repeating: 0, count: 65_535)
+
+    // Figures for `/metrics`.
+    private(set) var answered: [DNSResponseCode: UInt64] = [:]
+    private(set) var truncated: UInt64 = 0
+    private(set) var dropped: UInt64 = 0
+    private(set) var tcpQueries: UInt64 = 0
+    var tcpConnections: Int { connections.count }
+
+    init(host: String, port requested: UInt16, zone: DNSZone, loop: EventLoop, service: RegistryService, logger: Logger) throws(StartError) {
+        self.zone = zone
+        self.service = service
+        self.logger = logger
+        var address = sockaddr_storage()
+        var length = socklen_t(0)
+        guard Self.socketAddress(host: host, port: requested, into: &address, length: &length) else {
+            throw StartError(message: "cannot serve DNS on \(host): not an IP address; give --dns-host an address such as 127.0.0.1 or 0.0.0.0")
+        }
+        let family = Int32(address.ss_family)
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw StartError(message: "cannot open a UDP socket for DNS: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw StartError(message: "cannot serve DNS on \(host):\(requested) (UDP): \(reason); choose another --dns-port")
+        }
+        udpSocket = fd
+        // The TCP listener takes the port UDP got (0 picks one for both).
+        port = Self.localPort(of: udpSocket) ?? requested
+        Self.setPort(port, in: &address)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        listener = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                evconnlistener_new_bind(loop.base, { _, socket, _, _, context in
+                    Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().accepted(socket)
+                }, context, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, $0, Int32(length))
+            }
+        }
+        guard listener != nil else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(udpSocket)
+            throw StartError(message: "cannot serve DNS on \(host):\(port) (TCP): \(reason); choose another --dns-port")
+        }
+        udpEvent = event_new(loop.base, udpSocket, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().readDatagrams()
+        }, context)
+        event_add(udpEvent, nil)
+        service.read { registry in for name in registry.serviceNames { index(name, present: true) } }
+        service.onChange { [unowned self] changed in
+            let registry = service.snapshot
+            for name in changed { index(name, present: registry.contains(service: name)) }
+        }
+    }
+
+    /// Stops answering and frees the sockets; before the loop is freed.
+    func close() {
+        if let udpEvent { event_free(udpEvent) }
+        udpEvent = nil
+        if udpSocket >= 0 { Glibc.close(udpSocket) }
+        udpSocket = -1
+        if let listener { evconnlistener_free(listener) }
+        listener = nil
+        for connection in connections.values { connection.close() }
+        connections.removeAll()
+    }
+
+    private func index(_ name: String, present: Bool) {
+        guard DNSZone.isReachable(name) else { return }
+        let label = name.lowercased()
+        var names = servicesByLabel[label] ?? []
+        names.removeAll { $0 == name }
+        if present { names.append(name) }
+        servicesByLabel[label] = names.isEmpty ? nil : names.sorted()
+        if names.isEmpty { rotations[label] = nil }
+    }
+
+    // MARK: Answers
+
+    /// The response to one message, at most `limit` bytes (nil: no answer at all).
+    func respond(to message: UnsafeBufferPointer<UInt8>, limit: Int) -> [UInt8]? {
+        let response: DNSResponse
+        var size = limit
+        switch DNSReader.parseQuery(message) {
+        case .success(let query):
+            var rotation = 0
+            if case .service(let name, _, _)? = zone.target(of: query.question.name)?.target {
+                rotation = rotations[name, default: 0]
+                if servicesByLabel[name] != nil { rotations[name] = rotation &+ 1 }
+            }
+            let now = Clock.monotonicNow()
+            response = zone.answer(query, rotation: rotation) { [self] label in
+                guard let names = servicesByLabel[label] else { return nil }
+                return service.read { registry in names.flatMap { registry.instances(ofService: $0, now: now) } }
+            }
+            if limit < 65_535 { size = min(limit, Int(query.ednsPayloadSize ?? 512), Int(DNSZone.udpPayloadSize)) }
+            size = max(size, 512)
+        case .failure(.drop):
+            dropped += 1
+            return nil
+        case .failure(.answer(let id, let opcode, let recursionDesired, let code)):
+            var header = DNSResponse(id: id)
+            header.opcode = opcode
+            header.recursionDesired = recursionDesired
+            header.code = code
+            header.authoritative = false
+            response = header
+        }
+        let (bytes, cut) = DNSWriter.encode(response, limit: min(size, limit))
+        answered[response.code, default: 0] += 1
+        if cut { truncated += 1 }
+        return bytes
+    }
+
+    private func readDatagrams() {
+        for _ in 0..<Self.packetsPerCallback {
+            var peer = sockaddr_storage()
+            var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let count = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udpSocket, bytes.baseAddress, bytes.count, 0, $0, &peerLength) }
+                }
+            }
+            guard count >= 0 else { return }  // EAGAIN: the socket is empty (or an error to ignore)
+            let answer = buffer.withUnsafeBufferPointer { respond(to: UnsafeBufferPointer(rebasing: $0[..<count]), limit: 4096) }
+            guard let answer else { continue }
+            let sent = answer.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(udpSocket, bytes.baseAddress, bytes.count, 0, $0, peerLength) }
+                }
+            }
+            if sent < 0 { dropped += 1 }
+        }
+        // More may be waiting: libevent calls again on its next pass, after other sockets had theirs.
+    }
+
+    // MARK: TCP
+
+    private func accepted(_ socket: Int32) {
+        guard connections.count < Self.maxTCPConnections, let base = evconnlistener_get_base(listener),
+              let events = bufferevent_socket_new(base, socket, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+            Glibc.close(socket)
+            dropped += 1
+            return
+        }
+        let connection = TCPConnection(events: events, server: self)
+        connections[ObjectIdentifier(connection)] = connection
+        var idle = timeval(tv_sec: Self.tcpIdleSeconds, tv_usec: 0)
+        bufferevent_set_timeouts(events, &idle, &idle)
+        let context = Unmanaged.passUnretained(connection).toOpaque()
+        bufferevent_setcb(events, { _, context in
+            Unmanaged<TCPConnection>.fromOpaque(context!).takeUnretainedValue().readable()
+        }, nil, { _, what, context in
+            let connection = Unmanaged<TCPConnection>.fromOpaque(context!).takeUnretainedValue()
+            if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { connection.server?.finish(connection) }
+        }, context)
+        bufferevent_enable(events, Int16(EV_READ | EV_WRITE))
+    }
+
+    fileprivate func finish(_ connection: TCPConnection) {
+        connection.close()
+        connections[ObjectIdentifier(connection)] = nil
+    }
+
+    fileprivate func answerTCP(_ message: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        tcpQueries += 1
+        return respond(to: message, limit: 65_535)
+    }
+
+    // MARK: Addresses
+
+    private static func socketAddress(host: String, port: UInt16, into storage: inout sockaddr_storage, length: inout socklen_t) -> Bool {
+        if let bytes = IPAddressText.ipv4(Substring(host)) {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    address.pointee.sin_family = sa_family_t(AF_INET)
+                    address.pointee.sin_port = port.bigEndian
+                    address.pointee.sin_addr.s_addr = (UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3])).bigEndian
+                }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            return true
+        }
+        if let bytes = IPAddressText.ipv6(Substring(host)) {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    address.pointee.sin6_family = sa_family_t(AF_INET6)
+                    address.pointee.sin6_port = port.bigEndian
+                    withUnsafeMutableBytes(of: &address.pointee.sin6_addr) { raw in
+                        for (index, byte) in bytes.enumerated() { raw[index] = byte }
+                    }
+                }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            return true
+        }
+        return false
+    }
+
+    private static func setPort(_ port: UInt16, in storage: inout sockaddr_storage) {
+        withUnsafeMutablePointer(to: &storage) { pointer in
+            if Int32(pointer.pointee.ss_family) == AF_INET {
+                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_port = port.bigEndian }
+            } else {
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_port = port.bigEndian }
+            }
+        }
+    }
+
+    private static func localPort(of socket: Int32) -> UInt16? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { pointer in
+            Int32(pointer.pointee.ss_family) == AF_INET
+                ? pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+                : pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+        }
+    }
+}
+
+/// One DNS-over-TCP client: two-byte lengths before each message, both ways.
+private final class TCPConnection {
+    private var events: OpaquePointer?
+    weak var server: DNSServer?
+
+    init(events: OpaquePointer, server: DNSServer) {
+        self.events = events
+        self.server = server
+    }
+
+    func readable() {
+        guard let events, let server, let input = bufferevent_get_input(events) else { return }
+        // Every whole message read so far: a read brings at most one bufferevent read's bytes.
+        while true {
+            let available = evbuffer_get_length(input)
+            guard available >= 2, let head = evbuffer_pullup(input, 2) else { return }
+            let length = Int(head[0]) << 8 | Int(head[1])
+            guard available >= 2 + length else { return }
+            guard length > 0, let whole = evbuffer_pullup(input, 2 + length) else {
+                server.finish(self)
+                return
+            }
+            let answer = server.answerTCP(UnsafeBufferPointer(start: whole + 2, count: length))
+            evbuffer_drain(input, 2 + length)
+            guard let answer else { continue }
+            var framed = [UInt8(answer.count >> 8), UInt8(answer.count & 0xFF)]
+            framed += answer
+            framed.withUnsafeBytes { _ = bufferevent_write(events, $0.baseAddress, $0.count) }
+        }
+    }
+
+    func close() {
+        if let events { bufferevent_free(events) }
+        events = nil
+    }
+}

@@ -15,8 +15,8 @@ import Glibc
 /// - A line `…` stands for any number of lines; `…` inside a line for any text.
 /// - A command whose comment says `Ctrl-C` runs until its answer is shown, then gets SIGINT;
 ///   one that ends in `&` runs in the background until the test ends.
-/// - `localhost:5001` is the test's registry, and `8001` a free port, both mapped back in
-///   the answers.
+/// - `localhost:5001` is the test's registry, `8600` its DNS port and `8001` a free port, all
+///   mapped back in the answers.
 @Suite(.serialized) struct ReadmeTests {
     struct Example {
         let line: Int
@@ -151,8 +151,9 @@ import Glibc
     }
 
     @Test func theReadmeRunsAsWritten() throws {
-        let registry = try RegistryProcess()
+        let registry = try RegistryProcess(["--dns-port", "0"])
         let otherPort = try ExampleServiceTests.freePort()
+        let dnsPort = try #require(registry.log.range(of: "DNS on port ").flatMap { UInt16(registry.log[$0.upperBound...].prefix { $0.isNumber }) })
         let binaries = RegistryProcess.binaryURL.deletingLastPathComponent().path
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
@@ -176,6 +177,7 @@ import Glibc
             let command = example.command
                 .replacingOccurrences(of: ":5001", with: ":\(registry.port)")
                 .replacingOccurrences(of: #"\b8001\b"#, with: String(otherPort), options: .regularExpression)
+                .replacingOccurrences(of: #"\b8600\b"#, with: String(dnsPort), options: .regularExpression)
             // curl's status codes go to descriptor 3, out of the answer's way.
             let script = """
                 exec 3>>'\(statusFile.path)'
@@ -239,7 +241,8 @@ import Glibc
             // setsid's own note when an interrupted command did not exit by itself.
             let actual = shown().filter { !$0.hasPrefix("setsid: ") }.map {
                 Example.normalized($0.replacingOccurrences(of: #"\b\#(registry.port)\b"#, with: "5001", options: .regularExpression)
-                    .replacingOccurrences(of: #"\b\#(otherPort)\b"#, with: "8001", options: .regularExpression))
+                    .replacingOccurrences(of: #"\b\#(otherPort)\b"#, with: "8001", options: .regularExpression)
+                    .replacingOccurrences(of: #"\b\#(dnsPort)\b"#, with: "8600", options: .regularExpression))
             }
             let expected = Self.trimmed(example.expected.map(Example.normalized))
             if !Example.matches(expected: expected, actual: Self.trimmed(actual)) {

@@ -10,6 +10,8 @@
                                        GET /health back to back, report latencies
     probe.py mass-expiry --port P --services N --instances K --heartbeat-timeout S
                                        register N*K instances, time their expiry
+    probe.py dns-ready --port P --name NAME --count K
+                                       wait until an A query for NAME answers K records
 
 Every loop here is bounded both in iterations and in wall-clock time.
 Results are single JSON lines on stdout.
@@ -232,6 +234,35 @@ def mass_expiry(port, services, instances, heartbeat_timeout, grace):
     }
 
 
+def dns_answer_count(port, name, timeout=0.5):
+    """The number of answer records of an A query for `name` (UDP), or None."""
+    import socket
+    import struct
+    query = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        query += bytes([len(label)]) + label.encode()
+    query += b"\x00" + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(timeout)
+        try:
+            udp.sendto(query, ("127.0.0.1", port))
+            reply, _ = udp.recvfrom(65535)
+        except OSError:
+            return None
+    if len(reply) < 12 or reply[:2] != query[:2]:
+        return None
+    return struct.unpack(">H", reply[6:8])[0]
+
+
+def wait_dns(port, name, count, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dns_answer_count(port, name) == count:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,7 +295,14 @@ def main():
     p.add_argument("--heartbeat-timeout", type=float, required=True)
     p.add_argument("--grace", type=float, default=5, help="seconds to wait past the deadline")
 
+    p = sub.add_parser("dns-ready")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--count", type=int, required=True)
+
     args = parser.parse_args()
+    if args.command == "dns-ready":
+        return 0 if wait_dns(args.port, args.name, args.count) else 1
     if args.command == "free-ports":
         print(" ".join(str(p) for p in free_ports(args.count)))
     elif args.command == "wait-http":

@@ -61,6 +61,9 @@ MAX_LEAK_GROWTH_FRACTION = 0.05
 # checks-10k: the share of gaps between a check's runs (from its third run) that must be
 # within 10 % of its interval.
 MIN_CHECK_GAPS_WITHIN = 0.99
+# dns-queries: the registry's DNS queries per second against dnsmasq's, the median of the
+# per-round ratios (its target is declared in scenarios.py).
+DNS_TARGET = next(t for t in scenarios.BY_NAME["dns-queries"].targets if t[1] == "dnsmasq")[3]
 
 
 def load(path):
@@ -263,6 +266,35 @@ def other_rows(records, verdicts, registry_expected):
         rows.append(["checks-10k (timing)", measured,
                      f"≥ {MIN_CHECK_GAPS_WITHIN:.0%} of gaps within 10 % of the interval; none starved",
                      verdicts.render("checks-10k", failures)])
+
+    dns_runs = defaultdict(dict)
+    for r in by_kind["dns"]:
+        dns_runs[r["server"]][r["round"]] = r
+    if dns_runs:
+        registry_runs, mask_runs = dns_runs.get("registry", {}), dns_runs.get("dnsmasq", {})
+        ratios = [registry_runs[n]["qps"] / mask_runs[n]["qps"] for n in sorted(set(registry_runs) & set(mask_runs))
+                  if registry_runs[n].get("qps") and mask_runs[n].get("qps")]
+        ratio = median_or_none(ratios)
+        def qps(runs):
+            value = median_or_none([r["qps"] for r in runs.values() if r.get("qps")])
+            return "—" if value is None else f"{value:,.0f} q/s"
+        lost = sum(r.get("lost") or 0 for r in registry_runs.values())
+        wrk = defaultdict(dict)
+        for r in records:
+            if r["kind"] == "wrk" and r["scenario"] == "dns-discover":
+                wrk[r["server"]][r["round"]] = r["result"]["rps"]
+        http_ratios = [wrk["underdns"][n] / wrk["quiet"][n] for n in sorted(set(wrk.get("quiet", {})) & set(wrk.get("underdns", {})))
+                       if wrk["quiet"][n]]
+        loads = [r["qps"] for r in by_kind["dns-load"] if r.get("qps")]
+        measured = (f"registry {qps(registry_runs)} ({lost:,.0f} lost), dnsmasq {qps(mask_runs)}: {fmt_ratio(ratio)} dnsmasq "
+                    f"(median of {len(ratios)} rounds); GET /discover beside {median_or_none(loads) or 0:,.0f} DNS q/s: "
+                    f"{fmt_ratio(median_or_none(http_ratios))} of its rate alone")
+        failures = []
+        if ratio is None:
+            failures.append("no ratio")
+        elif ratio < DNS_TARGET:
+            failures.append(f"{ratio:.2f}× dnsmasq")
+        rows.append(["dns-queries", measured, f"≥ {DNS_TARGET}× dnsmasq (q/s)", verdicts.render("dns-queries", failures)])
 
     startups = {r["server"]: r for r in by_kind["startup"]}
     if "registry" in startups or "bare" in startups:

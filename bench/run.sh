@@ -86,6 +86,7 @@ if [[ $MODE == full ]]; then
     LARGE_SERVICES=200000 LARGE_INSTANCES=50000 LARGE_SECONDS=10
     SLOW_SERVICES=2000 SLOW_STREAMS=300
     CHECK_INSTANCES=10000 CHECK_INTERVAL=10         # 1,000 checks/s
+    DNS_LOAD_QPS=20000
 else
     ROUNDS=1 DURATION=1
     MEMORY_SERVICES=10 MEMORY_INSTANCES=100
@@ -97,6 +98,7 @@ else
     LARGE_SERVICES=2000 LARGE_INSTANCES=2000 LARGE_SECONDS=2
     SLOW_SERVICES=200 SLOW_STREAMS=20
     CHECK_INSTANCES=500 CHECK_INTERVAL=2
+    DNS_LOAD_QPS=2000
 fi
 # A comparison needs more rounds than a run against baselines: its ratios are close to 1.
 [[ -n $COMPARE_REV && $MODE == full ]] && ROUNDS=5
@@ -725,6 +727,82 @@ scenario_checks_10k() {
     log "  $result"
     sed 's/^/bench:   /' "$TMP/check-metrics.txt" >&2
     stop_scenario_servers
+}
+
+# dns-queries: dnsperf (UDP, 8 clients, 200 outstanding) against the registry's DNS port and
+# against dnsmasq (Debian's) serving the same three A records from a hosts file, alternating
+# which goes first; then GET /discover alone and with a DNS load of DNS_LOAD_QPS beside it.
+scenario_dns_queries() {
+    local scenario=dns-queries round dns_port mask_port mask_pid instance hosts=$TMP/dns-hosts queries=$TMP/dns-queries.txt load_pid
+    if [[ -n $COMPARE_REV ]] || ((BASELINES_ONLY)); then
+        log "$scenario: skipped (its baseline is dnsmasq, not an HTTP server)"
+        return 0
+    fi
+    command -v dnsperf >/dev/null && [[ -x /usr/sbin/dnsmasq ]] || die "$scenario: dnsperf or dnsmasq is missing; run scripts/install-bench-tools.sh"
+    log "$scenario: DNS A queries for one service of three instances, against dnsmasq from a hosts file"
+    dns_port=$(free_ports 1)
+    REG_EXTRA_ARGS=(--dns-port "$dns_port")
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    REG_EXTRA_ARGS=()
+    populate_registry --services 1 --instances 3
+    : >"$hosts"
+    for instance in 1 2 3; do
+        curl -fsS -o /dev/null -X POST -d "{\"service\":\"web\",\"address\":\"http://10.0.0.$instance:8080\"}" "http://127.0.0.1:$REG_PORT/register"
+        echo "10.0.0.$instance web.service.registry" >>"$hosts"
+    done
+    echo "web.service.registry A" >"$queries"
+    mask_port=$(free_ports 1)
+    start_server "$TMP/dnsmasq.log" /usr/sbin/dnsmasq --no-daemon --port="$mask_port" --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --addn-hosts="$hosts" --conf-file=/dev/null --log-facility=- --cache-size=1000
+    mask_pid=$LAST_PID
+    for server_port in "$dns_port" "$mask_port"; do
+        python3 "$BENCH/probe.py" dns-ready --port "$server_port" --name web.service.registry --count 3 ||
+            die "$scenario: no DNS answer on port $server_port"
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((round % 2)); then
+            dnsperf_run "$scenario" registry "$round" "$dns_port" "$queries"
+            dnsperf_run "$scenario" dnsmasq "$round" "$mask_port" "$queries"
+        else
+            dnsperf_run "$scenario" dnsmasq "$round" "$mask_port" "$queries"
+            dnsperf_run "$scenario" registry "$round" "$dns_port" "$queries"
+        fi
+    done
+    stop_pid "$mask_pid"
+    # The HTTP API while DNS is busy: the same discover load, alone and beside DNS_LOAD_QPS.
+    for ((round = 1; round <= ROUNDS; round++)); do
+        wrk_run dns-discover quiet "$round" "$REG_PORT" "$CONNS" discover.lua
+        taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$dns_port" -d "$queries" -l $((DURATION + 2)) -c 4 -Q "$DNS_LOAD_QPS" \
+            >"$TMP/dns-load-$round.log" 2>&1 &
+        load_pid=$!
+        sleep 1
+        wrk_run dns-discover underdns "$round" "$REG_PORT" "$CONNS" discover.lua
+        wait "$load_pid" || true
+        printf '{"kind":"dns-load","round":%d,"qps":%s}\n' "$round" \
+            "$(sed -n 's/^ *Queries per second: *\([0-9.]*\).*/\1/p' "$TMP/dns-load-$round.log" | head -1 || echo null)" >>"$RESULTS"
+    done
+    stop_scenario_servers
+}
+
+# dnsperf_run SCENARIO SERVER ROUND PORT QUERIES: one dnsperf run, a "dns" record.
+dnsperf_run() {
+    local scenario=$1 server=$2 round=$3 port=$4 queries=$5 out=$TMP/dnsperf-$2-$3.log
+    timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$DURATION" -c 8 -q 200 \
+        >"$out" 2>&1 || { cat "$out" >&2; die "dnsperf failed: $scenario against $server"; }
+    python3 - "$out" "$scenario" "$server" "$round" >>"$RESULTS" <<'PYTHON'
+import json, re, sys
+text = open(sys.argv[1]).read()
+def number(pattern):
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else None
+record = {"kind": "dns", "scenario": sys.argv[2], "server": sys.argv[3], "round": int(sys.argv[4]),
+          "qps": number(r"Queries per second:\s+([0-9.]+)"), "sent": number(r"Queries sent:\s+([0-9]+)"),
+          "lost": number(r"Queries lost:\s+([0-9]+)"), "latency_avg_ms": (number(r"Average Latency \(s\):\s+([0-9.]+)") or 0) * 1000,
+          "noerror": number(r"NOERROR ([0-9]+)")}
+print(json.dumps(record))
+print(f"bench:   {record['scenario']:<14} {record['server']:<8} round {record['round']}: {record['qps'] or 0:>9,.0f} q/s"
+      f"  avg {record['latency_avg_ms']:.2f} ms  lost {record['lost']:.0f}", file=sys.stderr)
+PYTHON
 }
 
 scenario_heartbeat_10k() {

@@ -114,17 +114,82 @@ final class DNSServer {
 
     // MARK: Answers
 
+    /// Answers as last made, by the query's bytes after its id (and the transport): valid
+    /// while the registry's change index stays where it was, one variant per rotation. A
+    /// resolver asks the same few names again and again; this keeps their cost to a lookup
+    /// and a copy.
+    private struct CachedAnswer {
+        var index: UInt64
+        /// The service label whose rotation counter picks the variant; nil: one variant.
+        var label: String?
+        var variants: [[UInt8]?]
+        var code: DNSResponseCode
+        var truncated: Bool
+    }
+
+    private var answers: [[UInt8]: CachedAnswer] = [:]
+    static let maxCachedAnswers = 10_000
+
     /// The response to one message, at most `limit` bytes (nil: no answer at all).
     func respond(to message: UnsafeBufferPointer<UInt8>, limit: Int) -> [UInt8]? {
+        guard message.count >= 12 else {
+            dropped += 1
+            return nil
+        }
+        var key = [UInt8](repeating: limit < 65_535 ? 0 : 1, count: 1)
+        key.append(contentsOf: UnsafeBufferPointer(rebasing: message[2...]))
+        let index = service.changeIndex
+        if let cached = answers[key], cached.index == index {
+            var variant = 0
+            if let label = cached.label {
+                let rotation = rotations[label, default: 0]
+                rotations[label] = rotation &+ 1
+                variant = rotation % cached.variants.count
+            }
+            var bytes = cached.variants[variant] ?? make(message, limit: limit, rotation: variant).bytes
+            if cached.variants[variant] == nil { answers[key]?.variants[variant] = bytes }
+            bytes[0] = message[0]
+            bytes[1] = message[1]
+            answered[cached.code, default: 0] += 1
+            if cached.truncated { truncated += 1 }
+            return bytes
+        }
+        var label: String?
+        var rotation = 0
+        let made: (bytes: [UInt8], code: DNSResponseCode, truncated: Bool, answers: Int, cacheable: Bool)
+        if case .success(let query) = DNSReader.parseQuery(message),
+           case .service(let name, _, _)? = zone.target(of: query.question.name)?.target, servicesByLabel[name] != nil {
+            label = name
+            rotation = rotations[name, default: 0]
+            rotations[name] = rotation &+ 1
+        }
+        made = make(message, limit: limit, rotation: rotation)
+        guard let bytes = made.bytes.isEmpty ? nil : made.bytes else {
+            dropped += 1
+            return nil
+        }
+        answered[made.code, default: 0] += 1
+        if made.truncated { truncated += 1 }
+        if made.cacheable {
+            if answers.count >= Self.maxCachedAnswers { answers.removeAll(keepingCapacity: true) }
+            let count = label == nil ? 1 : max(1, made.answers)
+            var variants = [[UInt8]?](repeating: nil, count: count)
+            variants[rotation % count] = bytes
+            answers[key] = CachedAnswer(index: index, label: count > 1 ? label : nil, variants: variants, code: made.code,
+                                        truncated: made.truncated)
+        }
+        return bytes
+    }
+
+    /// The answer to a message with this rotation; empty bytes: none (drop it). Cacheable:
+    /// a query read whole, answered NOERROR or NXDOMAIN.
+    private func make(_ message: UnsafeBufferPointer<UInt8>, limit: Int, rotation: Int)
+        -> (bytes: [UInt8], code: DNSResponseCode, truncated: Bool, answers: Int, cacheable: Bool) {
         let response: DNSResponse
         var size = limit
+        var cacheable = false
         switch DNSReader.parseQuery(message) {
         case .success(let query):
-            var rotation = 0
-            if case .service(let name, _, _)? = zone.target(of: query.question.name)?.target {
-                rotation = rotations[name, default: 0]
-                if servicesByLabel[name] != nil { rotations[name] = rotation &+ 1 }
-            }
             let now = Clock.monotonicNow()
             response = zone.answer(query, rotation: rotation) { [self] label in
                 guard let names = servicesByLabel[label] else { return nil }
@@ -132,9 +197,9 @@ final class DNSServer {
             }
             if limit < 65_535 { size = min(limit, Int(query.ednsPayloadSize ?? 512), Int(DNSZone.udpPayloadSize)) }
             size = max(size, 512)
+            cacheable = response.code == .noError || response.code == .nameError
         case .failure(.drop):
-            dropped += 1
-            return nil
+            return ([], .noError, false, 0, false)
         case .failure(.answer(let id, let opcode, let recursionDesired, let code)):
             var header = DNSResponse(id: id)
             header.opcode = opcode
@@ -144,9 +209,7 @@ final class DNSServer {
             response = header
         }
         let (bytes, cut) = DNSWriter.encode(response, limit: min(size, limit))
-        answered[response.code, default: 0] += 1
-        if cut { truncated += 1 }
-        return bytes
+        return (bytes, response.code, cut, response.answers.count, cacheable)
     }
 
     private func readDatagrams() {

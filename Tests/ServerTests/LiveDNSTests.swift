@@ -64,6 +64,16 @@ import Glibc
         let retried = try dig(port, ["big.service.registry", "A"])
         #expect(retried.contains("Truncated, retrying in TCP mode") && retried.contains("ANSWER: 100"), Comment(rawValue: retried))
         #expect(try dig(port, ["big.service.registry", "A", "+tcp"]).contains("ANSWER: 100"))
+        // Answers are kept between queries, never past a change.
+        let http = try registry.client()
+        #expect(try http.request("POST", "/register", body: #"{"service":"web","address":"http://10.0.0.8:8080"}"#).status == 201)
+        #expect(Set(try dig(port, ["web.service.registry", "A", "+short"]).split(separator: "\n")) == ["10.0.0.1", "10.0.0.2", "10.0.0.8"])
+        #expect(try http.request("POST", "/status", body: #"{"service":"web","address":"http://10.0.0.1:8080","status":"DOWN"}"#).status == 200)
+        #expect(Set(try dig(port, ["web.service.registry", "A", "+short"]).split(separator: "\n")) == ["10.0.0.2", "10.0.0.8"])
+        #expect(try http.request("POST", "/deregister", body: #"{"service":"idle","address":"http://10.0.0.7:1"}"#).status == 200)
+        #expect(try dig(port, ["idle.service.registry", "A"]).contains("status: NXDOMAIN"))
+        // The question comes back as it was asked (resolvers that mix case check it).
+        #expect(try dig(port, ["WeB.service.registry", "A", "+noall", "+answer"]).contains("WeB.service.registry."))
     }
 
     @Test func dnspythonChecksTheAnswersAndMalformedPacketsDoNoHarm() throws {

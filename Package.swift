@@ -85,6 +85,7 @@ if Context.environment["REGISTRY_FUZZ"] != nil {
         ("bodies", ["RegistryWire", "Registry"]),
         ("consul", ["RegistryWire", "Registry", "HTTPParsing"]),
         ("dns", ["DNS", "Registry"]),
+        ("eureka", ["RegistryWire", "Registry"]),
         ("acl", ["Access"]),
         ("query", ["HTTPParsing"]),
         ("percent", ["HTTPParsing"]),

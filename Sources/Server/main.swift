@@ -76,7 +76,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         datacenter: config.consulDatacenter, nodeName: config.consulNode ?? ConsulAPI.hostName(),
         nodeAddress: config.host == "0.0.0.0" || config.host == "::" ? "127.0.0.1" : config.host,
         advertised: "", maximumWait: config.maxWait))
-    let table = RouteTable.registry(api: api, service: service, consul: consul)
+    let eureka = EurekaAPI(service: service, native: api)
+    let table = RouteTable.registry(api: api, service: service, consul: consul, eureka: eureka)
     let metrics = Metrics(routeLabels: table.labels)
     let accessLog = config.accessLogEnabled ? AccessLog(logger: logger) : nil
     AccessLog.current = accessLog

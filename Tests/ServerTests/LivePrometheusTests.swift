@@ -169,10 +169,25 @@ final class Prometheus {
 
     func activeTargets() -> [[String: Any]] {
         guard let text = try? EtcdCluster.get(port: port, path: "/api/v1/targets?state=active"),
-              let body = text.range(of: "\r\n\r\n").map({ String(text[$0.upperBound...]) }),
+              let split = text.range(of: "\r\n\r\n"),
+              case let body = Self.dechunked(String(text[split.upperBound...]), head: String(text[..<split.lowerBound])),
               let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
               let data = json["data"] as? [String: Any] else { return [] }
         return data["activeTargets"] as? [[String: Any]] ?? []
+    }
+
+    /// A body sent with `Transfer-Encoding: chunked` (Go's server does so for a larger one), joined.
+    static func dechunked(_ body: String, head: String) -> String {
+        guard head.lowercased().contains("transfer-encoding: chunked") else { return body }
+        var rest = Substring(body)
+        var joined = ""
+        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
+            let start = lineEnd.upperBound
+            guard let end = rest.utf8.index(start, offsetBy: size, limitedBy: rest.utf8.endIndex) else { break }
+            joined += rest[start..<end]
+            rest = rest[end...].dropFirst(2)
+        }
+        return joined
     }
 
     func waitFor(_ seconds: Double, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {

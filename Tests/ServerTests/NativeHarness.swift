@@ -23,7 +23,8 @@ final class NativeHarness {
         service = RegistryService(registry: Registry(policy: policy), store: MemoryStore(), logger: Logger(level: .error), loop: nil)
         api = NativeAPI(service: service, logger: Logger(level: .error), random: random, maximumWait: maximumWait)
         table = RouteTable.registry(api: api, service: service,
-                                    consul: ConsulAPI(service: service, native: api, settings: ConsulAPI.Settings()))
+                                    consul: ConsulAPI(service: service, native: api, settings: ConsulAPI.Settings()),
+                                    eureka: EurekaAPI(service: service, native: api))
         api.prepareListing()
     }
 

@@ -108,6 +108,10 @@ final class AccessControl {
             if let certificateNames, let named = policy.caller(certificateNames: certificateNames()) { return named }
             return policy.caller(token: nil as String?)
         }
+        // Eureka's clients send HTTP Basic credentials: the token is the password.
+        if let password = Self.basicPassword(utf8) {
+            return password.withUnsafeBufferPointer { lookUp($0) }
+        }
         // "Bearer" is case-insensitive (RFC 6750 follows RFC 7235's auth-scheme).
         let scheme: StaticString = "bearer "
         guard utf8.count > 7 else { return .unknownToken }
@@ -115,6 +119,37 @@ final class AccessControl {
         var start = 7
         while start < utf8.count, utf8[start] == UInt8(ascii: " ") { start += 1 }
         return lookUp(UnsafeBufferPointer(rebasing: utf8[start...]))
+    }
+
+    /// The password of `Basic base64(user:password)` (RFC 7617; the scheme in any case), or
+    /// nil for any other header. The user name is not looked at: the token alone stands for
+    /// the caller.
+    static func basicPassword(_ header: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let scheme = Array("basic ".utf8)
+        guard header.count > scheme.count, zip(header, scheme).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+        var value = 0
+        var bits = 0
+        var decoded: [UInt8] = []
+        for byte in header[scheme.count...] {
+            let digit: Int
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): digit = Int(byte - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): digit = Int(byte - UInt8(ascii: "a")) + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = Int(byte - UInt8(ascii: "0")) + 52
+            case UInt8(ascii: "+"): digit = 62
+            case UInt8(ascii: "/"): digit = 63
+            case UInt8(ascii: "="), UInt8(ascii: " "): continue
+            default: return []
+            }
+            value = (value << 6) | digit
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                decoded.append(UInt8((value >> bits) & 0xFF))
+            }
+        }
+        guard let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return decoded }
+        return Array(decoded[(colon + 1)...])
     }
 
     /// The answer to a request its caller may not make: 401 when it has no usable token, 403

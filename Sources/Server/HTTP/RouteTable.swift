@@ -5,14 +5,16 @@ import Registry
 /// declared once, in its front end's list (`NativeAPI.routes`); dispatch, `405` with
 /// `Allow`, the 404 text, the metrics labels and the OpenAPI test all read the table.
 struct Route {
-    /// The API a route belongs to. The compatible APIs to come (Eureka under `/eureka/`, the
-    /// dashboard under `/ui`) are front ends of their own.
+    /// The API a route belongs to. The compatible APIs (and the dashboard to come, under
+    /// `/ui`) are front ends of their own.
     enum FrontEnd: String {
         case native
         /// Prometheus HTTP service discovery (`Frontends/Prometheus/`).
         case prometheus
         /// Consul's HTTP API under `/v1/` (`Frontends/Consul/`).
         case consul
+        /// Eureka's REST API under `/eureka/` (`Frontends/Eureka/`).
+        case eureka
     }
 
     /// What a caller must be allowed to do (`--acl-file`). The front end checks that the
@@ -78,6 +80,9 @@ struct RouteRequest {
     /// The client's address as the listener saw it (asked only by the few handlers that
     /// need it: a Consul registration without `Address`).
     var peerHost: () -> String? = { nil }
+    /// A request header's value (the first, if it repeats), for the few handlers that read
+    /// one (Eureka's `Accept`).
+    var header: (String) -> String? = { _ in nil }
 }
 
 /// The routes of every front end, matched by path.
@@ -115,7 +120,7 @@ struct RouteTable {
         // "POST /register, /heartbeat and GET /discover/{service}, /services": by method,
         // in declaration order, HEAD left implied by GET.
         var groups: [(method: HTTPMethod, templates: [String])] = []
-        for route in routes where route.frontEnd != .consul {
+        for route in routes where route.frontEnd != .consul && route.frontEnd != .eureka {
             guard let method = route.methods.first(where: { $0 != .head }) else { continue }
             if let position = groups.firstIndex(where: { $0.method == method }) {
                 groups[position].templates.append(route.template)
@@ -153,7 +158,8 @@ struct RouteTable {
     /// `Allow` for a method its route does not. Returns the route's number with the outcome.
     func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
                   body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64,
-                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) }, peerHost: @escaping () -> String? = { nil })
+                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) }, peerHost: @escaping () -> String? = { nil },
+                  header: @escaping (String) -> String? = { _ in nil })
         -> (route: Int, handling: Handling) {
         let (number, parameter) = match(path)
         guard number != otherRoute else {
@@ -170,7 +176,7 @@ struct RouteTable {
         case .denied(let denial): return (number, .respond(styled(denial, route: number)))
         }
         return (number, route.handler(RouteRequest(method: method, path: path, parameter: parameter, query: query, body: body,
-                                                   now: now, wallClock: wallClock, caller: who, peerHost: peerHost)))
+                                                   now: now, wallClock: wallClock, caller: who, peerHost: peerHost, header: header)))
     }
 
     /// An answer made for route `number` outside its handler, in its front end's words.
@@ -198,7 +204,7 @@ struct RouteTable {
     /// Every (method, template) the registry's own API serves, for the OpenAPI test (Consul's
     /// subset is Consul's to describe; the README lists it).
     var operations: [(method: String, path: String)] {
-        routes.filter { $0.frontEnd != .consul }.flatMap { route in route.methods.map { ($0.name, route.template) } }
+        routes.filter { $0.frontEnd != .consul && $0.frontEnd != .eureka }.flatMap { route in route.methods.map { ($0.name, route.template) } }
     }
 
     /// A path as an error message quotes it: at most 100 bytes (a client may send 8 KB), and
@@ -215,8 +221,8 @@ struct RouteTable {
 
 extension RouteTable {
     /// Every front end's routes, in the one table a listener serves: the native API's,
-    /// Prometheus service discovery's, Consul's.
-    static func registry(api: NativeAPI, service: RegistryService, consul: ConsulAPI) -> RouteTable {
-        RouteTable(api.routes() + PrometheusTargets(service: service).routes() + consul.routes())
+    /// Prometheus service discovery's, Consul's, Eureka's.
+    static func registry(api: NativeAPI, service: RegistryService, consul: ConsulAPI, eureka: EurekaAPI) -> RouteTable {
+        RouteTable(api.routes() + PrometheusTargets(service: service).routes() + consul.routes() + eureka.routes())
     }
 }

@@ -31,7 +31,7 @@ final class DNSServer {
     private var connections: [ObjectIdentifier: TCPConnection] = [:]
     /// Lower-cased service name to the names that lower-case to it (only names that are DNS
     /// labels: the others cannot be asked for).
-    private var servicesByLabel: [String: [String]] = [:]
+    private let servicesByLabel: ServiceNameIndex
     private var rotations: [String: Int] = [:]
     private var buffer = [UInt8](repeating: 0, count: 65_535)
 
@@ -46,6 +46,7 @@ final class DNSServer {
         self.zone = zone
         self.service = service
         self.logger = logger
+        servicesByLabel = ServiceNameIndex(service: service, admits: DNSZone.isReachable)
         var address = sockaddr_storage()
         var length = socklen_t(0)
         guard Self.socketAddress(host: host, port: requested, into: &address, length: &length) else {
@@ -83,11 +84,6 @@ final class DNSServer {
             Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().readDatagrams()
         }, context)
         event_add(udpEvent, nil)
-        service.read { registry in for name in registry.serviceNames { index(name, present: true) } }
-        service.onChange { [unowned self] changed in
-            let registry = service.snapshot
-            for name in changed { index(name, present: registry.contains(service: name)) }
-        }
     }
 
     /// Stops answering and frees the sockets; before the loop is freed.
@@ -100,16 +96,6 @@ final class DNSServer {
         listener = nil
         for connection in connections.values { connection.close() }
         connections.removeAll()
-    }
-
-    private func index(_ name: String, present: Bool) {
-        guard DNSZone.isReachable(name) else { return }
-        let label = name.lowercased()
-        var names = servicesByLabel[label] ?? []
-        names.removeAll { $0 == name }
-        if present { names.append(name) }
-        servicesByLabel[label] = names.isEmpty ? nil : names.sorted()
-        if names.isEmpty { rotations[label] = nil }
     }
 
     // MARK: Answers
@@ -158,7 +144,7 @@ final class DNSServer {
         var rotation = 0
         let made: (bytes: [UInt8], code: DNSResponseCode, truncated: Bool, answers: Int, cacheable: Bool)
         if case .success(let query) = DNSReader.parseQuery(message),
-           case .service(let name, _, _)? = zone.target(of: query.question.name)?.target, servicesByLabel[name] != nil {
+           case .service(let name, _, _)? = zone.target(of: query.question.name)?.target, servicesByLabel.names(lowercased: name) != nil {
             label = name
             rotation = rotations[name, default: 0]
             rotations[name] = rotation &+ 1
@@ -192,7 +178,7 @@ final class DNSServer {
         case .success(let query):
             let now = Clock.monotonicNow()
             response = zone.answer(query, rotation: rotation) { [self] label in
-                guard let names = servicesByLabel[label] else { return nil }
+                guard let names = servicesByLabel.names(lowercased: label) else { return nil }
                 return service.read { registry in names.flatMap { registry.instances(ofService: $0, now: now) } }
             }
             if limit < 65_535 { size = min(limit, Int(query.ednsPayloadSize ?? 512), Int(DNSZone.udpPayloadSize)) }

@@ -26,17 +26,9 @@ import Glibc
         let deadline = Date().addingTimeInterval(5)
         while (try? TestHTTPClient(port: targetPort).request("GET", "/health").status) != 200, Date() < deadline { usleep(50_000) }
 
-        let process = Process()
-        process.executableURL = python
-        process.arguments = [Self.root.appendingPathComponent("Tests/ConsulClients/scenario.py").path, String(port), String(targetPort),
-                             String(target.processIdentifier)]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(client) scenario failed:\n\(text)\nregistry log:\n\(registry.log.suffix(3000))")
+        let (status, text) = try PythonScript.run(python, "Tests/ConsulClients/scenario.py",
+                                                  [String(port), String(targetPort), String(target.processIdentifier)])
+        #expect(status == 0, "\(client) scenario failed:\n\(text)\nregistry log:\n\(registry.log.suffix(3000))")
         #expect(text.hasSuffix("done\n"), Comment(rawValue: text))
         print(text)
         return text

@@ -80,16 +80,8 @@ import Glibc
         try #require(FileManager.default.isExecutableFile(atPath: Self.dnsPython.path),
                      "\(Self.dnsPython.path) is missing: run scripts/install-test-tools.sh (make test does)")
         let (registry, port) = try startRegistry()
-        let process = Process()
-        process.executableURL = Self.dnsPython
-        process.arguments = [LiveConsulTests.root.appendingPathComponent("Tests/DNSClients/dns_checks.py").path, String(port)]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)\nregistry log:\n\(registry.log.suffix(2000))")
+        let (status, text) = try PythonScript.run(Self.dnsPython, "Tests/DNSClients/dns_checks.py", [String(port)])
+        #expect(status == 0, "\(text)\nregistry log:\n\(registry.log.suffix(2000))")
         #expect(text.hasSuffix("done\n"), Comment(rawValue: text))
         print(text)
         let metrics = String(decoding: try registry.client().request("GET", "/metrics").body, as: UTF8.self)

@@ -23,17 +23,8 @@ import Glibc
     private func runScenario(_ registry: RegistryProcess, token: String?) throws -> String {
         try #require(FileManager.default.isExecutableFile(atPath: Self.python.path),
                      "\(Self.python.path) is missing: run scripts/install-test-tools.sh (make test does)")
-        let process = Process()
-        process.executableURL = Self.python
-        process.arguments = [LiveConsulTests.root.appendingPathComponent("Tests/EurekaClients/scenario.py").path, String(registry.port)]
-            + (token.map { [$0] } ?? [])
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)\nregistry log:\n\(registry.log.suffix(3000))")
+        let (status, text) = try PythonScript.run(Self.python, "Tests/EurekaClients/scenario.py", [String(registry.port)] + (token.map { [$0] } ?? []))
+        #expect(status == 0, "\(text)\nregistry log:\n\(registry.log.suffix(3000))")
         #expect(text.contains("\ndone\n"), Comment(rawValue: text))
         print(text.split(separator: "\n").filter { $0.hasPrefix("ok:") }.joined(separator: "\n"))
         return text

@@ -223,9 +223,7 @@ struct Config: Equatable {
                help: "PEM CA bundle: the TLS port then requires a client certificate signed by it (mutual TLS; see cert_subject in the ACL file)", setting: \.tlsClientCA),
         Option(flag: "--tls-port", variable: "REGISTRY_TLS_PORT", valueName: "PORT",
                help: "TCP port of HTTPS, with --tls-cert and --tls-key; 0 picks a free one (default 5443)") { config, value in
-            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
-            config.tlsPort = UInt16(port)
-            return nil
+            assignPort(value) { config.tlsPort = $0 }
         },
         Option(flag: "--tls-host", variable: "REGISTRY_TLS_HOST", valueName: "ADDRESS",
                help: "address of the HTTPS listener (default: the same as --host)") { config, value in
@@ -338,9 +336,7 @@ struct Config: Equatable {
         },
         Option(flag: "--consul-port", variable: "REGISTRY_CONSUL_PORT", valueName: "PORT",
                help: "also serve the API (Consul's under /v1/ included) on this port, such as Consul's 8500; 0 picks a free one (default: none)") { config, value in
-            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
-            config.consulPort = UInt16(port)
-            return nil
+            assignPort(value) { config.consulPort = $0 }
         },
         Option(flag: "--consul-datacenter", variable: "REGISTRY_CONSUL_DATACENTER", valueName: "NAME",
                help: "the datacenter Consul's API names (default dc1)") { config, value in
@@ -356,9 +352,7 @@ struct Config: Equatable {
         },
         Option(flag: "--dns-port", variable: "REGISTRY_DNS_PORT", valueName: "PORT",
                help: "answer DNS (UDP and TCP) on this port, such as Consul's 8600; 0 picks a free one (default: off)") { config, value in
-            guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
-            config.dnsPort = UInt16(port)
-            return nil
+            assignPort(value) { config.dnsPort = $0 }
         },
         Option(flag: "--dns-host", variable: "REGISTRY_DNS_HOST", valueName: "ADDRESS",
                help: "IP address of the DNS sockets (default: the same as --host)") { config, value in
@@ -647,6 +641,13 @@ struct Config: Equatable {
 
     /// Parses `value` as a decimal count within bounds and hands it to `assign`; returns the
     /// problem, if any, in the options' "must be …" form.
+    /// A TCP or UDP port: 0 (pick a free one) to 65535.
+    private static func assignPort(_ value: String, _ assign: (UInt16) -> Void) -> String? {
+        guard let port = DecimalText.unsigned(value), port <= 65535 else { return "must be an integer from 0 to 65535" }
+        assign(UInt16(port))
+        return nil
+    }
+
     private static func assignCount(_ value: String, minimum: Int, maximum: Int, _ assign: (Int) -> Void) -> String? {
         guard let count = DecimalText.unsigned(value).map(Int.init), count >= minimum, count <= maximum else {
             return "must be an integer from \(minimum) to \(maximum)"

@@ -129,7 +129,7 @@ final class HTTPFrontEnd {
         // client's delayed ACK: 40 ms per response.
         var noDelay: Int32 = 1
         setsockopt(listeningSocket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
-        port = Self.localPort(of: listeningSocket) ?? place.port
+        port = SocketPort.local(of: listeningSocket) ?? place.port
 
         evhttp_set_gencb(http, { request, context in
             guard let request, let context else { return }
@@ -353,26 +353,5 @@ final class HTTPFrontEnd {
         let status = getaddrinfo(host, nil, &hints, &result)
         if let result { freeaddrinfo(result) }
         return status == 0 ? nil : String(cString: gai_strerror(status))
-    }
-
-    private static func localPort(of socket: Int32) -> UInt16? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
-        }
-        guard result == 0 else { return nil }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-            }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-            }
-        default:
-            return nil
-        }
     }
 }

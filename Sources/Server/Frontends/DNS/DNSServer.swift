@@ -65,7 +65,7 @@ final class DNSServer {
         }
         udpSocket = fd
         // The TCP listener takes the port UDP got (0 picks one for both).
-        port = Self.localPort(of: udpSocket) ?? requested
+        port = SocketPort.local(of: udpSocket) ?? requested
         Self.setPort(port, in: &address)
         let context = Unmanaged.passUnretained(self).toOpaque()
         listener = withUnsafePointer(to: &address) {
@@ -290,20 +290,6 @@ final class DNSServer {
             } else {
                 pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_port = port.bigEndian }
             }
-        }
-    }
-
-    private static func localPort(of socket: Int32) -> UInt16? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
-        }
-        guard result == 0 else { return nil }
-        return withUnsafePointer(to: &storage) { pointer in
-            Int32(pointer.pointee.ss_family) == AF_INET
-                ? pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-                : pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
         }
     }
 }

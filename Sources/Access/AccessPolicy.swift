@@ -121,6 +121,9 @@ public struct Grant: Equatable, Sendable {
     /// Whether some service may be read at all.
     public var readsSomething: Bool { isOperator || !read.isEmpty || !write.isEmpty }
 
+    /// Whether any service may be written with this grant.
+    public var writesSomething: Bool { isOperator || !write.isEmpty }
+
     /// "read on payment-*, write on payment-*", for logs.
     public var summary: String {
         if isOperator { return "operator" }

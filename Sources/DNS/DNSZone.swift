@@ -149,14 +149,10 @@ public struct DNSZone: Sendable {
             return response
         case .service(let service, let tag, let zone):
             guard let all = instances(service) else { return negative(.nameError) }
-            var listed = all.filter { instance in
+            let listed = all.filter { instance in
                 instance.status == .up && !instance.attributes.hasCriticalCheck
                     && (tag == nil || instance.tags.contains { $0.lowercased() == tag })
                     && (zone == nil || instance.zone?.lowercased() == zone)
-            }
-            if listed.count > 1 {
-                let shift = rotation % listed.count
-                listed = Array(listed[shift...] + listed[..<shift])
             }
             switch type {
             case .a?, .aaaa?, .any?:
@@ -187,6 +183,11 @@ public struct DNSZone: Sendable {
                 break
             }
             if response.answers.isEmpty { return negative(.noError) }
+            // Rotated after choosing the records, so that each of them comes first in turn.
+            if response.answers.count > 1 {
+                let shift = rotation % response.answers.count
+                response.answers = Array(response.answers[shift...] + response.answers[..<shift])
+            }
             return response
         }
     }

@@ -10,6 +10,8 @@ public struct XMLElement: Equatable, Sendable {
     public var text: String
 
     public static let maxDepth = 32
+    /// Attributes of one element at most (each is compared with those before it).
+    public static let maxAttributes = 32
 
     public init(name: String, attributes: [(name: String, value: String)] = [], children: [XMLElement] = [], text: String = "") {
         self.name = name
@@ -152,6 +154,7 @@ public struct XMLElement: Equatable, Sendable {
                 offset += 1
                 let value = try characters(until: quote)
                 offset += 1
+                guard element.attributes.count < XMLElement.maxAttributes else { throw failure("more than \(XMLElement.maxAttributes) attributes") }
                 guard element.attribute(attribute) == nil else { throw failure("attribute \(attribute) given twice") }
                 element.attributes.append((attribute, value))
             }

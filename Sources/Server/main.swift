@@ -149,6 +149,9 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             dns = try DNSServer(host: config.dnsHost ?? config.host, port: dnsPort,
                                 zone: DNSZone(domains: domains, ttl: config.dnsTTL, datacenter: config.consulDatacenter),
                                 loop: loop, service: service, logger: logger)
+            // DNS has no tokens: with an ACL file it lists what anonymous callers may read.
+            dns?.mayList = { [unowned access] name in access.anonymousGrant.mayRead(name) }
+            dns?.rulesGeneration = { [unowned access] in access.reloads }
         } catch {
             printError("service-registry: \(error.message)")
             return 1

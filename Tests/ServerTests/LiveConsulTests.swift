@@ -184,7 +184,7 @@ import Glibc
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let acl = directory.appendingPathComponent("acl.json")
-        try #"{"tokens": [{"name": "web-team", "token": "web-token-0123456789", "read": ["*"], "write": ["web"]}]}"#
+        try #"{"tokens": [{"name": "web-team", "token": "web-token-0123456789", "read": ["*"], "write": ["web"]}, {"name": "reader", "token": "reader-token-0123456789", "read": ["*"]}]}"#
             .write(to: acl, atomically: true, encoding: .utf8)
         let registry = try RegistryProcess(["--acl-file", acl.path])
         let http = try registry.client()
@@ -199,10 +199,20 @@ import Glibc
         #expect(reply.status == 403)
         #expect(String(decoding: reply.body, as: UTF8.self).contains("write on service \"db\""))
         #expect(try http.request("PUT", "/v1/agent/service/register", body: body, headers: ["X-Consul-Token": "wrong-token-0000000000"]).status == 403)
+        // A caller that may write nothing learns nothing of what exists: 403 before any 404.
+        let probe = try http.request("PUT", "/v1/agent/service/deregister/no-such-id", headers: ["X-Consul-Token": "reader-token-0123456789"])
+        #expect(probe.status == 403, "\(probe.status)")
         // ?token= is Consul's only: the native API does not read tokens from query strings.
         #expect(try http.request("GET", "/discover/web?token=web-token-0123456789").status == 401)
         let entries = try #require(try JSONSerialization.jsonObject(with: http.request("GET", "/v1/health/service/web?token=web-token-0123456789").body) as? [[String: Any]])
         #expect(entries.count == 2)
+    }
+
+    @Test func aTokenInTheQueryStringIsNotWrittenToTheAccessLog() throws {
+        let registry = try RegistryProcess(["--access-log"])
+        #expect(try registry.client().request("GET", "/v1/agent/self?token=secret-token-value-42&dc=dc1").status == 200)
+        #expect(registry.waitForLog { $0.contains("/v1/agent/self?token=(hidden)&dc=dc1") })
+        #expect(!registry.log.contains("secret-token-value-42"))
     }
 
     /// The calls Prometheus's `consul_sd_configs` makes, as its source (discovery/consul in

@@ -89,6 +89,26 @@ import Glibc
         #expect(!metrics.contains("registry_dns_truncated_total 0"))
     }
 
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/dig"), "dig is missing: run scripts/install-test-tools.sh"))
+    func withAnACLFileDNSListsWhatAnonymousCallersMayRead() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dns-acl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let acl = directory.appendingPathComponent("acl.json")
+        try #"{"tokens": [{"name": "ops", "token": "ops-token-0123456789", "operator": true}], "anonymous": {"read": ["web"]}}"#
+            .write(to: acl, atomically: true, encoding: .utf8)
+        let registry = try RegistryProcess(["--checks", "off", "--dns-port", "0", "--acl-file", acl.path])
+        let range = try #require(registry.log.range(of: "DNS on port "))
+        let port = try #require(UInt16(registry.log[range.upperBound...].prefix { $0.isNumber }))
+        let ops = ["Authorization": "Bearer ops-token-0123456789"]
+        for body in [#"{"service":"web","address":"http://10.0.0.1:80"}"#, #"{"service":"payments","address":"http://10.0.0.2:80"}"#] {
+            #expect(try registry.client().request("POST", "/register", body: body, headers: ops).status == 201)
+        }
+        #expect(try dig(port, ["web.service.registry", "A", "+short"]) == "10.0.0.1\n")
+        #expect(try dig(port, ["payments.service.registry", "A"]).contains("status: NXDOMAIN"), "a service anonymous callers may not read")
+        #expect(try dig(port, ["_payments._tcp.service.registry", "SRV"]).contains("status: NXDOMAIN"))
+    }
+
     @Test func aClusterReplicaAnswersFromItsMirror() throws {
         let etcd = try EtcdCluster(size: 1)
         let first = try RegistryProcess(["--etcd", etcd.endpoints, "--dns-port", "0", "--checks", "off"])

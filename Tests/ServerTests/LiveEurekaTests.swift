@@ -113,6 +113,9 @@ import Glibc
         #expect(try http.request("GET", "/eureka/apps/SHOP/h1:shop:8080", headers: ["Accept": "application/json"]).json["instance"] != nil)
         #expect(try http.request("GET", "/eureka/instances/native-1").status == 200)
         #expect(String(decoding: try http.request("GET", "/eureka/vips/shop").body, as: UTF8.self).contains("<instanceId>h1:shop:8080</instanceId>"))
+        // A character XML 1.0 refuses, which the native rules let through, must not break the document.
+        #expect(try http.request("POST", "/register", body: #"{"service":"shop","address":"http://10.0.0.3:1","metadata":{"odd":"a\uFFFFb"}}"#).status == 201)
+        #expect(throws: Never.self) { _ = try XMLDocument(data: try http.request("GET", "/eureka/apps").body) }
         let none = try http.request("GET", "/eureka/vips/nothing")
         #expect(none.status == 200 && String(decoding: none.body, as: UTF8.self).contains("<applications>"), "an unknown VIP is an empty list, as Eureka's")
     }

@@ -152,6 +152,12 @@ final class AccessControl {
         return Array(decoded[(colon + 1)...])
     }
 
+    /// What a caller without a token may do (everything without an ACL file): DNS's callers.
+    var anonymousGrant: Grant {
+        guard let policy else { return .everything }
+        return policy.caller(token: nil as String?).grant
+    }
+
     /// The answer to a request its caller may not make: 401 when it has no usable token, 403
     /// when its token lacks the permission. `needed` says what was missing ("write on
     /// service \"payment-api\""); the token itself is never quoted.

@@ -73,8 +73,19 @@ final class AccessLog {
     static func entry(_ request: UnsafeMutablePointer<evhttp_request>, start: Instant) -> Entry {
         let method = HTTPMethod(command: evhttp_request_get_command(request))?.name ?? "-"
         var target = evhttp_request_get_uri(request).map { String(cString: $0) } ?? "-"
+        target = redactingTokens(target)
         if target.utf8.count > targetLimit { target = String(decoding: target.utf8.prefix(targetLimit), as: UTF8.self) + "…" }
         return Entry(method: method, target: target, client: client(of: request), start: start)
+    }
+
+    /// The target with the value of a `token=` query parameter (Consul's way of sending a
+    /// token) replaced: a token is never written to a log.
+    static func redactingTokens(_ target: String) -> String {
+        guard let question = target.firstIndex(of: "?"), target[question...].contains("token=") else { return target }
+        let query = target[target.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).map { pair in
+            pair.hasPrefix("token=") ? "token=(hidden)" : String(pair)
+        }
+        return String(target[...question]) + query.joined(separator: "&")
     }
 
     /// `address:port` of the request's peer, with brackets around an IPv6 address.

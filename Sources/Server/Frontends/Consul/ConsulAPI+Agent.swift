@@ -47,6 +47,9 @@ extension ConsulAPI {
 
     func deregister(_ request: RouteRequest) -> Handling {
         if case .failure(let refusal) = query(request) { return .respond(refusal.response) }
+        guard request.caller.grant.writesSomething else {
+            return .respond(restyled(AccessControl.denial(request.caller, needs: "write on some service")))
+        }
         let id: String
         switch parameter(request, what: "service id") {
         case .success(let value): id = value
@@ -82,6 +85,9 @@ extension ConsulAPI {
         case .success(let value): id = value
         case .failure(let refusal): return .respond(refusal.response)
         }
+        guard request.caller.grant.writesSomething else {
+            return .respond(restyled(AccessControl.denial(request.caller, needs: "write on some service")))
+        }
         guard let enable = parsed.enable else {
             return .respond(text(400, "Missing value for enable", now: request.now))
         }
@@ -116,6 +122,9 @@ extension ConsulAPI {
         switch parameter(request, what: "check ID") {
         case .success(let value): checkID = value
         case .failure(let refusal): return .respond(refusal.response)
+        }
+        guard request.caller.grant.writesSomething else {
+            return .respond(restyled(AccessControl.denial(request.caller, needs: "write on some service")))
         }
         var status = fixed ?? .passing
         var output = parsed.note ?? ""
@@ -153,7 +162,7 @@ extension ConsulAPI {
     // MARK: Reads
 
     func agentServices(_ request: RouteRequest) -> Handling {
-        agentMap(request) { [unowned self] name, instance, ambiguous, index, member in
+        agentMap(request, cacheAs: "services") { [unowned self] name, instance, ambiguous, index, member in
             member(ambiguous ? name + "/" + instance.id : instance.id) { writeAgentService(instance, service: name, index: index, to: &$0) }
         }
     }
@@ -168,7 +177,9 @@ extension ConsulAPI {
 
     /// A JSON object over every instance the caller may read (blocking on the registry's
     /// index): `entries` adds members with the function it is given, a key and its value's writer.
-    private func agentMap(_ request: RouteRequest,
+    /// `cacheAs`: a name under which the rendering is kept while the registry's index holds
+    /// (for answers that show no check results), per grant.
+    private func agentMap(_ request: RouteRequest, cacheAs: String? = nil,
                           _ entries: @escaping (String, InstanceSnapshot, Bool, UInt64, (String, (inout JSONWriter) -> Void) -> Void) -> Void)
         -> Handling {
         let parsed: ConsulQuery
@@ -177,11 +188,13 @@ extension ConsulAPI {
         case .failure(let refusal): return .respond(refusal.response)
         }
         let grant = request.caller.grant
+        let key = cacheAs.map { RenderingKey(service: "*" + $0, kind: .catalog, passing: false, tags: [grant.summary], nodeMatches: true) }
         return answer(parsed, service: nil, now: request.now, index: { [unowned self] _ in service.changeIndex }) { [unowned self] now, _ in
+            let index = service.changeIndex
+            if let key, let cached = renderings[key], cached.index == index { return self.json(cached.body, index: index, now: now) }
             var json = JSONWriter(capacity: 4096)
             json.raw("{")
             var first = true
-            let index = service.changeIndex
             forEachInstance(grant: grant, now: now) { name, instance, ambiguous in
                 entries(name, instance, ambiguous, index) { key, value in
                     if !first { json.raw(",") }
@@ -192,6 +205,7 @@ extension ConsulAPI {
                 }
             }
             json.raw("}")
+            if let key { keep(json.bytes, as: key, index: index, generation: 0) }
             return self.json(json.bytes, index: index, now: now)
         }
     }
@@ -347,14 +361,15 @@ extension ConsulAPI {
                 json.string(http.url)
                 json.raw(",\"Method\":")
                 json.string(http.method)
+                // Header values may be credentials (the native /discover leaves them out too):
+                // only their names are shown.
                 json.raw(",\"Header\":{")
                 var names: [String] = []
                 for header in http.headers where !names.contains(header.key) { names.append(header.key) }
                 for (position, header) in names.enumerated() {
                     if position > 0 { json.raw(",") }
                     json.string(header)
-                    json.raw(":")
-                    json.strings(http.headers.filter { $0.key == header }.map(\.value))
+                    json.raw(":[\"(hidden)\"]")
                 }
                 json.raw("},\"TLSSkipVerify\":")
                 json.raw(http.tlsSkipVerify ? "true" : "false")

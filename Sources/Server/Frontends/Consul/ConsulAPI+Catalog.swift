@@ -34,7 +34,7 @@ extension ConsulAPI {
         // its index is the registry's until it appears, which it only can at a higher one.
         let index: (Instant) -> UInt64 = { [unowned self] now in service.serviceChangeIndex(name, now: now) ?? service.changeIndex }
         let nodeMatches = parsed.nodeMeta.allSatisfy { $0.key == "consul-network-segment" && $0.value.isEmpty }
-        let key = RenderingKey(service: name, kind: kind, passing: parsed.passing, tags: parsed.tags, nodeMatches: nodeMatches)
+        let key = RenderingKey(service: name, kind: kind, passing: parsed.passing, tags: Array(Set(parsed.tags)).sorted(), nodeMatches: nodeMatches)
         return answer(parsed, service: name, now: request.now, index: index) { [unowned self] now, _ in
             let current = index(now)
             let generation = checker?.generation(ofService: name) ?? 0
@@ -42,8 +42,7 @@ extension ConsulAPI {
                 return self.json(cached.body, index: current, now: now)
             }
             let body = render(kind, name: name, parsed: parsed, nodeMatches: nodeMatches, index: current, now: now)
-            if renderings.count >= Self.maxRenderings { renderings.removeAll(keepingCapacity: true) }
-            renderings[key] = (current, generation, body)
+            keep(body, as: key, index: current, generation: generation)
             return self.json(body, index: current, now: now)
         }
     }
@@ -57,8 +56,19 @@ extension ConsulAPI {
         let nodeMatches: Bool
     }
 
-    /// Renderings kept at once; past it they are all dropped (they are made again as asked).
+    /// Renderings kept at once, and their bytes; past either they are all dropped (they are
+    /// made again as asked).
     static let maxRenderings = 4096
+    static let maxRenderingBytes = 64 << 20
+
+    func keep(_ body: [UInt8], as key: RenderingKey, index: UInt64, generation: UInt64) {
+        if renderings.count >= Self.maxRenderings || renderingBytes + body.count > Self.maxRenderingBytes {
+            renderings.removeAll(keepingCapacity: true)
+            renderingBytes = 0
+        }
+        renderingBytes += body.count - (renderings[key]?.body.count ?? 0)
+        renderings[key] = (index, generation, body)
+    }
 
     private func render(_ kind: ServiceRead, name: String, parsed: ConsulQuery, nodeMatches: Bool, index current: UInt64,
                         now: Instant) -> [UInt8] {
@@ -113,7 +123,10 @@ extension ConsulAPI {
         }
         let grant = request.caller.grant
         let nodeMatches = parsed.nodeMeta.allSatisfy { $0.key == "consul-network-segment" && $0.value.isEmpty }
+        let key = RenderingKey(service: "*catalog", kind: .catalog, passing: false, tags: [grant.summary], nodeMatches: nodeMatches)
         return answer(parsed, service: nil, now: request.now, index: { [unowned self] _ in service.changeIndex }) { [unowned self] now, _ in
+            let index = service.changeIndex
+            if let cached = renderings[key], cached.index == index { return self.json(cached.body, index: index, now: now) }
             var json = JSONWriter(capacity: 4096)
             json.raw("{")
             if nodeMatches {
@@ -134,7 +147,8 @@ extension ConsulAPI {
                 }
             }
             json.raw("}")
-            return self.json(json.bytes, index: service.changeIndex, now: now)
+            keep(json.bytes, as: key, index: index, generation: 0)
+            return self.json(json.bytes, index: index, now: now)
         }
     }
 

@@ -52,12 +52,16 @@ final class ConsulAPI {
     /// note is shown).
     var maintenanceReasons: [ConsulNames.Owner: String] = [:] {
         // A reason is part of the answers: a new one outdates what was rendered.
-        didSet { renderings.removeAll() }
+        didSet {
+            renderings.removeAll()
+            renderingBytes = 0
+        }
     }
     /// Service reads as last rendered, by what they depend on, with the service's index and
     /// its checks' results generation then: Prometheus and the clients' blocking loops read
     /// the same answers again and again.
     var renderings: [RenderingKey: (index: UInt64, generation: UInt64, body: [UInt8])] = [:]
+    var renderingBytes = 0
 
     var checker: HealthChecker? { native.checker }
     var cluster: Cluster? { native.cluster }
@@ -68,6 +72,14 @@ final class ConsulAPI {
         self.settings = settings
         names = ConsulNames(service: service)
         nodeID = Self.uuid(from: settings.nodeName)
+        // A maintenance reason goes with its instance.
+        service.onChange { [unowned self, unowned service] changed in
+            guard !maintenanceReasons.isEmpty else { return }
+            let registry = service.snapshot
+            for key in maintenanceReasons.keys where changed.contains(key.service) && registry.instance(service: key.service, id: key.id) == nil {
+                maintenanceReasons[key] = nil
+            }
+        }
     }
 
     func routes() -> [Route] {

@@ -42,6 +42,12 @@ final class DNSServer {
     private(set) var tcpQueries: UInt64 = 0
     var tcpConnections: Int { connections.count }
 
+    /// Whether DNS may list a service: with an ACL file, only what its anonymous grant may
+    /// read (DNS has no tokens). Asked at every lookup, so that a reloaded file applies at once.
+    var mayList: (String) -> Bool = { _ in true }
+    /// Moves when the ACL file is reloaded: kept answers made under older rules are not used.
+    var rulesGeneration: () -> Int = { 0 }
+
     init(host: String, port requested: UInt16, zone: DNSZone, loop: EventLoop, service: RegistryService, logger: Logger) throws(StartError) {
         self.zone = zone
         self.service = service
@@ -106,6 +112,7 @@ final class DNSServer {
     /// and a copy.
     private struct CachedAnswer {
         var index: UInt64
+        var rules: Int
         /// The service label whose rotation counter picks the variant; nil: one variant.
         var label: String?
         var variants: [[UInt8]?]
@@ -114,7 +121,14 @@ final class DNSServer {
     }
 
     private var answers: [[UInt8]: CachedAnswer] = [:]
+    private var cachedBytes = 0
     static let maxCachedAnswers = 10_000
+    /// Bytes of kept answers at most (all are dropped past it, and made again as asked).
+    static let maxCachedBytes = 32 << 20
+    /// Rotations kept per answer: past it, the first `maxVariants` orders are served in turn.
+    static let maxVariants = 16
+    /// A query longer than this is answered but not kept (a key of its own per padding).
+    static let maxKeyBytes = 300
 
     /// The response to one message, at most `limit` bytes (nil: no answer at all).
     func respond(to message: UnsafeBufferPointer<UInt8>, limit: Int) -> [UInt8]? {
@@ -123,9 +137,10 @@ final class DNSServer {
             return nil
         }
         var key = [UInt8](repeating: limit < 65_535 ? 0 : 1, count: 1)
-        key.append(contentsOf: UnsafeBufferPointer(rebasing: message[2...]))
+        if message.count <= Self.maxKeyBytes { key.append(contentsOf: UnsafeBufferPointer(rebasing: message[2...])) }
         let index = service.changeIndex
-        if let cached = answers[key], cached.index == index {
+        let rules = rulesGeneration()
+        if key.count > 1, let cached = answers[key], cached.index == index, cached.rules == rules {
             var variant = 0
             if let label = cached.label {
                 let rotation = rotations[label, default: 0]
@@ -133,7 +148,10 @@ final class DNSServer {
                 variant = rotation % cached.variants.count
             }
             var bytes = cached.variants[variant] ?? make(message, limit: limit, rotation: variant).bytes
-            if cached.variants[variant] == nil { answers[key]?.variants[variant] = bytes }
+            if cached.variants[variant] == nil {
+                answers[key]?.variants[variant] = bytes
+                cachedBytes += bytes.count
+            }
             bytes[0] = message[0]
             bytes[1] = message[1]
             answered[cached.code, default: 0] += 1
@@ -144,7 +162,8 @@ final class DNSServer {
         var rotation = 0
         let made: (bytes: [UInt8], code: DNSResponseCode, truncated: Bool, answers: Int, cacheable: Bool)
         if case .success(let query) = DNSReader.parseQuery(message),
-           case .service(let name, _, _)? = zone.target(of: query.question.name)?.target, servicesByLabel.names(lowercased: name) != nil {
+           case .service(let name, _, _)? = zone.target(of: query.question.name)?.target,
+           servicesByLabel.names(lowercased: name)?.contains(where: mayList) == true {
             label = name
             rotation = rotations[name, default: 0]
             rotations[name] = rotation &+ 1
@@ -156,12 +175,16 @@ final class DNSServer {
         }
         answered[made.code, default: 0] += 1
         if made.truncated { truncated += 1 }
-        if made.cacheable {
-            if answers.count >= Self.maxCachedAnswers { answers.removeAll(keepingCapacity: true) }
-            let count = label == nil ? 1 : max(1, made.answers)
+        if made.cacheable, key.count > 1 {
+            if answers.count >= Self.maxCachedAnswers || cachedBytes > Self.maxCachedBytes {
+                answers.removeAll(keepingCapacity: true)
+                cachedBytes = 0
+            }
+            let count = label == nil ? 1 : min(Self.maxVariants, max(1, made.answers))
             var variants = [[UInt8]?](repeating: nil, count: count)
-            variants[rotation % count] = bytes
-            answers[key] = CachedAnswer(index: index, label: count > 1 ? label : nil, variants: variants, code: made.code,
+            if rotation % max(1, made.answers) < count { variants[rotation % max(1, made.answers)] = bytes }
+            cachedBytes += bytes.count + key.count
+            answers[key] = CachedAnswer(index: index, rules: rules, label: count > 1 ? label : nil, variants: variants, code: made.code,
                                         truncated: made.truncated)
         }
         return bytes
@@ -178,7 +201,7 @@ final class DNSServer {
         case .success(let query):
             let now = Clock.monotonicNow()
             response = zone.answer(query, rotation: rotation) { [self] label in
-                guard let names = servicesByLabel.names(lowercased: label) else { return nil }
+                guard let names = servicesByLabel.names(lowercased: label)?.filter(mayList), !names.isEmpty else { return nil }
                 return service.read { registry in names.flatMap { registry.instances(ofService: $0, now: now) } }
             }
             if limit < 65_535 { size = min(limit, Int(query.ednsPayloadSize ?? 512), Int(DNSZone.udpPayloadSize)) }
@@ -236,7 +259,10 @@ final class DNSServer {
         let context = Unmanaged.passUnretained(connection).toOpaque()
         bufferevent_setcb(events, { _, context in
             Unmanaged<TCPConnection>.fromOpaque(context!).takeUnretainedValue().readable()
-        }, nil, { _, what, context in
+        }, { _, context in
+            // The client read what was queued: take its waiting queries again.
+            Unmanaged<TCPConnection>.fromOpaque(context!).takeUnretainedValue().drained()
+        }, { _, what, context in
             let connection = Unmanaged<TCPConnection>.fromOpaque(context!).takeUnretainedValue()
             if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { connection.server?.finish(connection) }
         }, context)
@@ -304,10 +330,25 @@ private final class TCPConnection {
         self.server = server
     }
 
+    /// Answers queued for a client at most, before its queries wait for it to read them.
+    static let maxQueuedBytes = 128 * 1024
+
+    func drained() {
+        guard let events else { return }
+        bufferevent_enable(events, Int16(EV_READ))
+        readable()
+    }
+
     func readable() {
-        guard let events, let server, let input = bufferevent_get_input(events) else { return }
-        // Every whole message read so far: a read brings at most one bufferevent read's bytes.
+        guard let events, let server, let input = bufferevent_get_input(events), let output = bufferevent_get_output(events) else { return }
+        // Every whole message read so far (a read brings at most one bufferevent read's bytes),
+        // while the client keeps up: past `maxQueuedBytes` of unread answers, reading stops
+        // until they are written (the write callback comes when the output is empty).
         while true {
+            if evbuffer_get_length(output) > Self.maxQueuedBytes {
+                bufferevent_disable(events, Int16(EV_READ))
+                return
+            }
             let available = evbuffer_get_length(input)
             guard available >= 2, let head = evbuffer_pullup(input, 2) else { return }
             let length = Int(head[0]) << 8 | Int(head[1])

@@ -28,6 +28,14 @@ final class EurekaAPI {
         self.native = native
         apps = ServiceNameIndex(service: service)
         changes = EurekaChanges(service: service)
+        // An override goes with its instance (expired, or deregistered by any API).
+        service.onChange { [unowned self, unowned service] changed in
+            guard !overrides.isEmpty else { return }
+            let registry = service.snapshot
+            for key in overrides.keys where changed.contains(key.service) && registry.instance(service: key.service, id: key.id) == nil {
+                overrides[key] = nil
+            }
+        }
     }
 
     func routes() -> [Route] {
@@ -163,8 +171,12 @@ final class EurekaAPI {
         }
         if segments.last == "" { segments.removeLast() }
         let reading = request.method == .get || request.method == .head
-        // The route admits writers; a read needs a caller that may read something.
+        // The route admits writers; a read needs a caller that may read something, and a write
+        // one that may write something, before anything is looked up (no 404 before the 403).
         if reading, case .denied(let denial) = AccessControl.admit(request.caller, to: .read) { return .respond(restyled(denial)) }
+        if !reading, !request.caller.grant.writesSomething {
+            return .respond(restyled(AccessControl.denial(request.caller, needs: "write on some service")))
+        }
         switch (segments.count, request.method) {
         case (0, .get), (0, .head):
             return allApps(request, delta: false)

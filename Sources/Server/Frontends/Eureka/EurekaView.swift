@@ -239,6 +239,12 @@ struct EurekaView {
             case ">": escaped += "&gt;"
             case "\"": escaped += "&quot;"
             case "'": escaped += "&apos;"
+            // XML 1.0 allows no other control character, no surrogate and neither U+FFFE nor
+            // U+FFFF (the native rules let the last two through): one would make every Eureka
+            // client refuse the whole document.
+            case "\t", "\n", "\r": escaped.unicodeScalars.append(character)
+            case _ where character.value < 0x20 || character.value == 0xFFFE || character.value == 0xFFFF:
+                escaped += "\u{FFFD}"
             default: escaped.unicodeScalars.append(character)
             }
         }

@@ -21,7 +21,7 @@ final class DNSServer {
     static let maxTCPConnections = 512
     static let tcpIdleSeconds = 10
 
-    let port: UInt16
+    private(set) var port: UInt16 = 0
     private let zone: DNSZone
     private let service: RegistryService
     private let logger: Logger
@@ -59,32 +59,37 @@ final class DNSServer {
             throw StartError(message: "cannot serve DNS on \(host): not an IP address; give --dns-host an address such as 127.0.0.1 or 0.0.0.0")
         }
         let family = Int32(address.ss_family)
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw StartError(message: "cannot open a UDP socket for DNS: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw StartError(message: "cannot serve DNS on \(host):\(requested) (UDP): \(reason); choose another --dns-port")
-        }
-        udpSocket = fd
-        // The TCP listener takes the port UDP got (0 picks one for both).
-        port = SocketPort.local(of: udpSocket) ?? requested
-        Self.setPort(port, in: &address)
         let context = Unmanaged.passUnretained(self).toOpaque()
-        listener = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                evconnlistener_new_bind(loop.base, { _, socket, _, _, context in
-                    Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().accepted(socket)
-                }, context, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, $0, Int32(length))
+        // Port 0 picks a free UDP port, which TCP then takes too; should another program hold
+        // that TCP port, another pair is tried.
+        for attempt in 1...(requested == 0 ? 20 : 1) {
+            let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw StartError(message: "cannot open a UDP socket for DNS: \(String(cString: strerror(errno)))") }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            Self.setPort(requested, in: &address)
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            guard bound == 0 else {
+                let reason = String(cString: strerror(errno))
+                Glibc.close(fd)
+                throw StartError(message: "cannot serve DNS on \(host):\(requested) (UDP): \(reason); choose another --dns-port")
             }
-        }
-        guard listener != nil else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(udpSocket)
-            throw StartError(message: "cannot serve DNS on \(host):\(port) (TCP): \(reason); choose another --dns-port")
+            udpSocket = fd
+            port = SocketPort.local(of: fd) ?? requested
+            Self.setPort(port, in: &address)
+            listener = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    evconnlistener_new_bind(loop.base, { _, socket, _, _, context in
+                        Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().accepted(socket)
+                    }, context, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, $0, Int32(length))
+                }
+            }
+            if listener != nil { break }
+            let code = errno
+            Glibc.close(fd)
+            udpSocket = -1
+            if code == EADDRINUSE && attempt < (requested == 0 ? 20 : 1) { continue }
+            throw StartError(message: "cannot serve DNS on \(host):\(port) (TCP): \(String(cString: strerror(code))); choose another --dns-port")
         }
         udpEvent = event_new(loop.base, udpSocket, Int16(EV_READ | EV_PERSIST), { _, _, context in
             Unmanaged<DNSServer>.fromOpaque(context!).takeUnretainedValue().readDatagrams()

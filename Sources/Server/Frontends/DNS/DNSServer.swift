@@ -33,6 +33,7 @@ final class DNSServer {
     /// labels: the others cannot be asked for).
     private let servicesByLabel: ServiceNameIndex
     private var rotations: [String: Int] = [:]
+    private var refusalLog = LogThrottle()
     private var buffer = [UInt8](repeating: 0, count: 65_535)
 
     // Figures for `/metrics`.
@@ -255,6 +256,10 @@ final class DNSServer {
               let events = bufferevent_socket_new(base, socket, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
             Glibc.close(socket)
             dropped += 1
+            if let suppressed = refusalLog.admit(now: Clock.monotonicNow()) {
+                logger.warn("dns_tcp_refused", ["connections": connections.count, "limit": Self.maxTCPConnections, "refusals_not_logged": suppressed,
+                                                "note": "DNS over TCP is at its connection cap; clients retry, or ask over UDP"])
+            }
             return
         }
         let connection = TCPConnection(events: events, server: self)

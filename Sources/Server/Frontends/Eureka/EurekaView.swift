@@ -11,11 +11,6 @@ import RegistryWire
 struct EurekaView {
     var json: Bool
 
-    /// One instance's fields, from a native one.
-    struct Instance {
-        var fields: EurekaInstance
-    }
-
     /// An instance of native `service` as Eureka shows it. `override` is an overridden status
     /// set with `PUT …/status`; `wallOffset` turns the core's instants into wall-clock time.
     static func instance(_ snapshot: InstanceSnapshot, service: String, override: String?, wallOffset: Int64,

@@ -75,14 +75,9 @@ extension ConsulAPI {
     /// `PUT /v1/agent/service/maintenance/{id}?enable=true|false&reason=…`: maintenance is
     /// the native `OUT_OF_SERVICE` (out of discovery, kept registered).
     func maintenance(_ request: RouteRequest) -> Handling {
-        let parsed: ConsulQuery
-        switch query(request) {
-        case .success(let value): parsed = value
-        case .failure(let refusal): return .respond(refusal.response)
-        }
-        let id: String
-        switch parameter(request, what: "service ID") {
-        case .success(let value): id = value
+        let parsed: ConsulQuery, id: String
+        switch inputs(request, parameter: "service ID") {
+        case .success(let value): (parsed, id) = value
         case .failure(let refusal): return .respond(refusal.response)
         }
         guard request.caller.grant.writesSomething else {
@@ -113,14 +108,9 @@ extension ConsulAPI {
     /// `Status` and `Output`). It sets the check's status and counts as the instance's
     /// heartbeat, which restarts the check's TTL.
     func report(_ request: RouteRequest, _ fixed: CheckStatus?) -> Handling {
-        let parsed: ConsulQuery
-        switch query(request) {
-        case .success(let value): parsed = value
-        case .failure(let refusal): return .respond(refusal.response)
-        }
-        let checkID: String
-        switch parameter(request, what: "check ID") {
-        case .success(let value): checkID = value
+        let parsed: ConsulQuery, checkID: String
+        switch inputs(request, parameter: "check ID") {
+        case .success(let value): (parsed, checkID) = value
         case .failure(let refusal): return .respond(refusal.response)
         }
         guard request.caller.grant.writesSomething else {

@@ -17,14 +17,9 @@ extension ConsulAPI {
     }
 
     func serviceRead(_ request: RouteRequest, _ kind: ServiceRead) -> Handling {
-        let parsed: ConsulQuery
-        switch query(request) {
-        case .success(let value): parsed = value
-        case .failure(let refusal): return .respond(refusal.response)
-        }
-        let name: String
-        switch parameter(request, what: "service name") {
-        case .success(let value): name = value
+        let parsed: ConsulQuery, name: String
+        switch inputs(request, parameter: "service name") {
+        case .success(let value): (parsed, name) = value
         case .failure(let refusal): return .respond(refusal.response)
         }
         guard request.caller.grant.mayRead(name) else {

@@ -206,6 +206,11 @@ final class ConsulAPI {
         }
     }
 
+    /// The query and the path's parameter (`what` names it in a 400), or the refusal.
+    func inputs(_ request: RouteRequest, parameter what: String) -> Result<(ConsulQuery, String), Refusal> {
+        query(request).flatMap { parsed in parameter(request, what: what).map { (parsed, $0) } }
+    }
+
     /// The path's parameter, percent-decoded, or a 400.
     func parameter(_ request: RouteRequest, what: String) -> Result<String, Refusal> {
         switch PercentDecoding.decode(request.parameter) {

@@ -76,7 +76,8 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         datacenter: config.consulDatacenter, nodeName: config.consulNode ?? ConsulAPI.hostName(),
         nodeAddress: config.host == "0.0.0.0" || config.host == "::" ? "127.0.0.1" : config.host,
         advertised: "", maximumWait: config.maxWait))
-    let eureka = EurekaAPI(service: service, native: api)
+    let serviceNames = ServiceNameIndex(service: service)
+    let eureka = EurekaAPI(service: service, native: api, names: serviceNames)
     let table = RouteTable.registry(api: api, service: service, consul: consul, eureka: eureka)
     let metrics = Metrics(routeLabels: table.labels)
     let accessLog = config.accessLogEnabled ? AccessLog(logger: logger) : nil
@@ -148,7 +149,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
             if config.dnsDomain != "consul." { domains.append(DNSName("consul.")!) }
             dns = try DNSServer(host: config.dnsHost ?? config.host, port: dnsPort,
                                 zone: DNSZone(domains: domains, ttl: config.dnsTTL, datacenter: config.consulDatacenter),
-                                loop: loop, service: service, logger: logger)
+                                loop: loop, service: service, names: serviceNames, logger: logger)
             // DNS has no tokens: with an ACL file it lists what anonymous callers may read.
             dns?.mayList = { [unowned access] name in access.anonymousGrant.mayRead(name) }
             dns?.rulesGeneration = { [unowned access] in access.reloads }

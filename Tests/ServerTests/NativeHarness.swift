@@ -24,7 +24,7 @@ final class NativeHarness {
         api = NativeAPI(service: service, logger: Logger(level: .error), random: random, maximumWait: maximumWait)
         table = RouteTable.registry(api: api, service: service,
                                     consul: ConsulAPI(service: service, native: api, settings: ConsulAPI.Settings()),
-                                    eureka: EurekaAPI(service: service, native: api))
+                                    eureka: EurekaAPI(service: service, native: api, names: ServiceNameIndex(service: service)))
         api.prepareListing()
     }
 

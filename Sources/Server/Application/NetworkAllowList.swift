@@ -1,3 +1,4 @@
+import DNS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -61,13 +62,7 @@ struct NetworkAllowList: Equatable {
 
     /// 16 bytes for a numeric IPv4 or IPv6 address (IPv4 mapped), nil for anything else.
     static func bytes(of text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            let value = UInt32(bigEndian: v4.s_addr)
-            return [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
-        }
-        var v6 = in6_addr()
-        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
-        return withUnsafeBytes(of: &v6) { Array($0) }
+        if let v4 = IPAddressText.ipv4(Substring(text)) { return [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + v4 }
+        return IPAddressText.ipv6(Substring(text))
     }
 }

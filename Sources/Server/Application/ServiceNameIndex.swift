@@ -2,14 +2,11 @@ import Registry
 
 /// The registry's service names by their lower-cased form, for the front ends that match
 /// names without regard to case (DNS labels, Eureka's upper-cased app names): each key gives
-/// the names that lower-case to it. Kept from the service's change notices; `admits` leaves
-/// out names a front end cannot reach anyway.
+/// the names that lower-case to it. One, kept from the service's change notices, for both.
 final class ServiceNameIndex {
     private var names: [String: [String]] = [:]
-    private let admits: (String) -> Bool
 
-    init(service: RegistryService, admits: @escaping (String) -> Bool = { _ in true }) {
-        self.admits = admits
+    init(service: RegistryService) {
         service.read { registry in for name in registry.serviceNames { note(name, present: true) } }
         service.onChange { [unowned self, unowned service] changed in
             let registry = service.snapshot
@@ -24,7 +21,6 @@ final class ServiceNameIndex {
     var keys: [String] { names.keys.sorted() }
 
     private func note(_ name: String, present: Bool) {
-        guard admits(name) else { return }
         let key = name.lowercased()
         var list = names[key] ?? []
         list.removeAll { $0 == name }

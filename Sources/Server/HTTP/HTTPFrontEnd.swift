@@ -249,9 +249,7 @@ final class HTTPFrontEnd {
                           let refusal = quotas.admitRate(who, client: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host }, now: now)
                     else { return admission }
                     return .denied(refusal)
-                }, peerHost: { [raw = request.inspect { $0 }] in Peer.of(raw)?.host }, header: { [raw = request.inspect { $0 }] name in
-                    evhttp_find_header(evhttp_request_get_input_headers(raw), name).map { String(cString: $0) }
-                })
+                }, raw: request.inspect { $0 })
                 route = dispatched.route
                 return dispatched.handling
             }

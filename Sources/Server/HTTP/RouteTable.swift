@@ -1,4 +1,5 @@
 import Access
+import CLibevent
 import Registry
 
 /// One route: a path template, the methods it serves, and its handler. Each route is
@@ -15,6 +16,10 @@ struct Route {
         case consul
         /// Eureka's REST API under `/eureka/` (`Frontends/Eureka/`).
         case eureka
+
+        /// The registry's own routes, which `openapi.yaml` describes and the 404's hint lists;
+        /// the compatible APIs are their originals' to describe (the README lists them).
+        var isOwn: Bool { self == .native || self == .prometheus }
     }
 
     /// What a caller must be allowed to do (`--acl-file`). The front end checks that the
@@ -77,12 +82,18 @@ struct RouteRequest {
     let wallClock: Int64
     /// Who sent it (`.anonymous(.everything)` without an ACL file).
     var caller: Caller = .anonymous(.everything)
-    /// The client's address as the listener saw it (asked only by the few handlers that
-    /// need it: a Consul registration without `Address`).
-    var peerHost: () -> String? = { nil }
-    /// A request header's value (the first, if it repeats), for the few handlers that read
-    /// one (Eureka's `Accept`).
-    var header: (String) -> String? = { _ in nil }
+    /// evhttp's request, for the few handlers that read more of it (nil in tests without a
+    /// listener); valid only during the handler's call.
+    var raw: UnsafeMutablePointer<evhttp_request>?
+
+    /// The client's address as the listener saw it (a Consul registration without `Address`).
+    func peerHost() -> String? { raw.flatMap { Peer.of($0)?.host } }
+
+    /// A request header's value, the first if it repeats (Eureka's `Accept`).
+    func header(_ name: String) -> String? {
+        guard let raw else { return nil }
+        return evhttp_find_header(evhttp_request_get_input_headers(raw), name).map { String(cString: $0) }
+    }
 }
 
 /// The routes of every front end, matched by path.
@@ -120,7 +131,7 @@ struct RouteTable {
         // "POST /register, /heartbeat and GET /discover/{service}, /services": by method,
         // in declaration order, HEAD left implied by GET.
         var groups: [(method: HTTPMethod, templates: [String])] = []
-        for route in routes where route.frontEnd != .consul && route.frontEnd != .eureka {
+        for route in routes where route.frontEnd.isOwn {
             guard let method = route.methods.first(where: { $0 != .head }) else { continue }
             if let position = groups.firstIndex(where: { $0.method == method }) {
                 groups[position].templates.append(route.template)
@@ -158,8 +169,8 @@ struct RouteTable {
     /// `Allow` for a method its route does not. Returns the route's number with the outcome.
     func dispatch(method: HTTPMethod, path: UnsafeBufferPointer<UInt8>, query: UnsafeBufferPointer<UInt8>?,
                   body: UnsafeBufferPointer<UInt8>, now: Instant, wallClock: Int64,
-                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) }, peerHost: @escaping () -> String? = { nil },
-                  header: @escaping (String) -> String? = { _ in nil })
+                  caller: (Route) -> Admission = { _ in .admitted(.anonymous(.everything)) },
+                  raw: UnsafeMutablePointer<evhttp_request>? = nil)
         -> (route: Int, handling: Handling) {
         let (number, parameter) = match(path)
         guard number != otherRoute else {
@@ -176,7 +187,7 @@ struct RouteTable {
         case .denied(let denial): return (number, .respond(styled(denial, route: number)))
         }
         return (number, route.handler(RouteRequest(method: method, path: path, parameter: parameter, query: query, body: body,
-                                                   now: now, wallClock: wallClock, caller: who, peerHost: peerHost, header: header)))
+                                                   now: now, wallClock: wallClock, caller: who, raw: raw)))
     }
 
     /// An answer made for route `number` outside its handler, in its front end's words.
@@ -204,7 +215,7 @@ struct RouteTable {
     /// Every (method, template) the registry's own API serves, for the OpenAPI test (Consul's
     /// subset is Consul's to describe; the README lists it).
     var operations: [(method: String, path: String)] {
-        routes.filter { $0.frontEnd != .consul && $0.frontEnd != .eureka }.flatMap { route in route.methods.map { ($0.name, route.template) } }
+        routes.filter(\.frontEnd.isOwn).flatMap { route in route.methods.map { ($0.name, route.template) } }
     }
 
     /// A path as an error message quotes it: at most 100 bytes (a client may send 8 KB), and

@@ -29,8 +29,7 @@ final class DNSServer {
     private var udpEvent: OpaquePointer?
     private var listener: OpaquePointer?
     private var connections: [ObjectIdentifier: TCPConnection] = [:]
-    /// Lower-cased service name to the names that lower-case to it (only names that are DNS
-    /// labels: the others cannot be asked for).
+    /// Lower-cased service name to the names that lower-case to it (shared with Eureka).
     private let servicesByLabel: ServiceNameIndex
     private var rotations: [String: Int] = [:]
     private var refusalLog = LogThrottle()
@@ -49,11 +48,12 @@ final class DNSServer {
     /// Moves when the ACL file is reloaded: kept answers made under older rules are not used.
     var rulesGeneration: () -> Int = { 0 }
 
-    init(host: String, port requested: UInt16, zone: DNSZone, loop: EventLoop, service: RegistryService, logger: Logger) throws(StartError) {
+    init(host: String, port requested: UInt16, zone: DNSZone, loop: EventLoop, service: RegistryService, names: ServiceNameIndex,
+         logger: Logger) throws(StartError) {
         self.zone = zone
         self.service = service
         self.logger = logger
-        servicesByLabel = ServiceNameIndex(service: service, admits: DNSZone.isReachable)
+        servicesByLabel = names
         var address = sockaddr_storage()
         var length = socklen_t(0)
         guard Self.socketAddress(host: host, port: requested, into: &address, length: &length) else {
@@ -169,7 +169,7 @@ final class DNSServer {
         let made: (bytes: [UInt8], code: DNSResponseCode, truncated: Bool, answers: Int, cacheable: Bool)
         if case .success(let query) = DNSReader.parseQuery(message),
            case .service(let name, _, _)? = zone.target(of: query.question.name)?.target,
-           servicesByLabel.names(lowercased: name)?.contains(where: mayList) == true {
+           reachable(name)?.isEmpty == false {
             label = name
             rotation = rotations[name, default: 0]
             rotations[name] = rotation &+ 1
@@ -196,6 +196,12 @@ final class DNSServer {
         return bytes
     }
 
+    /// The services a DNS label names: those that lower-case to it, are DNS labels themselves
+    /// (only those can be asked for), and may be listed.
+    private func reachable(_ label: String) -> [String]? {
+        servicesByLabel.names(lowercased: label)?.filter { DNSZone.isReachable($0) && mayList($0) }
+    }
+
     /// The answer to a message with this rotation; empty bytes: none (drop it). Cacheable:
     /// a query read whole, answered NOERROR or NXDOMAIN.
     private func make(_ message: UnsafeBufferPointer<UInt8>, limit: Int, rotation: Int)
@@ -207,7 +213,7 @@ final class DNSServer {
         case .success(let query):
             let now = Clock.monotonicNow()
             response = zone.answer(query, rotation: rotation) { [self] label in
-                guard let names = servicesByLabel.names(lowercased: label)?.filter(mayList), !names.isEmpty else { return nil }
+                guard let names = reachable(label), !names.isEmpty else { return nil }
                 return service.read { registry in names.flatMap { registry.instances(ofService: $0, now: now) } }
             }
             if limit < 65_535 { size = min(limit, Int(query.ednsPayloadSize ?? 512), Int(DNSZone.udpPayloadSize)) }

@@ -23,10 +23,10 @@ final class EurekaAPI {
     /// overrides); in memory only.
     var overrides: [ConsulNames.Owner: String] = [:]
 
-    init(service: RegistryService, native: NativeAPI) {
+    init(service: RegistryService, native: NativeAPI, names: ServiceNameIndex) {
         self.service = service
         self.native = native
-        apps = ServiceNameIndex(service: service)
+        apps = names
         changes = EurekaChanges(service: service)
         // An override goes with its instance (expired, or deregistered by any API).
         service.onChange { [unowned self, unowned service] changed in

@@ -1,20 +1,26 @@
 import FuzzSupport
 import HTTPParsing
 
-/// A read's query string (both scopes), the duration and decimal parsers and instance
+/// A read's query string (an instance listing's and `/services`'), the duration and decimal parsers and instance
 /// addresses as endpoints: refused with a
 /// message or parsed into values inside their bounds.
 func fuzzQuery(_ data: UnsafePointer<UInt8>, _ size: Int) {
     let bytes = UnsafeBufferPointer(start: data, count: size)
-    for scope in [ReadQuery.Scope.instances, .services] {
-        switch ReadQuery.parse(bytes, scope: scope) {
-        case .success(let query):
-            if let limit = query.limit, limit < 1 { fatalError("limit \(limit)") }
-            if let wait = query.wait, wait < .zero || wait > .seconds(86_400) { fatalError("wait \(wait)") }
-            _ = query.filterKey
-        case .failure(let problem):
-            guard !problem.message.isEmpty else { fatalError("a refusal without a message") }
-        }
+    switch ReadQuery.parse(bytes) {
+    case .success(let query):
+        if let limit = query.limit, limit < 1 { fatalError("limit \(limit)") }
+        if let wait = query.wait, wait < .zero || wait > .seconds(86_400) { fatalError("wait \(wait)") }
+        _ = query.filterKey
+    case .failure(let problem):
+        guard !problem.message.isEmpty else { fatalError("a refusal without a message") }
+    }
+    switch ServicesQuery.parse(bytes) {
+    case .success(let query):
+        if let limit = query.limit, limit < 1 || limit > ServicesQuery.maximumLimit { fatalError("limit \(limit)") }
+        if let wait = query.wait, wait < .zero || wait > .seconds(86_400) { fatalError("wait \(wait)") }
+        _ = query.listingKey
+    case .failure(let problem):
+        guard !problem.message.isEmpty else { fatalError("a refusal without a message") }
     }
     let text = String(decoding: bytes, as: UTF8.self)
     // An instance's address as the Prometheus targets (and Consul's view) read it.

@@ -81,44 +81,40 @@ public struct ReadQuery: Equatable {
             && limit == nil
     }
 
-    /// Which parameters a route takes: filters only on instance listings.
-    public enum Scope {
-        case instances
-        case services
-    }
-
-    public static func parse(_ raw: UnsafeBufferPointer<UInt8>?, scope: Scope) -> Result<ReadQuery, WireProblem> {
+    /// An instance listing's query (`/discover`, `/watch/{service}`); `/services` has its own
+    /// (`ServicesQuery`).
+    public static func parse(_ raw: UnsafeBufferPointer<UInt8>?) -> Result<ReadQuery, WireProblem> {
         Result { () throws(WireProblem) in
             var query = ReadQuery()
-            try QueryPairs.each(raw) { name, value throws(WireProblem) in try query.apply(name: name, value: value, scope: scope) }
+            try QueryPairs.each(raw) { name, value throws(WireProblem) in try query.apply(name: name, value: value) }
             return query
         }
     }
 
-    private mutating func apply(name: String, value: String, scope: Scope) throws(WireProblem) {
-        switch (name, scope) {
-        case ("_", _):
+    private mutating func apply(name: String, value: String) throws(WireProblem) {
+        switch name {
+        case "_":
             // A cache-buster (jQuery's `cache: false`, many browser clients): ignored, whatever
             // its value. Only this one name: any other unknown name is still refused.
             break
-        case ("index", _):
+        case "index":
             guard let index = DecimalText.unsigned(value) else {
                 throw WireProblem(message: "query parameter 'index' must be a non-negative integer of at most 18 digits, got \(Violation.quoted(value))")
             }
             self.index = index
-        case ("wait", _):
+        case "wait":
             guard let wait = Self.parseWait(value) else {
                 throw WireProblem(message: "query parameter 'wait' must be a duration like 500ms, 30s, 5m or a number of seconds, got \(Violation.quoted(value))")
             }
             self.wait = wait
-        case ("tag", .instances):
+        case "tag":
             // A value no instance could hold is a mistake, not a filter that matches nothing.
             if let violation = Violation.checkTags([value]) { throw WireProblem(message: "query parameter 'tag': " + violation.message) }
             tags.append(value)
-        case ("zone", .instances):
+        case "zone":
             if let violation = Violation.checkZone(value) { throw WireProblem(message: "query parameter 'zone': " + violation.message) }
             zone = value
-        case ("status", .instances):
+        case "status":
             if value.lowercased() == "any" {
                 status = .any
             } else if let parsed = InstanceStatus(rawValue: value.uppercased()) {
@@ -126,30 +122,29 @@ public struct ReadQuery: Equatable {
             } else {
                 throw WireProblem(message: "query parameter 'status' must be one of \(InstanceStatus.allCases.map(\.rawValue).joined(separator: ", ")) or any, got \(Violation.quoted(value))")
             }
-        case ("health", .instances):
+        case "health":
             guard let parsed = HealthFilter(rawValue: value.lowercased()) else {
                 throw WireProblem(message: "query parameter 'health' must be passing, critical or any, got \(Violation.quoted(value))")
             }
             healthParameter = parsed
-        case ("pick", .instances):
+        case "pick":
             guard let parsed = Pick(rawValue: value) else {
                 throw WireProblem(message: "query parameter 'pick' must be round-robin, random or weighted, got \(Violation.quoted(value))")
             }
             pick = parsed
-        case ("limit", .instances):
+        case "limit":
             guard let parsed = DecimalText.unsigned(value).map(Int.init), parsed >= 1 else {
                 throw WireProblem(message: "query parameter 'limit' must be a positive integer, got \(Violation.quoted(value))")
             }
             limit = parsed
-        case (_, .instances) where name.hasPrefix("meta.") && name.count > 5:
+        case _ where name.hasPrefix("meta.") && name.count > 5:
             let key = String(name.dropFirst(5))
             if let violation = Violation.checkMetadata([MetadataEntry(key, value)]) {
                 throw WireProblem(message: "query parameter '\(Violation.shown(name))': " + violation.message)
             }
             metadata.append(MetadataEntry(key, value))
         default:
-            let known = scope == .instances ? "tag, zone, meta.KEY, status, health, pick, limit, index, wait" : "index, wait"
-            throw WireProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes \(known)")
+            throw WireProblem(message: "unknown query parameter '\(Violation.shown(name))'; this endpoint takes tag, zone, meta.KEY, status, health, pick, limit, index, wait")
         }
     }
 

@@ -85,7 +85,7 @@ extension Registry {
     public var instanceCountsByStatus: [InstanceStatus: Int] {
         var totals: [InstanceStatus: Int] = [:]
         for slot in serviceSlots.values {
-            for status in InstanceStatus.allCases { totals[status, default: 0] += services[Int(slot)].statusCounts[status] }
+            for status in InstanceStatus.allCases { totals[status, default: 0] += services[Int(slot)].counts.statuses[status] }
         }
         return totals
     }
@@ -104,30 +104,46 @@ extension Registry {
         return result
     }
 
-    /// One service's summary as stored, less `leavingOut` (its due instances, by status); nil
+    /// One service's summary as stored, less `leavingOut` (what its due instances hold); nil
     /// when nothing is left.
-    public func summary(ofService name: String, leavingOut due: [InstanceStatus: Int]? = nil) -> ServiceSummary? {
+    public func summary(ofService name: String, leavingOut due: ServiceCounts? = nil) -> ServiceSummary? {
         guard let slot = serviceSlots[name] else { return nil }
         let record = services[Int(slot)]
-        var counts = record.statusCounts.nonZero
-        if let due {
-            for (status, count) in due { counts[status, default: 0] -= count }
-            counts = counts.filter { $0.value > 0 }
-        }
-        let live = counts.values.reduce(0, +)
+        let counts = due.map { record.counts.subtracting($0) } ?? record.counts
+        let live = counts.instanceCount
         guard live > 0 else { return nil }
-        return ServiceSummary(name: name, instanceCount: live, countsByStatus: counts,
-                              tags: record.tagCounts.keys.sorted(), changeIndex: record.changeIndex)
+        var byHealth: [CheckStatus: Int] = [:]
+        for health in CheckStatus.allCases where counts[health] > 0 { byHealth[health] = counts[health] }
+        return ServiceSummary(name: name, instanceCount: live, countsByStatus: counts.statuses.nonZero, countsByHealth: byHealth,
+                              tags: counts.tags.keys.sorted(), zones: counts.zones.keys.sorted(), changeIndex: record.changeIndex)
     }
 
-    /// Instances whose deadline has passed but that no read or expiry has removed yet, by
-    /// service and status. Costs what is due (the index is walked up to `now` only).
-    public func dueInstanceCounts(now: Instant) -> [String: [InstanceStatus: Int]] {
-        var due: [String: [InstanceStatus: Int]] = [:]
+    /// Whether a service's instances as stored meet `filter` (instances past their deadline
+    /// that no expiry has removed yet count): a few lookups, no allocation.
+    public func service(_ name: String, meets filter: ServiceFilter) -> Bool {
+        guard let slot = serviceSlots[name] else { return false }
+        let counts = services[Int(slot)].counts
+        if filter.problemsOnly && !counts.hasProblem { return false }
+        if let status = filter.status, counts.statuses[status] == 0 { return false }
+        if let health = filter.health, counts[health] == 0 { return false }
+        if let zone = filter.zone, counts.zones[zone] == nil { return false }
+        for tag in filter.tags where counts.tags[tag] == nil { return false }
+        return true
+    }
+
+    /// Whether a service has a problem (`ServiceSummary.hasProblem`), as stored.
+    public func serviceHasProblem(_ name: String) -> Bool {
+        serviceSlots[name].map { services[Int($0)].counts.hasProblem } ?? false
+    }
+
+    /// Instances whose deadline has passed but that no read or expiry has removed yet, counted
+    /// by service. Costs what is due (the index is walked up to `now` only).
+    public func dueInstanceCounts(now: Instant) -> [String: ServiceCounts] {
+        var due: [String: ServiceCounts] = [:]
         deadlines.forEach(keyAtMost: now.nanoseconds) { slot in
             let instance = instances[Int(slot)]
             if instance.deadline <= now.nanoseconds {
-                due[services[Int(instance.service)].name, default: [:]][instance.attributes.status, default: 0] += 1
+                due[services[Int(instance.service)].name, default: ServiceCounts()].count(instance.attributes, by: 1)
             }
         }
         return due

@@ -12,8 +12,7 @@ struct ServiceRecord {
     /// lower this bound themselves), so it stays valid without a scan.
     var earliestDeadline = Int64.max
     /// Kept up to date on every change so that `/services` costs no scan of instances.
-    var statusCounts = StatusCounts()
-    var tagCounts: [String: Int] = [:]
+    var counts = ServiceCounts()
     var roundRobin: UInt64 = 0
     /// Already in `Registry.changedServices`.
     var awaitingNotice = false
@@ -41,11 +40,7 @@ struct ServiceRecord {
     }
 
     private mutating func count(_ attributes: InstanceAttributes, by delta: Int) {
-        statusCounts[attributes.status] += delta
-        for tag in attributes.tags {
-            let count = tagCounts[tag, default: 0] + delta
-            tagCounts[tag] = count > 0 ? count : nil
-        }
+        counts.count(attributes, by: delta)
     }
 
     /// Empties `order[position]` and returns the slots whose position changed, if the

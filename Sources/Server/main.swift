@@ -91,6 +91,7 @@ func runRegistry(arguments: [String], environment: [String: String]) -> Int32 {
         printError("service-registry: \(error.message); fix the file, or start without --acl-file")
         return 1
     }
+    api.aclInForce = { [unowned access] in !access.isOpen }
     var replicaToken: String?
     if let path = config.replicaTokenFile {
         switch AccessControl.readToken(path) {

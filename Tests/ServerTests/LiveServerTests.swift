@@ -59,8 +59,9 @@ import Glibc
         reply = try http.request("GET", "/services")
         #expect(reply.status == 200)
         #expect(reply.text == #"{"services":{"payment-service":{"total_instances":1,"active_instances":1,"#
-            + #""instances_by_status":{"UP":1},"tags":[],"index":4},"user-service":{"total_instances":2,"#
-            + #""active_instances":2,"instances_by_status":{"UP":2},"tags":[],"index":3}},"total_services":2}"#)
+            + #""instances_by_status":{"UP":1},"instances_by_health":{"passing":1},"tags":[],"zones":[],"index":4},"#
+            + #""user-service":{"total_instances":2,"active_instances":2,"instances_by_status":{"UP":2},"#
+            + #""instances_by_health":{"passing":2},"tags":[],"zones":[],"index":3}},"total_services":2}"#)
 
         reply = try http.request("GET", "/health")
         #expect(reply.status == 200)

@@ -223,6 +223,44 @@ import Glibc
         #expect(text.contains(#""one":"#))
     }
 
+    @Test func aStreamResumedAtTheCurrentIndexSkipsTheStateItHas() throws {
+        try register("api", "a")
+        let current = index(try registry.client().request("GET", "/discover/api"))
+        // `index=` at the current index: headers, and nothing until the service changes.
+        let resumed = try registry.client(timeout: 1)
+        try sendGet(resumed, "/watch/api?index=\(current)")
+        let head = try readStream(resumed, until: { $0.contains("\r\n\r\n") })
+        #expect(head.hasPrefix("HTTP/1.1 200") && !head.contains("event: state"))
+        #expect(staysQuiet(resumed, for: 0.5))
+        try register("api", "b")
+        let next = try readStream(resumed, until: { $0.contains("event: state") })
+        #expect(next.contains("id: \(current + 1)\n"), "\(next)")
+        #expect(next.contains(#""address":"b""#))
+        // `Last-Event-ID` (EventSource's reconnection) says the same for the whole listing.
+        let global = index(try registry.client().request("GET", "/services"))
+        let again = try registry.client(timeout: 1)
+        try again.send("GET /watch HTTP/1.1\r\nHost: x\r\nLast-Event-ID: \(global)\r\n\r\n")
+        #expect(!(try readStream(again, until: { $0.contains("\r\n\r\n") })).contains("event: state"))
+        #expect(staysQuiet(again, for: 0.5))
+        // An index the registry is not at (an older one, or one from before a restart) gets the state at once.
+        let behind = try registry.client(timeout: 5)
+        try sendGet(behind, "/watch?index=\(global - 1)&prefix=ap&limit=5")
+        let state = try readStream(behind, until: { $0.contains("event: state") && $0.contains("\n\n") })
+        #expect(state.contains(#""matching_services":1"#), "\(state)")
+    }
+
+    @Test func aFilteredStreamFollowsOnlyWhatItsQueryLists() throws {
+        try register("api", "a", extra: #","tags":["blue"]"#)
+        try register("web", "w")
+        let stream = try registry.client(timeout: 5)
+        try sendGet(stream, "/watch?tag=blue&limit=10")
+        let first = try readStream(stream, until: { $0.contains("total_services") })
+        #expect(first.contains(#""api":"#) && !first.contains(#""web":"#))
+        try register("db", "d", extra: #","tags":["blue"]"#)
+        let next = try readStream(stream, until: { $0.contains(#""db":"#) })
+        #expect(next.contains(#""total_services":2,"matching_services":2"#), "\(next)")
+    }
+
     @Test func vanishedWatchersAreDroppedWithoutHarm() throws {
         try register("api", "a")
         let current = index(try registry.client().request("GET", "/discover/api"))

@@ -28,7 +28,7 @@ extension NativeAPI {
             return .respond(AccessControl.denial(request.caller, needs: "read on service \(Violation.quoted(name))"))
         }
         let query: ReadQuery
-        switch ReadQuery.parse(request.query, scope: .instances) {
+        switch ReadQuery.parse(request.query) {
         case .success(let parsed): query = parsed
         case .failure(let problem): return .respond(.error(400, problem.message))
         }
@@ -40,18 +40,19 @@ extension NativeAPI {
     }
 
     func services(_ request: RouteRequest, stream: Bool) -> Handling {
-        let query: ReadQuery
-        switch ReadQuery.parse(request.query, scope: .services) {
+        let query: ServicesQuery
+        switch ServicesQuery.parse(request.query) {
         case .success(let value): query = value
         case .failure(let problem): return .respond(.error(400, problem.message))
         }
         // A caller that may not read every service sees only those it may.
         let readable: Grant? = request.caller.grant.readsEverything ? nil : request.caller.grant
-        if stream { return .stream(.services(readable)) }
+        let listing = ServicesListingQuery(readable: readable, query: query)
+        if stream { return .stream(.services(listing)) }
         if let index = query.index, index >= service.changeIndex {
-            return .park(.services(readable), wait: min(query.wait ?? ReadQuery.defaultWait, maximumWait))
+            return .park(.services(listing), wait: min(query.wait ?? ReadQuery.defaultWait, maximumWait))
         }
-        return .respond(services(now: request.now, readable: readable))
+        return .respond(services(now: request.now, listing: listing))
     }
 
     /// True when the raw path segment is already a valid service name (1–253 ASCII letters,
@@ -84,7 +85,7 @@ extension NativeAPI {
     func read(_ target: WatchTarget, now: Instant, wallClock: Int64) -> Response {
         switch target {
         case .service(let name, let query): return discover(name, query: query, now: now, wallClock: wallClock)
-        case .services(let readable): return services(now: now, readable: readable)
+        case .services(let listing): return services(now: now, listing: listing)
         case .external(let read): return read.answer(now, wallClock)
         }
     }
@@ -221,11 +222,12 @@ extension NativeAPI {
         return choose(from: ServiceView.Candidates(positions: positions, cumulativeWeights: cumulative), query: query, service: name)
     }
 
-    private func services(now: Instant, readable: Grant?) -> Response {
+    private func services(now: Instant, listing wanted: ServicesListingQuery) -> Response {
         // Changes made earlier in this turn reach the listing before it answers.
         service.distributeChanges()
         let parts = service.read { registry in
-            readable.map { grant in listing.answer(registry, now: now, only: { grant.mayRead($0) }) } ?? listing.answer(registry, now: now)
+            if wanted.readable == nil && wanted.query.isWholeListing { return listing.answer(registry, now: now) }
+            return listing.answer(registry, now: now, query: wanted.query, admits: wanted.readable.map { grant in { grant.mayRead($0) } })
         }
         var response = Response(status: 200, body: parts.first ?? [], index: service.changeIndex)
         response.segments = Array(parts.dropFirst())

@@ -26,6 +26,9 @@ final class NativeAPI {
     /// What ACL entries' namespaces may hold (`max_instances`, `max_services`).
     var quotas: Quotas?
 
+    /// Whether an ACL file is in force (`GET /access` says so).
+    var aclInForce: () -> Bool = { false }
+
     /// Renders `/metrics`; set by whoever holds the figures (most live outside this API).
     var metricsExposition: (() -> [UInt8])?
 
@@ -77,6 +80,7 @@ final class NativeAPI {
             },
             Route(template: "/health", methods: reads, frontEnd: .native, permission: .none) { [self] in health($0) },
             Route(template: "/ready", methods: reads, frontEnd: .native, permission: .none) { [self] _ in ready() },
+            Route(template: "/access", methods: reads, frontEnd: .native, permission: .none) { [self] in access($0) },
             Route(template: "/metrics", methods: reads, frontEnd: .native, permission: .operator) { [self] _ in metrics() },
             Route(template: "/cluster", methods: reads, frontEnd: .native, permission: .operator) { [self] in clusterState($0) },
             Route(template: "/cluster/heartbeats", methods: [.post], frontEnd: .native, permission: .operator, rateLimited: false) { [self] in

@@ -1,4 +1,5 @@
 import Registry
+import HTTPParsing
 import JSON
 
 /// The `/services` answer for a registry of any size, kept up to date change by change.
@@ -100,23 +101,87 @@ final class ServicesListing {
         return parts
     }
 
-    /// The same answer listing only the services `only` admits (a token that may read some
-    /// services): built afresh each time from the entries, never cached.
-    func answer(_ registry: Registry, now: Instant, only admits: (String) -> Bool) -> [[UInt8]] {
+    /// The answer to a filtered or paged query (`ServicesQuery`), listing only services
+    /// `admits` lets through (a token that may read some services) when it is given. Built
+    /// from the kept entries each time, never cached: it costs the names in the prefix's
+    /// range (all of them without a prefix) and a few lookups each, not their rendering
+    /// (except services with instances past their deadline, rendered without them).
+    ///
+    /// Besides `services` and `total_services` (how many are listed), a filtered or paged
+    /// answer carries `matching_services` (how many meet the query, past the limit too) and,
+    /// in name order when more remain, `next`: the name to pass as `after` for the next page.
+    func answer(_ registry: Registry, now: Instant, query: ServicesQuery, admits: ((String) -> Bool)? = nil) -> [[UInt8]] {
         bringUpToDate(registry)
         let due = registry.dueInstanceCounts(now: now)
-        var json = JSONWriter(capacity: 1024)
-        json.raw(Self.opening)
-        var count = 0
-        for block in blocks {
-            for (position, name) in block.names.enumerated() where admits(name) {
-                guard let entry = currentEntry(block, position, due: due, registry) else { continue }
-                if count > 0 { json.raw(",") }
-                json.raw(entry)
-                count += 1
+        let limit = query.limit ?? Int.max
+        var listed: [[UInt8]] = []
+        var later: [[UInt8]] = []
+        var matching = 0
+        var lastListed: String?
+        var more = false
+        let prefix = query.prefix
+        let start = [prefix, query.after].compactMap { $0 }.max() ?? ""
+        var blockNumber = blocks.isEmpty ? 0 : blockIndex(for: start)
+        scan: while blockNumber < blocks.count {
+            let block = blocks[blockNumber]
+            blockNumber += 1
+            var position = Self.insertionPoint(of: start, in: block.names)
+            while position < block.names.count {
+                let name = block.names[position]
+                let here = position
+                position += 1
+                if let after = query.after, name <= after { continue }
+                if let prefix, !name.hasPrefix(prefix) {
+                    if name > prefix { break scan }
+                    continue
+                }
+                if let admits, !admits(name) { continue }
+                let full = listed.count >= limit && (query.order == .name || later.count >= limit)
+                // A service with instances past their deadline (that no expiry has removed yet)
+                // is judged and shown without them; any other by its kept counts and entry.
+                let entry: [UInt8]
+                let problem: Bool
+                if let dueCounts = due[name] {
+                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts), query.filter.admits(summary) else { continue }
+                    matching += 1
+                    if full { more = true; continue }
+                    entry = Self.entry(summary)
+                    problem = summary.hasProblem
+                } else {
+                    if !query.filter.isEmpty && !registry.service(name, meets: query.filter) { continue }
+                    matching += 1
+                    if full { more = true; continue }
+                    entry = block.entries[here]
+                    problem = query.order == .problems && registry.serviceHasProblem(name)
+                }
+                if query.order == .problems && !problem {
+                    if later.count < limit { later.append(entry) } else { more = true }
+                } else if listed.count < limit {
+                    listed.append(entry)
+                    lastListed = name
+                } else {
+                    more = true
+                }
             }
         }
-        Self.close(&json, count: count)
+        if query.order == .problems { listed += later.prefix(max(0, limit - listed.count)) }
+        var json = JSONWriter(capacity: 64 + listed.reduce(0) { $0 + $1.count + 1 })
+        json.raw(Self.opening)
+        for (number, entry) in listed.enumerated() {
+            if number > 0 { json.raw(",") }
+            json.raw(entry)
+        }
+        json.raw("},\"total_services\":")
+        json.integer(listed.count)
+        if !query.isWholeListing {
+            json.raw(",\"matching_services\":")
+            json.integer(matching)
+        }
+        if more, query.order == .name, let lastListed {
+            json.raw(",\"next\":")
+            json.string(lastListed)
+        }
+        json.raw("}")
         return [json.bytes]
     }
 
@@ -129,7 +194,7 @@ final class ServicesListing {
 
     /// A service's entry as an answer at this moment lists it: the kept one, or rendered
     /// afresh without its due instances; nil when nothing of it is left.
-    private func currentEntry(_ block: Block, _ position: Int, due: [String: [InstanceStatus: Int]], _ registry: Registry) -> [UInt8]? {
+    private func currentEntry(_ block: Block, _ position: Int, due: [String: ServiceCounts], _ registry: Registry) -> [UInt8]? {
         let name = block.names[position]
         guard let dueCounts = due[name] else { return block.entries[position] }
         return registry.summary(ofService: name, leavingOut: dueCounts).map(Self.entry)
@@ -222,7 +287,7 @@ final class ServicesListing {
         return low
     }
 
-    /// `"name":{"total_instances":…,"index":…}`.
+    /// `"name":{"total_instances":…,"instances_by_status":…,"instances_by_health":…,"tags":…,"zones":…,"index":…}`.
     static func entry(_ summary: ServiceSummary) -> [UInt8] {
         var json = JSONWriter(capacity: 128 + summary.name.utf8.count)
         json.string(summary.name)
@@ -241,8 +306,21 @@ final class ServicesListing {
             json.raw("\":")
             json.integer(count)
         }
+        json.raw("},\"instances_by_health\":{")
+        first = true
+        for health in CheckStatus.allCases {
+            guard let count = summary.countsByHealth[health] else { continue }
+            if !first { json.raw(",") }
+            first = false
+            json.raw("\"")
+            json.raw(health.rawValue)
+            json.raw("\":")
+            json.integer(count)
+        }
         json.raw("},\"tags\":")
         json.strings(summary.tags)
+        json.raw(",\"zones\":")
+        json.strings(summary.zones)
         json.raw(",\"index\":")
         json.integer(summary.changeIndex)
         json.raw("}")

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLibevent
 import Registry
+import HTTPParsing
 
 /// Every request the server holds without answering: parked blocking queries and open
 /// event streams. This is the one place they wait, and each has one way out (`finish`).
@@ -168,7 +169,9 @@ final class WatchHub {
         pollCount += 1
     }
 
-    /// Starts a Server-Sent Events stream: headers, then the current state as the first event.
+    /// Starts a Server-Sent Events stream: headers, then the current state as the first event,
+    /// unless the client says it has that state already: `index=N`, or `Last-Event-ID: N`
+    /// (what `EventSource` sends when it reconnects), with N the current index.
     func openStream(_ request: UnsafeMutablePointer<evhttp_request>, target: WatchTarget, now: Instant, wallClock: Int64,
                     client: String?, access: AccessLog.Entry?) {
         let headers = evhttp_request_get_output_headers(request)
@@ -178,7 +181,9 @@ final class WatchHub {
         // Proxies such as nginx would otherwise buffer the stream.
         evhttp_add_header(headers, "X-Accel-Buffering", "no")
         evhttp_send_reply_start(request, 200, "OK")
-        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: nil), client: client, route: 0,
+        let resume = target.resumeIndex ?? evhttp_find_header(evhttp_request_get_input_headers(request), "Last-Event-ID")
+            .flatMap { DecimalText.unsigned(String(cString: $0)) }
+        let watcher = Watcher(request: request, target: target, kind: .stream(lastIndex: resume), client: client, route: 0,
                               method: .get, access: access, hub: self)
         add(watcher, timeout: nil)
         Transport.limitSendBuffer(of: request, to: Self.streamSendBufferBytes)

@@ -5,8 +5,9 @@ import Registry
 /// What a parked request or a stream watches.
 enum WatchTarget {
     case service(String, ReadQuery)
-    /// Every service, or (with a grant) only those the caller may read.
-    case services(Grant?)
+    /// The services listing: every service, or those a query keeps, or (with a grant) only
+    /// those the caller may read.
+    case services(ServicesListingQuery)
     /// A read another front end renders (Consul's blocking queries): long-polls only.
     case external(ExternalRead)
 
@@ -19,12 +20,21 @@ enum WatchTarget {
         }
     }
 
+    /// The index a stream's client already has (`index=N`): the stream's first event is left
+    /// out while the index is still N, as a blocking query waits.
+    var resumeIndex: UInt64? {
+        switch self {
+        case .service(_, let query): return query.index
+        case .services(let listing): return listing.query.index
+        case .external: return nil
+        }
+    }
+
     /// What streams of this target may share: their events are the same bytes. Nil when each
     /// read differs (a pick rotates or shuffles per read).
     var sharingKey: String? {
         switch self {
-        case .services(nil): return "*"
-        case .services(let grant?): return "*|" + grant.summary
+        case .services(let listing): return listing.sharingKey
         case .service(let name, let query): return query.pick == nil ? name + "|" + query.filterKey : nil
         case .external: return nil
         }
@@ -37,4 +47,19 @@ struct ExternalRead {
     let serviceName: String?
     let index: (Instant) -> UInt64
     let answer: (Instant, Int64) -> Response
+}
+
+/// What a `/services` read or `/watch` stream lists: its query, and the grant of a caller
+/// that may not read every service (nil for one that may).
+struct ServicesListingQuery {
+    let readable: Grant?
+    let query: ServicesQuery
+
+    /// Streams with the same key get the same events.
+    var sharingKey: String {
+        var key = "*"
+        if let readable { key += "|" + readable.summary }
+        if !query.isWholeListing { key += "|" + query.listingKey }
+        return key
+    }
 }

@@ -10,7 +10,7 @@ RELEASE_BINARY := .build/release/service-registry
 # A hung test fails the run instead of holding CI until its own limit.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test fuzz build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo clean
+.PHONY: run test fuzz build deps crash-test-cluster cluster bench bench-quick bench-compare bench-instructions check-deploy demo screenshots clean
 
 # libevent's evhttp and bufferevent_openssl, and OpenSSL's headers (with their pkg-config
 # files) from Debian, once.
@@ -59,6 +59,13 @@ crash-test-cluster: build
 # Three etcd members and three registries on loopback (scripts/cluster.sh stop ends them).
 cluster: build
 	bash scripts/cluster.sh start
+
+# The dashboard's browser test (headless Chromium), writing its screenshots into
+# docs/screenshots, where the README links them.
+screenshots: deps
+	bash scripts/install-test-tools.sh
+	swift build --build-tests
+	DASHBOARD_SCREENSHOTS=$(CURDIR)/docs/screenshots swift test --skip-build --filter LiveDashboardTests/theDashboardWorksInARealBrowser
 
 # The seed's quick demo, unattended.
 demo: deps

@@ -54,3 +54,15 @@ if [[ ! -x .build/eureka-clients/bin/python ]] || ! .build/eureka-clients/bin/py
     python3 -m venv .build/eureka-clients
     .build/eureka-clients/bin/pip install -q 'py-eureka-client==0.13.3'
 fi
+
+# Chromium and its WebDriver (Debian's chromium and chromium-driver) with Selenium (PyPI, its own
+# virtualenv) for the dashboard's tests in a real headless browser.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+((${#missing[@]} == 0)) || bash scripts/apt-install.sh "${missing[@]}"
+if [[ ! -x .build/browser-tests/bin/python ]] || ! .build/browser-tests/bin/python -c 'import selenium' 2>/dev/null; then
+    echo "Installing selenium from PyPI into .build/browser-tests (missing)..."
+    python3 -m venv .build/browser-tests
+    .build/browser-tests/bin/pip install -q 'selenium==4.27.1'
+fi

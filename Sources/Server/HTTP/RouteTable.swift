@@ -6,8 +6,8 @@ import Registry
 /// declared once, in its front end's list (`NativeAPI.routes`); dispatch, `405` with
 /// `Allow`, the 404 text, the metrics labels and the OpenAPI test all read the table.
 struct Route {
-    /// The API a route belongs to. The compatible APIs (and the dashboard to come, under
-    /// `/ui`) are front ends of their own.
+    /// The API a route belongs to. The compatible APIs and the dashboard are front ends of
+    /// their own.
     enum FrontEnd: String {
         case native
         /// Prometheus HTTP service discovery (`Frontends/Prometheus/`).
@@ -16,6 +16,8 @@ struct Route {
         case consul
         /// Eureka's REST API under `/eureka/` (`Frontends/Eureka/`).
         case eureka
+        /// The web dashboard, `/ui` (`Frontends/Dashboard/`), and `/`'s redirect to it.
+        case dashboard
 
         /// The registry's own routes, which `openapi.yaml` describes and the 404's hint lists;
         /// the compatible APIs are their originals' to describe (the README lists them).
@@ -233,7 +235,12 @@ struct RouteTable {
 extension RouteTable {
     /// Every front end's routes, in the one table a listener serves: the native API's,
     /// Prometheus service discovery's, Consul's, Eureka's.
-    static func registry(api: NativeAPI, service: RegistryService, consul: ConsulAPI, eureka: EurekaAPI) -> RouteTable {
-        RouteTable(api.routes() + PrometheusTargets(service: service).routes() + consul.routes() + eureka.routes())
+    static func registry(api: NativeAPI, service: RegistryService, consul: ConsulAPI, eureka: EurekaAPI,
+                         dashboard: Dashboard = Dashboard()) -> RouteTable {
+        let table = RouteTable(api.routes() + PrometheusTargets(service: service).routes() + consul.routes() + eureka.routes()
+            + dashboard.routes())
+        let hint = table.notFoundHint
+        dashboard.notFound = { method in .error(404, "no such endpoint: \(method.name) /; \(hint)") }
+        return table
     }
 }

@@ -13,6 +13,7 @@ at the first check that fails, with the registry's log.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -417,4 +418,59 @@ try:
 finally:
     page.quit()
 guarded.stop()
+
+
+# ---- Cluster mode: a real etcd member and two replicas; the page on either shows both ----------
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+client_port, peer_port = free_port(), free_port()
+etcd_log = open(os.path.join(work, "etcd.log"), "wb")
+etcd = subprocess.Popen(
+    ["etcd", "--name", "m1", "--data-dir", os.path.join(work, "etcd"),
+     "--listen-client-urls", f"http://127.0.0.1:{client_port}", "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
+     "--listen-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+     "--initial-cluster", f"m1=http://127.0.0.1:{peer_port}", "--initial-cluster-state", "new",
+     "--logger", "zap", "--log-level", "warn"], stdout=etcd_log, stderr=subprocess.STDOUT)
+try:
+    def etcd_healthy():
+        with urllib.request.urlopen(f"http://127.0.0.1:{client_port}/health", timeout=1) as answer:
+            return json.loads(answer.read())["health"] == "true"
+    wait_until(etcd_healthy, 15, "etcd becoming healthy")
+    replicas = []
+    for name in ["r1", "r2"]:
+        port = free_port()
+        replica = Registry(name, ["--in-memory", "--etcd", f"http://127.0.0.1:{client_port}", "--replica-name", name,
+                                  "--advertise-url", f"http://127.0.0.1:{port}"], port)
+        registries.append(replica)
+        replicas.append(replica)
+    wait_until(lambda: all(curl(r, "/cluster")[0]["leader"] is not None for r in replicas)
+               and all(len(curl(r, "/cluster")[0]["replicas"]) == 2 for r in replicas), 20, "both replicas agreeing on a leader")
+    state, _ = curl(replicas[1], "/cluster")
+    page = browser(1280)
+    try:
+        page.get(replicas[1].url + "/ui")
+        wait_until(lambda: page.find_element(By.ID, "cluster").is_displayed(), 10, "the cluster panel")
+        def panel_matches():
+            shown = page.execute_script("""
+                return [...document.querySelectorAll('#replicas tbody tr')].map((row) => [...row.children].map((c) => c.textContent));""")
+            return ([row[0] for row in shown] == [r["name"] for r in state["replicas"]]
+                    and [row[2] == "leader" for row in shown] == [r["leader"] for r in state["replicas"]]
+                    and page.find_element(By.ID, "cluster-leader").text == state["leader"]["name"])
+        wait_until(panel_matches, 10, "the cluster panel showing /cluster")
+        text = page.find_element(By.ID, "cluster").text
+        check("healthy" in text and f"127.0.0.1:{client_port}" in text, f"etcd's health is not shown: {text!r}")
+        page.save_screenshot(os.path.join(shots, "dashboard-cluster-1280.png"))
+        print(f"ok: in cluster mode the page shows the replicas, the leader ({state['leader']['name']}), lag and etcd's health",
+              flush=True)
+    finally:
+        page.quit()
+    for replica in replicas:
+        replica.stop()
+finally:
+    etcd.terminate()
+    etcd.wait(10)
 print("done", flush=True)

@@ -507,7 +507,7 @@ enum DashboardScript {
         ' · leader: ', c.leader ? el('strong', { id: 'cluster-leader' }, c.leader.name) : el('span', { class: 'error' }, 'none known'),
         c.replica.last_contact_ms === null ? '' : ' · last contact with etcd ' + c.replica.last_contact_ms + ' ms ago'),
       el('div', { class: 'table-wrap' }, el('table', { id: 'replicas' },
-        el('thead', {}, el('tr', {}, ['Replica', 'URL', 'Role', 'Change index', 'Lag'].map((h) => el('th', { scope: 'col' }, h)))),
+        el('thead', {}, el('tr', {}, ['Replica', 'URL', 'Role', 'Change index', 'Behind this replica'].map((h) => el('th', { scope: 'col' }, h)))),
         el('tbody', {}, c.replicas.map((r) => el('tr', {},
           el('th', { scope: 'row' }, r.name), el('td', {}, el('code', {}, r.url)),
           el('td', {}, r.leader ? badge('leader', 's-UP') : 'follower'),

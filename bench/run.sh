@@ -87,6 +87,7 @@ if [[ $MODE == full ]]; then
     SLOW_SERVICES=2000 SLOW_STREAMS=300
     CHECK_INSTANCES=10000 CHECK_INTERVAL=10         # 1,000 checks/s
     DNS_LOAD_QPS=20000
+    DASHBOARDS=50
 else
     ROUNDS=1 DURATION=1
     MEMORY_SERVICES=10 MEMORY_INSTANCES=100
@@ -99,6 +100,7 @@ else
     SLOW_SERVICES=200 SLOW_STREAMS=20
     CHECK_INSTANCES=500 CHECK_INTERVAL=2
     DNS_LOAD_QPS=2000
+    DASHBOARDS=10
 fi
 # A comparison needs more rounds than a run against baselines: its ratios are close to 1.
 [[ -n $COMPARE_REV && $MODE == full ]] && ROUNDS=5
@@ -678,6 +680,58 @@ scenario_tokens_discover() {
     done
     stop_pid "$open_pid"
     stop_scenario_servers
+}
+
+# dashboards-discover: GET /discover/svc-0 with DASHBOARDS dashboards open (bench/dashboards.py
+# makes the requests the page at /ui makes while open: /watch streams, the 5 s refresh of a
+# service's view) and a status change in svc-0 every second, so that every stream gets events,
+# against the same registry with the same changes and no dashboard; which goes first alternates.
+scenario_dashboards_discover() {
+    local scenario=dashboards-discover round churn_pid
+    if [[ -n $COMPARE_REV ]] || ((BASELINES_ONLY)); then
+        log "$scenario: skipped (it compares the registry with itself)"
+        return 0
+    fi
+    log "$scenario: GET /discover with $DASHBOARDS dashboards open and a change a second, against none open"
+    start_registry "$LONG_HEARTBEAT_TIMEOUT"
+    populate_registry --services 300 --instances 3
+    taskset -c "$CLIENT_CPU" python3 "$BENCH/dashboards.py" --port "$REG_PORT" --count 0 --churn \
+        --report "$TMP/churn.json" >"$TMP/churn.log" 2>&1 &
+    churn_pid=$!
+    PIDS+=("$churn_pid")
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((round % 2)); then
+            with_dashboards "$scenario" "$round"
+            wrk_run "$scenario" nodash "$round" "$REG_PORT" "$CONNS" discover.lua
+        else
+            wrk_run "$scenario" nodash "$round" "$REG_PORT" "$CONNS" discover.lua
+            with_dashboards "$scenario" "$round"
+        fi
+    done
+    stop_pid "$churn_pid"
+    log "  changes: $(sed -n 's/^summary: .*, //p' "$TMP/churn.log")"
+    stop_scenario_servers
+}
+
+# with_dashboards SCENARIO ROUND: one wrk run with the dashboards open; says what they got.
+with_dashboards() {
+    local scenario=$1 round=$2 pid report=$TMP/dashboards-$2.json tries
+    # Niced: they share the client CPU with wrk, and what is measured is the registry's work for
+    # them (every event is still read: the summary counts them), not their Python's.
+    taskset -c "$CLIENT_CPU" nice -n 10 python3 "$BENCH/dashboards.py" --port "$REG_PORT" --count "$DASHBOARDS" \
+        --report "$report" >"$TMP/dashboards-$round.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for ((tries = 0; tries < 300; tries++)); do
+        grep -q '^ready' "$TMP/dashboards-$round.log" && break
+        kill -0 "$pid" 2>/dev/null || { cat "$TMP/dashboards-$round.log" >&2; die "$scenario: the dashboards did not open"; }
+        sleep 0.05
+    done
+    grep -q '^ready' "$TMP/dashboards-$round.log" || die "$scenario: the dashboards did not open in 15 s"
+    wrk_run "$scenario" registry "$round" "$REG_PORT" "$CONNS" discover.lua
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    log "  $DASHBOARDS dashboards open: $(sed -n 's/^summary: //p' "$TMP/dashboards-$round.log")"
 }
 
 # checks-10k: GET /discover on a registry without checks, then on one running CHECK_INSTANCES

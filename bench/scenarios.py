@@ -41,6 +41,9 @@ SCENARIOS = [
     # 10,000 instances with an HTTP check every 10 s (1,000 checks/s) against one without
     # checks; the checks' regularity is reported beside (kind "checks").
     Scenario("checks-10k", "throughput", [("rps", "nochecks", ">=", 0.9)]),
+    # With 50 dashboards open (bench/dashboards.py: the page's streams and refreshes) and a
+    # change a second, against the same registry with the same changes and none open.
+    Scenario("dashboards-discover", "throughput", [("rps", "nodash", ">=", 0.95)]),
     # DNS A queries (dnsperf) against dnsmasq serving the same records from a hosts file; the
     # ratio of queries per second, and GET /discover beside a DNS load (kind "dns").
     Scenario("dns-queries", "other", [("qps", "dnsmasq", ">=", 0.8)]),

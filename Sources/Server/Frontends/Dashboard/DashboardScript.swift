@@ -494,10 +494,13 @@ enum DashboardScript {
   }
 
   // ---- Cluster ---------------------------------------------------------------------------
+  // A single registry stays single until it restarts: asked once, not every 5 s.
+  let single = false;
   async function loadCluster() {
     const section = $('cluster');
-    if (!state.access || !state.access.operator) { section.hidden = true; return; }
+    if (single || !state.access || !state.access.operator) { section.hidden = true; return; }
     const answer = await call('GET', '/cluster');
+    if (answer.ok && answer.data && answer.data.mode === 'single') single = true;
     if (!answer.ok || !answer.data || answer.data.mode !== 'cluster') { section.hidden = true; return; }
     const c = answer.data;
     const bodyNode = $('cluster-body');

@@ -11,6 +11,9 @@ so that the load's client work does not count as the registry's.
     largestate.py service --port P --pid PID --service NAME --instances K --seconds S
         one instance's status flipped, then GET /discover/NAME, back to back, on one
         service of K instances
+    largestate.py services-queries --port P --pid PID
+        GET /services whole, and filtered and paged as the dashboard asks, each read 20
+        times: the time of each answer and its size
     largestate.py slow-streams --port P --pid PID --streams N --seconds S
         N streams of /watch whose clients never read, while a registration comes every
         50 ms; RSS before and after
@@ -178,9 +181,34 @@ def run_slow_streams(args):
             "streams": args.streams, "rss_idle": rss_idle, "rss_loaded": rss_loaded, "rss_peak": peak}
 
 
+# What a dashboard and a script ask of a large registry: the first page, a prefix, a tag no
+# service has (the whole registry scanned), problems first, a page further on.
+QUERIES = ["/services", "/services?limit=200", "/services?prefix=svc-1999", "/services?tag=absent&limit=200",
+           "/services?order=problems&limit=200", "/services?limit=200&after=svc-150000"]
+
+
+def run_services_queries(args):
+    conn = Connection(args.port)
+    results = []
+    for path in QUERIES:
+        times = []
+        size = 0
+        for _ in range(20):
+            started = time.perf_counter()
+            status, size = conn.request("GET", path)
+            times.append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                raise SystemExit(f"{path} answered {status}")
+        times.sort()
+        results.append({"path": path, "median_ms": round(times[len(times) // 2], 2), "max_ms": round(times[-1], 2),
+                        "bytes": size})
+    conn.close()
+    return {"kind": "large-queries", "scenario": args.scenario, "queries": results}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["services", "service", "slow-streams"])
+    parser.add_argument("probe", choices=["services", "service", "slow-streams", "services-queries"])
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pid", type=int, required=True)
@@ -189,7 +217,8 @@ def main():
     parser.add_argument("--instances", type=int, default=50_000)
     parser.add_argument("--streams", type=int, default=300)
     args = parser.parse_args()
-    run = {"services": run_services, "service": run_service, "slow-streams": run_slow_streams}[args.probe]
+    run = {"services": run_services, "service": run_service, "slow-streams": run_slow_streams,
+           "services-queries": run_services_queries}[args.probe]
     print(json.dumps(run(args)))
 
 

@@ -582,6 +582,18 @@ def large_state_rows(records, verdicts):
     return rows
 
 
+def large_query_rows(records):
+    """large-services' reads of /services whole and filtered: the time of an answer, its size."""
+    rows = []
+    for r in records:
+        if r["kind"] != "large-queries":
+            continue
+        for query in r["queries"]:
+            rows.append([f"`{query['path']}`", f"{query['median_ms']:,.2f} ms", f"{query['max_ms']:,.2f} ms",
+                         f"{query['bytes']:,} bytes"])
+    return rows
+
+
 def fmt_plain_ms(value):
     return f"{value:,.1f} ms" if value is not None else "—"
 
@@ -641,6 +653,10 @@ def main():
     if large:
         out += ["## Large state", "",
                 table(["scenario", "measured", "target", "result"], large), ""]
+    queries = large_query_rows(records)
+    if queries:
+        out += ["### `/services` at this size, whole and filtered (20 reads each)", "",
+                table(["read", "median", "max", "answer"], queries), ""]
     cluster = cluster_rows(records, verdicts, notes)
     if cluster:
         out += ["## Cluster (three etcd members, three replicas)", "",

@@ -1088,6 +1088,7 @@ scenario_large_services() {
     start_registry "$LONG_HEARTBEAT_TIMEOUT"
     populate registry --port "$REG_PORT" --services "$LARGE_SERVICES" --instances 1 --timeout 600
     largestate services --scenario large-services --seconds "$LARGE_SECONDS"
+    largestate services-queries --scenario large-services
     stop_scenario_servers
 }
 

@@ -58,8 +58,10 @@ import TestSupport
         for number in 0..<700 {
             let name = ["api-", "apex-", "billing-", "b", "web-"][number % 5] + String(number, radix: 7)
             for instance in 0..<(1 + Int(random.next() % 3)) {
-                let chosen = tags.filter { _ in random.next() % 3 == 0 }.map { "\"\($0)\"" }.joined(separator: ",")
-                let zone = random.next() % 4 == 0 ? "null" : "\"\(zones[Int(random.next() % 3)])\""
+                // "rare" and z9 are held by few services: filters on them go through the index.
+                let chosen = (tags.filter { _ in random.next() % 3 == 0 } + (number % 37 == 0 && instance == 0 ? ["rare"] : []))
+                    .map { "\"\($0)\"" }.joined(separator: ",")
+                let zone = number % 53 == 0 ? "\"z9\"" : random.next() % 4 == 0 ? "null" : "\"\(zones[Int(random.next() % 3)])\""
                 let status = ["UP", "UP", "UP", "DOWN", "STARTING", "OUT_OF_SERVICE"][Int(random.next() % 6)]
                 let verdict = ["passing", "warning", "critical"][Int(random.next() % 3)]
                 let check = random.next() % 3 == 0 ? #","check":{"tcp":"127.0.0.1:1","interval":"10s","status":"\#(verdict)"}"# : ""
@@ -83,6 +85,8 @@ import TestSupport
             "/services?problems=true", "/services?problems=true&prefix=web-&limit=5", "/services?order=problems",
             "/services?order=problems&limit=25", "/services?order=problems&tag=d&limit=7", "/services?after=billing-1",
             "/services?after=b&prefix=b&limit=4", "/services?after=zz", "/services?health=passing&status=UP&limit=50",
+            "/services?tag=rare", "/services?tag=rare&limit=3", "/services?zone=z9&tag=a", "/services?tag=rare&order=problems&limit=5",
+            "/services?tag=rare&prefix=api-", "/services?tag=rare&after=b", "/services?tag=nobody-has-this",
         ]
         for target in targets {
             let query = try Array(target.split(separator: "?")[1].utf8).withUnsafeBufferPointer { try ServicesQuery.parse($0).get() }
@@ -91,6 +95,17 @@ import TestSupport
         }
         let whole = try page("/services")
         #expect(whole == expected(ServicesQuery()) && whole.matching == nil && whole.next == nil)
+        // Tags and zones taken away and given: the index follows.
+        let rare = try page("/services?tag=rare").names
+        for name in rare.prefix(5) {
+            _ = api.handle(method: .post, path: "/register", body: #"{"service":"\#(name)","id":"\#(name)-0","address":"http://10.0.0.1:1000","tags":[],"zone":"z9"}"#, now: clock)
+        }
+        _ = api.handle(method: .post, path: "/register", body: #"{"service":"web-new","address":"http://h:1","tags":["rare"]}"#, now: clock)
+        for target in ["/services?tag=rare", "/services?zone=z9", "/services?zone=z9&order=problems"] {
+            let query = try Array(target.split(separator: "?")[1].utf8).withUnsafeBufferPointer { try ServicesQuery.parse($0).get() }
+            #expect(try page(target) == expected(query), "\(target) after changes")
+        }
+        #expect(try page("/services?tag=rare").names.contains("web-new"))
     }
 
     @Test mutating func followingNextPagesThroughEveryServiceOnce() throws {

@@ -57,7 +57,80 @@ final class ServicesListing {
     }
 
     private func apply(_ name: String, _ registry: Registry) {
-        if let summary = registry.summary(ofService: name) { upsert(name, Self.entry(summary)) } else { remove(name) }
+        if let summary = registry.summary(ofService: name) {
+            upsert(name, Self.entry(summary))
+            noteProblem(name, summary.hasProblem)
+            noteFacets(name, Self.facets(summary))
+        } else {
+            remove(name)
+            noteProblem(name, false)
+            noteFacets(name, [])
+        }
+    }
+
+    /// Services with a problem (`ServiceSummary.hasProblem`), as kept: `order=problems` lists
+    /// these first without looking at every service.
+    private var problemNames: Set<String> = []
+    private var sortedProblemNames: [String]?
+
+    /// An index of the services by what a filter asks for: `t:TAG`, `z:ZONE`, and the statuses
+    /// and verdicts that are not the usual ones (`s:DOWN`, `h:critical`, …; every service is
+    /// nearly always `UP` and `passing`, which would select nothing). A filtered answer walks
+    /// the rarest of its conditions' sets instead of every service.
+    private var facetsOf: [String: [String]] = [:]
+    private var servicesWith: [String: Set<String>] = [:]
+
+    private static func facets(_ summary: ServiceSummary) -> [String] {
+        var keys: [String] = []
+        for tag in summary.tags { keys.append("t:" + tag) }
+        for zone in summary.zones { keys.append("z:" + zone) }
+        for status in InstanceStatus.allCases where status != .up && summary.countsByStatus[status] != nil {
+            keys.append("s:" + status.rawValue)
+        }
+        for health in CheckStatus.allCases where health != .passing && summary.countsByHealth[health] != nil {
+            keys.append("h:" + health.rawValue)
+        }
+        return keys
+    }
+
+    private func noteFacets(_ name: String, _ keys: [String]) {
+        let old = facetsOf[name] ?? []
+        guard old != keys else { return }
+        for key in old where !keys.contains(key) {
+            servicesWith[key]?.remove(name)
+            if servicesWith[key]?.isEmpty == true { servicesWith[key] = nil }
+        }
+        for key in keys where !old.contains(key) { servicesWith[key, default: []].insert(name) }
+        facetsOf[name] = keys.isEmpty ? nil : keys
+    }
+
+    /// The services that may meet `filter`, from the index, when that is a small share of all
+    /// of them (sorting them is then cheaper than walking every name); nil otherwise.
+    private func indexedCandidates(_ filter: ServiceFilter, of total: Int) -> Set<String>? {
+        var smallest: Set<String>?
+        func consider(_ set: Set<String>?) {
+            let set = set ?? []
+            if smallest == nil || set.count < smallest!.count { smallest = set }
+        }
+        for tag in filter.tags { consider(servicesWith["t:" + tag]) }
+        if let zone = filter.zone { consider(servicesWith["z:" + zone]) }
+        if let status = filter.status, status != .up { consider(servicesWith["s:" + status.rawValue]) }
+        if let health = filter.health, health != .passing { consider(servicesWith["h:" + health.rawValue]) }
+        if filter.problemsOnly { consider(problemNames) }
+        guard let smallest, smallest.count * 8 < total else { return nil }
+        return smallest
+    }
+
+    private func noteProblem(_ name: String, _ problem: Bool) {
+        let changed = problem ? problemNames.insert(name).inserted : problemNames.remove(name) != nil
+        if changed { sortedProblemNames = nil }
+    }
+
+    private func sortedProblems() -> [String] {
+        if let sortedProblemNames { return sortedProblemNames }
+        let sorted = problemNames.sorted()
+        sortedProblemNames = sorted
+        return sorted
     }
 
     /// The answer for the registry's current state at `now`, in parts to be sent in order:
@@ -115,56 +188,95 @@ final class ServicesListing {
         let due = registry.dueInstanceCounts(now: now)
         let limit = query.limit ?? Int.max
         var listed: [[UInt8]] = []
-        var later: [[UInt8]] = []
         var matching = 0
         var lastListed: String?
         var more = false
         let prefix = query.prefix
-        let start = [prefix, query.after].compactMap { $0 }.max() ?? ""
-        var blockNumber = blocks.isEmpty ? 0 : blockIndex(for: start)
-        scan: while blockNumber < blocks.count {
-            let block = blocks[blockNumber]
-            blockNumber += 1
-            var position = Self.insertionPoint(of: start, in: block.names)
-            while position < block.names.count {
-                let name = block.names[position]
-                let here = position
-                position += 1
-                if let after = query.after, name <= after { continue }
-                if let prefix, !name.hasPrefix(prefix) {
-                    if name > prefix { break scan }
-                    continue
-                }
-                if let admits, !admits(name) { continue }
-                let full = listed.count >= limit && (query.order == .name || later.count >= limit)
-                // A service with instances past their deadline (that no expiry has removed yet)
-                // is judged and shown without them; any other by its kept counts and entry.
-                let entry: [UInt8]
-                let problem: Bool
-                if let dueCounts = due[name] {
-                    guard let summary = registry.summary(ofService: name, leavingOut: dueCounts), query.filter.admits(summary) else { continue }
-                    matching += 1
-                    if full { more = true; continue }
-                    entry = Self.entry(summary)
-                    problem = summary.hasProblem
-                } else {
-                    if !query.filter.isEmpty && !registry.service(name, meets: query.filter) { continue }
-                    matching += 1
-                    if full { more = true; continue }
-                    entry = block.entries[here]
-                    problem = query.order == .problems && registry.serviceHasProblem(name)
-                }
-                if query.order == .problems && !problem {
-                    if later.count < limit { later.append(entry) } else { more = true }
-                } else if listed.count < limit {
-                    listed.append(entry)
-                    lastListed = name
-                } else {
-                    more = true
+
+        func inRange(_ name: String) -> Bool {
+            if let after = query.after, name <= after { return false }
+            if let prefix, !name.hasPrefix(prefix) { return false }
+            return admits?(name) ?? true
+        }
+        /// Whether the query lists `name` now (a service with instances past their deadline
+        /// that no expiry has removed yet judged without them, any other by its kept counts),
+        /// with its entry when `rendered` and whether it has a problem.
+        func judged(_ name: String, _ block: Block, _ position: Int, rendered: Bool) -> (entry: [UInt8], problem: Bool)? {
+            if let dueCounts = due[name] {
+                guard let summary = registry.summary(ofService: name, leavingOut: dueCounts), query.filter.admits(summary) else { return nil }
+                return (rendered ? Self.entry(summary) : [], summary.hasProblem)
+            }
+            if !query.filter.isEmpty && !registry.service(name, meets: query.filter) { return nil }
+            return (rendered ? block.entries[position] : [], problemNames.contains(name))
+        }
+
+        // Problems first: the few kept as such, in name order.
+        var taken: Set<String> = []
+        if query.order == .problems {
+            for name in sortedProblems() where inRange(name) {
+                let block = blocks[blockIndex(for: name)]
+                let position = Self.insertionPoint(of: name, in: block.names)
+                guard position < block.names.count, block.names[position] == name,
+                      let found = judged(name, block, position, rendered: listed.count < limit), found.problem else { continue }
+                taken.insert(name)
+                matching += 1
+                if listed.count < limit { listed.append(found.entry) } else { more = true }
+            }
+        }
+        /// One more service in name order: listed, or only counted once the page is full.
+        func consider(_ name: String, _ block: Block, _ position: Int) {
+            let full = listed.count >= limit
+            guard let found = judged(name, block, position, rendered: !full) else { return }
+            matching += 1
+            if full {
+                more = true
+                return
+            }
+            listed.append(found.entry)
+            lastListed = name
+        }
+
+        if let candidates = indexedCandidates(query.filter, of: registry.serviceCount) {
+            // Few services can match: those the index holds for the rarest condition, sorted.
+            for name in candidates.filter({ !taken.contains($0) && inRange($0) }).sorted() {
+                let block = blocks[blockIndex(for: name)]
+                let position = Self.insertionPoint(of: name, in: block.names)
+                if position < block.names.count && block.names[position] == name { consider(name, block, position) }
+            }
+        } else {
+            // Every other service in name order, from the prefix's (or `after`'s) place.
+            let start = [prefix, query.after].compactMap { $0 }.max() ?? ""
+            let countable = query.filter.isEmpty && admits == nil && prefix == nil
+            var blockNumber = blocks.isEmpty ? 0 : blockIndex(for: start)
+            scan: while blockNumber < blocks.count {
+                let block = blocks[blockNumber]
+                blockNumber += 1
+                var position = Self.insertionPoint(of: start, in: block.names)
+                while position < block.names.count {
+                    let name = block.names[position]
+                    let here = position
+                    position += 1
+                    if let after = query.after, name <= after { continue }
+                    if let prefix, !name.hasPrefix(prefix) {
+                        if name > prefix { break scan }
+                        continue
+                    }
+                    if taken.contains(name) || !inRange(name) { continue }
+                    if listed.count >= limit && countable {
+                        // Nothing to judge past the page: the rest are counted, less those whose
+                        // every instance is past its deadline and those listed first.
+                        let rest = block.names.count - here + blocks[blockNumber...].reduce(0) { $0 + $1.names.count }
+                        let gone = due.keys.filter { $0 >= name && !taken.contains($0) }
+                            .filter { registry.summary(ofService: $0, leavingOut: due[$0]) == nil }.count
+                        let first = taken.filter { $0 >= name }.count
+                        matching += rest - gone - first
+                        more = more || rest - gone - first > 0
+                        break scan
+                    }
+                    consider(name, block, here)
                 }
             }
         }
-        if query.order == .problems { listed += later.prefix(max(0, limit - listed.count)) }
         var json = JSONWriter(capacity: 64 + listed.reduce(0) { $0 + $1.count + 1 })
         json.raw(Self.opening)
         for (number, entry) in listed.enumerated() {
@@ -217,6 +329,8 @@ final class ServicesListing {
             }
             block.names.append(name)
             block.entries.append(Self.entry(summary))
+            if summary.hasProblem { problemNames.insert(name) }
+            noteFacets(name, Self.facets(summary))
         }
         blocks.append(block)
     }

@@ -51,6 +51,9 @@ class Registry:
             if marker >= 0 and (port == 0 or text[marker:].startswith(f"Service Registry starting on port {port}")):
                 self.port = int(text[marker:].split("port ", 1)[1].split()[0].rstrip(".…"))
                 self.url = f"http://127.0.0.1:{self.port}"
+                secure = text.rfind("HTTPS on port ")
+                if secure > marker:
+                    self.tls_url = f"https://127.0.0.1:{int(text[secure:].split('port ', 1)[1].split()[0])}"
                 return
             if self.process.poll() is not None:
                 break
@@ -110,8 +113,11 @@ def wait_until(predicate, seconds, what):
     fail(f"{what}: not within {seconds} s")
 
 
-def browser(width):
+def browser(width, trust_any_certificate=False):
     options = webdriver.ChromeOptions()
+    if trust_any_certificate:
+        # The test's own CA (scripts/make-certs.sh) is not in the browser's store.
+        options.add_argument("--ignore-certificate-errors")
     options.binary_location = "/usr/bin/chromium"
     for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      f"--window-size={width},900", "--hide-scrollbars", "--force-device-scale-factor=1"]:
@@ -419,6 +425,27 @@ finally:
     page.quit()
 guarded.stop()
 
+
+# ---- Over HTTPS (--tls-port): the page's own writes pass the cross-site check ------------------
+certs = os.path.join(work, "certs")
+subprocess.run(["bash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts/make-certs.sh"), certs],
+               check=True, capture_output=True)
+secure = Registry("secure", ["--in-memory", "--tls-cert", os.path.join(certs, "server.pem"),
+                             "--tls-key", os.path.join(certs, "server-key.pem"), "--tls-port", "0"])
+registries.append(secure)
+register(secure, {"service": "api", "id": "api-1", "address": "http://10.0.0.1:8080", "ttl_seconds": 3600})
+page = browser(1280, trust_any_certificate=True)
+try:
+    page.get(secure.tls_url + "/ui#/service/api")
+    wait_until(lambda: len(cards(page)) == 1, 10, "api's instance over HTTPS")
+    page.find_element(By.CSS_SELECTOR, '[data-key="oos:api-1"]').click()
+    wait_until(lambda: curl(secure, "/discover/api?status=any")[0]["instances"][0]["status"] == "OUT_OF_SERVICE", 5,
+               "a status change from the page over HTTPS")
+    check("Refused" not in page.find_element(By.ID, "service-note").text, page.find_element(By.ID, "service-note").text)
+    print(f"ok: over HTTPS ({secure.tls_url}) the page reads the streams and its status change is accepted", flush=True)
+finally:
+    page.quit()
+secure.stop()
 
 # ---- Cluster mode: a real etcd member and two replicas; the page on either shows both ----------
 def free_port():

@@ -22,6 +22,15 @@ import Testing
         #expect(policy.judge(isWrite: true, origin: "http://10.0.0.7:5001", host: "10.0.0.7:5001", fetchSite: "same-origin") == .proceed)
         #expect(policy.judge(isWrite: true, origin: "http://LOCALHOST", host: "localhost:80", fetchSite: nil) == .proceed)
         #expect(policy.judge(isWrite: true, origin: "http://[::1]:5001", host: "[::1]:5001", fetchSite: nil) == .proceed)
+        // The TLS listener's own pages (the dashboard over HTTPS) are https: and only there.
+        #expect(policy.judge(isWrite: true, origin: "https://127.0.0.1:5443", host: "127.0.0.1:5443", fetchSite: nil, secure: true) == .proceed)
+        #expect(policy.judge(isWrite: true, origin: "https://localhost", host: "localhost:443", fetchSite: nil, secure: true) == .proceed)
+        if case .refused = policy.judge(isWrite: true, origin: "http://127.0.0.1:5443", host: "127.0.0.1:5443", fetchSite: nil, secure: true) {} else {
+            Issue.record("an http: origin passed on the TLS listener")
+        }
+        if case .refused = policy.judge(isWrite: true, origin: "https://127.0.0.1:5001", host: "127.0.0.1:5001", fetchSite: nil) {} else {
+            Issue.record("an https: origin passed on the plain listener")
+        }
         #expect(policy.judge(isWrite: true, origin: nil, host: "registry:5001", fetchSite: nil) == .proceed)
         #expect(policy.judge(isWrite: true, origin: "http://dash.example:8080", host: "registry:5001", fetchSite: "cross-site")
                 == .allowed(origin: "http://dash.example:8080"))

@@ -186,7 +186,7 @@ final class HTTPFrontEnd {
         if method.isWrite || !originPolicy.allowed.isEmpty {
             let origin = request.header("Origin")
             switch originPolicy.judge(isWrite: method.isWrite, origin: origin, host: request.header("Host"),
-                                      fetchSite: method.isWrite ? request.header("Sec-Fetch-Site") : nil) {
+                                      fetchSite: method.isWrite ? request.header("Sec-Fetch-Site") : nil, secure: isTLS) {
             case .proceed:
                 break
             case .refused(let message):

@@ -35,11 +35,11 @@ struct OriginPolicy: Equatable {
 
     /// Judges a request: `origin`, `host` and `fetchSite` are its `Origin`, `Host` and
     /// `Sec-Fetch-Site` headers; `isWrite` whether it can change anything.
-    func judge(isWrite: Bool, origin: String?, host: String?, fetchSite: String?) -> Verdict {
+    func judge(isWrite: Bool, origin: String?, host: String?, fetchSite: String?, secure: Bool = false) -> Verdict {
         if let origin {
             if let normalized = Self.normalized(origin), allowed.contains(normalized) { return .allowed(origin: origin) }
             guard isWrite else { return .proceed }
-            if let host, Self.isSameOrigin(origin, host: host) { return .proceed }
+            if let host, Self.isSameOrigin(origin, host: host, secure: secure) { return .proceed }
             return .refused("a write from the web page at \(Violation.quoted(origin)) was refused: it is neither this "
                 + "registry's own origin nor listed in --allowed-origins")
         }
@@ -64,14 +64,16 @@ struct OriginPolicy: Equatable {
         return nil
     }
 
-    /// Whether `origin` is the registry as this request reached it: same host and port, on
-    /// plain HTTP (the only scheme this listener speaks), the host being an IP address or
-    /// `localhost`, which no DNS answer can rebind.
-    static func isSameOrigin(_ origin: String, host: String) -> Bool {
-        guard let normalized = normalized(origin), normalized.hasPrefix("http://") else { return false }
+    /// Whether `origin` is the registry as this request reached it: same scheme (`https` on
+    /// the TLS listener, `http` on a plain one), host and port, the host being an IP address
+    /// or `localhost`, which no DNS answer can rebind. (The dashboard's own writes.)
+    static func isSameOrigin(_ origin: String, host: String, secure: Bool = false) -> Bool {
+        let scheme = secure ? "https://" : "http://"
+        guard let normalized = normalized(origin), normalized.hasPrefix(scheme) else { return false }
         var authority = host.lowercased()
-        if authority.hasSuffix(":80") { authority.removeLast(3) }
-        return normalized == "http://" + authority && isUnrebindable(authority)
+        let defaultPort = secure ? ":443" : ":80"
+        if authority.hasSuffix(defaultPort) { authority.removeLast(defaultPort.count) }
+        return normalized == scheme + authority && isUnrebindable(authority)
     }
 
     /// Whether the origin's port, if it names one, is from 1 to 65535.

@@ -5,7 +5,8 @@ browser (50 Chromium tabs would take the client CPU from wrk):
 
 - half of them on the services view: one stream, `GET /watch?limit=200` (the page asks
   `/access` and `/cluster` once when it opens, and `/cluster` again only in cluster mode);
-- half on a service's view: `GET /watch/SERVICE?status=any`, and `GET /discover/SERVICE?status=any`
+- half on a service's view: `GET /watch/SERVICE?status=any&limit=500`, and
+  `GET /discover/SERVICE?status=any&limit=500`
   every 5 s on a keep-alive connection of its own (the page's refresh of heartbeat times);
 
 and, with --churn, a status change of one instance of SERVICE every --interval seconds (so
@@ -93,8 +94,8 @@ async def main():
         if number % 2 == 0:
             tasks.append(asyncio.create_task(stream(args.port, "/watch?limit=200", stats, ready)))
         else:
-            tasks.append(asyncio.create_task(stream(args.port, f"/watch/{args.service}?status=any", stats, ready)))
-            tasks.append(asyncio.create_task(poll(args.port, f"/discover/{args.service}?status=any", stats)))
+            tasks.append(asyncio.create_task(stream(args.port, f"/watch/{args.service}?status=any&limit=500", stats, ready)))
+            tasks.append(asyncio.create_task(poll(args.port, f"/discover/{args.service}?status=any&limit=500", stats)))
     for _ in range(args.count):
         await asyncio.wait_for(ready.acquire(), 10)
     if args.churn:

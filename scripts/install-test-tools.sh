@@ -4,7 +4,8 @@
 # kubernetes-validate and shellcheck (from PyPI, to check the container and Kubernetes files
 # and the shell scripts) and schemathesis (from PyPI, to test the live server against
 # openapi.yaml with valid and invalid requests), dig and dnspython for the DNS tests, py-eureka-client for
-# the Eureka API's, and two Consul client libraries, each in a
+# the Eureka API's, chromium and chromium-driver (Debian) with Selenium (PyPI) for the dashboard's
+# browser test, and two Consul client libraries, each in a
 # virtualenv of its own since both install the module `consul`: python-consul 1.1.0 (the
 # teaching project's dependency) in .build/consul-clients/python-consul and py-consul (its
 # maintained successor) in .build/consul-clients/py-consul, for the Consul API's tests.

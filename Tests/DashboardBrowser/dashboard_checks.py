@@ -298,6 +298,23 @@ try:
           "an id or metadata value became an element")
     print("ok: an id and metadata holding HTML show as text on the service's page", flush=True)
 
+    # ---- A service of 505 instances: the page shows the first 500 and says so --------------------
+    for number in range(505):
+        request = urllib.request.Request(main.url + "/register", method="POST", data=json.dumps(
+            {"service": "big", "id": f"big-{number}", "address": f"http://10.1.{number // 250}.{number % 250}:80",
+             "ttl_seconds": 3600}).encode())
+        urllib.request.urlopen(request).read()
+    desk.get(main.url + "/ui#/service/big")
+    wait_until(lambda: len(cards(desk)) == 500, 10, "the first 500 of big's instances")
+    summary_text = desk.find_element(By.ID, "service-summary").text
+    check("505" not in summary_text and "the first 500" in summary_text, f"the cut is not said: {summary_text!r}")
+    check(cards(desk)[499]["id"] == "big-499", f"not the first 500 in registration order: {cards(desk)[499]['id']}")
+    print(f"ok: a service of 505 instances shows the first 500 and says so: {summary_text!r}", flush=True)
+    for number in range(505):
+        request = urllib.request.Request(main.url + "/deregister", method="POST", data=json.dumps(
+            {"service": "big", "id": f"big-{number}"}).encode())
+        urllib.request.urlopen(request).read()
+
     # ---- Actions: a status change from the page reaches /discover --------------------------------
     desk.get(main.url + "/ui#/service/api")
     wait_until(lambda: cards_match_discover(desk, main, "api"), 5, "api's instances")
@@ -407,7 +424,7 @@ try:
     check(OPS_TOKEN not in page.current_url, "the token is in the page's address")
     requests = requested(page)
     check(not any(OPS_TOKEN in url or READER_TOKEN in url for url, _ in requests), f"a token in a request's URL: {requests}")
-    check(any(url.endswith("/watch/api?status=any") and headers.get("Authorization") == "Bearer " + OPS_TOKEN
+    check(any(url.endswith("/watch/api?status=any&limit=500") and headers.get("Authorization") == "Bearer " + OPS_TOKEN
               for url, headers in requests), "the stream was not sent the token in its Authorization header")
     # The access log has every request's target: no token in any.
     log = guarded.text()

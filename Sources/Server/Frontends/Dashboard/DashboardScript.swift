@@ -9,6 +9,8 @@ enum DashboardScript {
 (() => {
   const TOKEN_KEY = 'registry-token';
   const PAGE = 200;
+  const MAX_PAGE = 10000;        // the most /services lists in one answer
+  const INSTANCE_PAGE = 500;     // a service's view shows at most this many instances
   const STATUSES = ['UP', 'STARTING', 'DOWN', 'OUT_OF_SERVICE'];
   const HEALTHS = ['passing', 'warning', 'critical'];
   const state = {
@@ -277,6 +279,7 @@ enum DashboardScript {
     const route = parseRoute();
     const main = $('main');
     main.textContent = '';
+    document.title = 'Service registry';
     state.view = route.kind === 'service' ? serviceView(main, route.name) : servicesView(main, route.params);
   }
 
@@ -296,7 +299,7 @@ enum DashboardScript {
     let debounce = null;
     const summary = el('p', { class: 'summary', id: 'services-summary', 'aria-live': 'polite' }, 'Loading…');
     const body = el('tbody', { id: 'services-body' });
-    const more = el('button', { type: 'button', class: 'more', hidden: true, onclick: () => { limit *= 4; restart(); } }, 'Show more');
+    const more = el('button', { type: 'button', class: 'more', hidden: true, onclick: () => { limit = Math.min(MAX_PAGE, limit * 4); restart(); } }, 'Show more');
     const field = (label, name, attrs) => el('label', {}, label, el('input', Object.assign({
       name, value: filters[name], autocomplete: 'off', spellcheck: 'false',
       oninput: (event) => { filters[name] = event.target.value.trim(); schedule(); } }, attrs)));
@@ -363,7 +366,7 @@ enum DashboardScript {
       summary.textContent = names.length === 0
         ? (matching === 0 && !query().toString() ? 'No services are registered.' : 'No service matches these filters.')
         : 'Showing ' + names.length + ' of ' + matching + ' service' + (matching === 1 ? '' : 's') + (query().toString() ? ' that match' : '') + '.';
-      more.hidden = names.length >= matching;
+      more.hidden = names.length >= matching || limit >= MAX_PAGE;
     }
     function restart() {
       if (stream) stream.stop();
@@ -396,6 +399,7 @@ enum DashboardScript {
     function render(answer) {
       current = answer;
       const instances = answer.instances || [];
+      document.title = name + ' · Service registry';
       learnOffset(instances);
       const counts = {};
       const healths = {};
@@ -410,6 +414,9 @@ enum DashboardScript {
         append(summary, [instances.length + ' instance' + (instances.length === 1 ? '' : 's') + ': ',
           STATUSES.filter((s) => counts[s]).map((s) => badge(s + ' ' + counts[s], 's-' + s)),
           HEALTHS.filter((h) => healths[h]).map((h) => badge(h + ' ' + healths[h], 'h-' + h))]);
+      }
+      if (instances.length >= INSTANCE_PAGE) {
+        append(summary, ' (the first ' + INSTANCE_PAGE + ', in registration order: the services table has the whole count)');
       }
       const writable = mayWrite(name);
       if (!writable && instances.length > 0) note.textContent = readOnlyReason(name);
@@ -478,10 +485,10 @@ enum DashboardScript {
     // Heartbeats that change nothing move no index, so no event: their times are read
     // every 5 s and the clocks tick in between.
     async function refresh() {
-      const answer = await call('GET', '/discover/' + encodeURIComponent(name) + '?status=any');
+      const answer = await call('GET', '/discover/' + encodeURIComponent(name) + '?status=any&limit=' + INSTANCE_PAGE);
       if (answer.ok && answer.data && current && !stream.stopped) render(answer.data);
     }
-    stream = new Stream('/watch/' + encodeURIComponent(name) + '?status=any', {
+    stream = new Stream('/watch/' + encodeURIComponent(name) + '?status=any&limit=' + INSTANCE_PAGE, {
       state: render,
       refused: (message) => {
         list.textContent = '';
